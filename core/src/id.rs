@@ -1,0 +1,120 @@
+//! Small typed identifiers shared by every plane.
+
+use serde::{Deserialize, Serialize};
+
+/// A node, unique in the whole deployment (all DCs). The simulator uses the node index.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct NodeId(pub u32);
+
+/// A datacenter.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct DcId(pub u16);
+
+/// A member's incarnation number (membership.md §2): only its owner increments it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Incarnation(pub u32);
+
+impl Incarnation {
+    /// Incarnations live in `0..=2^31-1`; exhausting them is fatal (membership.md §2).
+    pub const MAX: Incarnation = Incarnation((1 << 31) - 1);
+}
+
+/// Which membership cluster a datagram belongs to (see `node` for who joins which).
+/// `ClusterId::GATES` is the global gate cluster; `ClusterId::dc(d)` is DC `d`'s cluster
+/// of managers and workers.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct ClusterId(pub u16);
+
+impl ClusterId {
+    pub const GATES: ClusterId = ClusterId(0);
+    pub const fn dc(dc: DcId) -> ClusterId {
+        ClusterId(dc.0 + 1)
+    }
+}
+
+/// What a node is. Self-asserted and relayed verbatim, never guessed (membership.md §7).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub enum Role {
+    Gate,
+    Manager,
+    Worker,
+    #[default]
+    Unknown,
+}
+
+/// A peer's transport address: opaque bytes that only the shell interprets (an IPv6
+/// socket address fits). Inline and `Copy` so that carrying it costs no allocation.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Addr {
+    len: u8,
+    bytes: [u8; Addr::CAPACITY],
+}
+
+impl Addr {
+    pub const CAPACITY: usize = 18;
+
+    /// `None` if `bytes` is longer than [`Addr::CAPACITY`].
+    pub fn new(bytes: &[u8]) -> Option<Addr> {
+        if bytes.len() > Self::CAPACITY {
+            return None;
+        }
+        let mut a = Addr {
+            len: bytes.len() as u8,
+            bytes: [0; Self::CAPACITY],
+        };
+        a.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(a)
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+    /// The simulator's addresses: a node index as 4 bytes.
+    pub fn from_u32(v: u32) -> Addr {
+        Addr::new(&v.to_be_bytes()).expect("4 bytes fit")
+    }
+    pub fn to_u32(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.as_bytes().try_into().ok()?))
+    }
+}
+
+impl core::fmt::Debug for Addr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Addr(")?;
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Addr, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Addr;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "at most {} address bytes", Addr::CAPACITY)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Addr, E> {
+                Addr::new(v).ok_or_else(|| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}

@@ -1,0 +1,90 @@
+//! What machines emit: transmissions (already encoded by `wire`) and typed events.
+
+use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
+use crate::membership::confirmation::RemovalReason;
+use crate::membership::lifeguard::DegradationLevel;
+use crate::membership::Status;
+use crate::time::Instant;
+use crate::wire::{DecodeError, NackReason};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// A datagram (UDP in the driver).
+    Transmit { to: Addr, bytes: Vec<u8> },
+    /// A frame on the reliable channel (TCP in the driver).
+    Frame { to: Addr, bytes: Vec<u8> },
+    Event(Event),
+}
+
+pub type Outputs = SmallVec<[Output; 4]>;
+
+/// A member's entry as one node sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemberView {
+    pub status: Status,
+    pub inc: Incarnation,
+    pub confirmed: bool,
+}
+
+/// Everything observable. The simulator's checkers, trace and reports, and the driver's
+/// logs and metrics all read these.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Event {
+    /// A member's entry changed: `None` means absent (never known, forgotten or removed).
+    /// Every table transition is reported, so an observer can mirror the table exactly.
+    Member {
+        cluster: ClusterId,
+        node: NodeId,
+        role: Role,
+        from: Option<MemberView>,
+        to: Option<MemberView>,
+    },
+    /// Our own incarnation changed (persist it before it is announced, membership.md §2).
+    SelfIncarnation {
+        cluster: ClusterId,
+        inc: Incarnation,
+    },
+    /// A suspicion ran out; the `Member` event declaring the death follows.
+    SuspicionExpired {
+        cluster: ClusterId,
+        node: NodeId,
+        inc: Incarnation,
+        started_at: Instant,
+        earliest: Instant,
+        confirmations: u32,
+    },
+    Lhm {
+        cluster: ClusterId,
+        score: u8,
+    },
+    Degradation {
+        cluster: ClusterId,
+        level: DegradationLevel,
+    },
+    /// An out-of-cycle confirmation ping to an unconfirmed gate or manager.
+    ProactivePing {
+        cluster: ClusterId,
+        node: NodeId,
+        role: Role,
+        attempt: u8,
+    },
+    UnconfirmedRemoved {
+        cluster: ClusterId,
+        node: NodeId,
+        role: Role,
+        reason: RemovalReason,
+        discovered_at: Instant,
+    },
+    UnconfirmedWarning {
+        cluster: ClusterId,
+        node: NodeId,
+    },
+    JoinRejected {
+        cluster: ClusterId,
+        reason: NackReason,
+    },
+    /// A datagram or frame that did not decode; counted and dropped.
+    DecodeFailed { error: DecodeError },
+}

@@ -1,0 +1,227 @@
+//! Piggyback gossip (membership.md §5): one pending update per member, a retransmit limit
+//! that grows with ln N, fewest-sent-first selection, bounded queue.
+
+use crate::id::NodeId;
+use crate::time::{secs, Instant};
+use crate::wire::Claim;
+use crate::FxHashMap;
+
+/// `max(1, floor(mult x ln(N+1)))`: N=3 -> 4, 10 -> 7, 100 -> 13, 1000 -> 20 at mult 3.
+pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
+    let l = (mult * libm::log((n + 1) as f64)).floor();
+    if l.is_finite() && l >= 1.0 {
+        l as u32
+    } else {
+        1
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    claim: Claim,
+    sends: u32,
+    limit: u32,
+    enqueued_at: Instant,
+    /// Insertion order: newer first on ties.
+    order: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GossipQueue {
+    pending: FxHashMap<NodeId, Pending>,
+    cap: usize,
+    next_order: u64,
+    /// Updates dropped because the queue was full.
+    pub evicted: u64,
+}
+
+impl GossipQueue {
+    pub fn new(cap: usize) -> Self {
+        GossipQueue {
+            cap,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Queue `claim` unless a pending update about the same node supersedes it: replaced by
+    /// a higher incarnation, or the same incarnation and a higher rank, or (for suspicion
+    /// confirmations) the same rank from a different accuser. `urgent` puts it first
+    /// (our own refutation goes at the head of the queue).
+    pub fn enqueue(&mut self, claim: Claim, limit: u32, now: Instant, urgent: bool) {
+        if let Some(p) = self.pending.get(&claim.node) {
+            let old = &p.claim;
+            let newer = claim.inc > old.inc
+                || (claim.inc == old.inc && claim.kind.rank() > old.kind.rank())
+                || (claim.inc == old.inc
+                    && claim.kind.rank() == old.kind.rank()
+                    && (claim.from != old.from || claim.kind != old.kind));
+            if !newer {
+                return;
+            }
+        } else if self.pending.len() >= self.cap {
+            self.make_room(now);
+        }
+        self.next_order += 1;
+        let order = if urgent {
+            u64::MAX - self.next_order
+        } else {
+            self.next_order
+        };
+        self.pending.insert(
+            claim.node,
+            Pending {
+                claim,
+                sends: 0,
+                limit,
+                enqueued_at: now,
+                order,
+            },
+        );
+    }
+
+    /// Full queue: drop stale (> 60 s) entries; if still full, evict the 10 oldest.
+    fn make_room(&mut self, now: Instant) {
+        let before = self.pending.len();
+        self.pending
+            .retain(|_, p| now.saturating_since(p.enqueued_at) <= secs(60));
+        if self.pending.len() >= self.cap {
+            let mut orders: Vec<(u64, NodeId)> =
+                self.pending.iter().map(|(k, p)| (p.order, *k)).collect();
+            orders.sort_unstable();
+            for (_, k) in orders.into_iter().take(10) {
+                self.pending.remove(&k);
+            }
+        }
+        self.evicted += (before - self.pending.len()) as u64;
+    }
+
+    /// Take up to `n` updates for one datagram: fewest sends first, newest first on ties.
+    /// Each inclusion counts a send; an update is dropped when it reaches its limit.
+    /// `skip` excludes updates about one node (e.g. the buddy claim already carried).
+    pub fn select(&mut self, n: usize, skip: Option<NodeId>, out: &mut Vec<Claim>) {
+        if n == 0 || self.pending.is_empty() {
+            return;
+        }
+        let mut best: smallvec::SmallVec<[(u32, u64, NodeId); 8]> = smallvec::SmallVec::new();
+        for (node, p) in self.pending.iter() {
+            if Some(*node) == skip {
+                continue;
+            }
+            let key = (p.sends, u64::MAX - p.order, *node);
+            if best.len() < n {
+                best.push(key);
+                best.sort_unstable();
+            } else if key < best[n - 1] {
+                best[n - 1] = key;
+                best.sort_unstable();
+            }
+        }
+        for (_, _, node) in best {
+            let p = self.pending.get_mut(&node).expect("selected from the map");
+            out.push(p.claim);
+            p.sends += 1;
+            if p.sends >= p.limit {
+                self.pending.remove(&node);
+            }
+        }
+    }
+
+    /// Forget a member's pending update (member removed from the table).
+    pub fn remove(&mut self, node: NodeId) {
+        self.pending.remove(&node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Addr, Incarnation, Role};
+    use crate::wire::ClaimKind;
+
+    fn claim(node: u32, kind: ClaimKind, inc: u32) -> Claim {
+        Claim {
+            kind,
+            node: NodeId(node),
+            addr: Addr::from_u32(node),
+            inc: Incarnation(inc),
+            role: Role::Worker,
+            from: NodeId(0),
+        }
+    }
+
+    #[test]
+    fn retransmit_limits_match_spec() {
+        assert_eq!(retransmit_limit(3.0, 3), 4);
+        assert_eq!(retransmit_limit(3.0, 10), 7);
+        assert_eq!(retransmit_limit(3.0, 100), 13);
+        assert_eq!(retransmit_limit(3.0, 1000), 20);
+        assert_eq!(retransmit_limit(3.0, 0), 1);
+    }
+
+    #[test]
+    fn each_update_is_sent_at_most_its_limit() {
+        let mut q = GossipQueue::new(100);
+        q.enqueue(claim(1, ClaimKind::Alive, 1), 3, Instant::ZERO, false);
+        let mut sent = 0;
+        for _ in 0..10 {
+            let mut out = Vec::new();
+            q.select(5, None, &mut out);
+            sent += out.len();
+        }
+        assert_eq!(sent, 3);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn higher_rank_or_incarnation_replaces_lower_does_not() {
+        let mut q = GossipQueue::new(100);
+        q.enqueue(claim(1, ClaimKind::Alive, 2), 5, Instant::ZERO, false);
+        q.enqueue(claim(1, ClaimKind::Suspect, 1), 5, Instant::ZERO, false);
+        let mut out = Vec::new();
+        q.select(5, None, &mut out);
+        assert_eq!(out, vec![claim(1, ClaimKind::Alive, 2)]);
+        q.enqueue(claim(1, ClaimKind::Suspect, 2), 5, Instant::ZERO, false);
+        let mut out = Vec::new();
+        q.select(5, None, &mut out);
+        assert_eq!(out, vec![claim(1, ClaimKind::Suspect, 2)]);
+    }
+
+    #[test]
+    fn fewest_sends_first_then_newest() {
+        let mut q = GossipQueue::new(100);
+        for i in 1..=4 {
+            q.enqueue(claim(i, ClaimKind::Alive, 1), 10, Instant::ZERO, false);
+        }
+        let mut out = Vec::new();
+        q.select(2, None, &mut out);
+        let nodes: Vec<u32> = out.iter().map(|c| c.node.0).collect();
+        assert_eq!(nodes, vec![4, 3]);
+        let mut out = Vec::new();
+        q.select(2, None, &mut out);
+        let nodes: Vec<u32> = out.iter().map(|c| c.node.0).collect();
+        assert_eq!(nodes, vec![2, 1]);
+        // Urgent goes first.
+        q.enqueue(claim(9, ClaimKind::Alive, 1), 10, Instant::ZERO, true);
+        q.enqueue(claim(8, ClaimKind::Alive, 1), 10, Instant::ZERO, false);
+        let mut out = Vec::new();
+        q.select(1, None, &mut out);
+        assert_eq!(out[0].node, NodeId(9));
+    }
+
+    #[test]
+    fn queue_is_bounded() {
+        let mut q = GossipQueue::new(20);
+        for i in 0..100 {
+            q.enqueue(claim(i, ClaimKind::Alive, 1), 10, Instant::ZERO, false);
+            assert!(q.len() <= 20);
+        }
+        assert!(q.evicted > 0);
+    }
+}

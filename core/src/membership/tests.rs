@@ -1,0 +1,577 @@
+//! Unit tests of the membership machine, driven by hand with the spec's numbers.
+
+use super::*;
+use crate::io::MemberView;
+use crate::time::{millis, secs};
+
+const CLUSTER: ClusterId = ClusterId(1);
+
+fn ident(node: u32, role: Role) -> Identity {
+    Identity {
+        node: NodeId(node),
+        addr: Addr::from_u32(node),
+        role,
+        cluster: CLUSTER,
+    }
+}
+
+fn machine(role: Role) -> Membership {
+    Membership::new(
+        Config::default(),
+        ident(0, role),
+        Mode::Member,
+        Incarnation(0),
+        42,
+        Instant::ZERO,
+    )
+}
+
+fn env_from(node: u32, role: Role, inc: u32, body: Body) -> Envelope {
+    Envelope {
+        version: wire::WIRE_VERSION,
+        cluster: CLUSTER,
+        sender: NodeId(node),
+        sender_addr: Addr::from_u32(node),
+        sender_inc: Incarnation(inc),
+        sender_role: role,
+        flags: 0,
+        body,
+    }
+}
+
+fn claim(kind: ClaimKind, node: u32, inc: u32, role: Role, from: u32) -> Claim {
+    Claim {
+        kind,
+        node: NodeId(node),
+        addr: Addr::from_u32(node),
+        inc: Incarnation(inc),
+        role,
+        from: NodeId(from),
+    }
+}
+
+fn deliver(m: &mut Membership, env: Envelope, now: Instant) -> Outputs {
+    let bytes = wire::encode(&env, Channel::Datagram).unwrap();
+    m.step(
+        Input::Datagram {
+            from: env.sender_addr,
+            bytes: &bytes,
+        },
+        now,
+    )
+}
+
+/// Tick the machine at each of its deadlines up to `until`; collect all outputs.
+fn run_until(m: &mut Membership, until: Instant, log: &mut Vec<(Instant, Output)>) {
+    while let Some(d) = m.next_deadline() {
+        if d > until {
+            break;
+        }
+        for o in m.step(Input::Tick, d) {
+            log.push((d, o));
+        }
+    }
+}
+
+fn sent(log: &[(Instant, Output)]) -> Vec<(Instant, Addr, Envelope)> {
+    log.iter()
+        .filter_map(|(t, o)| match o {
+            Output::Transmit { to, bytes } => {
+                Some((*t, *to, wire::decode(bytes, Channel::Datagram).unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(log: &[(Instant, Output)]) -> Vec<(Instant, Event)> {
+    log.iter()
+        .filter_map(|(t, o)| match o {
+            Output::Event(e) => Some((*t, e.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Make `node` a confirmed Alive member by a direct PING from it.
+fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
+    let body = Body::Ping {
+        seq: 1,
+        target: NodeId(0),
+        buddy: None,
+        gossip: vec![],
+    };
+    deliver(m, env_from(node, role, 0, body), now);
+    assert_eq!(m.member(NodeId(node)).unwrap().status, Status::Alive);
+}
+
+/// `node` learned by gossip only (relayed by an observer, so nothing else joins the table).
+fn learn_by_gossip(m: &mut Membership, node: u32, role: Role, now: Instant) {
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Alive, node, 0, role, node)],
+    };
+    let mut env = env_from(9, Role::Gate, 0, body);
+    env.flags = wire::FLAG_OBSERVER;
+    deliver(m, env, now);
+    let x = m.member(NodeId(node)).unwrap();
+    assert_eq!(x.status, Status::Unconfirmed);
+    assert!(!x.confirmed);
+}
+
+#[test]
+fn gossip_never_confirms_and_unconfirmed_is_never_suspected() {
+    let mut m = machine(Role::Worker);
+    learn_by_gossip(&mut m, 5, Role::Worker, Instant::ZERO);
+    // A SUSPECT claim about an unconfirmed peer is ignored, whatever its incarnation.
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Suspect, 5, 7, Role::Worker, 9)],
+    };
+    let mut env = env_from(9, Role::Gate, 0, body);
+    env.flags = wire::FLAG_OBSERVER;
+    deliver(&mut m, env, Instant::ZERO);
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Unconfirmed);
+    // 5 never answers. Run 170 s: it is probed round-robin, never indirectly, never
+    // suspected, and its silence never raises our LHM.
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(170), &mut log);
+    let tx = sent(&log);
+    assert!(tx
+        .iter()
+        .any(|(_, to, e)| *to == Addr::from_u32(5) && matches!(e.body, Body::Ping { .. })));
+    assert!(!tx.iter().any(|(_, _, e)| matches!(e.body, Body::PingReq { target, .. } if target == NodeId(5))));
+    for (_, e) in events(&log) {
+        if let Event::Member { node, to: Some(v), .. } = e {
+            assert!(!(node == NodeId(5) && v.status == Status::Suspect));
+        }
+        assert!(!matches!(e, Event::Lhm { .. }), "LHM changed: {e:?}");
+    }
+    assert_eq!(m.lhm_score(), 0);
+}
+
+#[test]
+fn worker_removed_after_passive_180s_without_proactive_pings() {
+    let mut m = machine(Role::Manager);
+    learn_by_gossip(&mut m, 5, Role::Worker, Instant::ZERO);
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(180) - millis(1), &mut log);
+    assert!(m.member(NodeId(5)).is_some(), "not before passive");
+    let ev = events(&log);
+    assert!(!ev.iter().any(|(_, e)| matches!(e, Event::ProactivePing { .. })));
+    assert!(ev.iter().any(|(t, e)| matches!(e, Event::UnconfirmedWarning { node, .. } if *node == NodeId(5)) && *t == Instant::ZERO + secs(60)));
+    run_until(&mut m, Instant::ZERO + secs(181), &mut log);
+    assert!(m.member(NodeId(5)).is_none());
+    let removed: Vec<_> = events(&log)
+        .into_iter()
+        .filter_map(|(t, e)| match e {
+            Event::UnconfirmedRemoved { node, reason, .. } => Some((t, node, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        vec![(
+            Instant::ZERO + secs(180),
+            NodeId(5),
+            RemovalReason::PassiveTimeoutExpired
+        )]
+    );
+    // Removal leaves nothing behind and emits no DEAD gossip.
+    assert!(!sent(&log).iter().any(|(_, _, e)| match &e.body {
+        Body::Ping { gossip, .. } | Body::Ack { gossip, .. } | Body::PingReq { gossip, .. } =>
+            gossip.iter().any(|c| c.node == NodeId(5) && c.kind == ClaimKind::Dead),
+        _ => false,
+    }));
+}
+
+fn proactive_schedule(role: Role) -> (Vec<Instant>, Vec<(Instant, RemovalReason)>) {
+    let mut m = machine(Role::Worker);
+    learn_by_gossip(&mut m, 5, role, Instant::ZERO);
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(400), &mut log);
+    let ev = events(&log);
+    let pings = ev
+        .iter()
+        .filter_map(|(t, e)| matches!(e, Event::ProactivePing { node, .. } if *node == NodeId(5)).then_some(*t))
+        .collect();
+    let removed = ev
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::UnconfirmedRemoved { reason, .. } => Some((*t, *reason)),
+            _ => None,
+        })
+        .collect();
+    (pings, removed)
+}
+
+#[test]
+fn gate_gets_five_proactive_attempts_60_to_80s_and_removal_at_120s() {
+    let (pings, removed) = proactive_schedule(Role::Gate);
+    let want: Vec<Instant> = [60, 65, 70, 75, 80]
+        .iter()
+        .map(|s| Instant::ZERO + secs(*s))
+        .collect();
+    assert_eq!(pings, want);
+    assert_eq!(
+        removed,
+        vec![(Instant::ZERO + secs(120), RemovalReason::ExhaustedProactiveAttempts)]
+    );
+}
+
+#[test]
+fn manager_gets_three_proactive_attempts_45_to_55s_and_removal_at_90s() {
+    let (pings, removed) = proactive_schedule(Role::Manager);
+    let want: Vec<Instant> = [45, 50, 55]
+        .iter()
+        .map(|s| Instant::ZERO + secs(*s))
+        .collect();
+    assert_eq!(pings, want);
+    assert_eq!(
+        removed,
+        vec![(Instant::ZERO + secs(90), RemovalReason::ExhaustedProactiveAttempts)]
+    );
+}
+
+#[test]
+fn a_proactive_ack_confirms_the_peer() {
+    let mut m = machine(Role::Worker);
+    learn_by_gossip(&mut m, 5, Role::Manager, Instant::ZERO);
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(45), &mut log);
+    let (t, _, ping) = sent(&log)
+        .into_iter()
+        .rfind(|(_, to, _)| *to == Addr::from_u32(5))
+        .unwrap();
+    assert_eq!(t, Instant::ZERO + secs(45));
+    let Body::Ping { seq, .. } = ping.body else { panic!() };
+    let out = deliver(
+        &mut m,
+        env_from(5, Role::Manager, 0, Body::Ack { seq, gossip: vec![] }),
+        t + millis(20),
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Member { node, to: Some(MemberView { status: Status::Alive, confirmed: true, .. }), .. }) if *node == NodeId(5))));
+    run_until(&mut m, Instant::ZERO + secs(400), &mut log);
+    // Confirmed, so never removed as unconfirmed (its later silence is ordinary SWIM).
+    assert!(m.member(NodeId(5)).unwrap().confirmed);
+    assert!(!events(&log).iter().any(|(_, e)| matches!(e, Event::UnconfirmedRemoved { .. })));
+}
+
+#[test]
+fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    // 6 answers everything; 5 is silent. Drive by hand: answer 6's pings and nack requests.
+    let mut now = Instant::ZERO;
+    let mut suspected_at = None;
+    let mut dead_at = None;
+    let mut expired = None;
+    while now < Instant::ZERO + secs(200) && dead_at.is_none() {
+        let d = m.next_deadline().unwrap();
+        now = d;
+        let outs = m.step(Input::Tick, now);
+        for o in outs {
+            match o {
+                Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
+                    let e = wire::decode(&bytes, Channel::Datagram).unwrap();
+                    let reply = match e.body {
+                        Body::Ping { seq, .. } => Body::Ack { seq, gossip: vec![] },
+                        Body::PingReq { seq, target, .. } => Body::Nack {
+                            seq,
+                            target,
+                            reason: NackReason::Timeout,
+                        },
+                        _ => continue,
+                    };
+                    deliver(&mut m, env_from(6, Role::Worker, 0, reply), now + millis(1));
+                }
+                Output::Event(Event::Member { node, to: Some(v), .. }) if node == NodeId(5) => {
+                    if v.status == Status::Suspect && suspected_at.is_none() {
+                        suspected_at = Some(now);
+                    }
+                    if v.status == Status::Dead {
+                        dead_at = Some(now);
+                    }
+                }
+                Output::Event(Event::SuspicionExpired { earliest, .. }) => expired = Some(earliest),
+                _ => {}
+            }
+        }
+    }
+    let s = suspected_at.expect("suspected");
+    // The failed direct probe raised LHM to 1 (x2); the helper nacked, so no more.
+    // Worker bounds 5/30 x 2 = 10/60 s; N = 2 live members, C = 0 -> max = 60 s.
+    assert_eq!(dead_at.expect("dead"), s + secs(60));
+    assert_eq!(expired.unwrap(), s + secs(10));
+}
+
+#[test]
+fn refutation_bumps_incarnation_and_leads_the_gossip() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    let buddy = claim(ClaimKind::Suspect, 0, 0, Role::Worker, 6);
+    let body = Body::Ping {
+        seq: 3,
+        target: NodeId(0),
+        buddy: Some(buddy),
+        gossip: vec![],
+    };
+    let out = deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(1));
+    assert_eq!(m.incarnation(), Incarnation(1));
+    let ack = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Transmit { bytes, .. } => Some(wire::decode(bytes, Channel::Datagram).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(ack.sender_inc, Incarnation(1));
+    let Body::Ack { gossip, .. } = ack.body else { panic!("{ack:?}") };
+    assert_eq!(gossip[0], claim(ClaimKind::Alive, 0, 1, Role::Worker, 0));
+    // DEAD about us at 3: we come back at 3 + 5, past any zombie guard.
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 0, 3, Role::Worker, 6)],
+    };
+    deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(2));
+    assert_eq!(m.incarnation(), Incarnation(8));
+    // A stale accusation does not bump.
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Suspect, 0, 2, Role::Worker, 6)],
+    };
+    deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(3));
+    assert_eq!(m.incarnation(), Incarnation(8));
+    // A plain PING never triggers refutation (D1).
+    let body = Body::Ping {
+        seq: 4,
+        target: NodeId(0),
+        buddy: None,
+        gossip: vec![],
+    };
+    deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(4));
+    assert_eq!(m.incarnation(), Incarnation(8));
+}
+
+#[test]
+fn refutations_are_rate_limited_but_never_dropped() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    for i in 0..7u32 {
+        let inc = m.incarnation().0;
+        let body = Body::Notice {
+            gossip: vec![claim(ClaimKind::Suspect, 0, inc, Role::Worker, 6)],
+        };
+        deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + millis(100 * i as u64));
+    }
+    assert_eq!(m.incarnation(), Incarnation(5), "5 bumps per 10 s");
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(11), &mut log);
+    assert_eq!(m.incarnation(), Incarnation(6), "the deferred accusation is answered");
+}
+
+#[test]
+fn zombie_guard_and_dead_precedence() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let t = Instant::ZERO + secs(1);
+    let dead = Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 5, 2, Role::Worker, 6)],
+    };
+    deliver(&mut m, env_from(6, Role::Worker, 0, dead), t);
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Dead);
+    // SUSPECT never revives or changes a dead member.
+    for (kind, inc) in [(ClaimKind::Suspect, 9), (ClaimKind::Alive, 2), (ClaimKind::Alive, 6)] {
+        let body = Body::Notice {
+            gossip: vec![claim(kind, 5, inc, Role::Worker, 6)],
+        };
+        deliver(&mut m, env_from(6, Role::Worker, 0, body), t + secs(10));
+        assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Dead, "{kind:?} {inc}");
+    }
+    // inc >= death inc + 5 passes the guard within 60 s; the peer stays confirmed.
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Alive, 5, 7, Role::Worker, 5)],
+    };
+    deliver(&mut m, env_from(6, Role::Worker, 0, body), t + secs(10));
+    let x = m.member(NodeId(5)).unwrap();
+    assert_eq!((x.status, x.inc, x.confirmed), (Status::Alive, Incarnation(7), true));
+    // After the window a plain higher incarnation is enough.
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, Body::Notice { gossip: vec![claim(ClaimKind::Dead, 5, 7, Role::Worker, 6)] }),
+        t + secs(20),
+    );
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, Body::Notice { gossip: vec![claim(ClaimKind::Alive, 5, 8, Role::Worker, 5)] }),
+        t + secs(81),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Alive);
+}
+
+#[test]
+fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let dead = Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 5, 0, Role::Worker, 6)],
+    };
+    deliver(&mut m, env_from(6, Role::Worker, 0, dead), Instant::ZERO + secs(1));
+    let ping = Body::Ping {
+        seq: 1,
+        target: NodeId(0),
+        buddy: None,
+        gossip: vec![],
+    };
+    let out = deliver(&mut m, env_from(5, Role::Worker, 0, ping), Instant::ZERO + secs(2));
+    let replies: Vec<Envelope> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { bytes, .. } => Some(wire::decode(bytes, Channel::Datagram).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert!(matches!(&replies[0].body, Body::Notice { gossip } if gossip[0].kind == ClaimKind::Dead && gossip[0].node == NodeId(5)));
+}
+
+#[test]
+fn join_confirms_the_joiner_at_the_seed_only() {
+    let mut seed = machine(Role::Manager);
+    let body = Body::Join {
+        protocol_major: 1,
+        protocol_minor: 0,
+    };
+    let out = deliver(&mut seed, env_from(5, Role::Worker, 0, body), Instant::ZERO);
+    let x = seed.member(NodeId(5)).unwrap();
+    assert_eq!((x.status, x.confirmed, x.role), (Status::Alive, true, Role::Worker));
+    let ack = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Transmit { bytes, .. } => Some(wire::decode(bytes, Channel::Datagram).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(matches!(ack.body, Body::JoinAck { accepted: true, .. }));
+    // A third party hears JOIN gossip: unconfirmed there (Q3).
+    let mut third = Membership::new(Config::default(), ident(7, Role::Worker), Mode::Member, Incarnation(0), 1, Instant::ZERO);
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Join, 5, 0, Role::Worker, 5)],
+    };
+    deliver(&mut third, env_from(0, Role::Manager, 0, body), Instant::ZERO);
+    assert_eq!(third.member(NodeId(5)).unwrap().status, Status::Unconfirmed);
+    // Version mismatch is refused.
+    let body = Body::Join {
+        protocol_major: 2,
+        protocol_minor: 0,
+    };
+    let out = deliver(&mut seed, env_from(8, Role::Worker, 0, body), Instant::ZERO);
+    assert!(seed.member(NodeId(8)).is_none());
+    assert!(out.iter().any(|o| matches!(o, Output::Transmit { bytes, .. } if matches!(wire::decode(bytes, Channel::Datagram).unwrap().body, Body::Nack { reason: NackReason::VersionMismatch, .. }))));
+}
+
+#[test]
+fn leave_marks_left_not_dead() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    deliver(&mut m, env_from(5, Role::Worker, 0, Body::Leave), Instant::ZERO + secs(1));
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Left);
+}
+
+#[test]
+fn tombstones_are_forgotten_after_an_hour() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    deliver(&mut m, env_from(5, Role::Worker, 0, Body::Leave), Instant::ZERO + secs(1));
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(3600), &mut log);
+    assert!(m.member(NodeId(5)).is_some());
+    run_until(&mut m, Instant::ZERO + secs(3602), &mut log);
+    assert!(m.member(NodeId(5)).is_none());
+    let sizes = m.table_sizes();
+    assert_eq!((sizes.members, sizes.helps, sizes.proactive), (0, 0, 0));
+}
+
+#[test]
+fn member_table_is_bounded() {
+    let cfg = Config {
+        max_members: 300,
+        ..Config::default()
+    };
+    let mut m = Membership::new(cfg, ident(0, Role::Worker), Mode::Member, Incarnation(0), 1, Instant::ZERO);
+    for batch in 0..100u32 {
+        let gossip = (0..5)
+            .map(|i| claim(ClaimKind::Alive, 1000 + batch * 5 + i, 0, Role::Worker, 0))
+            .collect();
+        deliver(&mut m, env_from(9, Role::Worker, 0, Body::Notice { gossip }), Instant::ZERO);
+        assert!(m.member_count() <= 300);
+    }
+    assert!(m.stats().evicted_members > 0);
+}
+
+#[test]
+fn garbage_is_counted_and_dropped() {
+    let mut m = machine(Role::Worker);
+    for bytes in [&[][..], &[1, 2, 3][..], &[0xff; 64][..]] {
+        let out = m.step(
+            Input::Datagram {
+                from: Addr::from_u32(3),
+                bytes,
+            },
+            Instant::ZERO,
+        );
+        assert!(matches!(out.as_slice(), [Output::Event(Event::DecodeFailed { .. })]));
+    }
+    assert_eq!(m.stats().decode_errors, 3);
+}
+
+#[test]
+fn observers_are_answered_but_never_added() {
+    let mut m = machine(Role::Manager);
+    let mut env = env_from(
+        50,
+        Role::Gate,
+        0,
+        Body::Ping {
+            seq: 1,
+            target: NodeId(0),
+            buddy: None,
+            gossip: vec![],
+        },
+    );
+    env.flags = wire::FLAG_OBSERVER;
+    let out = deliver(&mut m, env, Instant::ZERO);
+    assert!(m.member(NodeId(50)).is_none());
+    assert!(out.iter().any(|o| matches!(o, Output::Transmit { .. })));
+}
+
+#[test]
+fn an_observer_only_keeps_and_probes_its_role() {
+    let mut obs = Membership::new(
+        Config::default(),
+        ident(0, Role::Gate),
+        Mode::Observer {
+            probes: Role::Manager,
+        },
+        Incarnation(0),
+        3,
+        Instant::ZERO,
+    );
+    let body = Body::Notice {
+        gossip: vec![
+            claim(ClaimKind::Alive, 5, 0, Role::Manager, 5),
+            claim(ClaimKind::Alive, 6, 0, Role::Worker, 6),
+        ],
+    };
+    let mut env = env_from(5, Role::Manager, 0, body);
+    env.flags = 0;
+    deliver(&mut obs, env, Instant::ZERO);
+    assert!(obs.member(NodeId(5)).is_some());
+    assert!(obs.member(NodeId(6)).is_none());
+    let mut log = Vec::new();
+    run_until(&mut obs, Instant::ZERO + secs(5), &mut log);
+    for (_, to, e) in sent(&log) {
+        assert_eq!(e.flags & wire::FLAG_OBSERVER, wire::FLAG_OBSERVER);
+        assert_eq!(to, Addr::from_u32(5));
+        if let Body::Ping { gossip, .. } = e.body {
+            assert!(gossip.is_empty(), "observers gossip nothing");
+        }
+    }
+}

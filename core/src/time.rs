@@ -1,0 +1,81 @@
+//! Time for machines: `Instant` is integer microseconds from an arbitrary origin.
+//! The simulator starts at zero; the driver maps tokio's clock onto it. Durations are
+//! `core::time::Duration` (pure arithmetic, no clock).
+
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+/// A point in time, microseconds since an arbitrary origin. Only ever passed in.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Instant(pub u64);
+
+impl Instant {
+    pub const ZERO: Instant = Instant(0);
+
+    pub const fn from_micros(us: u64) -> Self {
+        Instant(us)
+    }
+    pub const fn from_millis(ms: u64) -> Self {
+        Instant(ms * 1000)
+    }
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+    pub const fn as_millis(self) -> u64 {
+        self.0 / 1000
+    }
+    /// Time elapsed since `earlier`, zero if `earlier` is in the future.
+    pub fn saturating_since(self, earlier: Instant) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl core::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_add(d.as_micros().min(u64::MAX as u128) as u64))
+    }
+}
+
+impl core::ops::Sub<Duration> for Instant {
+    type Output = Instant;
+    fn sub(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_sub(d.as_micros().min(u64::MAX as u128) as u64))
+    }
+}
+
+/// Scale a duration by a float factor, exactly reproducible (IEEE-754 multiply only).
+pub fn scale(d: Duration, factor: f64) -> Duration {
+    let us = d.as_micros() as f64 * factor;
+    Duration::from_micros(if us.is_finite() && us > 0.0 { us as u64 } else { 0 })
+}
+
+pub const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+pub const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates_instead_of_wrapping() {
+        let t = Instant::from_millis(5);
+        assert_eq!(t - secs(1), Instant::ZERO);
+        assert_eq!(Instant(u64::MAX) + secs(1), Instant(u64::MAX));
+        assert_eq!(Instant::from_millis(3).saturating_since(t), Duration::ZERO);
+        assert_eq!(t.saturating_since(Instant::from_millis(2)), millis(3));
+    }
+
+    #[test]
+    fn scale_is_exact_and_never_negative() {
+        assert_eq!(scale(secs(2), 1.5), secs(3));
+        assert_eq!(scale(secs(2), -1.0), Duration::ZERO);
+        assert_eq!(scale(secs(2), f64::NAN), Duration::ZERO);
+    }
+}

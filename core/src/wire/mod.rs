@@ -1,0 +1,245 @@
+//! The wire: one versioned envelope for every plane, encoded with postcard (serde).
+//!
+//! Every decode failure is a typed [`DecodeError`]; the machine counts it and drops the
+//! datagram. Bounds: a datagram is at most [`MAX_DATAGRAM`] bytes, a stream frame at most
+//! [`MAX_FRAME`], a datagram carries at most [`MAX_GOSSIP_PER_DATAGRAM`] gossip updates
+//! (membership.md §5, §10).
+
+use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change of [`Envelope`] or [`Body`].
+pub const WIRE_VERSION: u8 = 1;
+/// `MAX_UDP_PAYLOAD` (membership.md §5).
+pub const MAX_DATAGRAM: usize = 1400;
+/// A reliable-channel frame (push-pull state sync). 10,000 members fit many times over.
+pub const MAX_FRAME: usize = 4 << 20;
+/// Decode at most this many gossip updates per datagram (membership.md §5).
+pub const MAX_GOSSIP_PER_DATAGRAM: usize = 100;
+/// A push-pull table never holds more members than a membership table may.
+pub const MAX_SNAPSHOT_ENTRIES: usize = 10_000;
+
+/// Sent by an observer (a gate health-checking another cluster's managers): the receiver
+/// answers but never adds the sender to its membership.
+pub const FLAG_OBSERVER: u8 = 0b1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Always first on the wire, so a mismatch is detected before the body is parsed.
+    pub version: u8,
+    pub cluster: ClusterId,
+    pub sender: NodeId,
+    pub sender_addr: Addr,
+    pub sender_inc: Incarnation,
+    pub sender_role: Role,
+    pub flags: u8,
+    pub body: Body,
+}
+
+/// The kind of a membership claim; also a member's status in snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClaimKind {
+    Alive,
+    Join,
+    Suspect,
+    Dead,
+    Left,
+}
+
+impl ClaimKind {
+    /// Same-incarnation precedence (membership.md §5): alive=join 0, suspect 1, dead=leave 2.
+    pub fn rank(self) -> u8 {
+        match self {
+            ClaimKind::Alive | ClaimKind::Join => 0,
+            ClaimKind::Suspect => 1,
+            ClaimKind::Dead | ClaimKind::Left => 2,
+        }
+    }
+}
+
+/// One gossiped membership claim about `node` (membership.md §5, §10). `from` is the
+/// accuser of a SUSPECT/DEAD claim (used to count confirmations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Claim {
+    pub kind: ClaimKind,
+    pub node: NodeId,
+    pub addr: Addr,
+    pub inc: Incarnation,
+    pub role: Role,
+    pub from: NodeId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NackReason {
+    Timeout,
+    Unknown,
+    Busy,
+    VersionRequired,
+    VersionMismatch,
+    ZombieRejected,
+    Oversize,
+    RateLimited,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// Direct probe. `buddy` is the Lifeguard buddy SUSPECT so a suspect refutes at once.
+    Ping {
+        seq: u32,
+        target: NodeId,
+        buddy: Option<Claim>,
+        gossip: Vec<Claim>,
+    },
+    Ack {
+        seq: u32,
+        gossip: Vec<Claim>,
+    },
+    PingReq {
+        seq: u32,
+        target: NodeId,
+        target_addr: Addr,
+        target_inc: Incarnation,
+        want_nack: bool,
+        gossip: Vec<Claim>,
+    },
+    IndirectAck {
+        seq: u32,
+        target: NodeId,
+    },
+    Nack {
+        seq: u32,
+        target: NodeId,
+        reason: NackReason,
+    },
+    Join {
+        protocol_major: u16,
+        protocol_minor: u16,
+    },
+    JoinAck {
+        accepted: bool,
+        reason: Option<NackReason>,
+        snapshot: Vec<Claim>,
+    },
+    Leave,
+    /// Bare gossip: the answer to a datagram from a member we hold Dead/Left.
+    Notice {
+        gossip: Vec<Claim>,
+    },
+    /// Full-state anti-entropy, over the reliable channel only (a `Frame`).
+    PushPull {
+        reply: bool,
+        entries: Vec<Claim>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty input")]
+    Empty,
+    #[error("{len} bytes exceed the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("unsupported wire version {0}")]
+    UnsupportedVersion(u8),
+    #[error("malformed message")]
+    Malformed,
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    #[error("{count} entries exceed the limit of {max}")]
+    TooManyEntries { count: usize, max: usize },
+    #[error("stream-only message in a datagram, or a datagram message in a frame")]
+    WrongChannel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("encoded message of {len} bytes exceeds {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("serialization failed")]
+    Serialize,
+}
+
+/// Which transport a message travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Datagram,
+    Frame,
+}
+
+impl Channel {
+    fn max(self) -> usize {
+        match self {
+            Channel::Datagram => MAX_DATAGRAM,
+            Channel::Frame => MAX_FRAME,
+        }
+    }
+}
+
+impl Body {
+    fn channel(&self) -> Channel {
+        match self {
+            Body::PushPull { .. } => Channel::Frame,
+            _ => Channel::Datagram,
+        }
+    }
+
+    fn entry_count(&self) -> (usize, usize) {
+        match self {
+            Body::Ping { gossip, buddy, .. } => {
+                (gossip.len() + buddy.is_some() as usize, MAX_GOSSIP_PER_DATAGRAM)
+            }
+            Body::Ack { gossip, .. }
+            | Body::PingReq { gossip, .. }
+            | Body::Notice { gossip } => (gossip.len(), MAX_GOSSIP_PER_DATAGRAM),
+            Body::JoinAck { snapshot, .. } => (snapshot.len(), MAX_GOSSIP_PER_DATAGRAM),
+            Body::PushPull { entries, .. } => (entries.len(), MAX_SNAPSHOT_ENTRIES),
+            _ => (0, usize::MAX),
+        }
+    }
+}
+
+/// Encode `env` for `channel`; fails (never truncates) if it would exceed the channel's limit.
+pub fn encode(env: &Envelope, channel: Channel) -> Result<Vec<u8>, EncodeError> {
+    let bytes = postcard::to_allocvec(env).map_err(|_| EncodeError::Serialize)?;
+    if bytes.len() > channel.max() {
+        return Err(EncodeError::TooLarge {
+            len: bytes.len(),
+            max: channel.max(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Encoded size without allocating the output.
+pub fn encoded_len(env: &Envelope) -> usize {
+    postcard::experimental::serialized_size(env).unwrap_or(usize::MAX)
+}
+
+/// Decode one message that arrived on `channel`. Never panics on any input.
+pub fn decode(bytes: &[u8], channel: Channel) -> Result<Envelope, DecodeError> {
+    let first = *bytes.first().ok_or(DecodeError::Empty)?;
+    if bytes.len() > channel.max() {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: channel.max(),
+        });
+    }
+    if first != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(first));
+    }
+    let (env, rest): (Envelope, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    if env.body.channel() != channel {
+        return Err(DecodeError::WrongChannel);
+    }
+    let (count, max) = env.body.entry_count();
+    if count > max {
+        return Err(DecodeError::TooManyEntries { count, max });
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests;

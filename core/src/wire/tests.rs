@@ -1,0 +1,247 @@
+use super::*;
+use proptest::prelude::*;
+
+fn arb_addr() -> impl Strategy<Value = Addr> {
+    proptest::collection::vec(any::<u8>(), 0..=Addr::CAPACITY).prop_map(|v| Addr::new(&v).unwrap())
+}
+
+fn arb_role() -> impl Strategy<Value = Role> {
+    prop_oneof![
+        Just(Role::Gate),
+        Just(Role::Manager),
+        Just(Role::Worker),
+        Just(Role::Unknown)
+    ]
+}
+
+fn arb_claim() -> impl Strategy<Value = Claim> {
+    (
+        prop_oneof![
+            Just(ClaimKind::Alive),
+            Just(ClaimKind::Join),
+            Just(ClaimKind::Suspect),
+            Just(ClaimKind::Dead),
+            Just(ClaimKind::Left)
+        ],
+        any::<u32>(),
+        arb_addr(),
+        any::<u32>(),
+        arb_role(),
+        any::<u32>(),
+    )
+        .prop_map(|(kind, node, addr, inc, role, from)| Claim {
+            kind,
+            node: NodeId(node),
+            addr,
+            inc: Incarnation(inc),
+            role,
+            from: NodeId(from),
+        })
+}
+
+fn arb_reason() -> impl Strategy<Value = NackReason> {
+    prop_oneof![
+        Just(NackReason::Timeout),
+        Just(NackReason::Unknown),
+        Just(NackReason::Busy),
+        Just(NackReason::VersionRequired),
+        Just(NackReason::VersionMismatch),
+        Just(NackReason::ZombieRejected),
+        Just(NackReason::Oversize),
+        Just(NackReason::RateLimited),
+    ]
+}
+
+fn arb_body() -> impl Strategy<Value = Body> {
+    let gossip = || proptest::collection::vec(arb_claim(), 0..6);
+    prop_oneof![
+        (any::<u32>(), any::<u32>(), proptest::option::of(arb_claim()), gossip()).prop_map(
+            |(seq, t, buddy, gossip)| Body::Ping {
+                seq,
+                target: NodeId(t),
+                buddy,
+                gossip
+            }
+        ),
+        (any::<u32>(), gossip()).prop_map(|(seq, gossip)| Body::Ack { seq, gossip }),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            arb_addr(),
+            any::<u32>(),
+            any::<bool>(),
+            gossip()
+        )
+            .prop_map(|(seq, t, a, i, w, gossip)| Body::PingReq {
+                seq,
+                target: NodeId(t),
+                target_addr: a,
+                target_inc: Incarnation(i),
+                want_nack: w,
+                gossip
+            }),
+        (any::<u32>(), any::<u32>()).prop_map(|(seq, t)| Body::IndirectAck {
+            seq,
+            target: NodeId(t)
+        }),
+        (any::<u32>(), any::<u32>(), arb_reason()).prop_map(|(seq, t, reason)| Body::Nack {
+            seq,
+            target: NodeId(t),
+            reason
+        }),
+        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| Body::Join {
+            protocol_major: a,
+            protocol_minor: b
+        }),
+        (any::<bool>(), proptest::option::of(arb_reason()), gossip()).prop_map(
+            |(accepted, reason, snapshot)| Body::JoinAck {
+                accepted,
+                reason,
+                snapshot
+            }
+        ),
+        Just(Body::Leave),
+        gossip().prop_map(|gossip| Body::Notice { gossip }),
+    ]
+}
+
+fn arb_envelope() -> impl Strategy<Value = Envelope> {
+    (
+        any::<u16>(),
+        any::<u32>(),
+        arb_addr(),
+        any::<u32>(),
+        arb_role(),
+        any::<u8>(),
+        arb_body(),
+    )
+        .prop_map(|(c, s, a, i, r, f, body)| Envelope {
+            version: WIRE_VERSION,
+            cluster: ClusterId(c),
+            sender: NodeId(s),
+            sender_addr: a,
+            sender_inc: Incarnation(i),
+            sender_role: r,
+            flags: f,
+            body,
+        })
+}
+
+proptest! {
+    #[test]
+    fn every_datagram_message_round_trips(env in arb_envelope()) {
+        let bytes = encode(&env, Channel::Datagram).unwrap();
+        prop_assert_eq!(bytes.len(), encoded_len(&env));
+        prop_assert_eq!(decode(&bytes, Channel::Datagram).unwrap(), env);
+    }
+
+    #[test]
+    fn push_pull_round_trips_on_frames_only(entries in proptest::collection::vec(arb_claim(), 0..50), reply in any::<bool>()) {
+        let env = Envelope { version: WIRE_VERSION, cluster: ClusterId(3), sender: NodeId(1),
+            sender_addr: Addr::from_u32(1), sender_inc: Incarnation(2), sender_role: Role::Worker,
+            flags: 0, body: Body::PushPull { reply, entries } };
+        let bytes = encode(&env, Channel::Frame).unwrap();
+        prop_assert_eq!(decode(&bytes, Channel::Frame).unwrap(), env);
+        prop_assert_eq!(decode(&bytes, Channel::Datagram), Err(DecodeError::WrongChannel));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let _ = decode(&bytes, Channel::Datagram);
+        let _ = decode(&bytes, Channel::Frame);
+    }
+
+    #[test]
+    fn truncated_or_corrupted_messages_give_typed_errors(env in arb_envelope(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let bytes = encode(&env, Channel::Datagram).unwrap();
+        let n = cut.index(bytes.len());
+        // Every strict prefix is rejected (postcard has no optional tail).
+        prop_assert!(decode(&bytes[..n], Channel::Datagram).is_err());
+        let mut corrupt = bytes.clone();
+        let i = flip.index(corrupt.len());
+        corrupt[i] ^= 1 << bit;
+        // Either a typed error or a (different) well-formed message: never a panic.
+        if let Ok(other) = decode(&corrupt, Channel::Datagram) { prop_assert_ne!(other, env); }
+    }
+}
+
+#[test]
+fn version_mismatch_and_oversize_are_typed() {
+    assert_eq!(decode(&[], Channel::Datagram), Err(DecodeError::Empty));
+    assert_eq!(
+        decode(&[9, 0, 0], Channel::Datagram),
+        Err(DecodeError::UnsupportedVersion(9))
+    );
+    let big = vec![WIRE_VERSION; MAX_DATAGRAM + 1];
+    assert_eq!(
+        decode(&big, Channel::Datagram),
+        Err(DecodeError::TooLarge {
+            len: MAX_DATAGRAM + 1,
+            max: MAX_DATAGRAM
+        })
+    );
+}
+
+#[test]
+fn more_gossip_than_allowed_is_rejected_not_truncated() {
+    let claim = Claim {
+        kind: ClaimKind::Alive,
+        node: NodeId(1),
+        addr: Addr::from_u32(1),
+        inc: Incarnation(1),
+        role: Role::Worker,
+        from: NodeId(0),
+    };
+    let env = Envelope {
+        version: WIRE_VERSION,
+        cluster: ClusterId(0),
+        sender: NodeId(0),
+        sender_addr: Addr::from_u32(0),
+        sender_inc: Incarnation(0),
+        sender_role: Role::Gate,
+        flags: 0,
+        body: Body::Notice {
+            gossip: vec![claim; MAX_GOSSIP_PER_DATAGRAM + 1],
+        },
+    };
+    // 101 small claims still fit 1400 bytes: the entry bound, not the size, rejects it.
+    let bytes = postcard::to_allocvec(&env).unwrap();
+    assert!(bytes.len() <= MAX_DATAGRAM);
+    assert_eq!(
+        decode(&bytes, Channel::Datagram),
+        Err(DecodeError::TooManyEntries {
+            count: MAX_GOSSIP_PER_DATAGRAM + 1,
+            max: MAX_GOSSIP_PER_DATAGRAM
+        })
+    );
+}
+
+#[test]
+fn a_loaded_ping_fits_the_spec_budget() {
+    // membership.md §10: a PING with 5 gossip entries stays far below 1400 B.
+    let claim = Claim {
+        kind: ClaimKind::Suspect,
+        node: NodeId(999_999),
+        addr: Addr::new(&[0xff; 18]).unwrap(),
+        inc: Incarnation(1 << 30),
+        role: Role::Manager,
+        from: NodeId(999_998),
+    };
+    let env = Envelope {
+        version: WIRE_VERSION,
+        cluster: ClusterId(4),
+        sender: NodeId(999_997),
+        sender_addr: Addr::new(&[0xff; 18]).unwrap(),
+        sender_inc: Incarnation(1 << 30),
+        sender_role: Role::Gate,
+        flags: 0,
+        body: Body::Ping {
+            seq: u32::MAX,
+            target: NodeId(999_999),
+            buddy: Some(claim),
+            gossip: vec![claim; 5],
+        },
+    };
+    let len = encode(&env, Channel::Datagram).unwrap().len();
+    assert!(len < 300, "loaded ping is {len} bytes");
+}
