@@ -136,7 +136,7 @@ proptest! {
     }
 
     #[test]
-    fn push_pull_round_trips_on_frames_only(entries in proptest::collection::vec(arb_claim(), 0..50), reply in any::<bool>()) {
+    fn push_pull_round_trips_on_frames_only(entries in proptest::collection::vec(arb_claim(), 0..20), reply in any::<bool>()) {
         let env = Envelope { version: WIRE_VERSION, cluster: ClusterId(3), sender: NodeId(1),
             sender_addr: Addr::from_u32(1), sender_inc: Incarnation(2), sender_role: Role::Worker,
             flags: 0, body: Body::PushPull { reply, entries } };
