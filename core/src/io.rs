@@ -12,9 +12,15 @@ use smallvec::SmallVec;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// A datagram (UDP in the driver).
-    Transmit { to: Addr, bytes: Vec<u8> },
+    Transmit {
+        to: Addr,
+        bytes: Vec<u8>,
+    },
     /// A frame on the reliable channel (TCP in the driver).
-    Frame { to: Addr, bytes: Vec<u8> },
+    Frame {
+        to: Addr,
+        bytes: Vec<u8>,
+    },
     Event(Event),
 }
 
@@ -86,5 +92,7 @@ pub enum Event {
         reason: NackReason,
     },
     /// A datagram or frame that did not decode; counted and dropped.
-    DecodeFailed { error: DecodeError },
+    DecodeFailed {
+        error: DecodeError,
+    },
 }

@@ -35,21 +35,31 @@ impl Instant {
 impl core::ops::Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(d.as_micros().min(u64::MAX as u128) as u64))
+        Instant(
+            self.0
+                .saturating_add(d.as_micros().min(u64::MAX as u128) as u64),
+        )
     }
 }
 
 impl core::ops::Sub<Duration> for Instant {
     type Output = Instant;
     fn sub(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_sub(d.as_micros().min(u64::MAX as u128) as u64))
+        Instant(
+            self.0
+                .saturating_sub(d.as_micros().min(u64::MAX as u128) as u64),
+        )
     }
 }
 
 /// Scale a duration by a float factor, exactly reproducible (IEEE-754 multiply only).
 pub fn scale(d: Duration, factor: f64) -> Duration {
     let us = d.as_micros() as f64 * factor;
-    Duration::from_micros(if us.is_finite() && us > 0.0 { us as u64 } else { 0 })
+    Duration::from_micros(if us.is_finite() && us > 0.0 {
+        us as u64
+    } else {
+        0
+    })
 }
 
 pub const fn secs(s: u64) -> Duration {

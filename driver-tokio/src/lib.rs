@@ -28,7 +28,10 @@ mod tests {
 
     #[test]
     fn socket_addresses_fit_the_opaque_address() {
-        assert_eq!(addr_of("127.0.0.1:7946".parse().unwrap()).as_bytes().len(), 6);
+        assert_eq!(
+            addr_of("127.0.0.1:7946".parse().unwrap()).as_bytes().len(),
+            6
+        );
         assert_eq!(addr_of("[::1]:7946".parse().unwrap()).as_bytes().len(), 18);
     }
 }

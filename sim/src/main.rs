@@ -1,1 +1,221 @@
-fn main() {}
+//! `meridian-sim`: run a scenario, or sweep it over many seeds.
+//! Exit status: 0 every invariant held, 1 an invariant was violated, 2 bad input.
+
+use clap::{Parser, Subcommand};
+use meridian_sim::report::Report;
+use meridian_sim::{median, scenario};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "meridian-sim",
+    version,
+    about = "Deterministic multi-DC simulator for Meridian"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Play one scenario for one seed; print a summary and write a JSON report.
+    Run {
+        scenario: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the JSON report.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Where to write the event trace (JSON lines).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Override a scenario key, e.g. --set membership.lifeguard=false
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Play many seeds in parallel and list any seed that violated an invariant.
+    Sweep {
+        scenario: PathBuf,
+        /// Seed range A..B (B excluded) or A..=B.
+        #[arg(long)]
+        seeds: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Write every seed's report as a JSON array.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b, inclusive) = if let Some((a, b)) = s.split_once("..=") {
+        (a, b, true)
+    } else if let Some((a, b)) = s.split_once("..") {
+        (a, b, false)
+    } else {
+        return Err(format!("--seeds {s:?}: expected A..B or A..=B"));
+    };
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("--seeds: bad start {a:?}"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("--seeds: bad end {b:?}"))?;
+    let end = if inclusive { b + 1 } else { b };
+    if end <= a {
+        return Err(format!("--seeds {s:?} is empty"));
+    }
+    Ok(a..end)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            scenario: path,
+            seed,
+            report,
+            trace,
+            set,
+        } => {
+            let sc = match scenario::load(&path, &set) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("meridian-sim: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let seed = seed.unwrap_or(sc.seed);
+            let rep = match &trace {
+                Some(t) => {
+                    let file = match std::fs::File::create(t) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            eprintln!("meridian-sim: {}: {e}", t.display());
+                            return ExitCode::from(2);
+                        }
+                    };
+                    let mut w = std::io::BufWriter::new(file);
+                    meridian_sim::run_traced(&sc, seed, &mut w)
+                }
+                None => meridian_sim::run(&sc, seed),
+            };
+            println!("{}", rep.summary());
+            if let Some(p) = report {
+                if let Err(e) =
+                    std::fs::write(&p, serde_json::to_string_pretty(&rep).expect("json"))
+                {
+                    eprintln!("meridian-sim: {}: {e}", p.display());
+                    return ExitCode::from(2);
+                }
+            }
+            if rep.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Cmd::Sweep {
+            scenario: path,
+            seeds,
+            jobs,
+            set,
+            report,
+        } => {
+            let range = match parse_range(&seeds) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("meridian-sim: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sc = match scenario::load(&path, &set) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("meridian-sim: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let started = std::time::Instant::now();
+            let reports = meridian_sim::sweep(&sc, range, jobs);
+            print_sweep(&reports, started.elapsed());
+            if let Some(p) = report {
+                if let Err(e) =
+                    std::fs::write(&p, serde_json::to_string_pretty(&reports).expect("json"))
+                {
+                    eprintln!("meridian-sim: {}: {e}", p.display());
+                    return ExitCode::from(2);
+                }
+            }
+            if reports.iter().all(Report::ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn print_sweep(reports: &[Report], wall: std::time::Duration) {
+    println!(
+        "{:>8}  {:16}  {:>6}  {:>10}  {:>12}",
+        "seed", "trace_hash", "fp", "violations", "converged_s"
+    );
+    let mut first_dead = Vec::new();
+    let mut all_dead = Vec::new();
+    let mut undetected = 0;
+    for r in reports {
+        let conv = r
+            .membership
+            .converged_at_ms
+            .map_or("-".into(), |t| format!("{:.1}", t as f64 / 1000.0));
+        println!(
+            "{:>8}  {}  {:>6}  {:>10}  {:>12}",
+            r.seed, r.trace_hash, r.membership.false_positives, r.invariants.violations_total, conv
+        );
+        for d in &r.membership.detections {
+            match (d.first_dead_ms, d.all_dead_ms) {
+                (Some(f), Some(a)) => {
+                    first_dead.push(f - d.crashed_at_ms);
+                    all_dead.push(a - d.crashed_at_ms);
+                }
+                _ => undetected += 1,
+            }
+        }
+    }
+    let bad: Vec<u64> = reports.iter().filter(|r| !r.ok()).map(|r| r.seed).collect();
+    let fp: u64 = reports.iter().map(|r| r.membership.false_positives).sum();
+    let msgs: u64 = reports.iter().map(|r| r.messages.sent).sum();
+    println!(
+        "{} seeds in {:.1} s wall; {} simulated messages",
+        reports.len(),
+        wall.as_secs_f64(),
+        msgs
+    );
+    println!("false positives: {fp} in total");
+    if !first_dead.is_empty() || undetected > 0 {
+        let ms = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} s", v as f64 / 1000.0));
+        println!(
+            "crash detection: median first dead {}, median dead everywhere {}, max dead everywhere {}; {} crashes not dead everywhere",
+            ms(median(first_dead.clone())),
+            ms(median(all_dead.clone())),
+            ms(all_dead.iter().max().copied()),
+            undetected
+        );
+    }
+    if bad.is_empty() {
+        println!("invariants held on every seed");
+    } else {
+        println!("seeds with invariant violations: {bad:?}");
+    }
+}

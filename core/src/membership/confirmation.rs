@@ -97,7 +97,11 @@ mod tests {
         assert_eq!(mgr.attempt_at(t0, 3), None);
         assert_eq!(mgr.removal_deadline(t0, 1.0, 1.0), t0 + secs(90));
         let worker = strategy(Role::Worker);
-        assert_eq!(worker.attempt_at(t0, 0), None, "workers get no proactive pings");
+        assert_eq!(
+            worker.attempt_at(t0, 0),
+            None,
+            "workers get no proactive pings"
+        );
         assert_eq!(worker.removal_deadline(t0, 1.0, 1.0), t0 + secs(180));
         // LHM 9 is capped at 10 for workers (no effect) and at 3 for gates.
         assert_eq!(worker.removal_deadline(t0, 10.0, 1.0), t0 + secs(1800));

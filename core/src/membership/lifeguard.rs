@@ -32,6 +32,10 @@ impl Lhm {
         let next = self.score.saturating_sub(by);
         self.set(next)
     }
+    /// Take a score given by the node (observers borrow the node's own score).
+    pub fn set_score(&mut self, score: u8) -> bool {
+        self.set(score.min(LHM_MAX_SCORE))
+    }
     fn set(&mut self, next: u8) -> bool {
         if !self.enabled || next == self.score {
             return false;
@@ -127,7 +131,11 @@ impl Degradation {
     /// LHM by 1, a critical one (> 2.0) by 2; after 5 OK samples following a degraded
     /// stretch (3 lagging in a row) the loop has recovered: LHM -1.
     pub fn sample_lag(&mut self, ratio: f64) -> LagEffect {
-        let ratio = if ratio.is_finite() { ratio.max(0.0) } else { 0.0 };
+        let ratio = if ratio.is_finite() {
+            ratio.max(0.0)
+        } else {
+            0.0
+        };
         self.lag[self.lag_next] = ratio;
         self.lag_next = (self.lag_next + 1) % LAG_WINDOW;
         self.lag_len = (self.lag_len + 1).min(LAG_WINDOW);
@@ -227,8 +235,14 @@ mod tests {
         assert_eq!(d.evaluate(4, t), Some(DegradationLevel::Moderate));
         // 3.2 = 4 x 0.8 keeps MODERATE; and a drop waits 5 s anyway.
         assert_eq!(d.evaluate(3, Instant::from_millis(2000)), None);
-        assert_eq!(d.evaluate(3, Instant::from_millis(7000)), Some(DegradationLevel::Light));
-        assert_eq!(d.evaluate(7, Instant::from_millis(7001)), Some(DegradationLevel::Critical));
+        assert_eq!(
+            d.evaluate(3, Instant::from_millis(7000)),
+            Some(DegradationLevel::Light)
+        );
+        assert_eq!(
+            d.evaluate(7, Instant::from_millis(7001)),
+            Some(DegradationLevel::Critical)
+        );
     }
 
     #[test]

@@ -54,15 +54,31 @@ pub enum Mode {
 }
 
 pub enum Input<'a> {
-    Datagram { from: Addr, bytes: &'a [u8] },
-    Frame { from: Addr, bytes: &'a [u8] },
+    Datagram {
+        from: Addr,
+        bytes: &'a [u8],
+    },
+    Frame {
+        from: Addr,
+        bytes: &'a [u8],
+    },
     Tick,
-    Join { seeds: Vec<Addr> },
+    Join {
+        seeds: Vec<Addr>,
+    },
     Leave,
     /// Event-loop lag sample `(actual - 10 ms) / 10 ms`, once a second (driver).
-    LoopLag { ratio: f64 },
+    LoopLag {
+        ratio: f64,
+    },
     /// Application traffic arrived from this peer: it confirms it (membership.md §7).
     HeardFrom(NodeId),
+    /// The node's own health score, for an observer: its probes say nothing about the
+    /// local node (a whole observed DC may be unreachable), so it borrows the score of
+    /// the node's member-mode machine.
+    SetLocalHealth {
+        score: u8,
+    },
 }
 
 /// Counters of what was dropped or done; read by the shells' reports and metrics.
@@ -176,7 +192,8 @@ impl Membership {
         now: Instant,
     ) -> Self {
         let mut rng = DetRng::new(seed);
-        let first_round = now + Duration::from_micros(rng.range_u64(0, cfg.probe_interval.as_micros() as u64));
+        let first_round =
+            now + Duration::from_micros(rng.range_u64(0, cfg.probe_interval.as_micros() as u64));
         let first_push_pull = now
             + Duration::from_micros(rng.range_u64(
                 cfg.push_pull_interval.as_micros() as u64 / 2,
@@ -249,6 +266,11 @@ impl Membership {
                 LagEffect::None => {}
             },
             Input::HeardFrom(node) => self.heard_from(node, now, &mut out),
+            Input::SetLocalHealth { score } => {
+                if self.lhm.set_score(score) {
+                    self.lhm_event(&mut out);
+                }
+            }
         }
         out
     }
@@ -429,7 +451,18 @@ impl Membership {
     /// `T_p = min(T x R_p, max) x L`. R_p (latency, confidence, peer health) is 1 until
     /// coordinates and peer-health gossip feed it.
     fn probe_timeout(&self) -> Duration {
-        scale(self.cfg.probe_timeout.min(self.cfg.max_probe_timeout), self.local_mult())
+        scale(
+            self.cfg.probe_timeout.min(self.cfg.max_probe_timeout),
+            self.local_mult(),
+        )
+    }
+
+    /// How long a helper waits for the target before nacking: `min(0.7 T, 0.5 s)`,
+    /// unscaled (Python's rule). It must be well inside the requester's own window
+    /// (`T_p` >= T), or every healthy helper's nack arrives late and is counted as
+    /// missing, raising the requester's LHM for nothing.
+    fn help_wait(&self) -> Duration {
+        scale(self.cfg.probe_timeout, 0.7).min(crate::time::millis(500))
     }
 
     fn probe_interval(&self) -> Duration {
@@ -464,7 +497,11 @@ impl Membership {
             }
             let id = self.probe_list[self.probe_idx];
             self.probe_idx += 1;
-            if self.members.get(&id).is_some_and(|m| self.probe_candidate(m)) {
+            if self
+                .members
+                .get(&id)
+                .is_some_and(|m| self.probe_candidate(m))
+            {
                 return Some(id);
             }
         }
@@ -543,7 +580,9 @@ impl Membership {
     }
 
     fn direct_retry(&mut self, seq: u32, now: Instant, out: &mut Outputs) {
-        let Some(round) = self.round.as_mut() else { return };
+        let Some(round) = self.round.as_mut() else {
+            return;
+        };
         if round.seq != seq || round.indirect {
             return;
         }
@@ -572,8 +611,7 @@ impl Membership {
             }
             _ => {}
         }
-        self.lhm_raise(1, out);
-        let helpers = self.pick_helpers(target);
+        let helpers = self.pick_helpers(target, now);
         let inc = self.members[&target].inc;
         for h in &helpers {
             let haddr = self.members[h].addr;
@@ -600,61 +638,99 @@ impl Membership {
         self.at(now + wait, Timer::IndirectEnd { seq });
     }
 
-    /// Up to k random confirmed Alive members other than the target (§3.3 step 4).
-    fn pick_helpers(&mut self, target: NodeId) -> SmallVec<[NodeId; 4]> {
+    /// Up to k confirmed Alive helpers other than the target (§3.3 step 4), preferring
+    /// members we heard from within about one probe cycle. Refinement of the spec's
+    /// random choice: a helper we have no recent evidence of reaching (typically one on
+    /// the far side of a partition) cannot nack, and its missing nack would be charged to
+    /// our own health. A node that hears from nobody still falls back to random helpers,
+    /// so Lifeguard's self-awareness for a truly isolated node is unchanged.
+    fn pick_helpers(&mut self, target: NodeId, now: Instant) -> SmallVec<[NodeId; 4]> {
         let mut helpers: SmallVec<[NodeId; 4]> = SmallVec::new();
         let k = self.cfg.indirect_helpers;
-        if self.probe_list.is_empty() {
+        if self.probe_list.is_empty() || k == 0 {
             return helpers;
         }
+        let cycle = scale(self.cfg.probe_interval, (self.live_count.max(1) * 2) as f64)
+            .max(crate::time::secs(10));
+        let recent = |m: &Member| {
+            m.last_heard_at
+                .is_some_and(|t| now.saturating_since(t) <= cycle)
+        };
+        let mut fallback: SmallVec<[NodeId; 4]> = SmallVec::new();
         for _ in 0..(4 * k + 8) {
             if helpers.len() >= k {
                 break;
             }
             let id = self.probe_list[self.rng.below(self.probe_list.len())];
-            if id == target || helpers.contains(&id) {
+            if id == target || helpers.contains(&id) || fallback.contains(&id) {
                 continue;
             }
-            if self
-                .members
-                .get(&id)
-                .is_some_and(|m| m.status == Status::Alive && m.confirmed)
-            {
-                helpers.push(id);
+            match self.members.get(&id) {
+                Some(m) if m.status == Status::Alive && m.confirmed => {
+                    if recent(m) {
+                        helpers.push(id);
+                    } else if fallback.len() < k {
+                        fallback.push(id);
+                    }
+                }
+                _ => {}
             }
+        }
+        if helpers.is_empty() {
+            return fallback;
         }
         helpers
     }
 
     fn indirect_end(&mut self, seq: u32, now: Instant, out: &mut Outputs) {
-        let Some(round) = self.round.as_ref() else { return };
+        let Some(round) = self.round.as_ref() else {
+            return;
+        };
         if round.seq != seq {
             return;
         }
-        let (target, missing) = (round.target, round.helpers.saturating_sub(round.nacks));
-        // Helpers that did not even nack point at our own network: Lifeguard's signal.
-        if missing > 0 {
-            self.lhm_raise(missing, out);
-        }
+        let (target, helpers, nacks) = (round.target, round.helpers, round.nacks);
+        // Lifeguard's self-awareness signal (membership.md §6.1). Spec deviation, as
+        // memberlist and the Lifeguard paper do: a failed probe costs +1 only when no
+        // helper could vouch for our network; with helpers, each *missing nack* costs +1
+        // and a failure every helper nacked costs nothing. Charging every failed probe
+        // made a node's health worse whenever a peer really died or was partitioned
+        // away, which stretched its suspicion timeouts x2..x9 exactly when detection
+        // matters (a 2-minute partition went undetected by gates in simulation).
+        let penalty = if !self.cfg.lifeguard {
+            0
+        } else if helpers == 0 {
+            1
+        } else {
+            helpers.saturating_sub(nacks)
+        };
         self.end_round(false, now);
-        let Some(m) = self.members.get(&target) else { return };
-        match m.status {
-            Status::Alive => {
-                let inc = m.inc;
-                self.start_suspicion(target, inc, self.me.node, now, out);
+        // The suspicion snapshots the LHM from *before* this round's penalty: the same
+        // missing replies must not both accuse the target and stretch its timeout.
+        if let Some(m) = self.members.get(&target) {
+            match m.status {
+                Status::Alive => {
+                    let inc = m.inc;
+                    self.start_suspicion(target, inc, self.me.node, now, out);
+                }
+                Status::Suspect => {
+                    // Our own independent failure: tell others so it counts as a confirmation.
+                    let claim = self.claim_of(m, ClaimKind::Suspect, self.me.node);
+                    self.enqueue(claim, now, false);
+                }
+                _ => {}
             }
-            Status::Suspect => {
-                // Our own independent failure: tell others so it counts as a confirmation.
-                let claim = self.claim_of(m, ClaimKind::Suspect, self.me.node);
-                self.enqueue(claim, now, false);
-            }
-            _ => {}
+        }
+        if penalty > 0 {
+            self.lhm_raise(penalty, out);
         }
     }
 
     fn end_round(&mut self, success: bool, now: Instant) {
-        let Some(round) = self.round.take() else { return };
-        if success {
+        let Some(round) = self.round.take() else {
+            return;
+        };
+        if success && self.mode == Mode::Member {
             self.lhm.lower(1);
         }
         let next = (round.started_at + self.probe_interval()).max(now);
@@ -679,7 +755,15 @@ impl Membership {
         now: Instant,
         out: &mut Outputs,
     ) {
-        let (base_min, base_max) = self.cfg.suspicion_bounds_for(self.me.role);
+        // Bounds follow the detector's kind (membership.md §3.1, Q1). An observer is a
+        // gate acting as a health checker of another cluster's managers: it uses the
+        // bounds of the role it observes, since it never receives confirmations (observers
+        // gossip nothing) and at gate bounds would always wait the full 120 s.
+        let detector_role = match self.mode {
+            Mode::Member => self.me.role,
+            Mode::Observer { probes } => probes,
+        };
+        let (base_min, base_max) = self.cfg.suspicion_bounds_for(detector_role);
         let mult = self.lhm.multiplier();
         let n = self.live_count;
         let susp = Suspicion::new(
@@ -693,7 +777,10 @@ impl Membership {
         let deadline = susp.deadline();
         self.stats.suspicions += 1;
         self.transition(node, Status::Suspect, inc, now, out);
-        let m = self.members.get_mut(&node).expect("suspected member exists");
+        let m = self
+            .members
+            .get_mut(&node)
+            .expect("suspected member exists");
         m.suspicion = Some(susp);
         let claim = self.claim_of(&self.members[&node], ClaimKind::Suspect, from);
         self.enqueue(claim, now, false);
@@ -702,7 +789,11 @@ impl Membership {
 
     fn confirm_suspicion(&mut self, node: NodeId, from: NodeId, now: Instant) -> bool {
         let me = self.me.node;
-        let Some(s) = self.members.get_mut(&node).and_then(|m| m.suspicion.as_mut()) else {
+        let Some(s) = self
+            .members
+            .get_mut(&node)
+            .and_then(|m| m.suspicion.as_mut())
+        else {
             return false;
         };
         let before = s.deadline();
@@ -717,13 +808,35 @@ impl Membership {
     }
 
     fn suspicion_timer(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
-        let Some(m) = self.members.get(&node) else { return };
+        let Some(m) = self.members.get(&node) else {
+            return;
+        };
         if m.status != Status::Suspect {
             return;
         }
-        let Some(s) = m.suspicion.as_ref() else { return };
+        let Some(s) = m.suspicion.as_ref() else {
+            return;
+        };
         if s.deadline() > now {
             return; // superseded by a later re-suspicion
+        }
+        if self.cfg.lifeguard && !s.last_chance {
+            // membership.md §9: one last probe before a suspicion expires, extending the
+            // deadline once by T_p. The PING carries the buddy SUSPECT, so a live suspect
+            // refutes and its ACK brings the higher incarnation that clears the suspicion.
+            let (addr, t) = (m.addr, self.probe_timeout());
+            let s = self
+                .members
+                .get_mut(&node)
+                .and_then(|m| m.suspicion.as_mut())
+                .expect("suspect has a suspicion");
+            s.last_chance = true;
+            s.granted += t;
+            let deadline = s.deadline();
+            let seq = self.seq();
+            self.send_ping(seq, node, addr, out);
+            self.at(deadline.max(now), Timer::Suspicion { node });
+            return;
         }
         let ev = Event::SuspicionExpired {
             cluster: self.me.cluster,
@@ -778,7 +891,10 @@ impl Membership {
         now: Instant,
         out: &mut Outputs,
     ) {
-        let m = self.members.get_mut(&node).expect("transition of a known member");
+        let m = self
+            .members
+            .get_mut(&node)
+            .expect("transition of a known member");
         let from = m.view();
         if m.status != status {
             m.status_changed_at = now;
@@ -825,7 +941,9 @@ impl Membership {
 
     /// Direct contact from `node` (membership.md §7): an Unconfirmed peer becomes Alive.
     fn confirm_member(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
-        let Some(m) = self.members.get_mut(&node) else { return };
+        let Some(m) = self.members.get_mut(&node) else {
+            return;
+        };
         m.last_heard_at = Some(now);
         if m.confirmed {
             return;
@@ -907,7 +1025,9 @@ impl Membership {
 
     /// Proactive confirmation and removal of an UNCONFIRMED peer (membership.md §7).
     fn confirm_timer(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
-        let Some(m) = self.members.get(&node) else { return };
+        let Some(m) = self.members.get(&node) else {
+            return;
+        };
         if m.status != Status::Unconfirmed {
             return;
         }
@@ -966,7 +1086,9 @@ impl Membership {
     }
 
     fn remove_member(&mut self, node: NodeId, out: &mut Outputs) {
-        let Some(m) = self.members.remove(&node) else { return };
+        let Some(m) = self.members.remove(&node) else {
+            return;
+        };
         self.live_count -= m.status.is_live() as usize;
         self.dead_count -= (m.status == Status::Dead) as usize;
         self.gossip.remove(node);
@@ -1037,13 +1159,19 @@ impl Membership {
             return false;
         }
         let Some(m) = self.members.get(&c.node) else {
-            if matches!(c.kind, ClaimKind::Alive | ClaimKind::Join)
-                && self.observed_role_ok(c.role)
+            if matches!(c.kind, ClaimKind::Alive | ClaimKind::Join) && self.observed_role_ok(c.role)
             {
                 // Gossip never confirms; direct contact does.
                 self.insert_member(c.node, c.addr, c.role, c.inc, direct, now, out);
                 if self.mode == Mode::Member {
-                    self.enqueue(Claim { kind: ClaimKind::Alive, ..*c }, now, false);
+                    self.enqueue(
+                        Claim {
+                            kind: ClaimKind::Alive,
+                            ..*c
+                        },
+                        now,
+                        false,
+                    );
                 }
             }
             return true;
@@ -1054,13 +1182,15 @@ impl Membership {
         }
         let (status, l) = (m.status, m.inc);
         match (status, c.kind) {
-            (_, ClaimKind::Alive | ClaimKind::Join) => {
-                self.apply_alive(c, direct, now, out)
-            }
+            (_, ClaimKind::Alive | ClaimKind::Join) => self.apply_alive(c, direct, now, out),
             (Status::Unconfirmed, ClaimKind::Suspect) => true, // never Unconfirmed -> Suspect
             (Status::Unconfirmed, ClaimKind::Dead | ClaimKind::Left) => {
                 if c.inc >= l {
-                    let st = if c.kind == ClaimKind::Left { Status::Left } else { Status::Dead };
+                    let st = if c.kind == ClaimKind::Left {
+                        Status::Left
+                    } else {
+                        Status::Dead
+                    };
                     self.declare_gone(c.node, st, c.inc, c.from, now, out);
                 }
                 true
@@ -1083,7 +1213,11 @@ impl Membership {
             }
             (Status::Alive | Status::Suspect, ClaimKind::Dead | ClaimKind::Left) => {
                 if c.inc >= l {
-                    let st = if c.kind == ClaimKind::Left { Status::Left } else { Status::Dead };
+                    let st = if c.kind == ClaimKind::Left {
+                        Status::Left
+                    } else {
+                        Status::Dead
+                    };
                     self.declare_gone(c.node, st, c.inc, c.from, now, out);
                 }
                 true
@@ -1092,7 +1226,11 @@ impl Membership {
             (Status::Dead | Status::Left, ClaimKind::Dead | ClaimKind::Left) => {
                 let to_left = c.kind == ClaimKind::Left && status == Status::Dead && c.inc == l;
                 if c.inc > l || to_left {
-                    let st = if c.kind == ClaimKind::Left { Status::Left } else { Status::Dead };
+                    let st = if c.kind == ClaimKind::Left {
+                        Status::Left
+                    } else {
+                        Status::Dead
+                    };
                     self.transition(c.node, st, c.inc, now, out);
                     self.enqueue(*c, now, false);
                 }
@@ -1142,7 +1280,14 @@ impl Membership {
             self.confirm_member(c.node, now, out);
         }
         if accepted && self.mode == Mode::Member {
-            self.enqueue(Claim { kind: ClaimKind::Alive, ..*c }, now, false);
+            self.enqueue(
+                Claim {
+                    kind: ClaimKind::Alive,
+                    ..*c
+                },
+                now,
+                false,
+            );
         }
         true
     }
@@ -1300,7 +1445,15 @@ impl Membership {
                     self.tell_gone(env.sender, env.sender_addr, out);
                     return;
                 }
-                self.help(seq, target, target_addr, want_nack, env.sender_addr, now, out);
+                self.help(
+                    seq,
+                    target,
+                    target_addr,
+                    want_nack,
+                    env.sender_addr,
+                    now,
+                    out,
+                );
             }
             Body::IndirectAck { seq, target } => {
                 if self
@@ -1313,7 +1466,11 @@ impl Membership {
                     self.stats.stale_replies += 1;
                 }
             }
-            Body::Nack { seq, target, reason } => match reason {
+            Body::Nack {
+                seq,
+                target,
+                reason,
+            } => match reason {
                 NackReason::VersionMismatch
                 | NackReason::VersionRequired
                 | NackReason::ZombieRejected => {
@@ -1363,7 +1520,7 @@ impl Membership {
             } => {
                 if accepted {
                     self.joined = true;
-                    self.apply_gossip(&snapshot, now, out);
+                    self.apply_snapshot(&snapshot, env.sender, false, now, out);
                     // The snapshot is one datagram: fetch the rest at once.
                     self.send_push_pull(env.sender_addr, false, out);
                 } else {
@@ -1385,7 +1542,7 @@ impl Membership {
             }
             Body::Notice { gossip } => self.apply_gossip(&gossip, now, out),
             Body::PushPull { reply, entries } => {
-                self.apply_gossip(&entries, now, out);
+                self.apply_snapshot(&entries, env.sender, from_observer, now, out);
                 if reply {
                     self.joined = true;
                 } else {
@@ -1407,6 +1564,42 @@ impl Membership {
                 Some(NackReason::ZombieRejected)
             }
             _ => None,
+        }
+    }
+
+    /// Merge a full-state snapshot (push-pull, JOIN_ACK) from `sender`.
+    ///
+    /// Two refinements of "merge per §2", both for safety after partitions:
+    /// - a snapshot's DEAD about someone else is taken as a SUSPECT accused by the
+    ///   sender (memberlist's `mergeState` does the same): a stale verdict from the other
+    ///   side of a healed partition must not kill a peer we can reach; it gets a
+    ///   suspicion it can refute. Our own death (about self) keeps its meaning, so we
+    ///   refute it with the zombie-safe bump.
+    /// - an observer's snapshot is outside knowledge of this cluster: only its claims
+    ///   about us are used (to refute); its verdicts about others are ignored.
+    fn apply_snapshot(
+        &mut self,
+        claims: &[Claim],
+        sender: NodeId,
+        from_observer: bool,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        for c in claims.iter().take(wire::MAX_SNAPSHOT_ENTRIES) {
+            if c.node == self.me.node {
+                self.apply_claim(c, false, now, out);
+            } else if from_observer {
+                continue;
+            } else if c.kind == ClaimKind::Dead {
+                let suspect = Claim {
+                    kind: ClaimKind::Suspect,
+                    from: sender,
+                    ..*c
+                };
+                self.apply_claim(&suspect, false, now, out);
+            } else {
+                self.apply_claim(c, false, now, out);
+            }
         }
     }
 
@@ -1465,7 +1658,9 @@ impl Membership {
                 );
             }
         };
-        if !self.degradation.level().helps_indirect() || self.helps.len() >= self.cfg.max_pending_helps {
+        if !self.degradation.level().helps_indirect()
+            || self.helps.len() >= self.cfg.max_pending_helps
+        {
             self.stats.helps_refused += 1;
             return nack(self, NackReason::Busy, out);
         }
@@ -1483,20 +1678,27 @@ impl Membership {
             },
         );
         self.send_ping(seq, target, target_addr, out);
-        let wait = self.probe_timeout();
-        self.at(now + wait, Timer::HelpTimeout { seq });
+        self.at(now + self.help_wait(), Timer::HelpTimeout { seq });
     }
 
     /// A datagram from a member we hold Dead/Left: tell it, so it refutes or stays away.
     fn tell_gone(&mut self, node: NodeId, addr: Addr, out: &mut Outputs) {
-        let Some(m) = self.members.get(&node) else { return };
+        let Some(m) = self.members.get(&node) else {
+            return;
+        };
         let kind = if m.status == Status::Left {
             ClaimKind::Left
         } else {
             ClaimKind::Dead
         };
         let claim = self.claim_of(m, kind, self.me.node);
-        self.send(addr, Body::Notice { gossip: vec![claim] }, out);
+        self.send(
+            addr,
+            Body::Notice {
+                gossip: vec![claim],
+            },
+            out,
+        );
     }
 
     fn heard_from(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
@@ -1583,7 +1785,8 @@ impl Membership {
             .values()
             .filter(|m| {
                 m.status == Status::Dead
-                    && m.death.is_some_and(|(at, _)| now.saturating_since(at) < window)
+                    && m.death
+                        .is_some_and(|(at, _)| now.saturating_since(at) < window)
             })
             .map(|m| m.id)
             .collect();
@@ -1656,13 +1859,15 @@ impl Membership {
     // ----- rate limiting (membership.md §5) ------------------------------------------
 
     fn admit(&mut self, from: Addr, now: Instant) -> bool {
-        if self.buckets.len() >= self.cfg.rate_limit_senders && !self.buckets.contains_key(&from)
-        {
+        if self.buckets.len() >= self.cfg.rate_limit_senders && !self.buckets.contains_key(&from) {
             // Evict the least recently active tenth, in one pass (amortised).
             let mut by_age: Vec<(Instant, Addr)> =
                 self.buckets.iter().map(|(a, b)| (b.last, *a)).collect();
             by_age.sort_unstable();
-            for (_, a) in by_age.into_iter().take(self.cfg.rate_limit_senders / 10 + 1) {
+            for (_, a) in by_age
+                .into_iter()
+                .take(self.cfg.rate_limit_senders / 10 + 1)
+            {
                 self.buckets.remove(&a);
             }
         }
@@ -1731,7 +1936,10 @@ impl Membership {
     fn piggyback(&mut self, skip: Option<NodeId>) -> Vec<Claim> {
         let mut v = Vec::new();
         if self.mode == Mode::Member {
-            let n = self.degradation.level().piggyback(self.cfg.gossip_per_datagram);
+            let n = self
+                .degradation
+                .level()
+                .piggyback(self.cfg.gossip_per_datagram);
             self.gossip.select(n, skip, &mut v);
         }
         v
@@ -1776,12 +1984,18 @@ impl Membership {
     }
 
     fn lhm_raise(&mut self, by: u8, out: &mut Outputs) {
+        if self.mode != Mode::Member {
+            return; // observers take the node's score (SetLocalHealth)
+        }
         if self.lhm.raise(by) {
             self.lhm_event(out);
         }
     }
 
     fn lhm_lower(&mut self, out: &mut Outputs) {
+        if self.mode != Mode::Member {
+            return;
+        }
         if self.lhm.lower(1) {
             self.lhm_event(out);
         }

@@ -34,6 +34,8 @@ pub struct Suspicion {
     confirmers: SmallVec<[NodeId; 4]>,
     extra_confirmations: usize,
     pub granted: Duration,
+    /// The one last probe before expiry was sent (membership.md §9).
+    pub last_chance: bool,
 }
 
 impl Suspicion {
@@ -55,6 +57,7 @@ impl Suspicion {
             confirmers: SmallVec::new(),
             extra_confirmations: 0,
             granted: Duration::ZERO,
+            last_chance: false,
         }
     }
 
@@ -103,7 +106,10 @@ mod tests {
         // C = N reaches min exactly.
         assert_eq!(timeout(secs(5), secs(30), 100, 100), secs(5));
         // N = 3, C = 1: 30 - 25 ln2/ln4 = 17.5 s.
-        assert_eq!(timeout(secs(5), secs(30), 1, 3), Duration::from_millis(17_500));
+        assert_eq!(
+            timeout(secs(5), secs(30), 1, 3),
+            Duration::from_millis(17_500)
+        );
         // N <= 1 -> max.
         assert_eq!(timeout(secs(5), secs(30), 5, 1), secs(30));
         // Never below min.
@@ -116,7 +122,10 @@ mod tests {
         let mut s = Suspicion::new(Instant::ZERO, secs(5), secs(30), 50, NodeId(1), true);
         let mut last = s.deadline();
         assert_eq!(last, Instant::ZERO + secs(30));
-        assert!(!s.confirm(NodeId(1), me), "originator is not a confirmation");
+        assert!(
+            !s.confirm(NodeId(1), me),
+            "originator is not a confirmation"
+        );
         assert!(!s.confirm(me, me), "self is not a confirmation");
         for i in 2..60 {
             assert!(s.confirm(NodeId(i), me));

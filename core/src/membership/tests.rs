@@ -138,9 +138,14 @@ fn gossip_never_confirms_and_unconfirmed_is_never_suspected() {
     assert!(tx
         .iter()
         .any(|(_, to, e)| *to == Addr::from_u32(5) && matches!(e.body, Body::Ping { .. })));
-    assert!(!tx.iter().any(|(_, _, e)| matches!(e.body, Body::PingReq { target, .. } if target == NodeId(5))));
+    assert!(!tx
+        .iter()
+        .any(|(_, _, e)| matches!(e.body, Body::PingReq { target, .. } if target == NodeId(5))));
     for (_, e) in events(&log) {
-        if let Event::Member { node, to: Some(v), .. } = e {
+        if let Event::Member {
+            node, to: Some(v), ..
+        } = e
+        {
             assert!(!(node == NodeId(5) && v.status == Status::Suspect));
         }
         assert!(!matches!(e, Event::Lhm { .. }), "LHM changed: {e:?}");
@@ -156,8 +161,13 @@ fn worker_removed_after_passive_180s_without_proactive_pings() {
     run_until(&mut m, Instant::ZERO + secs(180) - millis(1), &mut log);
     assert!(m.member(NodeId(5)).is_some(), "not before passive");
     let ev = events(&log);
-    assert!(!ev.iter().any(|(_, e)| matches!(e, Event::ProactivePing { .. })));
-    assert!(ev.iter().any(|(t, e)| matches!(e, Event::UnconfirmedWarning { node, .. } if *node == NodeId(5)) && *t == Instant::ZERO + secs(60)));
+    assert!(!ev
+        .iter()
+        .any(|(_, e)| matches!(e, Event::ProactivePing { .. })));
+    assert!(ev.iter().any(
+        |(t, e)| matches!(e, Event::UnconfirmedWarning { node, .. } if *node == NodeId(5))
+            && *t == Instant::ZERO + secs(60)
+    ));
     run_until(&mut m, Instant::ZERO + secs(181), &mut log);
     assert!(m.member(NodeId(5)).is_none());
     let removed: Vec<_> = events(&log)
@@ -178,7 +188,9 @@ fn worker_removed_after_passive_180s_without_proactive_pings() {
     // Removal leaves nothing behind and emits no DEAD gossip.
     assert!(!sent(&log).iter().any(|(_, _, e)| match &e.body {
         Body::Ping { gossip, .. } | Body::Ack { gossip, .. } | Body::PingReq { gossip, .. } =>
-            gossip.iter().any(|c| c.node == NodeId(5) && c.kind == ClaimKind::Dead),
+            gossip
+                .iter()
+                .any(|c| c.node == NodeId(5) && c.kind == ClaimKind::Dead),
         _ => false,
     }));
 }
@@ -191,7 +203,9 @@ fn proactive_schedule(role: Role) -> (Vec<Instant>, Vec<(Instant, RemovalReason)
     let ev = events(&log);
     let pings = ev
         .iter()
-        .filter_map(|(t, e)| matches!(e, Event::ProactivePing { node, .. } if *node == NodeId(5)).then_some(*t))
+        .filter_map(|(t, e)| {
+            matches!(e, Event::ProactivePing { node, .. } if *node == NodeId(5)).then_some(*t)
+        })
         .collect();
     let removed = ev
         .iter()
@@ -213,7 +227,10 @@ fn gate_gets_five_proactive_attempts_60_to_80s_and_removal_at_120s() {
     assert_eq!(pings, want);
     assert_eq!(
         removed,
-        vec![(Instant::ZERO + secs(120), RemovalReason::ExhaustedProactiveAttempts)]
+        vec![(
+            Instant::ZERO + secs(120),
+            RemovalReason::ExhaustedProactiveAttempts
+        )]
     );
 }
 
@@ -227,7 +244,10 @@ fn manager_gets_three_proactive_attempts_45_to_55s_and_removal_at_90s() {
     assert_eq!(pings, want);
     assert_eq!(
         removed,
-        vec![(Instant::ZERO + secs(90), RemovalReason::ExhaustedProactiveAttempts)]
+        vec![(
+            Instant::ZERO + secs(90),
+            RemovalReason::ExhaustedProactiveAttempts
+        )]
     );
 }
 
@@ -242,17 +262,29 @@ fn a_proactive_ack_confirms_the_peer() {
         .rfind(|(_, to, _)| *to == Addr::from_u32(5))
         .unwrap();
     assert_eq!(t, Instant::ZERO + secs(45));
-    let Body::Ping { seq, .. } = ping.body else { panic!() };
+    let Body::Ping { seq, .. } = ping.body else {
+        panic!()
+    };
     let out = deliver(
         &mut m,
-        env_from(5, Role::Manager, 0, Body::Ack { seq, gossip: vec![] }),
+        env_from(
+            5,
+            Role::Manager,
+            0,
+            Body::Ack {
+                seq,
+                gossip: vec![],
+            },
+        ),
         t + millis(20),
     );
     assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Member { node, to: Some(MemberView { status: Status::Alive, confirmed: true, .. }), .. }) if *node == NodeId(5))));
     run_until(&mut m, Instant::ZERO + secs(400), &mut log);
     // Confirmed, so never removed as unconfirmed (its later silence is ordinary SWIM).
     assert!(m.member(NodeId(5)).unwrap().confirmed);
-    assert!(!events(&log).iter().any(|(_, e)| matches!(e, Event::UnconfirmedRemoved { .. })));
+    assert!(!events(&log)
+        .iter()
+        .any(|(_, e)| matches!(e, Event::UnconfirmedRemoved { .. })));
 }
 
 #[test]
@@ -274,7 +306,10 @@ fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
                 Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
                     let e = wire::decode(&bytes, Channel::Datagram).unwrap();
                     let reply = match e.body {
-                        Body::Ping { seq, .. } => Body::Ack { seq, gossip: vec![] },
+                        Body::Ping { seq, .. } => Body::Ack {
+                            seq,
+                            gossip: vec![],
+                        },
                         Body::PingReq { seq, target, .. } => Body::Nack {
                             seq,
                             target,
@@ -284,7 +319,9 @@ fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
                     };
                     deliver(&mut m, env_from(6, Role::Worker, 0, reply), now + millis(1));
                 }
-                Output::Event(Event::Member { node, to: Some(v), .. }) if node == NodeId(5) => {
+                Output::Event(Event::Member {
+                    node, to: Some(v), ..
+                }) if node == NodeId(5) => {
                     if v.status == Status::Suspect && suspected_at.is_none() {
                         suspected_at = Some(now);
                     }
@@ -315,7 +352,11 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         buddy: Some(buddy),
         gossip: vec![],
     };
-    let out = deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(1));
+    let out = deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, body),
+        Instant::ZERO + secs(1),
+    );
     assert_eq!(m.incarnation(), Incarnation(1));
     let ack = out
         .iter()
@@ -325,19 +366,29 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         })
         .unwrap();
     assert_eq!(ack.sender_inc, Incarnation(1));
-    let Body::Ack { gossip, .. } = ack.body else { panic!("{ack:?}") };
+    let Body::Ack { gossip, .. } = ack.body else {
+        panic!("{ack:?}")
+    };
     assert_eq!(gossip[0], claim(ClaimKind::Alive, 0, 1, Role::Worker, 0));
     // DEAD about us at 3: we come back at 3 + 5, past any zombie guard.
     let body = Body::Notice {
         gossip: vec![claim(ClaimKind::Dead, 0, 3, Role::Worker, 6)],
     };
-    deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(2));
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, body),
+        Instant::ZERO + secs(2),
+    );
     assert_eq!(m.incarnation(), Incarnation(8));
     // A stale accusation does not bump.
     let body = Body::Notice {
         gossip: vec![claim(ClaimKind::Suspect, 0, 2, Role::Worker, 6)],
     };
-    deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(3));
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, body),
+        Instant::ZERO + secs(3),
+    );
     assert_eq!(m.incarnation(), Incarnation(8));
     // A plain PING never triggers refutation (D1).
     let body = Body::Ping {
@@ -346,7 +397,11 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         buddy: None,
         gossip: vec![],
     };
-    deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + secs(4));
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, body),
+        Instant::ZERO + secs(4),
+    );
     assert_eq!(m.incarnation(), Incarnation(8));
 }
 
@@ -359,12 +414,20 @@ fn refutations_are_rate_limited_but_never_dropped() {
         let body = Body::Notice {
             gossip: vec![claim(ClaimKind::Suspect, 0, inc, Role::Worker, 6)],
         };
-        deliver(&mut m, env_from(6, Role::Worker, 0, body), Instant::ZERO + millis(100 * i as u64));
+        deliver(
+            &mut m,
+            env_from(6, Role::Worker, 0, body),
+            Instant::ZERO + millis(100 * i as u64),
+        );
     }
     assert_eq!(m.incarnation(), Incarnation(5), "5 bumps per 10 s");
     let mut log = Vec::new();
     run_until(&mut m, Instant::ZERO + secs(11), &mut log);
-    assert_eq!(m.incarnation(), Incarnation(6), "the deferred accusation is answered");
+    assert_eq!(
+        m.incarnation(),
+        Incarnation(6),
+        "the deferred accusation is answered"
+    );
 }
 
 #[test]
@@ -378,12 +441,20 @@ fn zombie_guard_and_dead_precedence() {
     deliver(&mut m, env_from(6, Role::Worker, 0, dead), t);
     assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Dead);
     // SUSPECT never revives or changes a dead member.
-    for (kind, inc) in [(ClaimKind::Suspect, 9), (ClaimKind::Alive, 2), (ClaimKind::Alive, 6)] {
+    for (kind, inc) in [
+        (ClaimKind::Suspect, 9),
+        (ClaimKind::Alive, 2),
+        (ClaimKind::Alive, 6),
+    ] {
         let body = Body::Notice {
             gossip: vec![claim(kind, 5, inc, Role::Worker, 6)],
         };
         deliver(&mut m, env_from(6, Role::Worker, 0, body), t + secs(10));
-        assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Dead, "{kind:?} {inc}");
+        assert_eq!(
+            m.member(NodeId(5)).unwrap().status,
+            Status::Dead,
+            "{kind:?} {inc}"
+        );
     }
     // inc >= death inc + 5 passes the guard within 60 s; the peer stays confirmed.
     let body = Body::Notice {
@@ -391,16 +462,33 @@ fn zombie_guard_and_dead_precedence() {
     };
     deliver(&mut m, env_from(6, Role::Worker, 0, body), t + secs(10));
     let x = m.member(NodeId(5)).unwrap();
-    assert_eq!((x.status, x.inc, x.confirmed), (Status::Alive, Incarnation(7), true));
+    assert_eq!(
+        (x.status, x.inc, x.confirmed),
+        (Status::Alive, Incarnation(7), true)
+    );
     // After the window a plain higher incarnation is enough.
     deliver(
         &mut m,
-        env_from(6, Role::Worker, 0, Body::Notice { gossip: vec![claim(ClaimKind::Dead, 5, 7, Role::Worker, 6)] }),
+        env_from(
+            6,
+            Role::Worker,
+            0,
+            Body::Notice {
+                gossip: vec![claim(ClaimKind::Dead, 5, 7, Role::Worker, 6)],
+            },
+        ),
         t + secs(20),
     );
     deliver(
         &mut m,
-        env_from(6, Role::Worker, 0, Body::Notice { gossip: vec![claim(ClaimKind::Alive, 5, 8, Role::Worker, 5)] }),
+        env_from(
+            6,
+            Role::Worker,
+            0,
+            Body::Notice {
+                gossip: vec![claim(ClaimKind::Alive, 5, 8, Role::Worker, 5)],
+            },
+        ),
         t + secs(81),
     );
     assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Alive);
@@ -413,14 +501,22 @@ fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
     let dead = Body::Notice {
         gossip: vec![claim(ClaimKind::Dead, 5, 0, Role::Worker, 6)],
     };
-    deliver(&mut m, env_from(6, Role::Worker, 0, dead), Instant::ZERO + secs(1));
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, dead),
+        Instant::ZERO + secs(1),
+    );
     let ping = Body::Ping {
         seq: 1,
         target: NodeId(0),
         buddy: None,
         gossip: vec![],
     };
-    let out = deliver(&mut m, env_from(5, Role::Worker, 0, ping), Instant::ZERO + secs(2));
+    let out = deliver(
+        &mut m,
+        env_from(5, Role::Worker, 0, ping),
+        Instant::ZERO + secs(2),
+    );
     let replies: Vec<Envelope> = out
         .iter()
         .filter_map(|o| match o {
@@ -429,7 +525,9 @@ fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
         })
         .collect();
     assert_eq!(replies.len(), 1);
-    assert!(matches!(&replies[0].body, Body::Notice { gossip } if gossip[0].kind == ClaimKind::Dead && gossip[0].node == NodeId(5)));
+    assert!(
+        matches!(&replies[0].body, Body::Notice { gossip } if gossip[0].kind == ClaimKind::Dead && gossip[0].node == NodeId(5))
+    );
 }
 
 #[test]
@@ -441,7 +539,10 @@ fn join_confirms_the_joiner_at_the_seed_only() {
     };
     let out = deliver(&mut seed, env_from(5, Role::Worker, 0, body), Instant::ZERO);
     let x = seed.member(NodeId(5)).unwrap();
-    assert_eq!((x.status, x.confirmed, x.role), (Status::Alive, true, Role::Worker));
+    assert_eq!(
+        (x.status, x.confirmed, x.role),
+        (Status::Alive, true, Role::Worker)
+    );
     let ack = out
         .iter()
         .find_map(|o| match o {
@@ -451,11 +552,22 @@ fn join_confirms_the_joiner_at_the_seed_only() {
         .unwrap();
     assert!(matches!(ack.body, Body::JoinAck { accepted: true, .. }));
     // A third party hears JOIN gossip: unconfirmed there (Q3).
-    let mut third = Membership::new(Config::default(), ident(7, Role::Worker), Mode::Member, Incarnation(0), 1, Instant::ZERO);
+    let mut third = Membership::new(
+        Config::default(),
+        ident(7, Role::Worker),
+        Mode::Member,
+        Incarnation(0),
+        1,
+        Instant::ZERO,
+    );
     let body = Body::Notice {
         gossip: vec![claim(ClaimKind::Join, 5, 0, Role::Worker, 5)],
     };
-    deliver(&mut third, env_from(0, Role::Manager, 0, body), Instant::ZERO);
+    deliver(
+        &mut third,
+        env_from(0, Role::Manager, 0, body),
+        Instant::ZERO,
+    );
     assert_eq!(third.member(NodeId(5)).unwrap().status, Status::Unconfirmed);
     // Version mismatch is refused.
     let body = Body::Join {
@@ -471,7 +583,11 @@ fn join_confirms_the_joiner_at_the_seed_only() {
 fn leave_marks_left_not_dead() {
     let mut m = machine(Role::Worker);
     confirm(&mut m, 5, Role::Worker, Instant::ZERO);
-    deliver(&mut m, env_from(5, Role::Worker, 0, Body::Leave), Instant::ZERO + secs(1));
+    deliver(
+        &mut m,
+        env_from(5, Role::Worker, 0, Body::Leave),
+        Instant::ZERO + secs(1),
+    );
     assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Left);
 }
 
@@ -479,7 +595,11 @@ fn leave_marks_left_not_dead() {
 fn tombstones_are_forgotten_after_an_hour() {
     let mut m = machine(Role::Worker);
     confirm(&mut m, 5, Role::Worker, Instant::ZERO);
-    deliver(&mut m, env_from(5, Role::Worker, 0, Body::Leave), Instant::ZERO + secs(1));
+    deliver(
+        &mut m,
+        env_from(5, Role::Worker, 0, Body::Leave),
+        Instant::ZERO + secs(1),
+    );
     let mut log = Vec::new();
     run_until(&mut m, Instant::ZERO + secs(3600), &mut log);
     assert!(m.member(NodeId(5)).is_some());
@@ -495,12 +615,23 @@ fn member_table_is_bounded() {
         max_members: 300,
         ..Config::default()
     };
-    let mut m = Membership::new(cfg, ident(0, Role::Worker), Mode::Member, Incarnation(0), 1, Instant::ZERO);
+    let mut m = Membership::new(
+        cfg,
+        ident(0, Role::Worker),
+        Mode::Member,
+        Incarnation(0),
+        1,
+        Instant::ZERO,
+    );
     for batch in 0..100u32 {
         let gossip = (0..5)
             .map(|i| claim(ClaimKind::Alive, 1000 + batch * 5 + i, 0, Role::Worker, 0))
             .collect();
-        deliver(&mut m, env_from(9, Role::Worker, 0, Body::Notice { gossip }), Instant::ZERO);
+        deliver(
+            &mut m,
+            env_from(9, Role::Worker, 0, Body::Notice { gossip }),
+            Instant::ZERO,
+        );
         assert!(m.member_count() <= 300);
     }
     assert!(m.stats().evicted_members > 0);
@@ -517,7 +648,10 @@ fn garbage_is_counted_and_dropped() {
             },
             Instant::ZERO,
         );
-        assert!(matches!(out.as_slice(), [Output::Event(Event::DecodeFailed { .. })]));
+        assert!(matches!(
+            out.as_slice(),
+            [Output::Event(Event::DecodeFailed { .. })]
+        ));
     }
     assert_eq!(m.stats().decode_errors, 3);
 }

@@ -72,7 +72,12 @@ impl Node {
             derive_seed(cfg.seed, 0),
             now,
         );
-        out.extend(own.step(membership::Input::Join { seeds: cfg.seeds.clone() }, now));
+        out.extend(own.step(
+            membership::Input::Join {
+                seeds: cfg.seeds.clone(),
+            },
+            now,
+        ));
         let mut memberships: SmallVec<[Membership; 4]> = SmallVec::new();
         memberships.push(own);
         if cfg.role == Role::Gate {
@@ -87,7 +92,12 @@ impl Node {
                     derive_seed(cfg.seed, 1 + i as u64),
                     now,
                 );
-                out.extend(obs.step(membership::Input::Join { seeds: seeds.clone() }, now));
+                out.extend(obs.step(
+                    membership::Input::Join {
+                        seeds: seeds.clone(),
+                    },
+                    now,
+                ));
                 memberships.push(obs);
             }
         }
@@ -109,7 +119,9 @@ impl Node {
     pub fn step(&mut self, input: Input<'_>, now: Instant) -> Outputs {
         let mut out = Outputs::new();
         match input {
-            Input::Datagram { from, bytes } => self.route(from, bytes, Channel::Datagram, now, &mut out),
+            Input::Datagram { from, bytes } => {
+                self.route(from, bytes, Channel::Datagram, now, &mut out)
+            }
             Input::Frame { from, bytes } => self.route(from, bytes, Channel::Frame, now, &mut out),
             Input::Tick => {
                 for m in self.memberships.iter_mut() {
@@ -134,12 +146,37 @@ impl Node {
                 }
             }
         }
+        self.share_health(now, &mut out);
         out
     }
 
-    fn route(&mut self, from: Addr, bytes: &[u8], channel: Channel, now: Instant, out: &mut Outputs) {
+    /// Observers borrow the node's health score from its own cluster's machine.
+    fn share_health(&mut self, now: Instant, out: &mut Outputs) {
+        let Some((own, observers)) = self.memberships.split_first_mut() else {
+            return;
+        };
+        let score = own.lhm_score();
+        for m in observers {
+            if m.lhm_score() != score {
+                out.extend(m.step(membership::Input::SetLocalHealth { score }, now));
+            }
+        }
+    }
+
+    fn route(
+        &mut self,
+        from: Addr,
+        bytes: &[u8],
+        channel: Channel,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
         match wire::decode(bytes, channel) {
-            Ok(env) => match self.memberships.iter_mut().find(|m| m.identity().cluster == env.cluster) {
+            Ok(env) => match self
+                .memberships
+                .iter_mut()
+                .find(|m| m.identity().cluster == env.cluster)
+            {
                 Some(m) => m.handle(env, from, now, out),
                 None => self.unknown_cluster += 1,
             },
@@ -151,7 +188,10 @@ impl Node {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.memberships.iter().filter_map(|m| m.next_deadline()).min()
+        self.memberships
+            .iter()
+            .filter_map(|m| m.next_deadline())
+            .min()
     }
 
     /// The node's membership machines: its own cluster first, then observers.

@@ -184,12 +184,13 @@ impl Body {
 
     fn entry_count(&self) -> (usize, usize) {
         match self {
-            Body::Ping { gossip, buddy, .. } => {
-                (gossip.len() + buddy.is_some() as usize, MAX_GOSSIP_PER_DATAGRAM)
+            Body::Ping { gossip, buddy, .. } => (
+                gossip.len() + buddy.is_some() as usize,
+                MAX_GOSSIP_PER_DATAGRAM,
+            ),
+            Body::Ack { gossip, .. } | Body::PingReq { gossip, .. } | Body::Notice { gossip } => {
+                (gossip.len(), MAX_GOSSIP_PER_DATAGRAM)
             }
-            Body::Ack { gossip, .. }
-            | Body::PingReq { gossip, .. }
-            | Body::Notice { gossip } => (gossip.len(), MAX_GOSSIP_PER_DATAGRAM),
             Body::JoinAck { snapshot, .. } => (snapshot.len(), MAX_GOSSIP_PER_DATAGRAM),
             Body::PushPull { entries, .. } => (entries.len(), MAX_SNAPSHOT_ENTRIES),
             _ => (0, usize::MAX),

@@ -55,14 +55,18 @@ fn arb_reason() -> impl Strategy<Value = NackReason> {
 fn arb_body() -> impl Strategy<Value = Body> {
     let gossip = || proptest::collection::vec(arb_claim(), 0..6);
     prop_oneof![
-        (any::<u32>(), any::<u32>(), proptest::option::of(arb_claim()), gossip()).prop_map(
-            |(seq, t, buddy, gossip)| Body::Ping {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of(arb_claim()),
+            gossip()
+        )
+            .prop_map(|(seq, t, buddy, gossip)| Body::Ping {
                 seq,
                 target: NodeId(t),
                 buddy,
                 gossip
-            }
-        ),
+            }),
         (any::<u32>(), gossip()).prop_map(|(seq, gossip)| Body::Ack { seq, gossip }),
         (
             any::<u32>(),

@@ -1,0 +1,540 @@
+//! Invariant checkers and membership metrics (membership.md §11), fed by every event.
+//!
+//! The checker mirrors each node's membership view from the `Member` events the machines
+//! emit (every table transition is one), so it can judge each transition against the
+//! simulator's ground truth: who is running, who is partitioned, who heard from whom.
+//! Consistency is tracked incrementally (a count of (observer, subject) pairs whose view
+//! disagrees with the truth), so checking stays O(1) per event and O(N) per crash.
+
+use crate::report::{Detection, FalsePositive, PartitionReport, Violation};
+use meridian_core::io::{Event, MemberView};
+use meridian_core::membership::confirmation::strategy;
+use meridian_core::membership::lifeguard::LHM_MAX_SCORE;
+use meridian_core::membership::Status;
+use meridian_core::wire::MAX_DATAGRAM;
+use meridian_core::{Instant, Role};
+
+const ABSENT: u8 = 0;
+const MAX_VIOLATIONS_KEPT: usize = 200;
+const MAX_FALSE_POSITIVES_KEPT: usize = 200;
+
+fn code(s: Status) -> u8 {
+    match s {
+        Status::Unconfirmed => 1,
+        Status::Alive => 2,
+        Status::Suspect => 3,
+        Status::Dead => 4,
+        Status::Left => 5,
+    }
+}
+
+fn gone(code: u8) -> bool {
+    code == ABSENT || code >= 4
+}
+
+/// What the simulator knows that the nodes do not.
+pub struct Truth<'a> {
+    pub up: &'a [bool],
+    pub paused: &'a [bool],
+    pub cut: &'a dyn Fn(usize, usize) -> bool,
+}
+
+pub struct Checker {
+    n: usize,
+    role: Vec<Role>,
+    dc: Vec<usize>,
+    names: Vec<String>,
+    view_status: Vec<u8>,
+    view_inc: Vec<u32>,
+    own_inc: Vec<u32>,
+    max_emitted: Vec<u32>,
+    up: Vec<bool>,
+    heard: Vec<u64>,
+    mismatches: usize,
+    consistent: bool,
+    pub converged_at_ms: Option<u64>,
+    pub detections: Vec<Detection>,
+    active_crash: Vec<Option<usize>>,
+    pub false_positives: u64,
+    pub false_positive_details: Vec<FalsePositive>,
+    pub checked: u64,
+    pub violations: Vec<Violation>,
+    pub violations_total: u64,
+    pub suspicions: u64,
+    pub refutations: u64,
+    pub partitions: Vec<PartitionReport>,
+    /// Tracked (observer, subject) pairs cut by the partition in force.
+    cut_pairs: Vec<(usize, usize)>,
+    pub missed_cut_pairs: Vec<(String, String)>,
+}
+
+impl Checker {
+    pub fn new(role: Vec<Role>, dc: Vec<usize>, names: Vec<String>) -> Checker {
+        let n = role.len();
+        let mut c = Checker {
+            n,
+            role,
+            dc,
+            names,
+            view_status: vec![ABSENT; n * n],
+            view_inc: vec![0; n * n],
+            own_inc: vec![0; n],
+            max_emitted: vec![0; n],
+            up: vec![false; n],
+            heard: vec![0; (n * n).div_ceil(64)],
+            mismatches: 0,
+            consistent: false,
+            converged_at_ms: None,
+            detections: Vec::new(),
+            active_crash: vec![None; n],
+            false_positives: 0,
+            false_positive_details: Vec::new(),
+            checked: 0,
+            violations: Vec::new(),
+            violations_total: 0,
+            suspicions: 0,
+            refutations: 0,
+            partitions: Vec::new(),
+            cut_pairs: Vec::new(),
+            missed_cut_pairs: Vec::new(),
+        };
+        c.mismatches = 0;
+        c
+    }
+
+    /// Does `o` keep a membership view of `s`? Gates track gates and every DC's managers;
+    /// managers and workers track their own DC's managers and workers.
+    pub fn tracks(&self, o: usize, s: usize) -> bool {
+        if o == s {
+            return false;
+        }
+        match (self.role[o], self.role[s]) {
+            (Role::Gate, Role::Gate) | (Role::Gate, Role::Manager) => true,
+            (Role::Gate, _) | (_, Role::Gate) => false,
+            _ => self.dc[o] == self.dc[s],
+        }
+    }
+
+    fn counted(&self, o: usize, s: usize) -> bool {
+        self.up[o] && self.tracks(o, s)
+    }
+
+    fn pair_ok(&self, o: usize, s: usize) -> bool {
+        let i = o * self.n + s;
+        if self.up[s] {
+            self.view_status[i] == code(Status::Alive) && self.view_inc[i] == self.own_inc[s]
+        } else {
+            gone(self.view_status[i])
+        }
+    }
+
+    fn column(&mut self, s: usize, add: bool) {
+        for o in 0..self.n {
+            if self.counted(o, s) && !self.pair_ok(o, s) {
+                self.adjust(add);
+            }
+        }
+    }
+
+    fn row(&mut self, o: usize, add: bool) {
+        for s in 0..self.n {
+            if self.counted(o, s) && !self.pair_ok(o, s) {
+                self.adjust(add);
+            }
+        }
+    }
+
+    fn adjust(&mut self, add: bool) {
+        if add {
+            self.mismatches += 1;
+        } else {
+            self.mismatches -= 1;
+        }
+    }
+
+    fn violation(&mut self, now: u64, invariant: &str, detail: String) {
+        self.violations_total += 1;
+        if self.violations.len() < MAX_VIOLATIONS_KEPT {
+            self.violations.push(Violation {
+                at_ms: now / 1000,
+                invariant: invariant.to_string(),
+                detail,
+            });
+        }
+    }
+
+    /// A node (re)starts with a fresh, empty view and incarnation `inc`.
+    pub fn on_start(&mut self, i: usize, inc: u32) {
+        self.column(i, false);
+        self.row(i, false);
+        self.up[i] = true;
+        self.own_inc[i] = inc;
+        self.max_emitted[i] = self.max_emitted[i].max(inc);
+        let n = self.n;
+        for s in 0..n {
+            self.view_status[i * n + s] = ABSENT;
+            self.view_inc[i * n + s] = 0;
+            let bit = i * n + s;
+            self.heard[bit / 64] &= !(1 << (bit % 64));
+        }
+        self.row(i, true);
+        self.column(i, true);
+        self.active_crash[i] = None;
+    }
+
+    /// A node stops (crash or after a graceful leave).
+    pub fn on_stop(&mut self, i: usize, now: u64, crashed: bool) {
+        self.column(i, false);
+        self.row(i, false);
+        self.up[i] = false;
+        self.row(i, true);
+        self.column(i, true);
+        if crashed {
+            self.active_crash[i] = Some(self.detections.len());
+            self.detections.push(Detection {
+                node: self.names[i].clone(),
+                crashed_at_ms: now / 1000,
+                first_suspect_ms: None,
+                first_dead_ms: None,
+                all_dead_ms: None,
+            });
+        }
+    }
+
+    /// A datagram or frame from `from` was handed to `to`'s machine.
+    pub fn on_delivery(&mut self, to: usize, from: usize) {
+        let bit = to * self.n + from;
+        self.heard[bit / 64] |= 1 << (bit % 64);
+    }
+
+    pub fn on_transmit(&mut self, from: usize, len: usize, now: u64) {
+        self.checked += 1;
+        if len > MAX_DATAGRAM {
+            self.violation(
+                now,
+                "datagram-size",
+                format!("{} sent {len} bytes", self.names[from]),
+            );
+        }
+    }
+
+    /// Re-evaluate convergence after an event at `now` (true time, µs).
+    pub fn settle(&mut self, now: u64) {
+        if self.mismatches == 0 {
+            if !self.consistent {
+                self.consistent = true;
+                self.converged_at_ms = Some(now / 1000);
+                if let Some(p) = self.partitions.last_mut() {
+                    if p.healed_at_ms.is_some() && p.reconverged_at_ms.is_none() {
+                        p.reconverged_at_ms = Some(now / 1000);
+                    }
+                }
+            }
+        } else {
+            self.consistent = false;
+        }
+    }
+
+    pub fn consistent(&self) -> bool {
+        self.consistent
+    }
+
+    /// One event emitted by node `o` at true time `now` (µs) and its local time `local`.
+    pub fn on_event(&mut self, o: usize, e: &Event, now: u64, local: Instant, truth: &Truth) {
+        self.checked += 1;
+        match e {
+            Event::Member {
+                node,
+                from,
+                to,
+                role,
+                ..
+            } => self.on_member(o, node.0 as usize, *role, *from, *to, now, truth),
+            Event::SelfIncarnation { cluster, inc } => {
+                let own = self.role[o] == Role::Gate && cluster.0 == 0
+                    || self.role[o] != Role::Gate && cluster.0 != 0;
+                if own {
+                    if inc.0 < self.own_inc[o] {
+                        self.violation(
+                            now,
+                            "incarnation-monotonic",
+                            format!("{} lowered its own incarnation", self.names[o]),
+                        );
+                    }
+                    self.column(o, false);
+                    self.own_inc[o] = inc.0;
+                    self.max_emitted[o] = self.max_emitted[o].max(inc.0);
+                    self.column(o, true);
+                    self.refutations += 1;
+                }
+            }
+            Event::SuspicionExpired { earliest, node, .. } => {
+                if local < *earliest {
+                    self.violation(
+                        now,
+                        "suspicion-floor",
+                        format!(
+                            "{} expired its suspicion of {} before start + min",
+                            self.names[o],
+                            self.name(node.0)
+                        ),
+                    );
+                }
+            }
+            Event::Lhm { score, .. } => {
+                if *score > LHM_MAX_SCORE {
+                    self.violation(now, "lhm-range", format!("{} LHM {score}", self.names[o]));
+                }
+            }
+            Event::ProactivePing { node, role, .. } => {
+                if matches!(role, Role::Worker | Role::Unknown) {
+                    self.violation(
+                        now,
+                        "no-proactive-worker-pings",
+                        format!("{} proactively pinged {}", self.names[o], self.name(node.0)),
+                    );
+                }
+            }
+            Event::UnconfirmedRemoved {
+                node,
+                role,
+                discovered_at,
+                ..
+            } => {
+                let passive = strategy(*role).passive;
+                if local.saturating_since(*discovered_at) < passive {
+                    self.violation(
+                        now,
+                        "unconfirmed-removal-early",
+                        format!(
+                            "{} removed {} before its passive timeout",
+                            self.names[o],
+                            self.name(node.0)
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn who(&self, o: usize, s: usize) -> String {
+        format!("{} about {}", self.names[o], self.names[s])
+    }
+
+    fn name(&self, i: u32) -> String {
+        self.names
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("node#{i}"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_member(
+        &mut self,
+        o: usize,
+        s: usize,
+        _role: Role,
+        from: Option<MemberView>,
+        to: Option<MemberView>,
+        now: u64,
+        truth: &Truth,
+    ) {
+        if s >= self.n {
+            self.violation(
+                now,
+                "unknown-member",
+                format!("{} holds a node that does not exist", self.names[o]),
+            );
+            return;
+        }
+        if !self.tracks(o, s) {
+            self.violation(
+                now,
+                "view-scope",
+                format!(
+                    "{} keeps a view of {}, outside its clusters",
+                    self.names[o], self.names[s]
+                ),
+            );
+            return;
+        }
+        if let (Some(f), Some(t)) = (from, to) {
+            if t.inc < f.inc {
+                self.violation(
+                    now,
+                    "incarnation-monotonic",
+                    format!("{}: {} -> {}", self.who(o, s), f.inc.0, t.inc.0),
+                );
+            }
+            if f.status == Status::Unconfirmed && t.status == Status::Suspect {
+                self.violation(now, "unconfirmed-never-suspect", self.who(o, s));
+            }
+            if f.status.is_gone() && !t.status.is_gone() && t.inc <= f.inc {
+                self.violation(
+                    now,
+                    "dead-ends-by-higher-inc",
+                    format!("{}: back at {}", self.who(o, s), t.inc.0),
+                );
+            }
+            if t.status == Status::Suspect && f.status != Status::Suspect {
+                self.suspicions += 1;
+            }
+        }
+        if let Some(t) = to {
+            if t.inc.0 > self.max_emitted[s] {
+                self.violation(
+                    now,
+                    "incarnation-not-emitted",
+                    format!(
+                        "{}: inc {} but it emitted at most {}",
+                        self.who(o, s),
+                        t.inc.0,
+                        self.max_emitted[s]
+                    ),
+                );
+            }
+            let was_confirmed = from.is_some_and(|f| f.confirmed);
+            let bit = o * self.n + s;
+            if t.confirmed && !was_confirmed && self.heard[bit / 64] & (1 << (bit % 64)) == 0 {
+                self.violation(now, "confirmed-by-direct-contact", self.who(o, s));
+            }
+        }
+        // A death declaration: a live-and-confirmed member declared Dead.
+        let declared_dead = to.is_some_and(|t| t.status == Status::Dead)
+            && from.is_some_and(|f| f.status.is_live());
+        if declared_dead {
+            let reachable =
+                truth.up[s] && !truth.paused[s] && !(truth.cut)(o, s) && !(truth.cut)(s, o);
+            if reachable {
+                self.false_positives += 1;
+                if self.false_positive_details.len() < MAX_FALSE_POSITIVES_KEPT {
+                    self.false_positive_details.push(FalsePositive {
+                        at_ms: now / 1000,
+                        declarer: self.names[o].clone(),
+                        node: self.names[s].clone(),
+                    });
+                }
+            }
+        }
+        // Mirror the view, keeping the mismatch count.
+        let i = o * self.n + s;
+        let counted = self.counted(o, s);
+        if counted && !self.pair_ok(o, s) {
+            self.mismatches -= 1;
+        }
+        match to {
+            Some(t) => {
+                self.view_status[i] = code(t.status);
+                self.view_inc[i] = t.inc.0;
+            }
+            None => {
+                self.view_status[i] = ABSENT;
+                self.view_inc[i] = 0;
+            }
+        }
+        if counted && !self.pair_ok(o, s) {
+            self.mismatches += 1;
+        }
+        // Detection of a crashed subject.
+        if let Some(d) = self.active_crash[s] {
+            let status = to.map(|t| t.status);
+            let ms = now / 1000;
+            if status == Some(Status::Suspect) && self.detections[d].first_suspect_ms.is_none() {
+                self.detections[d].first_suspect_ms = Some(ms);
+            }
+            if declared_dead && self.detections[d].first_dead_ms.is_none() {
+                self.detections[d].first_dead_ms = Some(ms);
+            }
+            if gone(self.view_status[i]) && self.detections[d].all_dead_ms.is_none() {
+                let all = (0..self.n)
+                    .filter(|&x| self.counted(x, s))
+                    .all(|x| gone(self.view_status[x * self.n + s]));
+                if all {
+                    self.detections[d].all_dead_ms = Some(ms);
+                }
+            }
+        }
+    }
+
+    /// End of run: completeness (membership.md §11.6) for crashes that stayed down past
+    /// the spec's bound with no partition in the scenario.
+    pub fn finish(&mut self, end: u64, bound_us: impl Fn(usize) -> u64, partitions: bool) {
+        if partitions {
+            return;
+        }
+        for d in 0..self.detections.len() {
+            let det = &self.detections[d];
+            if det.all_dead_ms.is_some() {
+                continue;
+            }
+            let Some(s) = self.names.iter().position(|n| *n == det.node) else {
+                continue;
+            };
+            if self.active_crash[s] != Some(d) {
+                continue; // restarted
+            }
+            let crashed = det.crashed_at_ms * 1000;
+            if end >= crashed + bound_us(s) {
+                let detail = format!(
+                    "{} still not dead everywhere {} ms after its crash",
+                    det.node,
+                    (end - crashed) / 1000
+                );
+                self.violation(end, "completeness", detail);
+            }
+        }
+    }
+
+    /// A partition starts: remember every tracked pair of live nodes it cuts.
+    pub fn on_partition(&mut self, now: u64, cut: &dyn Fn(usize, usize) -> bool) {
+        self.close_partition(now);
+        self.cut_pairs.clear();
+        for o in 0..self.n {
+            for s in 0..self.n {
+                if self.counted(o, s) && self.up[s] && cut(s, o) {
+                    self.cut_pairs.push((o, s));
+                }
+            }
+        }
+        self.partitions.push(PartitionReport {
+            at_ms: now / 1000,
+            healed_at_ms: None,
+            cut_pairs: self.cut_pairs.len() as u64,
+            declared_dead_pairs: 0,
+            reconverged_at_ms: None,
+        });
+    }
+
+    /// The partition heals: how many cut pairs ended up declaring the other side gone
+    /// (SWIM's correct verdict for an unreachable peer).
+    pub fn on_heal(&mut self, now: u64) {
+        self.close_partition(now);
+    }
+
+    fn close_partition(&mut self, now: u64) {
+        let Some(p) = self.partitions.last_mut() else {
+            return;
+        };
+        if p.healed_at_ms.is_some() {
+            return;
+        }
+        p.healed_at_ms = Some(now / 1000);
+        let mut declared = 0;
+        for &(o, s) in &self.cut_pairs {
+            if gone(self.view_status[o * self.n + s]) {
+                declared += 1;
+            } else if self.missed_cut_pairs.len() < 50 {
+                self.missed_cut_pairs
+                    .push((self.names[o].clone(), self.names[s].clone()));
+            }
+        }
+        p.declared_dead_pairs = declared;
+        self.cut_pairs.clear();
+    }
+
+    /// Number of live observers tracking node `s`.
+    pub fn trackers(&self, s: usize) -> usize {
+        (0..self.n).filter(|&o| self.counted(o, s)).count()
+    }
+}

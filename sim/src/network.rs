@@ -1,0 +1,225 @@
+//! The simulated network: per-pair latency (DC-pair table or an RTT matrix), jitter,
+//! loss (global and per node), latency changes, symmetric and one-way partitions.
+
+use crate::scenario::{NodeSpec, Scenario};
+use meridian_core::rng::DetRng;
+use std::path::Path;
+
+pub struct Network {
+    dc_of: Vec<usize>,
+    /// RTT between DCs, microseconds (row-major, dcs x dcs).
+    dc_rtt_us: Vec<u64>,
+    dcs: usize,
+    /// Optional node x node RTT matrix, microseconds.
+    matrix_us: Option<Vec<u64>>,
+    n: usize,
+    jitter: f64,
+    loss: f64,
+    node_loss: Vec<f64>,
+    /// Partition group of each node; `None` = no partition in force.
+    groups: Option<Vec<u16>>,
+    one_way: bool,
+}
+
+impl Network {
+    pub fn new(s: &Scenario, nodes: &[NodeSpec]) -> Network {
+        let dcs = s.dcs.len();
+        let us = |ms: f64| (ms * 1000.0).round() as u64;
+        let mut dc_rtt_us = vec![us(s.network.default_inter_dc_rtt_ms); dcs * dcs];
+        for d in 0..dcs {
+            dc_rtt_us[d * dcs + d] = us(s.network.intra_dc_rtt_ms);
+        }
+        for (k, v) in &s.network.inter_dc_rtt_ms {
+            let (a, b) = k.split_once('/').expect("validated");
+            let a = s.dcs.iter().position(|d| d.name == a).expect("validated");
+            let b = s.dcs.iter().position(|d| d.name == b).expect("validated");
+            dc_rtt_us[a * dcs + b] = us(*v);
+            dc_rtt_us[b * dcs + a] = us(*v);
+        }
+        let matrix_us = s.network.matrix.as_ref().map(|m| {
+            read_matrix(&s.base_dir.join(m), nodes)
+                .expect("validated")
+                .into_iter()
+                .map(us)
+                .collect()
+        });
+        Network {
+            dc_of: nodes.iter().map(|n| n.dc).collect(),
+            dc_rtt_us,
+            dcs,
+            matrix_us,
+            n: nodes.len(),
+            jitter: s.network.jitter,
+            loss: s.network.loss,
+            node_loss: vec![0.0; nodes.len()],
+            groups: None,
+            one_way: false,
+        }
+    }
+
+    /// The true round-trip time between two nodes, microseconds.
+    pub fn rtt_us(&self, a: usize, b: usize) -> u64 {
+        match &self.matrix_us {
+            Some(m) => m[a * self.n + b],
+            None => self.dc_rtt_us[self.dc_of[a] * self.dcs + self.dc_of[b]],
+        }
+    }
+
+    /// One-way delay of one message, with jitter.
+    pub fn delay_us(&self, a: usize, b: usize, rng: &mut DetRng) -> u64 {
+        let half = self.rtt_us(a, b) as f64 / 2.0;
+        let f = if self.jitter > 0.0 {
+            1.0 + self.jitter * (2.0 * rng.unit() - 1.0)
+        } else {
+            1.0
+        };
+        (half * f).max(0.0) as u64
+    }
+
+    /// Whether a datagram from `a` to `b` is lost (cuts are checked separately).
+    pub fn lost(&self, a: usize, b: usize, rng: &mut DetRng) -> bool {
+        let p = 1.0 - (1.0 - self.loss) * (1.0 - self.node_loss[a]) * (1.0 - self.node_loss[b]);
+        rng.chance(p)
+    }
+
+    /// Whether the path from `a` to `b` is cut by the partition in force.
+    pub fn cut(&self, a: usize, b: usize) -> bool {
+        match &self.groups {
+            None => false,
+            Some(g) => {
+                if self.one_way {
+                    g[a] == 0 && g[b] != 0
+                } else {
+                    g[a] != g[b]
+                }
+            }
+        }
+    }
+
+    pub fn partitioned(&self) -> bool {
+        self.groups.is_some()
+    }
+
+    /// `groups` lists DC or node names; nodes in no group form one more group together.
+    pub fn partition(
+        &mut self,
+        groups: &[Vec<String>],
+        one_way: bool,
+        s: &Scenario,
+        nodes: &[NodeSpec],
+    ) {
+        let rest = groups.len() as u16;
+        let mut g = vec![rest; self.n];
+        for (gi, members) in groups.iter().enumerate() {
+            for name in members {
+                if let Some(d) = s.dcs.iter().position(|d| &d.name == name) {
+                    for (i, node) in nodes.iter().enumerate() {
+                        if node.dc == d {
+                            g[i] = gi as u16;
+                        }
+                    }
+                } else if let Some(i) = nodes.iter().position(|n| &n.name == name) {
+                    g[i] = gi as u16;
+                }
+            }
+        }
+        self.groups = Some(g);
+        self.one_way = one_way;
+    }
+
+    pub fn heal(&mut self) {
+        self.groups = None;
+    }
+
+    pub fn set_loss(&mut self, rate: f64, nodes: Option<&[usize]>) {
+        match nodes {
+            None => self.loss = rate,
+            Some(list) => {
+                for &i in list {
+                    self.node_loss[i] = rate;
+                }
+            }
+        }
+    }
+
+    /// Set the RTT between two DCs (a latency fault). Overrides the matrix for the pairs of
+    /// nodes in those DCs.
+    pub fn set_dc_rtt(&mut self, a: usize, b: usize, rtt_us: u64) {
+        self.dc_rtt_us[a * self.dcs + b] = rtt_us;
+        self.dc_rtt_us[b * self.dcs + a] = rtt_us;
+        if let Some(m) = &mut self.matrix_us {
+            for i in 0..self.n {
+                for j in 0..self.n {
+                    let (di, dj) = (self.dc_of[i], self.dc_of[j]);
+                    if (di == a && dj == b) || (di == b && dj == a) {
+                        m[i * self.n + j] = rtt_us;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Read a square CSV RTT matrix (ms): header `node,<name1>,…`, then one row per node
+/// starting with its name. Every scenario node must appear; the matrix is reordered to
+/// the scenario's node order and must be symmetric and non-negative.
+pub fn read_matrix(path: &Path, nodes: &[NodeSpec]) -> Result<Vec<f64>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("empty matrix")?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    if header.first() != Some(&"node") {
+        return Err("the header must start with `node`".into());
+    }
+    let names = &header[1..];
+    let mut rows = std::collections::BTreeMap::new();
+    for (li, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != names.len() + 1 {
+            return Err(format!(
+                "row {} has {} cells, expected {}",
+                li + 2,
+                cells.len(),
+                names.len() + 1
+            ));
+        }
+        let vals: Result<Vec<f64>, String> = cells[1..]
+            .iter()
+            .map(|c| {
+                c.parse::<f64>()
+                    .ok()
+                    .filter(|v| *v >= 0.0 && v.is_finite())
+                    .ok_or(format!("row {}: bad RTT {c:?}", li + 2))
+            })
+            .collect();
+        rows.insert(cells[0].to_string(), vals?);
+    }
+    let col = |name: &str| names.iter().position(|n| *n == name);
+    let n = nodes.len();
+    let mut out = vec![0.0; n * n];
+    for (i, a) in nodes.iter().enumerate() {
+        let row = rows
+            .get(&a.name)
+            .ok_or(format!("node {:?} has no row", a.name))?;
+        for (j, b) in nodes.iter().enumerate() {
+            let c = col(&b.name).ok_or(format!("node {:?} has no column", b.name))?;
+            out[i * n + j] = row[c];
+        }
+    }
+    for i in 0..n {
+        for j in 0..n {
+            if (out[i * n + j] - out[j * n + i]).abs() > 1e-9 {
+                return Err(format!(
+                    "not symmetric between {:?} and {:?}",
+                    nodes[i].name, nodes[j].name
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

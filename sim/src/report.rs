@@ -1,0 +1,174 @@
+//! The JSON report of one run (issue 2's field names).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub nodes: usize,
+    pub sim_duration_ms: u64,
+    pub events: u64,
+    pub wall_ms: u64,
+    pub trace_hash: String,
+    pub throughput: Throughput,
+    pub messages: Messages,
+    pub membership: MembershipReport,
+    pub invariants: Invariants,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Simulated messages (datagrams and frames sent) per wall-clock second.
+    pub messages_per_wall_sec: f64,
+    pub events_per_wall_sec: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Messages {
+    pub sent: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub bytes: u64,
+    pub dropped_loss: u64,
+    pub dropped_partition: u64,
+    pub dropped_down: u64,
+    pub decode_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MembershipReport {
+    pub false_positives: u64,
+    pub false_positive_details: Vec<FalsePositive>,
+    pub detections: Vec<Detection>,
+    pub converged_at_ms: Option<u64>,
+    pub consistent_at_end: bool,
+    pub suspicions: u64,
+    pub refutations: u64,
+    /// One entry per partition fault: the tracked pairs it cut, how many of them held the
+    /// other side dead when it healed, and when all views were consistent again.
+    pub partitions: Vec<PartitionReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub at_ms: u64,
+    pub healed_at_ms: Option<u64>,
+    pub cut_pairs: u64,
+    pub declared_dead_pairs: u64,
+    pub reconverged_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FalsePositive {
+    pub at_ms: u64,
+    pub declarer: String,
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    pub node: String,
+    pub crashed_at_ms: u64,
+    pub first_suspect_ms: Option<u64>,
+    pub first_dead_ms: Option<u64>,
+    pub all_dead_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invariants {
+    pub checked: u64,
+    pub violations_total: u64,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub at_ms: u64,
+    pub invariant: String,
+    pub detail: String,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.invariants.violations_total == 0
+    }
+
+    /// A short human summary.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "scenario {} (seed {}), {} nodes, {:.1} simulated s in {} ms wall",
+            self.scenario,
+            self.seed,
+            self.nodes,
+            self.sim_duration_ms as f64 / 1000.0,
+            self.wall_ms
+        );
+        let m = &self.messages;
+        let _ = writeln!(s, "  messages: {} sent, {} delivered, {} dropped ({} loss, {} partition, {} to down nodes), {} bytes; {:.2} M msg/wall-s", m.sent, m.delivered, m.dropped, m.dropped_loss, m.dropped_partition, m.dropped_down, m.bytes, self.throughput.messages_per_wall_sec / 1e6);
+        let mb = &self.membership;
+        let conv = match mb.converged_at_ms {
+            Some(t) if mb.consistent_at_end => {
+                format!("views consistent since {:.1} s", t as f64 / 1000.0)
+            }
+            Some(t) => format!(
+                "views last consistent at {:.1} s, not at the end",
+                t as f64 / 1000.0
+            ),
+            None => "views never consistent".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "  membership: {} suspicions, {} refutations, {} false positives; {}",
+            mb.suspicions, mb.refutations, mb.false_positives, conv
+        );
+        for p in &mb.partitions {
+            let heal = p.healed_at_ms.map_or("never healed".into(), |h| {
+                format!("healed at {:.1} s", h as f64 / 1000.0)
+            });
+            let back = match (p.healed_at_ms, p.reconverged_at_ms) {
+                (Some(h), Some(r)) => format!(
+                    "views consistent {:.1} s after the heal",
+                    (r - h) as f64 / 1000.0
+                ),
+                (Some(_), None) => "views NOT consistent again".into(),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "  partition at {:.1} s, {heal}: {}/{} cut pairs declared the other side dead; {back}", p.at_ms as f64 / 1000.0, p.declared_dead_pairs, p.cut_pairs);
+        }
+        for d in &mb.detections {
+            let rel = |t: Option<u64>| {
+                t.map_or("-".to_string(), |t| {
+                    format!("+{:.1}s", (t - d.crashed_at_ms) as f64 / 1000.0)
+                })
+            };
+            let _ = writeln!(
+                s,
+                "  crash {} at {:.1} s: first suspect {}, first dead {}, dead everywhere {}",
+                d.node,
+                d.crashed_at_ms as f64 / 1000.0,
+                rel(d.first_suspect_ms),
+                rel(d.first_dead_ms),
+                rel(d.all_dead_ms)
+            );
+        }
+        let inv = &self.invariants;
+        if inv.violations_total == 0 {
+            let _ = writeln!(s, "  invariants: {} checks, all held", inv.checked);
+        } else {
+            let _ = writeln!(
+                s,
+                "  invariants: {} checks, {} VIOLATED",
+                inv.checked, inv.violations_total
+            );
+            for v in inv.violations.iter().take(10) {
+                let _ = writeln!(s, "    {} ms {}: {}", v.at_ms, v.invariant, v.detail);
+            }
+        }
+        let _ = write!(s, "  trace hash {}", self.trace_hash);
+        s
+    }
+}

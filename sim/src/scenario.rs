@@ -1,0 +1,469 @@
+//! Scenario files (TOML): the cluster, the network, protocol overrides and the fault
+//! schedule. Every mistake is reported with the file, the key and what is wrong.
+
+use meridian_core::membership::Config;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        file: file.display().to_string(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Humantime durations ("10m", "250ms").
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e}")))
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(deserialize_with = "de_duration")]
+    pub duration: Duration,
+    pub seed: u64,
+    #[serde(rename = "dc")]
+    pub dcs: Vec<DcSpec>,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub membership: MembershipOverrides,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Fault>,
+    /// Filled in by [`load`]: where relative paths (the RTT matrix) are resolved.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcSpec {
+    pub name: String,
+    #[serde(default)]
+    pub gates: usize,
+    #[serde(default)]
+    pub managers: usize,
+    #[serde(default)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    #[serde(default = "default_intra")]
+    pub intra_dc_rtt_ms: f64,
+    /// Keyed "dcA/dcB", symmetric.
+    #[serde(default)]
+    pub inter_dc_rtt_ms: BTreeMap<String, f64>,
+    /// RTT between DC pairs the table does not name.
+    #[serde(default = "default_inter")]
+    pub default_inter_dc_rtt_ms: f64,
+    /// Path (relative to the scenario) of a square CSV of RTTs in ms between node names.
+    pub matrix: Option<String>,
+    /// Each one-way delay is scaled by a uniform factor in `1 ± jitter`.
+    #[serde(default)]
+    pub jitter: f64,
+    #[serde(default)]
+    pub loss: f64,
+}
+
+fn default_intra() -> f64 {
+    1.0
+}
+fn default_inter() -> f64 {
+    100.0
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            intra_dc_rtt_ms: default_intra(),
+            inter_dc_rtt_ms: BTreeMap::new(),
+            default_inter_dc_rtt_ms: default_inter(),
+            matrix: None,
+            jitter: 0.0,
+            loss: 0.0,
+        }
+    }
+}
+
+/// Protocol overrides; anything unset keeps the spec's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipOverrides {
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub probe_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub probe_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub suspicion_min: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub suspicion_max: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub push_pull_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub reconnect_interval: Option<Duration>,
+    pub lifeguard: Option<bool>,
+    pub indirect_helpers: Option<usize>,
+    pub retransmit_mult: Option<f64>,
+    pub gossip_per_datagram: Option<usize>,
+}
+
+impl MembershipOverrides {
+    pub fn apply(&self, mut c: Config) -> Config {
+        if let Some(v) = self.probe_interval {
+            c.probe_interval = v;
+        }
+        if let Some(v) = self.probe_timeout {
+            c.probe_timeout = v;
+        }
+        c.suspicion_min = self.suspicion_min.or(c.suspicion_min);
+        c.suspicion_max = self.suspicion_max.or(c.suspicion_max);
+        if let Some(v) = self.push_pull_interval {
+            c.push_pull_interval = v;
+        }
+        if let Some(v) = self.reconnect_interval {
+            c.reconnect_interval = v;
+        }
+        if let Some(v) = self.lifeguard {
+            c.lifeguard = v;
+        }
+        if let Some(v) = self.indirect_helpers {
+            c.indirect_helpers = v;
+        }
+        if let Some(v) = self.retransmit_mult {
+            c.retransmit_mult = v;
+        }
+        if let Some(v) = self.gossip_per_datagram {
+            c.gossip_per_datagram = v;
+        }
+        c
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    Crash {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+    },
+    Restart {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+    },
+    /// Graceful leave (the node announces it, then stops).
+    Leave {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+    },
+    Partition {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        groups: Vec<Vec<String>>,
+        #[serde(default)]
+        one_way: bool,
+    },
+    Heal {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+    },
+    Loss {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        rate: f64,
+        nodes: Option<Vec<String>>,
+    },
+    Latency {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        between: [String; 2],
+        rtt_ms: f64,
+    },
+    Pause {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+        #[serde(rename = "for", deserialize_with = "de_duration")]
+        duration: Duration,
+    },
+    Slow {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+        delay_ms: [u64; 2],
+    },
+    Skew {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+        offset_ms: i64,
+        #[serde(default)]
+        drift_ppm: f64,
+    },
+}
+
+impl Fault {
+    pub fn at(&self) -> Duration {
+        match self {
+            Fault::Crash { at, .. }
+            | Fault::Restart { at, .. }
+            | Fault::Leave { at, .. }
+            | Fault::Partition { at, .. }
+            | Fault::Heal { at }
+            | Fault::Loss { at, .. }
+            | Fault::Latency { at, .. }
+            | Fault::Pause { at, .. }
+            | Fault::Slow { at, .. }
+            | Fault::Skew { at, .. } => *at,
+        }
+    }
+}
+
+/// Parse a value given on the command line (`--set key=value`): TOML if it parses as a
+/// TOML value, a string otherwise.
+fn parse_cli_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("just set"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Load and validate a scenario. `overrides` are `dotted.key=value` pairs applied on top.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(path, "(file)", format!("cannot read: {e}")))?;
+    parse(&text, path, overrides)
+}
+
+pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(path, "(syntax)", e.to_string().replace('\n', " ")))?;
+    for ov in overrides {
+        let (key, value) = ov
+            .split_once('=')
+            .ok_or_else(|| err(path, ov.as_str(), "an override is key=value"))?;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        let mut t = &mut table;
+        for p in &parts[..parts.len() - 1] {
+            t = t
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .ok_or_else(|| err(path, key, "is not a table"))?;
+        }
+        t.insert(
+            parts[parts.len() - 1].to_string(),
+            parse_cli_value(value.trim()),
+        );
+    }
+    let mut scenario: Scenario = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // serde names a missing field in the message; point the key at it.
+            let key = match inner.split('`').nth(1) {
+                Some(field) if inner.starts_with("missing field") => {
+                    if key == "." {
+                        field.to_string()
+                    } else {
+                        format!("{key}.{field}")
+                    }
+                }
+                _ => key,
+            };
+            err(path, key, inner.replace('\n', " "))
+        })?;
+    scenario.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    scenario.file = path.to_path_buf();
+    validate(&scenario, path)?;
+    Ok(scenario)
+}
+
+fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
+    if s.dcs.is_empty() {
+        return Err(err(path, "dc", "at least one [[dc]] is required"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, dc) in s.dcs.iter().enumerate() {
+        if dc.name.is_empty() || dc.name.contains('/') || !names.insert(dc.name.clone()) {
+            return Err(err(
+                path,
+                format!("dc[{i}].name"),
+                format!("{:?} must be non-empty, unique and contain no '/'", dc.name),
+            ));
+        }
+        if dc.gates + dc.managers + dc.workers == 0 {
+            return Err(err(
+                path,
+                format!("dc[{i}]"),
+                "a DC needs at least one node",
+            ));
+        }
+    }
+    let n = s.nodes().len();
+    if n > 20_000 {
+        return Err(err(path, "dc", format!("{n} nodes: at most 20000")));
+    }
+    let net = &s.network;
+    if !(0.0..=1.0).contains(&net.loss) {
+        return Err(err(path, "network.loss", "must be a probability in [0, 1]"));
+    }
+    if !(0.0..1.0).contains(&net.jitter) {
+        return Err(err(path, "network.jitter", "must be a fraction in [0, 1)"));
+    }
+    if !(net.intra_dc_rtt_ms >= 0.0 && net.default_inter_dc_rtt_ms >= 0.0) {
+        return Err(err(path, "network", "RTTs must be non-negative"));
+    }
+    for (k, v) in &net.inter_dc_rtt_ms {
+        let ok = k
+            .split_once('/')
+            .is_some_and(|(a, b)| names.contains(a) && names.contains(b));
+        if !ok || !(*v >= 0.0) {
+            return Err(err(
+                path,
+                format!("network.inter_dc_rtt_ms.{k}"),
+                "keys are \"dcA/dcB\" with known DC names, values non-negative",
+            ));
+        }
+    }
+    let nodes = s.nodes();
+    let known_node = |name: &str| nodes.iter().any(|n| n.name == name);
+    for (i, f) in s.faults.iter().enumerate() {
+        let key = |k: &str| format!("fault[{i}].{k}");
+        if f.at() > s.duration {
+            return Err(err(path, key("at"), "is after the end of the scenario"));
+        }
+        let check_nodes = |list: &[String]| -> Result<(), ScenarioError> {
+            match list.iter().find(|n| !known_node(n)) {
+                Some(bad) => Err(err(
+                    path,
+                    key("nodes"),
+                    format!("unknown node {bad:?} (names are <dc>/<role>-<index>)"),
+                )),
+                None => Ok(()),
+            }
+        };
+        match f {
+            Fault::Crash { nodes, .. }
+            | Fault::Restart { nodes, .. }
+            | Fault::Leave { nodes, .. }
+            | Fault::Pause { nodes, .. }
+            | Fault::Skew { nodes, .. } => check_nodes(nodes)?,
+            Fault::Slow {
+                nodes, delay_ms, ..
+            } => {
+                check_nodes(nodes)?;
+                if delay_ms[0] > delay_ms[1] {
+                    return Err(err(path, key("delay_ms"), "range must be [low, high]"));
+                }
+            }
+            Fault::Loss { rate, nodes, .. } => {
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(err(path, key("rate"), "must be a probability in [0, 1]"));
+                }
+                if let Some(n) = nodes {
+                    check_nodes(n)?;
+                }
+            }
+            Fault::Partition { groups, .. } => {
+                if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+                    return Err(err(path, key("groups"), "needs non-empty groups"));
+                }
+                for g in groups {
+                    for member in g {
+                        if !names.contains(member) && !known_node(member) {
+                            return Err(err(
+                                path,
+                                key("groups"),
+                                format!("{member:?} is neither a DC nor a node"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Fault::Latency {
+                between, rtt_ms, ..
+            } => {
+                if !between.iter().all(|d| names.contains(d)) || !(*rtt_ms >= 0.0) {
+                    return Err(err(
+                        path,
+                        key("between"),
+                        "must name two known DCs, with rtt_ms >= 0",
+                    ));
+                }
+            }
+            Fault::Heal { .. } => {}
+        }
+    }
+    s.membership_config()
+        .validate()
+        .map_err(|m| err(path, "membership", m))?;
+    if let Some(m) = &net.matrix {
+        crate::network::read_matrix(&s.base_dir.join(m), &nodes)
+            .map_err(|m| err(path, "network.matrix", m))?;
+    }
+    Ok(())
+}
+
+/// One simulated node as the scenario defines it.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub dc: usize,
+    pub role: meridian_core::Role,
+}
+
+impl Scenario {
+    /// All nodes, DC by DC: gates, then managers, then workers. The index is the NodeId.
+    pub fn nodes(&self) -> Vec<NodeSpec> {
+        use meridian_core::Role;
+        let mut v = Vec::new();
+        for (d, dc) in self.dcs.iter().enumerate() {
+            for (role, count, word) in [
+                (Role::Gate, dc.gates, "gate"),
+                (Role::Manager, dc.managers, "manager"),
+                (Role::Worker, dc.workers, "worker"),
+            ] {
+                for i in 0..count {
+                    v.push(NodeSpec {
+                        name: format!("{}/{}-{}", dc.name, word, i),
+                        dc: d,
+                        role,
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    pub fn membership_config(&self) -> Config {
+        self.membership.apply(Config::default())
+    }
+}

@@ -1,0 +1,757 @@
+//! One simulated world: a single-threaded discrete-event loop over (time, sequence),
+//! the nodes' machines, the network model and the fault schedule.
+//!
+//! Determinism: all randomness comes from seeded ChaCha streams (one for the network,
+//! one per node derived from the master seed), the queue is ordered by (time, insertion
+//! sequence), and the trace hash covers every input and output of every node in order.
+
+use crate::check::{Checker, Truth};
+use crate::network::Network;
+use crate::report::{Invariants, MembershipReport, Messages, Report, Throughput};
+use crate::scenario::{Fault, NodeSpec, Scenario};
+use meridian_core::io::{Event, Output};
+use meridian_core::membership::Config;
+use meridian_core::node::{Input, Node, NodeConfig};
+use meridian_core::rng::{derive_seed, DetRng};
+use meridian_core::{Addr, DcId, Incarnation, Instant, NodeId, Role};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Incarnation store: a restarted node starts at `stored + 10` (membership.md §2).
+const RESTART_INC_STEP: u32 = 10;
+
+enum Ev {
+    Start {
+        node: u32,
+    },
+    Deliver {
+        to: u32,
+        from: u32,
+        bytes: Vec<u8>,
+        frame: bool,
+        slowed: bool,
+    },
+    Tick {
+        node: u32,
+        generation: u64,
+    },
+    Fault {
+        index: usize,
+    },
+    Resume {
+        node: u32,
+        generation: u64,
+    },
+}
+
+struct Queued {
+    time: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Min-heap on (time, seq).
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// A node's local clock: `local = base_local + (t - base_true) x (1 + drift)`, never
+/// running backwards.
+#[derive(Clone, Copy)]
+struct Clock {
+    base_true: u64,
+    base_local: u64,
+    drift_ppm: f64,
+    last_local: u64,
+}
+
+impl Clock {
+    fn identity() -> Clock {
+        Clock {
+            base_true: 0,
+            base_local: 0,
+            drift_ppm: 0.0,
+            last_local: 0,
+        }
+    }
+    fn skewed(&self) -> bool {
+        self.base_true != self.base_local || self.drift_ppm != 0.0
+    }
+    fn local(&mut self, t: u64) -> u64 {
+        let l = if !self.skewed() {
+            t
+        } else {
+            let dt = t.saturating_sub(self.base_true) as f64;
+            self.base_local + (dt * (1.0 + self.drift_ppm / 1e6)) as u64
+        };
+        self.last_local = self.last_local.max(l);
+        self.last_local
+    }
+    fn to_true(&self, local: u64, now: u64) -> u64 {
+        if !self.skewed() {
+            return local.max(now);
+        }
+        if local <= self.base_local {
+            return now;
+        }
+        let dt = (local - self.base_local) as f64 / (1.0 + self.drift_ppm / 1e6);
+        (self.base_true + dt.ceil() as u64).max(now)
+    }
+}
+
+struct SimNode {
+    spec: NodeSpec,
+    machine: Option<Node>,
+    up: bool,
+    paused_until: u64,
+    pause_generation: u64,
+    slow_us: Option<(u64, u64)>,
+    clock: Clock,
+    tick_generation: u64,
+    tick_at: Option<u64>,
+    stored_inc: u32,
+}
+
+pub struct World<'a> {
+    scenario: &'a Scenario,
+    nodes: Vec<SimNode>,
+    queue: BinaryHeap<Queued>,
+    seq: u64,
+    now: u64,
+    net: Network,
+    net_rng: DetRng,
+    node_rng: Vec<DetRng>,
+    cfg: Config,
+    seed: u64,
+    hash: Xxh3,
+    checker: Checker,
+    messages: Messages,
+    events: u64,
+    paused: Vec<bool>,
+    up: Vec<bool>,
+    trace: Option<&'a mut dyn Write>,
+    seeds: Vec<Vec<Addr>>,
+    observe: Vec<Vec<(DcId, Vec<Addr>)>>,
+}
+
+impl<'a> World<'a> {
+    pub fn new(scenario: &'a Scenario, seed: u64, trace: Option<&'a mut dyn Write>) -> World<'a> {
+        let specs = scenario.nodes();
+        let n = specs.len();
+        let net = Network::new(scenario, &specs);
+        let checker = Checker::new(
+            specs.iter().map(|s| s.role).collect(),
+            specs.iter().map(|s| s.dc).collect(),
+            specs.iter().map(|s| s.name.clone()).collect(),
+        );
+        let (seeds, observe) = seed_lists(scenario, &specs);
+        let nodes = specs
+            .into_iter()
+            .map(|spec| SimNode {
+                spec,
+                machine: None,
+                up: false,
+                paused_until: 0,
+                pause_generation: 0,
+                slow_us: None,
+                clock: Clock::identity(),
+                tick_generation: 0,
+                tick_at: None,
+                stored_inc: 0,
+            })
+            .collect();
+        let mut w = World {
+            scenario,
+            nodes,
+            queue: BinaryHeap::with_capacity(4 * n + 64),
+            seq: 0,
+            now: 0,
+            net,
+            net_rng: DetRng::new(derive_seed(seed, u64::MAX)),
+            node_rng: (0..n)
+                .map(|i| DetRng::new(derive_seed(seed ^ 0xA5A5, i as u64)))
+                .collect(),
+            cfg: scenario.membership_config(),
+            seed,
+            hash: Xxh3::new(),
+            checker,
+            messages: Messages::default(),
+            events: 0,
+            paused: vec![false; n],
+            up: vec![false; n],
+            trace,
+            seeds,
+            observe,
+        };
+        // Nodes boot over the first second, in a seeded order.
+        for i in 0..n {
+            let at = w.net_rng.range_u64(0, 999_999);
+            w.push(at, Ev::Start { node: i as u32 });
+        }
+        for (index, f) in scenario.faults.iter().enumerate() {
+            w.push(f.at().as_micros() as u64, Ev::Fault { index });
+        }
+        w
+    }
+
+    fn push(&mut self, time: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Queued {
+            time,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    /// Run to the scenario's end and report.
+    pub fn run(mut self) -> Report {
+        let started = std::time::Instant::now();
+        let end = self.scenario.duration.as_micros() as u64;
+        while let Some(q) = self.queue.pop() {
+            if q.time > end {
+                break;
+            }
+            self.now = q.time;
+            self.events += 1;
+            match q.ev {
+                Ev::Start { node } => self.start(node as usize, false),
+                Ev::Deliver {
+                    to,
+                    from,
+                    bytes,
+                    frame,
+                    slowed,
+                } => self.deliver(to as usize, from as usize, bytes, frame, slowed),
+                Ev::Tick { node, generation } => self.tick(node as usize, generation),
+                Ev::Fault { index } => self.fault(index),
+                Ev::Resume { node, generation } => {
+                    let n = &mut self.nodes[node as usize];
+                    if n.pause_generation == generation {
+                        self.paused[node as usize] = false;
+                    }
+                }
+            }
+            self.checker.settle(self.now);
+        }
+        self.now = end;
+        let partitions = self
+            .scenario
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::Partition { .. }));
+        self.checker.on_heal(end);
+        let bound = completeness_bounds(&self.cfg, &self.checker, &self.nodes);
+        self.checker.finish(end, |s| bound[s], partitions);
+        let wall = started.elapsed();
+        let wall_s = wall.as_secs_f64().max(1e-9);
+        let decode_errors: u64 = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .map(|m| m.decode_errors())
+            .sum();
+        self.messages.decode_errors += decode_errors;
+        let c = self.checker;
+        Report {
+            scenario: self.scenario.name.clone(),
+            seed: self.seed,
+            nodes: self.nodes.len(),
+            sim_duration_ms: end / 1000,
+            events: self.events,
+            wall_ms: wall.as_millis() as u64,
+            trace_hash: format!("{:016x}", self.hash.finish()),
+            throughput: Throughput {
+                messages_per_wall_sec: self.messages.sent as f64 / wall_s,
+                events_per_wall_sec: self.events as f64 / wall_s,
+            },
+            messages: self.messages,
+            membership: MembershipReport {
+                false_positives: c.false_positives,
+                false_positive_details: c.false_positive_details.clone(),
+                detections: c.detections.clone(),
+                converged_at_ms: c.converged_at_ms,
+                consistent_at_end: c.consistent(),
+                suspicions: c.suspicions,
+                refutations: c.refutations,
+                partitions: c.partitions.clone(),
+            },
+            invariants: Invariants {
+                checked: c.checked,
+                violations_total: c.violations_total,
+                violations: c.violations.clone(),
+            },
+        }
+    }
+
+    fn node_config(&self, i: usize, inc: u32) -> NodeConfig {
+        let spec = &self.nodes[i].spec;
+        NodeConfig {
+            node: NodeId(i as u32),
+            role: spec.role,
+            dc: DcId(spec.dc as u16),
+            addr: Addr::from_u32(i as u32),
+            seeds: self.seeds[i].clone(),
+            observe: self.observe[i].clone(),
+            membership: self.cfg.clone(),
+            incarnation: Incarnation(inc),
+            // A restart gets a fresh stream, still a pure function of (seed, node, inc).
+            seed: derive_seed(self.seed, ((inc as u64) << 32) | i as u64),
+        }
+    }
+
+    fn start(&mut self, i: usize, restart: bool) {
+        if self.nodes[i].up {
+            return;
+        }
+        let inc = if restart {
+            self.nodes[i].stored_inc + RESTART_INC_STEP
+        } else {
+            0
+        };
+        self.nodes[i].stored_inc = inc;
+        let cfg = self.node_config(i, inc);
+        let local = self.nodes[i].clock.local(self.now);
+        let (machine, outs) = Node::new(cfg, Instant(local));
+        self.nodes[i].machine = Some(machine);
+        self.nodes[i].up = true;
+        self.up[i] = true;
+        self.checker.on_start(i, inc);
+        self.hash.update(&[0xB0]);
+        self.hash.update(&(i as u32).to_le_bytes());
+        self.hash.update(&self.now.to_le_bytes());
+        for o in outs {
+            self.output(i, o, Instant(local));
+        }
+        self.reschedule(i);
+    }
+
+    fn stop(&mut self, i: usize, crashed: bool) {
+        if !self.nodes[i].up {
+            return;
+        }
+        let n = &mut self.nodes[i];
+        n.up = false;
+        n.machine = None;
+        n.tick_at = None;
+        n.tick_generation += 1;
+        self.up[i] = false;
+        self.paused[i] = false;
+        self.checker.on_stop(i, self.now, crashed);
+    }
+
+    fn deliver(&mut self, to: usize, from: usize, bytes: Vec<u8>, frame: bool, slowed: bool) {
+        if !self.nodes[to].up {
+            self.messages.dropped += 1;
+            self.messages.dropped_down += 1;
+            return;
+        }
+        if self.paused[to] {
+            // A paused process's socket buffers what arrives; it is read on resume.
+            let at = self.nodes[to].paused_until;
+            self.push(
+                at,
+                Ev::Deliver {
+                    to: to as u32,
+                    from: from as u32,
+                    bytes,
+                    frame,
+                    slowed,
+                },
+            );
+            return;
+        }
+        if let (Some((lo, hi)), false) = (self.nodes[to].slow_us, slowed) {
+            let d = self.node_rng[to].range_u64(lo, hi);
+            self.push(
+                self.now + d,
+                Ev::Deliver {
+                    to: to as u32,
+                    from: from as u32,
+                    bytes,
+                    frame,
+                    slowed: true,
+                },
+            );
+            return;
+        }
+        self.messages.delivered += 1;
+        self.checker.on_delivery(to, from);
+        let local = self.nodes[to].clock.local(self.now);
+        self.hash.update(&[if frame { 0xF1 } else { 0xD1 }]);
+        self.hash.update(&(to as u32).to_le_bytes());
+        self.hash.update(&(from as u32).to_le_bytes());
+        self.hash.update(&local.to_le_bytes());
+        self.hash.update(&bytes);
+        let from_addr = Addr::from_u32(from as u32);
+        let machine = self.nodes[to]
+            .machine
+            .as_mut()
+            .expect("up nodes have a machine");
+        let input = if frame {
+            Input::Frame {
+                from: from_addr,
+                bytes: &bytes,
+            }
+        } else {
+            Input::Datagram {
+                from: from_addr,
+                bytes: &bytes,
+            }
+        };
+        let outs = machine.step(input, Instant(local));
+        for o in outs {
+            self.output(to, o, Instant(local));
+        }
+        self.reschedule(to);
+    }
+
+    fn tick(&mut self, i: usize, generation: u64) {
+        let n = &mut self.nodes[i];
+        if !n.up || n.tick_generation != generation {
+            return;
+        }
+        n.tick_at = None;
+        if self.paused[i] {
+            // Timers of a paused process fire late, all at once, on resume.
+            let at = n.paused_until;
+            n.tick_generation += 1;
+            n.tick_at = Some(at);
+            let generation = n.tick_generation;
+            self.push(
+                at,
+                Ev::Tick {
+                    node: i as u32,
+                    generation,
+                },
+            );
+            return;
+        }
+        let local = n.clock.local(self.now);
+        self.hash.update(&[0x71]);
+        self.hash.update(&(i as u32).to_le_bytes());
+        self.hash.update(&local.to_le_bytes());
+        let outs = n
+            .machine
+            .as_mut()
+            .expect("up nodes have a machine")
+            .step(Input::Tick, Instant(local));
+        for o in outs {
+            self.output(i, o, Instant(local));
+        }
+        self.reschedule(i);
+    }
+
+    /// Keep exactly one live Tick per node, at its machine's next deadline.
+    fn reschedule(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let Some(machine) = n.machine.as_ref() else {
+            return;
+        };
+        let Some(deadline) = machine.next_deadline() else {
+            return;
+        };
+        let mut at = n.clock.to_true(deadline.as_micros(), now);
+        if at <= now && n.clock.local(now) < deadline.as_micros() {
+            at = now + 1; // rounding under drift: never spin at the same instant
+        }
+        if n.tick_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        n.tick_generation += 1;
+        n.tick_at = Some(at);
+        let generation = n.tick_generation;
+        self.push(
+            at,
+            Ev::Tick {
+                node: i as u32,
+                generation,
+            },
+        );
+    }
+
+    fn output(&mut self, i: usize, o: Output, local: Instant) {
+        match o {
+            Output::Transmit { to, bytes } => self.transmit(i, to, bytes, false),
+            Output::Frame { to, bytes } => self.transmit(i, to, bytes, true),
+            Output::Event(e) => self.event(i, e, local),
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: Addr, bytes: Vec<u8>, frame: bool) {
+        self.hash.update(&[if frame { 0xF0 } else { 0xD0 }]);
+        self.hash.update(to.as_bytes());
+        self.hash.update(&bytes);
+        self.messages.sent += 1;
+        self.messages.bytes += bytes.len() as u64;
+        if !frame {
+            self.checker.on_transmit(from, bytes.len(), self.now);
+        }
+        let Some(dest) = to
+            .to_u32()
+            .map(|d| d as usize)
+            .filter(|d| *d < self.nodes.len())
+        else {
+            self.messages.dropped += 1;
+            self.messages.dropped_down += 1;
+            return;
+        };
+        if self.net.cut(from, dest) {
+            self.messages.dropped += 1;
+            self.messages.dropped_partition += 1;
+            return;
+        }
+        if !frame && self.net.lost(from, dest, &mut self.net_rng) {
+            self.messages.dropped += 1;
+            self.messages.dropped_loss += 1;
+            return;
+        }
+        let delay = self.net.delay_us(from, dest, &mut self.net_rng);
+        self.push(
+            self.now + delay,
+            Ev::Deliver {
+                to: dest as u32,
+                from: from as u32,
+                bytes,
+                frame,
+                slowed: false,
+            },
+        );
+    }
+
+    fn event(&mut self, i: usize, e: Event, local: Instant) {
+        self.hash.update(&[0xE0]);
+        self.hash.update(&(i as u32).to_le_bytes());
+        e.hash(&mut self.hash);
+        if let Event::SelfIncarnation { inc, .. } = &e {
+            // The incarnation store persists before the bump is announced.
+            self.nodes[i].stored_inc = self.nodes[i].stored_inc.max(inc.0);
+        }
+        let net = &self.net;
+        let cut = |a: usize, b: usize| net.cut(a, b);
+        let truth = Truth {
+            up: &self.up,
+            paused: &self.paused,
+            cut: &cut,
+        };
+        self.checker.on_event(i, &e, self.now, local, &truth);
+        if let Some(w) = self.trace.as_mut() {
+            let line = serde_json::json!({
+                "t_ms": self.now as f64 / 1000.0,
+                "node": self.nodes[i].spec.name,
+                "event": e,
+            });
+            let _ = writeln!(w, "{line}");
+        }
+    }
+
+    fn resolve(&self, names: &[String]) -> Vec<usize> {
+        names
+            .iter()
+            .filter_map(|n| self.nodes.iter().position(|x| &x.spec.name == n))
+            .collect()
+    }
+
+    fn fault(&mut self, index: usize) {
+        let f = self.scenario.faults[index].clone();
+        self.hash.update(&[0xFA]);
+        self.hash.update(&(index as u32).to_le_bytes());
+        if let Some(w) = self.trace.as_mut() {
+            let line =
+                serde_json::json!({ "t_ms": self.now as f64 / 1000.0, "fault": format!("{f:?}") });
+            let _ = writeln!(w, "{line}");
+        }
+        match f {
+            Fault::Crash { nodes, .. } => {
+                for i in self.resolve(&nodes) {
+                    self.stop(i, true);
+                }
+            }
+            Fault::Restart { nodes, .. } => {
+                for i in self.resolve(&nodes) {
+                    self.start(i, true);
+                }
+            }
+            Fault::Leave { nodes, .. } => {
+                for i in self.resolve(&nodes) {
+                    if !self.nodes[i].up {
+                        continue;
+                    }
+                    let local = self.nodes[i].clock.local(self.now);
+                    let outs = self.nodes[i]
+                        .machine
+                        .as_mut()
+                        .expect("up")
+                        .step(Input::Leave, Instant(local));
+                    for o in outs {
+                        self.output(i, o, Instant(local));
+                    }
+                    self.stop(i, false);
+                }
+            }
+            Fault::Partition {
+                groups, one_way, ..
+            } => {
+                let specs: Vec<NodeSpec> = self.nodes.iter().map(|n| n.spec.clone()).collect();
+                self.net.partition(&groups, one_way, self.scenario, &specs);
+                let net = &self.net;
+                self.checker.on_partition(self.now, &|a, b| net.cut(a, b));
+            }
+            Fault::Heal { .. } => {
+                self.net.heal();
+                self.checker.on_heal(self.now);
+            }
+            Fault::Loss { rate, nodes, .. } => {
+                let list = nodes.map(|n| self.resolve(&n));
+                self.net.set_loss(rate, list.as_deref());
+            }
+            Fault::Latency {
+                between, rtt_ms, ..
+            } => {
+                let a = self
+                    .scenario
+                    .dcs
+                    .iter()
+                    .position(|d| d.name == between[0])
+                    .expect("validated");
+                let b = self
+                    .scenario
+                    .dcs
+                    .iter()
+                    .position(|d| d.name == between[1])
+                    .expect("validated");
+                self.net.set_dc_rtt(a, b, (rtt_ms * 1000.0) as u64);
+            }
+            Fault::Pause {
+                nodes, duration, ..
+            } => {
+                for i in self.resolve(&nodes) {
+                    let until = self.now + duration.as_micros() as u64;
+                    let n = &mut self.nodes[i];
+                    n.paused_until = n.paused_until.max(until);
+                    n.pause_generation += 1;
+                    self.paused[i] = true;
+                    let (at, generation) = (n.paused_until, n.pause_generation);
+                    self.push(
+                        at,
+                        Ev::Resume {
+                            node: i as u32,
+                            generation,
+                        },
+                    );
+                }
+            }
+            Fault::Slow {
+                nodes, delay_ms, ..
+            } => {
+                for i in self.resolve(&nodes) {
+                    self.nodes[i].slow_us = Some((delay_ms[0] * 1000, delay_ms[1] * 1000));
+                }
+            }
+            Fault::Skew {
+                nodes,
+                offset_ms,
+                drift_ppm,
+                ..
+            } => {
+                for i in self.resolve(&nodes) {
+                    let now = self.now;
+                    let c = &mut self.nodes[i].clock;
+                    let local = c.local(now) as i64 + offset_ms * 1000;
+                    c.base_true = now;
+                    c.base_local = local.max(0) as u64;
+                    c.drift_ppm = drift_ppm.max(-900_000.0);
+                    // Deadlines now map to different true times.
+                    self.nodes[i].tick_at = None;
+                    self.nodes[i].tick_generation += 1;
+                    self.reschedule(i);
+                }
+            }
+        }
+    }
+}
+
+/// Membership seeds: a member of a DC cluster joins via its DC's managers (workers if the
+/// DC has none); a gate via the other gates. Gates observe every DC's managers.
+fn seed_lists(s: &Scenario, specs: &[NodeSpec]) -> (Vec<Vec<Addr>>, Vec<Vec<(DcId, Vec<Addr>)>>) {
+    let addr = |i: usize| Addr::from_u32(i as u32);
+    let of = |dc: Option<usize>, role: Role| -> Vec<usize> {
+        specs
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.role == role && dc.is_none_or(|d| n.dc == d))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut seeds = Vec::with_capacity(specs.len());
+    let mut observe = Vec::with_capacity(specs.len());
+    for (i, n) in specs.iter().enumerate() {
+        let pool = match n.role {
+            Role::Gate => of(None, Role::Gate),
+            _ => {
+                let m = of(Some(n.dc), Role::Manager);
+                if m.iter().any(|&x| x != i) {
+                    m
+                } else {
+                    of(Some(n.dc), Role::Worker)
+                }
+            }
+        };
+        seeds.push(
+            pool.into_iter()
+                .filter(|&x| x != i)
+                .take(3)
+                .map(addr)
+                .collect(),
+        );
+        let obs = if n.role == Role::Gate {
+            (0..s.dcs.len())
+                .filter_map(|d| {
+                    let m = of(Some(d), Role::Manager);
+                    (!m.is_empty()).then(|| (DcId(d as u16), m.into_iter().map(addr).collect()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        observe.push(obs);
+    }
+    (seeds, observe)
+}
+
+/// Completeness bound per node (membership.md §11.6), nominal L = 1:
+/// `N x round_max + 9 x max_suspicion + retransmit_limit rounds`.
+fn completeness_bounds(cfg: &Config, checker: &Checker, nodes: &[SimNode]) -> Vec<u64> {
+    let t = cfg.probe_timeout.as_micros() as f64;
+    let i = cfg.probe_interval.as_micros() as f64;
+    let direct: f64 = cfg.direct_attempt_fractions.iter().sum::<f64>() * t;
+    let round_max = i.max(direct + t);
+    let max_susp = [Role::Gate, Role::Manager, Role::Worker]
+        .iter()
+        .map(|r| cfg.suspicion_bounds_for(*r).1.as_micros() as f64)
+        .fold(0.0, f64::max);
+    (0..nodes.len())
+        .map(|s| {
+            let n = checker.trackers(s).max(1);
+            let limit =
+                meridian_core::membership::gossip::retransmit_limit(cfg.retransmit_mult, n) as f64;
+            (n as f64 * round_max + 9.0 * max_susp + limit * i) as u64
+        })
+        .collect()
+}
