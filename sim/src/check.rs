@@ -6,7 +6,7 @@
 //! Consistency is tracked incrementally (a count of (observer, subject) pairs whose view
 //! disagrees with the truth), so checking stays O(1) per event and O(N) per crash.
 
-use crate::report::{Detection, FalsePositive, PartitionReport, Violation};
+use crate::report::{Detection, FalsePositive, PartitionReport, SideReport, Violation};
 use meridian_core::io::{Event, MemberView};
 use meridian_core::membership::confirmation::strategy;
 use meridian_core::membership::lifeguard::LHM_MAX_SCORE;
@@ -65,6 +65,7 @@ pub struct Checker {
     pub partitions: Vec<PartitionReport>,
     /// Tracked (observer, subject) pairs cut by the partition in force.
     cut_pairs: Vec<(usize, usize)>,
+    side: Vec<u16>,
     pub missed_cut_pairs: Vec<(String, String)>,
 }
 
@@ -96,6 +97,7 @@ impl Checker {
             refutations: 0,
             partitions: Vec::new(),
             cut_pairs: Vec::new(),
+            side: Vec::new(),
             missed_cut_pairs: Vec::new(),
         };
         c.mismatches = 0;
@@ -487,8 +489,9 @@ impl Checker {
     }
 
     /// A partition starts: remember every tracked pair of live nodes it cuts.
-    pub fn on_partition(&mut self, now: u64, cut: &dyn Fn(usize, usize) -> bool) {
+    pub fn on_partition(&mut self, now: u64, cut: &dyn Fn(usize, usize) -> bool, side: Vec<u16>) {
         self.close_partition(now);
+        self.side = side;
         self.cut_pairs.clear();
         for o in 0..self.n {
             for s in 0..self.n {
@@ -502,7 +505,9 @@ impl Checker {
             healed_at_ms: None,
             cut_pairs: self.cut_pairs.len() as u64,
             declared_dead_pairs: 0,
+            suspected_or_dead_pairs: 0,
             reconverged_at_ms: None,
+            sides: Vec::new(),
         });
     }
 
@@ -520,16 +525,48 @@ impl Checker {
             return;
         }
         p.healed_at_ms = Some(now / 1000);
-        let mut declared = 0;
+        let groups = self
+            .side
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |g| g as usize + 1);
+        let mut sides = vec![
+            SideReport {
+                nodes: 0,
+                tracked_across: 0,
+                declared_dead_across: 0,
+            };
+            groups
+        ];
+        for &g in &self.side {
+            sides[g as usize].nodes += 1;
+        }
+        let mut tracked = vec![false; self.n];
+        let mut declared_subject = vec![false; self.n];
+        let (mut declared, mut not_alive) = (0, 0);
         for &(o, s) in &self.cut_pairs {
-            if gone(self.view_status[o * self.n + s]) {
+            let v = self.view_status[o * self.n + s];
+            tracked[s] = true;
+            if gone(v) {
                 declared += 1;
+                declared_subject[s] = true;
             } else if self.missed_cut_pairs.len() < 50 {
                 self.missed_cut_pairs
                     .push((self.names[o].clone(), self.names[s].clone()));
             }
+            if v != code(Status::Alive) {
+                not_alive += 1;
+            }
+        }
+        for s in 0..self.n {
+            let g = self.side[s] as usize;
+            sides[g].tracked_across += tracked[s] as u64;
+            sides[g].declared_dead_across += declared_subject[s] as u64;
         }
         p.declared_dead_pairs = declared;
+        p.suspected_or_dead_pairs = not_alive;
+        p.sides = sides;
         self.cut_pairs.clear();
     }
 

@@ -15,6 +15,7 @@ pub struct Network {
     n: usize,
     jitter: f64,
     loss: f64,
+    pub corrupt: f64,
     node_loss: Vec<f64>,
     /// Partition group of each node; `None` = no partition in force.
     groups: Option<Vec<u16>>,
@@ -51,6 +52,7 @@ impl Network {
             n: nodes.len(),
             jitter: s.network.jitter,
             loss: s.network.loss,
+            corrupt: s.network.corrupt,
             node_loss: vec![0.0; nodes.len()],
             groups: None,
             one_way: false,
@@ -82,6 +84,29 @@ impl Network {
         rng.chance(p)
     }
 
+    /// Maybe corrupt a datagram in flight: truncate it, or replace it with garbage whose
+    /// first byte is never the wire version (a checksum would reject it). Returns true
+    /// if it was corrupted.
+    pub fn maybe_corrupt(&self, bytes: &mut Vec<u8>, rng: &mut DetRng) -> bool {
+        if !rng.chance(self.corrupt) {
+            return false;
+        }
+        if rng.chance(0.5) && !bytes.is_empty() {
+            let keep = rng.below(bytes.len());
+            bytes.truncate(keep);
+        } else {
+            let len = rng.range_u64(0, 64) as usize;
+            bytes.clear();
+            bytes.extend((0..len).map(|_| rng.next_u64() as u8));
+            if let Some(b) = bytes.first_mut() {
+                if *b == meridian_core::wire::WIRE_VERSION {
+                    *b = !*b;
+                }
+            }
+        }
+        true
+    }
+
     /// Whether the path from `a` to `b` is cut by the partition in force.
     pub fn cut(&self, a: usize, b: usize) -> bool {
         match &self.groups {
@@ -94,6 +119,11 @@ impl Network {
                 }
             }
         }
+    }
+
+    /// The partition group of node `i` (0 when no partition is in force).
+    pub fn group_of(&self, i: usize) -> u16 {
+        self.groups.as_ref().map_or(0, |g| g[i])
     }
 
     pub fn partitioned(&self) -> bool {

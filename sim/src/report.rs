@@ -33,6 +33,9 @@ pub struct Messages {
     pub dropped_loss: u64,
     pub dropped_partition: u64,
     pub dropped_down: u64,
+    /// Datagrams corrupted in flight by the network model.
+    pub corrupted: u64,
+    /// Datagrams and frames the receiving node could not decode (counted and dropped).
     pub decode_errors: u64,
 }
 
@@ -56,7 +59,19 @@ pub struct PartitionReport {
     pub healed_at_ms: Option<u64>,
     pub cut_pairs: u64,
     pub declared_dead_pairs: u64,
+    /// Cut pairs whose view was no longer Alive at the heal (suspected or dead).
+    pub suspected_or_dead_pairs: u64,
     pub reconverged_at_ms: Option<u64>,
+    /// Per side of the cut: its nodes that others track across the cut, and how many of
+    /// them at least one node on the other side held dead at the heal.
+    pub sides: Vec<SideReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SideReport {
+    pub nodes: u64,
+    pub tracked_across: u64,
+    pub declared_dead_across: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

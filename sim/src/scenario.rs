@@ -86,6 +86,11 @@ pub struct NetworkSpec {
     pub jitter: f64,
     #[serde(default)]
     pub loss: f64,
+    /// Probability that a datagram arrives corrupted (truncated, or replaced by garbage
+    /// that fails the envelope's version check, as a checksum would): the receiver must
+    /// count and drop it.
+    #[serde(default)]
+    pub corrupt: f64,
 }
 
 fn default_intra() -> f64 {
@@ -104,6 +109,7 @@ impl Default for NetworkSpec {
             matrix: None,
             jitter: 0.0,
             loss: 0.0,
+            corrupt: 0.0,
         }
     }
 }
@@ -198,6 +204,11 @@ pub enum Fault {
         rate: f64,
         nodes: Option<Vec<String>>,
     },
+    Corrupt {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        rate: f64,
+    },
     Latency {
         #[serde(deserialize_with = "de_duration")]
         at: Duration,
@@ -236,6 +247,7 @@ impl Fault {
             | Fault::Partition { at, .. }
             | Fault::Heal { at }
             | Fault::Loss { at, .. }
+            | Fault::Corrupt { at, .. }
             | Fault::Latency { at, .. }
             | Fault::Pause { at, .. }
             | Fault::Slow { at, .. }
@@ -335,6 +347,13 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
     if !(0.0..=1.0).contains(&net.loss) {
         return Err(err(path, "network.loss", "must be a probability in [0, 1]"));
     }
+    if !(0.0..=1.0).contains(&net.corrupt) {
+        return Err(err(
+            path,
+            "network.corrupt",
+            "must be a probability in [0, 1]",
+        ));
+    }
     if !(0.0..1.0).contains(&net.jitter) {
         return Err(err(path, "network.jitter", "must be a fraction in [0, 1)"));
     }
@@ -417,6 +436,11 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                         key("between"),
                         "must name two known DCs, with rtt_ms >= 0",
                     ));
+                }
+            }
+            Fault::Corrupt { rate, .. } => {
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(err(path, key("rate"), "must be a probability in [0, 1]"));
                 }
             }
             Fault::Heal { .. } => {}

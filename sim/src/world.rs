@@ -260,13 +260,6 @@ impl<'a> World<'a> {
         self.checker.finish(end, |s| bound[s], partitions);
         let wall = started.elapsed();
         let wall_s = wall.as_secs_f64().max(1e-9);
-        let decode_errors: u64 = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.machine.as_ref())
-            .map(|m| m.decode_errors())
-            .sum();
-        self.messages.decode_errors += decode_errors;
         let c = self.checker;
         Report {
             scenario: self.scenario.name.clone(),
@@ -522,6 +515,10 @@ impl<'a> World<'a> {
             self.messages.dropped_loss += 1;
             return;
         }
+        let mut bytes = bytes;
+        if !frame && self.net.maybe_corrupt(&mut bytes, &mut self.net_rng) {
+            self.messages.corrupted += 1;
+        }
         let delay = self.net.delay_us(from, dest, &mut self.net_rng);
         self.push(
             self.now + delay,
@@ -539,6 +536,9 @@ impl<'a> World<'a> {
         self.hash.update(&[0xE0]);
         self.hash.update(&(i as u32).to_le_bytes());
         e.hash(&mut self.hash);
+        if let Event::DecodeFailed { .. } = &e {
+            self.messages.decode_errors += 1;
+        }
         if let Event::SelfIncarnation { inc, .. } = &e {
             // The incarnation store persists before the bump is announced.
             self.nodes[i].stored_inc = self.nodes[i].stored_inc.max(inc.0);
@@ -611,8 +611,11 @@ impl<'a> World<'a> {
                 let specs: Vec<NodeSpec> = self.nodes.iter().map(|n| n.spec.clone()).collect();
                 self.net.partition(&groups, one_way, self.scenario, &specs);
                 let net = &self.net;
-                self.checker.on_partition(self.now, &|a, b| net.cut(a, b));
+                let side: Vec<u16> = (0..self.nodes.len()).map(|i| net.group_of(i)).collect();
+                self.checker
+                    .on_partition(self.now, &|a, b| net.cut(a, b), side);
             }
+            Fault::Corrupt { rate, .. } => self.net.corrupt = rate,
             Fault::Heal { .. } => {
                 self.net.heal();
                 self.checker.on_heal(self.now);

@@ -759,11 +759,7 @@ impl Membership {
         // gate acting as a health checker of another cluster's managers: it uses the
         // bounds of the role it observes, since it never receives confirmations (observers
         // gossip nothing) and at gate bounds would always wait the full 120 s.
-        let detector_role = match self.mode {
-            Mode::Member => self.me.role,
-            Mode::Observer { probes } => probes,
-        };
-        let (base_min, base_max) = self.cfg.suspicion_bounds_for(detector_role);
+        let (base_min, base_max) = self.cfg.suspicion_bounds_for(self.detector_role());
         let mult = self.lhm.multiplier();
         let n = self.live_count;
         let susp = Suspicion::new(
@@ -1137,6 +1133,20 @@ impl Membership {
         }
     }
 
+    /// Did `m` speak to us directly within the suspicion minimum of our detector role?
+    fn heard_recently(&self, m: &Member, now: Instant) -> bool {
+        let (min, _) = self.cfg.suspicion_bounds_for(self.detector_role());
+        m.last_heard_at
+            .is_some_and(|t| now.saturating_since(t) < min)
+    }
+
+    fn detector_role(&self) -> Role {
+        match self.mode {
+            Mode::Member => self.me.role,
+            Mode::Observer { probes } => probes,
+        }
+    }
+
     fn observed_role_ok(&self, role: Role) -> bool {
         match self.mode {
             Mode::Member => true,
@@ -1210,6 +1220,19 @@ impl Membership {
                     self.start_suspicion(c.node, c.inc, c.from, now, out);
                 }
                 true
+            }
+            (Status::Alive | Status::Suspect, ClaimKind::Dead)
+                if c.inc >= l && self.heard_recently(m, now) =>
+            {
+                // Our own fresh evidence contradicts the verdict (typically a partition-
+                // local death arriving after the heal): merge it as a suspicion the
+                // subject can refute. A real crash cannot be contradicted like this: a
+                // death is declared no earlier than `min` after its suspicion started.
+                let suspect = Claim {
+                    kind: ClaimKind::Suspect,
+                    ..*c
+                };
+                self.apply_claim(&suspect, false, now, out)
             }
             (Status::Alive | Status::Suspect, ClaimKind::Dead | ClaimKind::Left) => {
                 if c.inc >= l {

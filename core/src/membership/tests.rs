@@ -335,10 +335,12 @@ fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
         }
     }
     let s = suspected_at.expect("suspected");
-    // The failed direct probe raised LHM to 1 (x2); the helper nacked, so no more.
-    // Worker bounds 5/30 x 2 = 10/60 s; N = 2 live members, C = 0 -> max = 60 s.
-    assert_eq!(dead_at.expect("dead"), s + secs(60));
-    assert_eq!(expired.unwrap(), s + secs(10));
+    // The helper nacked, so our LHM stays 0 (a failure every helper vouched for costs
+    // nothing). Worker bounds 5/30 s; N = 2 live members, C = 0 -> max = 30 s, then the
+    // one last-chance probe extends it once by T_p = 1 s.
+    assert_eq!(m.lhm_score(), 0);
+    assert_eq!(dead_at.expect("dead"), s + secs(31));
+    assert_eq!(expired.unwrap(), s + secs(5) + secs(1));
 }
 
 #[test]
@@ -434,7 +436,7 @@ fn refutations_are_rate_limited_but_never_dropped() {
 fn zombie_guard_and_dead_precedence() {
     let mut m = machine(Role::Worker);
     confirm(&mut m, 5, Role::Worker, Instant::ZERO);
-    let t = Instant::ZERO + secs(1);
+    let t = Instant::ZERO + secs(6);
     let dead = Body::Notice {
         gossip: vec![claim(ClaimKind::Dead, 5, 2, Role::Worker, 6)],
     };
@@ -504,7 +506,7 @@ fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
     deliver(
         &mut m,
         env_from(6, Role::Worker, 0, dead),
-        Instant::ZERO + secs(1),
+        Instant::ZERO + secs(6),
     );
     let ping = Body::Ping {
         seq: 1,
@@ -515,7 +517,7 @@ fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
     let out = deliver(
         &mut m,
         env_from(5, Role::Worker, 0, ping),
-        Instant::ZERO + secs(2),
+        Instant::ZERO + secs(7),
     );
     let replies: Vec<Envelope> = out
         .iter()
@@ -708,4 +710,163 @@ fn an_observer_only_keeps_and_probes_its_role() {
             assert!(gossip.is_empty(), "observers gossip nothing");
         }
     }
+}
+
+#[test]
+fn a_death_contradicted_by_fresh_direct_contact_is_only_a_suspicion() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let dead = || Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 5, 0, Role::Worker, 6)],
+    };
+    // 5 spoke to us 2 s ago (< worker min 5 s): the DEAD verdict becomes a suspicion,
+    // and a second copy only confirms it.
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, dead()),
+        Instant::ZERO + secs(2),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Suspect);
+    deliver(
+        &mut m,
+        env_from(7, Role::Worker, 0, dead()),
+        Instant::ZERO + secs(3),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Suspect);
+    // Once our evidence is older than the minimum, DEAD is DEAD.
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, dead()),
+        Instant::ZERO + secs(5),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Dead);
+}
+
+#[test]
+fn a_snapshot_death_is_merged_as_a_suspicion_but_our_own_death_is_refuted() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let entries = vec![
+        claim(ClaimKind::Dead, 5, 0, Role::Worker, 6),
+        claim(ClaimKind::Dead, 0, 0, Role::Worker, 6),
+    ];
+    let env = env_from(
+        6,
+        Role::Worker,
+        0,
+        Body::PushPull {
+            reply: true,
+            entries,
+        },
+    );
+    let bytes = wire::encode(&env, Channel::Frame).unwrap();
+    m.step(
+        Input::Frame {
+            from: env.sender_addr,
+            bytes: &bytes,
+        },
+        Instant::ZERO + secs(60),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Suspect);
+    assert_eq!(
+        m.incarnation(),
+        Incarnation(5),
+        "DEAD about us: zombie-safe bump"
+    );
+}
+
+#[test]
+fn an_observers_snapshot_only_counts_for_claims_about_the_receiver() {
+    let mut m = machine(Role::Manager);
+    confirm(&mut m, 5, Role::Manager, Instant::ZERO);
+    let entries = vec![
+        claim(ClaimKind::Dead, 5, 0, Role::Manager, 50),
+        claim(ClaimKind::Suspect, 0, 0, Role::Manager, 50),
+    ];
+    let mut env = env_from(
+        50,
+        Role::Gate,
+        0,
+        Body::PushPull {
+            reply: false,
+            entries,
+        },
+    );
+    env.flags = wire::FLAG_OBSERVER;
+    let bytes = wire::encode(&env, Channel::Frame).unwrap();
+    let out = m.step(
+        Input::Frame {
+            from: env.sender_addr,
+            bytes: &bytes,
+        },
+        Instant::ZERO + secs(60),
+    );
+    assert_eq!(
+        m.member(NodeId(5)).unwrap().status,
+        Status::Alive,
+        "observer verdicts ignored"
+    );
+    assert_eq!(
+        m.incarnation(),
+        Incarnation(1),
+        "but we refute what it says about us"
+    );
+    assert!(m.member(NodeId(50)).is_none());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Frame { .. })),
+        "and answer with our table"
+    );
+}
+
+#[test]
+fn the_last_chance_probe_lets_a_live_suspect_refute() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let suspect = Body::Notice {
+        gossip: vec![claim(ClaimKind::Suspect, 5, 0, Role::Worker, 6)],
+    };
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, suspect),
+        Instant::ZERO + secs(10),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Suspect);
+    // 5 never answers, so the suspicion runs to its deadline: 30 s after it started.
+    let mut last_chance = None;
+    while let Some(d) = m.next_deadline() {
+        if d > Instant::ZERO + secs(100) || last_chance.is_some() {
+            break;
+        }
+        for o in m.step(Input::Tick, d) {
+            if let Output::Transmit { to, bytes } = &o {
+                let e = wire::decode(bytes, Channel::Datagram).unwrap();
+                if let Body::Ping {
+                    seq,
+                    buddy: Some(b),
+                    ..
+                } = e.body
+                {
+                    if *to == Addr::from_u32(5) && d >= Instant::ZERO + secs(40) {
+                        assert_eq!(b.node, NodeId(5));
+                        last_chance = Some((d, seq));
+                    }
+                }
+            }
+        }
+    }
+    let (t, seq) = last_chance.expect("a last-chance probe at the deadline");
+    assert_eq!(t, Instant::ZERO + secs(40));
+    assert_eq!(
+        m.member(NodeId(5)).unwrap().status,
+        Status::Suspect,
+        "not dead yet"
+    );
+    // 5 answers it, refuted (its incarnation is now 1): the suspicion is cleared.
+    let ack = Body::Ack {
+        seq,
+        gossip: vec![],
+    };
+    deliver(&mut m, env_from(5, Role::Worker, 1, ack), t + millis(5));
+    let x = m.member(NodeId(5)).unwrap();
+    assert_eq!((x.status, x.inc), (Status::Alive, Incarnation(1)));
 }

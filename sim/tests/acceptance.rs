@@ -1,0 +1,152 @@
+//! Issue 2's behavioural acceptance, played on the fixtures with the spec's numbers.
+
+mod common;
+
+use meridian_sim::report::Report;
+
+fn assert_clean(r: &Report) {
+    assert!(
+        r.ok(),
+        "seed {}: {} violations, first: {:?}",
+        r.seed,
+        r.invariants.violations_total,
+        r.invariants.violations.first()
+    );
+}
+
+/// 100 nodes, 3 crashes, 20 seeds: every live node declares every crash dead, within the
+/// spec's completeness bound, with no false positives.
+#[test]
+fn single_dc_crash_every_crash_detected_everywhere_without_false_positives() {
+    let s = common::load("single-dc-crash.toml", &[]);
+    for r in meridian_sim::sweep(&s, 1..21, 2) {
+        assert_clean(&r);
+        assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
+        assert_eq!(r.membership.detections.len(), 3);
+        for d in &r.membership.detections {
+            let all = d
+                .all_dead_ms
+                .unwrap_or_else(|| panic!("seed {}: {} not dead everywhere", r.seed, d.node));
+            let first = d.first_dead_ms.expect("first dead");
+            assert!(d.crashed_at_ms <= first && first <= all);
+            // Worker detectors: suspicion at most 30 s x LHM, after a failed round of
+            // 3.3 s; no LHM rises without loss, so well inside two minutes.
+            assert!(all - d.crashed_at_ms < 120_000, "seed {}: {d:?}", r.seed);
+        }
+    }
+}
+
+/// 64 nodes, 1% loss, 4 slow nodes: Lifeguard keeps everyone alive; without it the same
+/// runs declare healthy nodes dead.
+#[test]
+fn lifeguard_prevents_false_positives_around_slow_nodes() {
+    let on = common::load("lifeguard-slow-node.toml", &[]);
+    let off = common::load("lifeguard-slow-node.toml", &["membership.lifeguard=false"]);
+    let mut prevented = 0;
+    for r in meridian_sim::sweep(&on, 1..11, 2) {
+        assert_clean(&r);
+        assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
+    }
+    for r in meridian_sim::sweep(&off, 1..11, 2) {
+        assert_clean(&r);
+        prevented += r.membership.false_positives;
+    }
+    assert!(
+        prevented > 0,
+        "without Lifeguard the slow nodes cause false positives"
+    );
+}
+
+/// Three DCs, eu-west cut off for two minutes: every cut pair suspects the other side,
+/// the majority declares every eu-west node dead, and after the heal every live node
+/// sees every live node alive again within 60 s, with no operator action.
+#[test]
+fn three_dc_partition_is_detected_and_heals_on_its_own() {
+    let s = common::load("three-dc-partition.toml", &[]);
+    for r in meridian_sim::sweep(&s, 1..41, 2) {
+        assert_clean(&r);
+        assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
+        let p = &r.membership.partitions[0];
+        assert_eq!(p.at_ms, 60_000);
+        assert_eq!(p.healed_at_ms, Some(180_000));
+        assert_eq!(p.suspected_or_dead_pairs, p.cut_pairs, "seed {}", r.seed);
+        let eu_west = &p.sides[0];
+        assert_eq!(
+            eu_west.declared_dead_across, eu_west.tracked_across,
+            "seed {}",
+            r.seed
+        );
+        assert!(p.sides[1].declared_dead_across > 0, "seed {}", r.seed);
+        let back = p.reconverged_at_ms.expect("reconverged") - 180_000;
+        assert!(back <= 60_000, "seed {}: {back} ms after the heal", r.seed);
+        assert!(r.membership.consistent_at_end, "seed {}", r.seed);
+    }
+}
+
+/// Acceptance 5: zero invariant violations over seeds 1..200.
+#[test]
+fn three_dc_partition_sweep_200_seeds_holds_every_invariant() {
+    let s = common::load("three-dc-partition.toml", &[]);
+    let bad: Vec<u64> = meridian_sim::sweep(&s, 1..201, 2)
+        .into_iter()
+        .filter(|r| !r.ok())
+        .map(|r| r.seed)
+        .collect();
+    assert!(bad.is_empty(), "seeds with violations: {bad:?}");
+}
+
+/// A node that restarts comes back with a higher incarnation (store + 10) and is seen
+/// alive everywhere again; a node that leaves is marked left, not dead.
+#[test]
+fn restart_rejoins_and_leave_is_not_a_death() {
+    let mut s = common::load("single-dc-crash.toml", &["duration=\"5m\""]);
+    let extra: toml::Table = r#"
+        [[fault]]
+        at = "200s"
+        action = "restart"
+        nodes = ["us-east/worker-10"]
+        [[fault]]
+        at = "210s"
+        action = "leave"
+        nodes = ["us-east/worker-20"]
+    "#
+    .parse()
+    .unwrap();
+    for f in extra["fault"].as_array().unwrap() {
+        s.faults.push(f.clone().try_into().unwrap());
+    }
+    let mut trace = Vec::new();
+    let r = meridian_sim::run_traced(&s, 5, &mut trace);
+    assert_clean(&r);
+    assert_eq!(r.membership.false_positives, 0);
+    assert!(
+        r.membership.consistent_at_end,
+        "views converge after restart and leave"
+    );
+    let trace = String::from_utf8(trace).unwrap();
+    // Someone saw worker-20 (node 23) leave; nobody declared it dead.
+    let left = trace
+        .lines()
+        .filter(|l| l.contains("\"node\":23,") && l.contains("\"status\":\"Left\""))
+        .count();
+    let dead = trace
+        .lines()
+        .filter(|l| {
+            l.contains("\"node\":23,")
+                && l.contains("\"to\":{\"confirmed\":true,\"inc\":0,\"status\":\"Dead\"")
+        })
+        .count();
+    assert!(left > 50, "left seen by {left}");
+    assert_eq!(dead, 0);
+}
+
+#[test]
+fn corrupt_datagrams_are_counted_and_dropped() {
+    let s = common::load("single-dc-crash.toml", &["network.corrupt=0.05"]);
+    let r = meridian_sim::run(&s, 2);
+    assert_clean(&r);
+    assert!(r.messages.corrupted > 1000);
+    assert!(r.messages.decode_errors > 1000);
+    assert!(r.messages.decode_errors <= r.messages.corrupted);
+    assert_eq!(r.membership.false_positives, 0);
+}

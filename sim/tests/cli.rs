@@ -1,0 +1,142 @@
+//! The binary's contract: exit 0 when invariants hold, 2 with a message naming the file
+//! and the key for a bad scenario or arguments.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meridian-sim"))
+}
+
+fn write(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meridian-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const GOOD: &str = r#"
+name = "tiny"
+duration = "30s"
+seed = 4
+[[dc]]
+name = "a"
+managers = 2
+workers = 3
+"#;
+
+fn run_bad(name: &str, body: &str) -> String {
+    let p = write(name, body);
+    let out = bin().arg("run").arg(&p).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(name), "names the file: {err}");
+    err
+}
+
+#[test]
+fn good_scenario_runs_and_writes_the_report() {
+    let p = write("good.toml", GOOD);
+    let report = p.with_extension("json");
+    let out = bin()
+        .args(["run"])
+        .arg(&p)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("scenario tiny (seed 4)"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for key in [
+        "scenario",
+        "seed",
+        "sim_duration_ms",
+        "events",
+        "wall_ms",
+        "trace_hash",
+        "messages",
+        "membership",
+        "invariants",
+    ] {
+        assert!(json.get(key).is_some(), "report lacks {key}");
+    }
+    for key in ["sent", "delivered", "dropped", "bytes"] {
+        assert!(json["messages"].get(key).is_some(), "messages lacks {key}");
+    }
+    for key in ["false_positives", "detections", "converged_at_ms"] {
+        assert!(
+            json["membership"].get(key).is_some(),
+            "membership lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn unknown_action_names_the_key() {
+    let err = run_bad(
+        "unknown-action.toml",
+        &format!("{GOOD}\n[[fault]]\nat = \"5s\"\naction = \"explode\"\n"),
+    );
+    assert!(err.contains("fault[0]"), "{err}");
+    assert!(err.contains("explode"), "{err}");
+}
+
+#[test]
+fn missing_key_names_the_key() {
+    let err = run_bad(
+        "missing-key.toml",
+        "name = \"x\"\nseed = 1\n[[dc]]\nname = \"a\"\nworkers = 2\n",
+    );
+    assert!(err.contains("duration"), "{err}");
+}
+
+#[test]
+fn bad_duration_names_the_key() {
+    let err = run_bad("bad-duration.toml", &GOOD.replace("\"30s\"", "\"thirty\""));
+    assert!(err.contains("duration"), "{err}");
+    assert!(err.contains("thirty"), "{err}");
+}
+
+#[test]
+fn unknown_node_in_a_fault_names_the_key() {
+    let err = run_bad(
+        "unknown-node.toml",
+        &format!("{GOOD}\n[[fault]]\nat = \"5s\"\naction = \"crash\"\nnodes = [\"a/worker-9\"]\n"),
+    );
+    assert!(err.contains("fault[0].nodes"), "{err}");
+}
+
+#[test]
+fn bad_seed_range_exits_2() {
+    let p = write("sweep.toml", GOOD);
+    let out = bin()
+        .arg("sweep")
+        .arg(&p)
+        .args(["--seeds", "9..3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sweep_lists_every_seed_and_exits_0() {
+    let p = write("sweep-ok.toml", GOOD);
+    let out = bin()
+        .arg("sweep")
+        .arg(&p)
+        .args(["--seeds", "1..4", "--jobs", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("invariants held on every seed"), "{stdout}");
+}

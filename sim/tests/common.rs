@@ -1,0 +1,16 @@
+//! Shared helpers for the simulator's integration tests.
+#![allow(dead_code)]
+
+use meridian_sim::scenario::{self, Scenario};
+use std::path::PathBuf;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/scenarios")
+        .join(name)
+}
+
+pub fn load(name: &str, overrides: &[&str]) -> Scenario {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    scenario::load(&fixture(name), &o).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -1,0 +1,27 @@
+//! Regression snapshots of seeded reports; wall-clock fields are redacted.
+
+mod common;
+
+fn snapshot(name: &str) {
+    let s = common::load(&format!("{name}.toml"), &[]);
+    let r = meridian_sim::run(&s, s.seed);
+    insta::assert_json_snapshot!(name, r, {
+        ".wall_ms" => "[wall]",
+        ".throughput" => "[wall]",
+    });
+}
+
+#[test]
+fn single_dc_crash_report() {
+    snapshot("single-dc-crash");
+}
+
+#[test]
+fn three_dc_partition_report() {
+    snapshot("three-dc-partition");
+}
+
+#[test]
+fn lifeguard_slow_node_report() {
+    snapshot("lifeguard-slow-node");
+}
