@@ -270,23 +270,19 @@ impl Checker {
                     self.refutations += 1;
                 }
             }
-            Event::SuspicionExpired { earliest, node, .. } => {
-                if local < *earliest {
-                    self.violation(
-                        now,
-                        "suspicion-floor",
-                        format!(
-                            "{} expired its suspicion of {} before start + min",
-                            self.names[o],
-                            self.name(node.0)
-                        ),
-                    );
-                }
+            Event::SuspicionExpired { earliest, node, .. } if local < *earliest => {
+                self.violation(
+                    now,
+                    "suspicion-floor",
+                    format!(
+                        "{} expired its suspicion of {} before start + min",
+                        self.names[o],
+                        self.name(node.0)
+                    ),
+                );
             }
-            Event::Lhm { score, .. } => {
-                if *score > LHM_MAX_SCORE {
-                    self.violation(now, "lhm-range", format!("{} LHM {score}", self.names[o]));
-                }
+            Event::Lhm { score, .. } if *score > LHM_MAX_SCORE => {
+                self.violation(now, "lhm-range", format!("{} LHM {score}", self.names[o]));
             }
             Event::ProactivePing { node, role, .. } => {
                 if matches!(role, Role::Worker | Role::Unknown) {

@@ -357,14 +357,17 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
     if !(0.0..1.0).contains(&net.jitter) {
         return Err(err(path, "network.jitter", "must be a fraction in [0, 1)"));
     }
-    if !(net.intra_dc_rtt_ms >= 0.0 && net.default_inter_dc_rtt_ms >= 0.0) {
+    if [net.intra_dc_rtt_ms, net.default_inter_dc_rtt_ms]
+        .iter()
+        .any(|v| v.is_nan() || *v < 0.0)
+    {
         return Err(err(path, "network", "RTTs must be non-negative"));
     }
     for (k, v) in &net.inter_dc_rtt_ms {
         let ok = k
             .split_once('/')
             .is_some_and(|(a, b)| names.contains(a) && names.contains(b));
-        if !ok || !(*v >= 0.0) {
+        if !ok || v.is_nan() || *v < 0.0 {
             return Err(err(
                 path,
                 format!("network.inter_dc_rtt_ms.{k}"),
@@ -430,7 +433,7 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
             Fault::Latency {
                 between, rtt_ms, ..
             } => {
-                if !between.iter().all(|d| names.contains(d)) || !(*rtt_ms >= 0.0) {
+                if !between.iter().all(|d| names.contains(d)) || rtt_ms.is_nan() || *rtt_ms < 0.0 {
                     return Err(err(
                         path,
                         key("between"),

@@ -103,7 +103,7 @@ impl Clock {
         self.last_local = self.last_local.max(l);
         self.last_local
     }
-    fn to_true(&self, local: u64, now: u64) -> u64 {
+    fn true_time_of(self, local: u64, now: u64) -> u64 {
         if !self.skewed() {
             return local.max(now);
         }
@@ -460,7 +460,7 @@ impl<'a> World<'a> {
         let Some(deadline) = machine.next_deadline() else {
             return;
         };
-        let mut at = n.clock.to_true(deadline.as_micros(), now);
+        let mut at = n.clock.true_time_of(deadline.as_micros(), now);
         if at <= now && n.clock.local(now) < deadline.as_micros() {
             at = now + 1; // rounding under drift: never spin at the same instant
         }
@@ -692,7 +692,10 @@ impl<'a> World<'a> {
 
 /// Membership seeds: a member of a DC cluster joins via its DC's managers (workers if the
 /// DC has none); a gate via the other gates. Gates observe every DC's managers.
-fn seed_lists(s: &Scenario, specs: &[NodeSpec]) -> (Vec<Vec<Addr>>, Vec<Vec<(DcId, Vec<Addr>)>>) {
+/// Per node: its membership seeds, and (gates) the managers it observes per DC.
+type SeedLists = (Vec<Vec<Addr>>, Vec<Vec<(DcId, Vec<Addr>)>>);
+
+fn seed_lists(s: &Scenario, specs: &[NodeSpec]) -> SeedLists {
     let addr = |i: usize| Addr::from_u32(i as u32);
     let of = |dc: Option<usize>, role: Role| -> Vec<usize> {
         specs

@@ -5,6 +5,7 @@ use crate::id::NodeId;
 use crate::time::{secs, Instant};
 use crate::wire::Claim;
 use crate::FxHashMap;
+use std::collections::BTreeSet;
 
 /// `max(1, floor(mult x ln(N+1)))`: N=3 -> 4, 10 -> 7, 100 -> 13, 1000 -> 20 at mult 3.
 pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
@@ -26,9 +27,19 @@ struct Pending {
     order: u64,
 }
 
+impl Pending {
+    /// Selection order: fewest sends first, then newest (highest order) first.
+    fn key(&self) -> (u32, u64, NodeId) {
+        (self.sends, u64::MAX - self.order, self.claim.node)
+    }
+}
+
+/// Pending updates, one per member, with an ordered index so a datagram's selection
+/// costs O(k log n) instead of a scan of the whole queue.
 #[derive(Clone, Debug, Default)]
 pub struct GossipQueue {
     pending: FxHashMap<NodeId, Pending>,
+    order_index: BTreeSet<(u32, u64, NodeId)>,
     cap: usize,
     next_order: u64,
     /// Updates dropped because the queue was full.
@@ -65,38 +76,46 @@ impl GossipQueue {
             if !newer {
                 return;
             }
+            let key = p.key();
+            self.order_index.remove(&key);
         } else if self.pending.len() >= self.cap {
             self.make_room(now);
         }
         self.next_order += 1;
         let order = if urgent {
-            u64::MAX - self.next_order
+            u64::MAX / 2 + self.next_order
         } else {
             self.next_order
         };
-        self.pending.insert(
-            claim.node,
-            Pending {
-                claim,
-                sends: 0,
-                limit,
-                enqueued_at: now,
-                order,
-            },
-        );
+        let p = Pending {
+            claim,
+            sends: 0,
+            limit,
+            enqueued_at: now,
+            order,
+        };
+        self.order_index.insert(p.key());
+        self.pending.insert(claim.node, p);
     }
 
     /// Full queue: drop stale (> 60 s) entries; if still full, evict the 10 oldest.
     fn make_room(&mut self, now: Instant) {
         let before = self.pending.len();
-        self.pending
-            .retain(|_, p| now.saturating_since(p.enqueued_at) <= secs(60));
+        let stale: Vec<NodeId> = self
+            .pending
+            .values()
+            .filter(|p| now.saturating_since(p.enqueued_at) > secs(60))
+            .map(|p| p.claim.node)
+            .collect();
+        for node in stale {
+            self.remove(node);
+        }
         if self.pending.len() >= self.cap {
             let mut orders: Vec<(u64, NodeId)> =
                 self.pending.iter().map(|(k, p)| (p.order, *k)).collect();
             orders.sort_unstable();
             for (_, k) in orders.into_iter().take(10) {
-                self.pending.remove(&k);
+                self.remove(k);
             }
         }
         self.evicted += (before - self.pending.len()) as u64;
@@ -109,33 +128,33 @@ impl GossipQueue {
         if n == 0 || self.pending.is_empty() {
             return;
         }
-        let mut best: smallvec::SmallVec<[(u32, u64, NodeId); 8]> = smallvec::SmallVec::new();
-        for (node, p) in self.pending.iter() {
-            if Some(*node) == skip {
-                continue;
+        let mut picked: smallvec::SmallVec<[(u32, u64, NodeId); 8]> = smallvec::SmallVec::new();
+        for key in self.order_index.iter() {
+            if picked.len() >= n {
+                break;
             }
-            let key = (p.sends, u64::MAX - p.order, *node);
-            if best.len() < n {
-                best.push(key);
-                best.sort_unstable();
-            } else if key < best[n - 1] {
-                best[n - 1] = key;
-                best.sort_unstable();
+            if Some(key.2) != skip {
+                picked.push(*key);
             }
         }
-        for (_, _, node) in best {
-            let p = self.pending.get_mut(&node).expect("selected from the map");
+        for key in picked {
+            self.order_index.remove(&key);
+            let p = self.pending.get_mut(&key.2).expect("indexed entries exist");
             out.push(p.claim);
             p.sends += 1;
             if p.sends >= p.limit {
-                self.pending.remove(&node);
+                self.pending.remove(&key.2);
+            } else {
+                self.order_index.insert(p.key());
             }
         }
     }
 
     /// Forget a member's pending update (member removed from the table).
     pub fn remove(&mut self, node: NodeId) {
-        self.pending.remove(&node);
+        if let Some(p) = self.pending.remove(&node) {
+            self.order_index.remove(&p.key());
+        }
     }
 }
 

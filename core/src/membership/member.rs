@@ -44,7 +44,7 @@ pub struct Member {
     pub status_changed_at: Instant,
     pub discovered_at: Instant,
     pub last_heard_at: Option<Instant>,
-    pub suspicion: Option<Suspicion>,
+    pub suspicion: Option<Box<Suspicion>>,
     /// `(death_at, death_inc)` for the zombie guard.
     pub death: Option<(Instant, Incarnation)>,
     /// Bumped to invalidate this member's pending timers.

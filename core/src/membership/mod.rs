@@ -112,7 +112,6 @@ enum Timer {
     Confirm { node: NodeId },
     ProactiveTimeout { seq: u32 },
     Forget { node: NodeId },
-    Warn { node: NodeId },
     JoinRetry,
     PushPull,
     Reconnect,
@@ -179,6 +178,8 @@ pub struct Membership {
     joined: bool,
     join_attempts_left: u32,
     leaving: bool,
+    /// Set while merging a full-state snapshot: what it teaches is not re-gossiped.
+    merging_snapshot: bool,
     stats: Stats,
 }
 
@@ -228,6 +229,7 @@ impl Membership {
             joined: false,
             join_attempts_left: 0,
             leaving: false,
+            merging_snapshot: false,
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
@@ -242,37 +244,42 @@ impl Membership {
 
     pub fn step(&mut self, input: Input<'_>, now: Instant) -> Outputs {
         let mut out = Outputs::new();
+        self.step_into(input, now, &mut out);
+        out
+    }
+
+    /// [`Membership::step`], appending to a caller's buffer (no per-layer copies).
+    pub fn step_into(&mut self, input: Input<'_>, now: Instant, out: &mut Outputs) {
         match input {
             Input::Datagram { from, bytes } => match wire::decode(bytes, Channel::Datagram) {
-                Ok(env) => self.handle(env, from, now, &mut out),
+                Ok(env) => self.handle(env, from, now, out),
                 Err(error) => {
                     self.stats.decode_errors += 1;
                     out.push(Output::Event(Event::DecodeFailed { error }));
                 }
             },
             Input::Frame { from, bytes } => match wire::decode(bytes, Channel::Frame) {
-                Ok(env) => self.handle(env, from, now, &mut out),
+                Ok(env) => self.handle(env, from, now, out),
                 Err(error) => {
                     self.stats.decode_errors += 1;
                     out.push(Output::Event(Event::DecodeFailed { error }));
                 }
             },
-            Input::Tick => self.tick(now, &mut out),
-            Input::Join { seeds } => self.join(seeds, now, &mut out),
-            Input::Leave => self.leave(now, &mut out),
+            Input::Tick => self.tick(now, out),
+            Input::Join { seeds } => self.join(seeds, now, out),
+            Input::Leave => self.leave(now, out),
             Input::LoopLag { ratio } => match self.degradation.sample_lag(ratio) {
-                LagEffect::Raise(n) => self.lhm_raise(n, &mut out),
-                LagEffect::Lower => self.lhm_lower(&mut out),
+                LagEffect::Raise(n) => self.lhm_raise(n, out),
+                LagEffect::Lower => self.lhm_lower(out),
                 LagEffect::None => {}
             },
-            Input::HeardFrom(node) => self.heard_from(node, now, &mut out),
+            Input::HeardFrom(node) => self.heard_from(node, now, out),
             Input::SetLocalHealth { score } => {
                 if self.lhm.set_score(score) {
-                    self.lhm_event(&mut out);
+                    self.lhm_event(out);
                 }
             }
         }
-        out
     }
 
     /// Handle an already-decoded message (the node decodes once to route by cluster).
@@ -393,24 +400,6 @@ impl Membership {
                     self.remove_member(node, out);
                 }
             }
-            Timer::Warn { node } => {
-                if self
-                    .members
-                    .get(&node)
-                    .is_some_and(|m| m.status == Status::Unconfirmed && !m.warned)
-                {
-                    if let Some(m) = self.members.get_mut(&node) {
-                        m.warned = true;
-                    }
-                    self.event(
-                        out,
-                        Event::UnconfirmedWarning {
-                            cluster: self.me.cluster,
-                            node,
-                        },
-                    );
-                }
-            }
             Timer::JoinRetry => {
                 if !self.joined && self.join_attempts_left > 0 {
                     self.join_attempts_left -= 1;
@@ -418,7 +407,11 @@ impl Membership {
                 }
             }
             Timer::PushPull => {
-                let next = self.jittered(self.cfg.push_pull_interval);
+                let scaled = scale(
+                    self.cfg.push_pull_interval,
+                    push_pull_scale(self.live_count + 1) as f64,
+                );
+                let next = self.jittered(scaled);
                 self.at(now + next, Timer::PushPull);
                 if let Some(peer) = self.random_member(|m| m.status == Status::Alive && m.confirmed)
                 {
@@ -488,6 +481,7 @@ impl Membership {
                     .collect();
                 // Map order is deterministic but arbitrary: sort, then shuffle with our RNG.
                 list.sort_unstable();
+                list.dedup();
                 self.rng.shuffle(&mut list);
                 self.probe_list = list;
                 self.probe_idx = 0;
@@ -511,14 +505,14 @@ impl Membership {
     /// New member: a random place in the probe list (memberlist's way, so a newcomer is
     /// not always probed last).
     fn probe_list_insert(&mut self, id: NodeId) {
-        if self.probe_list.contains(&id) {
-            return;
-        }
-        let at = self.rng.below(self.probe_list.len() + 1);
-        self.probe_list.insert(at, id);
-        if at < self.probe_idx {
-            self.probe_idx += 1;
-        }
+        // Swap into a random place among the members not yet probed this cycle: O(1).
+        // A stale duplicate (a member removed and re-added within one cycle) is harmless
+        // and disappears when the list is rebuilt at the end of the cycle.
+        self.probe_list.push(id);
+        let last = self.probe_list.len() - 1;
+        let from = self.probe_idx.min(last);
+        let at = from + self.rng.below(last - from + 1);
+        self.probe_list.swap(at, last);
     }
 
     fn start_round(&mut self, now: Instant, out: &mut Outputs) {
@@ -777,7 +771,7 @@ impl Membership {
             .members
             .get_mut(&node)
             .expect("suspected member exists");
-        m.suspicion = Some(susp);
+        m.suspicion = Some(Box::new(susp));
         let claim = self.claim_of(&self.members[&node], ClaimKind::Suspect, from);
         self.enqueue(claim, now, false);
         self.at(deadline, Timer::Suspicion { node });
@@ -966,16 +960,9 @@ impl Membership {
         );
     }
 
-    fn insert_member(
-        &mut self,
-        node: NodeId,
-        addr: Addr,
-        role: Role,
-        inc: Incarnation,
-        confirmed: bool,
-        now: Instant,
-        out: &mut Outputs,
-    ) {
+    /// Add a member learned from claim `c` (its own ALIVE when `confirmed`).
+    fn insert_member(&mut self, c: &Claim, confirmed: bool, now: Instant, out: &mut Outputs) {
+        let (node, addr, role, inc) = (c.node, c.addr, c.role, c.inc);
         if self.members.len() >= self.cfg.max_members {
             self.evict(out);
         }
@@ -1005,18 +992,35 @@ impl Membership {
     }
 
     fn schedule_confirmation(&mut self, node: NodeId, now: Instant) {
-        let m = &self.members[&node];
+        let next = self.next_confirmation_check(&self.members[&node]);
+        self.at(next.max(now), Timer::Confirm { node });
+    }
+
+    /// When an UNCONFIRMED peer is removed: the role's deadline (membership.md §7), but
+    /// never before two full probe cycles. Spec refinement for large clusters: round-robin
+    /// probing reaches every member once per cycle, so in a cluster whose cycle is longer
+    /// than the passive timeout (above ~180 workers) the spec's deadline would remove
+    /// healthy peers before anyone could have probed them, and gossip would rediscover
+    /// them forever. This only ever extends the spec's timeout.
+    fn removal_deadline(&self, m: &Member) -> Instant {
+        let role_deadline =
+            strategy(m.role).removal_deadline(m.discovered_at, self.lhm.multiplier(), 1.0);
+        let cycles = scale(self.probe_interval(), 2.0 * self.probe_list.len() as f64);
+        role_deadline.max(m.discovered_at + cycles)
+    }
+
+    /// The next instant the confirmation timer must look at `m`: its warning, its next
+    /// proactive attempt, or its removal deadline.
+    fn next_confirmation_check(&self, m: &Member) -> Instant {
         let strat = strategy(m.role);
-        let deadline = strat.removal_deadline(m.discovered_at, self.lhm.multiplier(), 1.0);
-        let first = strat
-            .attempt_at(m.discovered_at, m.proactive_made)
-            .map_or(deadline, |a| a.min(deadline));
-        let warn = m.discovered_at + self.cfg.unconfirmed_warning;
-        let warned = m.warned;
-        self.at(first.max(now), Timer::Confirm { node });
-        if !warned {
-            self.at(warn, Timer::Warn { node });
+        let mut next = self.removal_deadline(m);
+        if let Some(a) = strat.attempt_at(m.discovered_at, m.proactive_made) {
+            next = next.min(a);
         }
+        if !m.warned {
+            next = next.min(m.discovered_at + self.cfg.unconfirmed_warning);
+        }
+        next
     }
 
     /// Proactive confirmation and removal of an UNCONFIRMED peer (membership.md §7).
@@ -1027,8 +1031,19 @@ impl Membership {
         if m.status != Status::Unconfirmed {
             return;
         }
+        if !m.warned && now >= m.discovered_at + self.cfg.unconfirmed_warning {
+            self.members.get_mut(&node).expect("exists").warned = true;
+            self.event(
+                out,
+                Event::UnconfirmedWarning {
+                    cluster: self.me.cluster,
+                    node,
+                },
+            );
+        }
+        let m = &self.members[&node];
         let strat = strategy(m.role);
-        let deadline = strat.removal_deadline(m.discovered_at, self.lhm.multiplier(), 1.0);
+        let deadline = self.removal_deadline(m);
         let in_flight = self.proactive.values().any(|n| *n == node);
         if let Some(due) = strat.attempt_at(m.discovered_at, m.proactive_made) {
             if due <= now && !in_flight {
@@ -1053,7 +1068,6 @@ impl Membership {
                 return;
             }
         }
-        let m = &self.members[&node];
         let exhausted = m.proactive_made >= strat.attempts && m.proactive_last_failed;
         if now >= deadline && (!strat.proactive || exhausted) {
             let reason = if strat.proactive {
@@ -1075,9 +1089,7 @@ impl Membership {
         if in_flight {
             return; // the attempt's timeout reschedules us
         }
-        let next = strat
-            .attempt_at(m.discovered_at, m.proactive_made)
-            .map_or(deadline, |a| a.min(deadline));
+        let next = self.next_confirmation_check(m);
         self.at(next.max(now), Timer::Confirm { node });
     }
 
@@ -1172,7 +1184,7 @@ impl Membership {
             if matches!(c.kind, ClaimKind::Alive | ClaimKind::Join) && self.observed_role_ok(c.role)
             {
                 // Gossip never confirms; direct contact does.
-                self.insert_member(c.node, c.addr, c.role, c.inc, direct, now, out);
+                self.insert_member(c, direct, now, out);
                 if self.mode == Mode::Member {
                     self.enqueue(
                         Claim {
@@ -1608,6 +1620,9 @@ impl Membership {
         now: Instant,
         out: &mut Outputs,
     ) {
+        // A snapshot is anti-entropy, not news: re-gossiping every entry of a
+        // 1000-member table would saturate every queue at a mass join for no gain.
+        self.merging_snapshot = true;
         for c in claims.iter().take(wire::MAX_SNAPSHOT_ENTRIES) {
             if c.node == self.me.node {
                 self.apply_claim(c, false, now, out);
@@ -1624,6 +1639,7 @@ impl Membership {
                 self.apply_claim(c, false, now, out);
             }
         }
+        self.merging_snapshot = false;
     }
 
     fn apply_gossip(&mut self, claims: &[Claim], now: Instant, out: &mut Outputs) {
@@ -1952,6 +1968,11 @@ impl Membership {
         if self.mode != Mode::Member {
             return;
         }
+        // While merging a snapshot only news is spread: suspicions (and anything about
+        // us, which is urgent).
+        if self.merging_snapshot && !urgent && claim.kind != ClaimKind::Suspect {
+            return;
+        }
         let limit = retransmit_limit(self.cfg.retransmit_mult, self.members.len() + 1);
         self.gossip.enqueue(claim, limit, now, urgent);
     }
@@ -1986,7 +2007,7 @@ impl Membership {
 
     fn send(&mut self, to: Addr, body: Body, out: &mut Outputs) {
         let env = self.envelope(body);
-        match wire::encode(&env, Channel::Datagram) {
+        match wire::encode_datagram(&env) {
             Ok(bytes) => out.push(Output::Transmit { to, bytes }),
             Err(_) => self.stats.encode_failures += 1,
         }
@@ -2023,6 +2044,17 @@ impl Membership {
             self.lhm_event(out);
         }
     }
+}
+
+/// memberlist's `pushPullScale`: above 32 members, full-state syncs slow down by
+/// `ceil(log2 n - log2 32) + 1` so their total cost grows like n log n, not n^2.
+pub fn push_pull_scale(n: usize) -> u32 {
+    const THRESHOLD: usize = 32;
+    if n <= THRESHOLD {
+        return 1;
+    }
+    let extra = libm::ceil(libm::log2(n as f64) - libm::log2(THRESHOLD as f64));
+    extra as u32 + 1
 }
 
 /// Sizes of the machine's bounded tables.

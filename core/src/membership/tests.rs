@@ -320,8 +320,10 @@ fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
                     deliver(&mut m, env_from(6, Role::Worker, 0, reply), now + millis(1));
                 }
                 Output::Event(Event::Member {
-                    node, to: Some(v), ..
-                }) if node == NodeId(5) => {
+                    node: NodeId(5),
+                    to: Some(v),
+                    ..
+                }) => {
                     if v.status == Status::Suspect && suspected_at.is_none() {
                         suspected_at = Some(now);
                     }

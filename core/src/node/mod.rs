@@ -126,23 +126,23 @@ impl Node {
             Input::Tick => {
                 for m in self.memberships.iter_mut() {
                     if m.next_deadline().is_some_and(|d| d <= now) {
-                        out.extend(m.step(membership::Input::Tick, now));
+                        m.step_into(membership::Input::Tick, now, &mut out);
                     }
                 }
             }
             Input::Leave => {
                 for m in self.memberships.iter_mut() {
-                    out.extend(m.step(membership::Input::Leave, now));
+                    m.step_into(membership::Input::Leave, now, &mut out);
                 }
             }
             Input::LoopLag { ratio } => {
                 for m in self.memberships.iter_mut() {
-                    out.extend(m.step(membership::Input::LoopLag { ratio }, now));
+                    m.step_into(membership::Input::LoopLag { ratio }, now, &mut out);
                 }
             }
             Input::HeardFrom(node) => {
                 for m in self.memberships.iter_mut() {
-                    out.extend(m.step(membership::Input::HeardFrom(node), now));
+                    m.step_into(membership::Input::HeardFrom(node), now, &mut out);
                 }
             }
         }
@@ -158,7 +158,7 @@ impl Node {
         let score = own.lhm_score();
         for m in observers {
             if m.lhm_score() != score {
-                out.extend(m.step(membership::Input::SetLocalHealth { score }, now));
+                m.step_into(membership::Input::SetLocalHealth { score }, now, out);
             }
         }
     }

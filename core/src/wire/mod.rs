@@ -210,6 +210,19 @@ pub fn encode(env: &Envelope, channel: Channel) -> Result<Vec<u8>, EncodeError> 
     Ok(bytes)
 }
 
+/// Encode a datagram through a stack buffer: one exact-size allocation, no regrowth.
+pub fn encode_datagram(env: &Envelope) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = [0u8; MAX_DATAGRAM];
+    match postcard::to_slice(env, &mut buf) {
+        Ok(used) => Ok(used.to_vec()),
+        Err(postcard::Error::SerializeBufferFull) => Err(EncodeError::TooLarge {
+            len: encoded_len(env),
+            max: MAX_DATAGRAM,
+        }),
+        Err(_) => Err(EncodeError::Serialize),
+    }
+}
+
 /// Encoded size without allocating the output.
 pub fn encoded_len(env: &Envelope) -> usize {
     postcard::experimental::serialized_size(env).unwrap_or(usize::MAX)
