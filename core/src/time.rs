@@ -52,6 +52,21 @@ impl core::ops::Sub<Duration> for Instant {
     }
 }
 
+/// An optional instant in 8 bytes (`Option<Instant>` takes 16): `u64::MAX` is "none".
+/// Member records hold several, and a node holds a record per peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OptInstant(u64);
+
+impl OptInstant {
+    pub const NONE: OptInstant = OptInstant(u64::MAX);
+    pub fn get(self) -> Option<Instant> {
+        (self.0 != u64::MAX).then_some(Instant(self.0))
+    }
+    pub fn set(&mut self, t: Instant) {
+        self.0 = t.0.min(u64::MAX - 1);
+    }
+}
+
 /// Scale a duration by a float factor, exactly reproducible (IEEE-754 multiply only).
 pub fn scale(d: Duration, factor: f64) -> Duration {
     let us = d.as_micros() as f64 * factor;

@@ -14,7 +14,7 @@ use meridian_core::membership::Config;
 use meridian_core::node::{Input, Node, NodeConfig};
 use meridian_core::rng::{derive_seed, DetRng};
 use meridian_core::{Addr, DcId, Incarnation, Instant, NodeId, Role};
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -47,27 +47,47 @@ enum Ev {
     },
 }
 
-struct Queued {
-    time: u64,
+/// The event queue: a min-heap of compact `(time, sequence, slot)` keys, with the
+/// payloads in a slab, so sifting moves 24 bytes instead of whole events.
+#[derive(Default)]
+struct EventQueue {
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    slab: Vec<Option<Ev>>,
+    free: Vec<u32>,
     seq: u64,
-    ev: Ev,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
+impl EventQueue {
+    fn with_capacity(n: usize) -> Self {
+        EventQueue {
+            heap: BinaryHeap::with_capacity(n),
+            slab: Vec::with_capacity(n),
+            ..Default::default()
+        }
     }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+    fn push(&mut self, time: u64, ev: Ev) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(ev);
+                i
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((time, self.seq, slot)));
     }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Min-heap on (time, seq).
-        (other.time, other.seq).cmp(&(self.time, self.seq))
+
+    fn pop(&mut self) -> Option<(u64, Ev)> {
+        let Reverse((time, _, slot)) = self.heap.pop()?;
+        self.free.push(slot);
+        let ev = self.slab[slot as usize]
+            .take()
+            .expect("queued slot holds its event");
+        Some((time, ev))
     }
 }
 
@@ -131,8 +151,7 @@ struct SimNode {
 pub struct World<'a> {
     scenario: &'a Scenario,
     nodes: Vec<SimNode>,
-    queue: BinaryHeap<Queued>,
-    seq: u64,
+    queue: EventQueue,
     now: u64,
     net: Network,
     net_rng: DetRng,
@@ -179,8 +198,7 @@ impl<'a> World<'a> {
         let mut w = World {
             scenario,
             nodes,
-            queue: BinaryHeap::with_capacity(4 * n + 64),
-            seq: 0,
+            queue: EventQueue::with_capacity(4 * n + 64),
             now: 0,
             net,
             net_rng: DetRng::new(derive_seed(seed, u64::MAX)),
@@ -211,25 +229,20 @@ impl<'a> World<'a> {
     }
 
     fn push(&mut self, time: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Queued {
-            time,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(time, ev);
     }
 
     /// Run to the scenario's end and report.
     pub fn run(mut self) -> Report {
         let started = std::time::Instant::now();
         let end = self.scenario.duration.as_micros() as u64;
-        while let Some(q) = self.queue.pop() {
-            if q.time > end {
+        while let Some((time, ev)) = self.queue.pop() {
+            if time > end {
                 break;
             }
-            self.now = q.time;
+            self.now = time;
             self.events += 1;
-            match q.ev {
+            match ev {
                 Ev::Start { node } => self.start(node as usize, false),
                 Ev::Deliver {
                     to,

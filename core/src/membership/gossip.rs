@@ -5,7 +5,7 @@ use crate::id::NodeId;
 use crate::time::{secs, Instant};
 use crate::wire::Claim;
 use crate::FxHashMap;
-use std::collections::BTreeSet;
+use std::collections::BinaryHeap;
 
 /// `max(1, floor(mult x ln(N+1)))`: N=3 -> 4, 10 -> 7, 100 -> 13, 1000 -> 20 at mult 3.
 pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
@@ -27,19 +27,14 @@ struct Pending {
     order: u64,
 }
 
-impl Pending {
-    /// Selection order: fewest sends first, then newest (highest order) first.
-    fn key(&self) -> (u32, u64, NodeId) {
-        (self.sends, u64::MAX - self.order, self.claim.node)
-    }
-}
-
-/// Pending updates, one per member, with an ordered index so a datagram's selection
-/// costs O(k log n) instead of a scan of the whole queue.
+/// Pending updates, one per member. Selection order is "fewest sends first, newest
+/// first": one max-heap of `(order, node)` per send count, with lazy deletion (a heap
+/// entry is live only if the pending update still has that order and send count), so a
+/// datagram's selection costs O(k log n) on contiguous memory.
 #[derive(Clone, Debug, Default)]
 pub struct GossipQueue {
     pending: FxHashMap<NodeId, Pending>,
-    order_index: BTreeSet<(u32, u64, NodeId)>,
+    by_sends: Vec<BinaryHeap<(u64, NodeId)>>,
     cap: usize,
     next_order: u64,
     /// Updates dropped because the queue was full.
@@ -61,6 +56,24 @@ impl GossipQueue {
         self.pending.is_empty()
     }
 
+    fn index(&mut self, sends: u32, order: u64, node: NodeId) {
+        let s = sends as usize;
+        if self.by_sends.len() <= s {
+            self.by_sends.resize_with(s + 1, BinaryHeap::new);
+        }
+        let heap = &mut self.by_sends[s];
+        heap.push((order, node));
+        // Bound the stale entries lazy deletion leaves behind.
+        if heap.len() > 2 * self.pending.len() + 64 {
+            let pending = &self.pending;
+            heap.retain(|(o, n)| {
+                pending
+                    .get(n)
+                    .is_some_and(|p| p.order == *o && p.sends == sends)
+            });
+        }
+    }
+
     /// Queue `claim` unless a pending update about the same node supersedes it: replaced by
     /// a higher incarnation, or the same incarnation and a higher rank, or (for suspicion
     /// confirmations) the same rank from a different accuser. `urgent` puts it first
@@ -76,8 +89,6 @@ impl GossipQueue {
             if !newer {
                 return;
             }
-            let key = p.key();
-            self.order_index.remove(&key);
         } else if self.pending.len() >= self.cap {
             self.make_room(now);
         }
@@ -87,35 +98,30 @@ impl GossipQueue {
         } else {
             self.next_order
         };
-        let p = Pending {
-            claim,
-            sends: 0,
-            limit,
-            enqueued_at: now,
-            order,
-        };
-        self.order_index.insert(p.key());
-        self.pending.insert(claim.node, p);
+        self.pending.insert(
+            claim.node,
+            Pending {
+                claim,
+                sends: 0,
+                limit,
+                enqueued_at: now,
+                order,
+            },
+        );
+        self.index(0, order, claim.node);
     }
 
     /// Full queue: drop stale (> 60 s) entries; if still full, evict the 10 oldest.
     fn make_room(&mut self, now: Instant) {
         let before = self.pending.len();
-        let stale: Vec<NodeId> = self
-            .pending
-            .values()
-            .filter(|p| now.saturating_since(p.enqueued_at) > secs(60))
-            .map(|p| p.claim.node)
-            .collect();
-        for node in stale {
-            self.remove(node);
-        }
+        self.pending
+            .retain(|_, p| now.saturating_since(p.enqueued_at) <= secs(60));
         if self.pending.len() >= self.cap {
             let mut orders: Vec<(u64, NodeId)> =
                 self.pending.iter().map(|(k, p)| (p.order, *k)).collect();
             orders.sort_unstable();
             for (_, k) in orders.into_iter().take(10) {
-                self.remove(k);
+                self.pending.remove(&k);
             }
         }
         self.evicted += (before - self.pending.len()) as u64;
@@ -128,33 +134,51 @@ impl GossipQueue {
         if n == 0 || self.pending.is_empty() {
             return;
         }
-        let mut picked: smallvec::SmallVec<[(u32, u64, NodeId); 8]> = smallvec::SmallVec::new();
-        for key in self.order_index.iter() {
+        let mut picked: smallvec::SmallVec<[NodeId; 8]> = smallvec::SmallVec::new();
+        let mut skipped: Option<(usize, (u64, NodeId))> = None;
+        for s in 0..self.by_sends.len() {
+            while picked.len() < n {
+                let Some(&(order, node)) = self.by_sends[s].peek() else {
+                    break;
+                };
+                self.by_sends[s].pop();
+                let live = self
+                    .pending
+                    .get(&node)
+                    .is_some_and(|p| p.order == order && p.sends as usize == s);
+                if !live {
+                    continue;
+                }
+                if Some(node) == skip {
+                    skipped = Some((s, (order, node)));
+                    continue;
+                }
+                picked.push(node);
+            }
             if picked.len() >= n {
                 break;
             }
-            if Some(key.2) != skip {
-                picked.push(*key);
-            }
         }
-        for key in picked {
-            self.order_index.remove(&key);
-            let p = self.pending.get_mut(&key.2).expect("indexed entries exist");
+        if let Some((s, entry)) = skipped {
+            self.by_sends[s].push(entry);
+        }
+        for node in picked {
+            let p = self.pending.get_mut(&node).expect("live entries exist");
             out.push(p.claim);
             p.sends += 1;
             if p.sends >= p.limit {
-                self.pending.remove(&key.2);
+                self.pending.remove(&node);
             } else {
-                self.order_index.insert(p.key());
+                let (sends, order) = (p.sends, p.order);
+                self.index(sends, order, node);
             }
         }
     }
 
-    /// Forget a member's pending update (member removed from the table).
+    /// Forget a member's pending update (member removed from the table); its heap
+    /// entries become stale and are skipped.
     pub fn remove(&mut self, node: NodeId) {
-        if let Some(p) = self.pending.remove(&node) {
-            self.order_index.remove(&p.key());
-        }
+        self.pending.remove(&node);
     }
 }
 

@@ -158,6 +158,11 @@ impl Degradation {
         }
     }
 
+    /// Whether recent loop-lag samples still bear on the level (re-evaluate while true).
+    pub fn lagging(&self) -> bool {
+        self.loop_degraded || self.mean_lag() > 0.0
+    }
+
     fn mean_lag(&self) -> f64 {
         if self.lag_len == 0 {
             return 0.0;

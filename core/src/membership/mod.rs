@@ -15,6 +15,7 @@ pub mod gossip;
 pub mod lifeguard;
 pub mod member;
 pub mod suspicion;
+pub mod timers;
 
 #[cfg(test)]
 mod tests;
@@ -25,7 +26,7 @@ pub use member::{Member, Status};
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
 use crate::rng::DetRng;
-use crate::time::{scale, Instant};
+use crate::time::{scale, Instant, OptInstant};
 use crate::wire::{self, Body, Channel, Claim, ClaimKind, Envelope, NackReason};
 use crate::FxHashMap;
 use confirmation::{strategy, RemovalReason};
@@ -34,7 +35,6 @@ use gossip::{retransmit_limit, GossipQueue};
 use lifeguard::{Degradation, LagEffect, Lhm};
 use serde::Serialize;
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
 use suspicion::Suspicion;
 
 /// Who this machine speaks for.
@@ -118,6 +118,8 @@ enum Timer {
     Housekeeping,
 }
 
+use timers::TimerKey;
+
 #[derive(Clone, Debug)]
 struct Round {
     seq: u32,
@@ -128,10 +130,13 @@ struct Round {
     helpers: u8,
     nacks: u8,
     started_at: Instant,
+    /// The pending DirectRetry/IndirectEnd, cancelled when the round ends early.
+    timer: Option<TimerKey>,
 }
 
 #[derive(Clone, Debug)]
 struct Help {
+    timer: TimerKey,
     requester_addr: Addr,
     requester_seq: u32,
     target: NodeId,
@@ -155,13 +160,12 @@ pub struct Membership {
     mode: Mode,
     inc: Incarnation,
     rng: DetRng,
-    members: FxHashMap<NodeId, Member>,
+    members: member::MemberTable,
     live_count: usize,
     dead_count: usize,
     probe_list: Vec<NodeId>,
     probe_idx: usize,
-    timers: BTreeMap<(Instant, u64), Timer>,
-    timer_seq: u64,
+    timers: timers::TimerQueue<Timer>,
     gossip: GossipQueue,
     lhm: Lhm,
     degradation: Degradation,
@@ -169,7 +173,7 @@ pub struct Membership {
     round_counter: u64,
     next_seq: u32,
     helps: FxHashMap<u32, Help>,
-    proactive: FxHashMap<u32, NodeId>,
+    proactive: FxHashMap<u32, (NodeId, TimerKey)>,
     buckets: FxHashMap<Addr, Bucket>,
     refute_window_start: Instant,
     refutes_in_window: u32,
@@ -180,6 +184,9 @@ pub struct Membership {
     leaving: bool,
     /// Set while merging a full-state snapshot: what it teaches is not re-gossiped.
     merging_snapshot: bool,
+    housekeeping_armed: bool,
+    /// The `now` of the input being handled (for helpers that schedule without one).
+    last_now: Instant,
     stats: Stats,
 }
 
@@ -209,13 +216,12 @@ impl Membership {
             mode,
             inc,
             rng,
-            members: FxHashMap::default(),
+            members: member::MemberTable::default(),
             live_count: 0,
             dead_count: 0,
             probe_list: Vec::new(),
             probe_idx: 0,
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            timers: timers::TimerQueue::default(),
             round: None,
             round_counter: 0,
             next_seq: 0,
@@ -230,13 +236,14 @@ impl Membership {
             join_attempts_left: 0,
             leaving: false,
             merging_snapshot: false,
+            housekeeping_armed: false,
+            last_now: now,
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
         m.at(first_push_pull, Timer::PushPull);
         let reconnect = m.cfg.reconnect_interval;
         m.at(now + reconnect, Timer::Reconnect);
-        m.at(now + crate::time::secs(1), Timer::Housekeeping);
         m
     }
 
@@ -250,6 +257,7 @@ impl Membership {
 
     /// [`Membership::step`], appending to a caller's buffer (no per-layer copies).
     pub fn step_into(&mut self, input: Input<'_>, now: Instant, out: &mut Outputs) {
+        self.last_now = now;
         match input {
             Input::Datagram { from, bytes } => match wire::decode(bytes, Channel::Datagram) {
                 Ok(env) => self.handle(env, from, now, out),
@@ -268,11 +276,16 @@ impl Membership {
             Input::Tick => self.tick(now, out),
             Input::Join { seeds } => self.join(seeds, now, out),
             Input::Leave => self.leave(now, out),
-            Input::LoopLag { ratio } => match self.degradation.sample_lag(ratio) {
-                LagEffect::Raise(n) => self.lhm_raise(n, out),
-                LagEffect::Lower => self.lhm_lower(out),
-                LagEffect::None => {}
-            },
+            Input::LoopLag { ratio } => {
+                match self.degradation.sample_lag(ratio) {
+                    LagEffect::Raise(n) => self.lhm_raise(n, out),
+                    LagEffect::Lower => self.lhm_lower(out),
+                    LagEffect::None => {}
+                }
+                if self.housekeeping_needed() {
+                    self.arm_housekeeping(now);
+                }
+            }
             Input::HeardFrom(node) => self.heard_from(node, now, out),
             Input::SetLocalHealth { score } => {
                 if self.lhm.set_score(score) {
@@ -284,6 +297,7 @@ impl Membership {
 
     /// Handle an already-decoded message (the node decodes once to route by cluster).
     pub fn handle(&mut self, env: Envelope, from: Addr, now: Instant, out: &mut Outputs) {
+        self.last_now = now;
         if env.cluster != self.me.cluster {
             self.stats.wrong_cluster += 1;
             return;
@@ -302,7 +316,7 @@ impl Membership {
         if self.leaving {
             return None;
         }
-        self.timers.keys().next().map(|(t, _)| *t)
+        self.timers.next()
     }
 
     pub fn identity(&self) -> Identity {
@@ -346,18 +360,39 @@ impl Membership {
 
     // ----- timers ---------------------------------------------------------------------
 
-    fn at(&mut self, when: Instant, timer: Timer) {
-        self.timer_seq += 1;
-        self.timers.insert((when, self.timer_seq), timer);
+    /// Schedule `timer`; the returned key cancels it.
+    fn at(&mut self, when: Instant, timer: Timer) -> TimerKey {
+        self.timers.at(when, timer)
+    }
+
+    fn cancel(&mut self, key: Option<TimerKey>) {
+        if let Some(k) = key {
+            self.timers.cancel(k);
+        }
+    }
+
+    /// Housekeeping (degradation, deferred refutations) runs once a second only while
+    /// there is something to do: an idle healthy node schedules no ticks for it.
+    fn arm_housekeeping(&mut self, now: Instant) {
+        if !self.housekeeping_armed {
+            self.housekeeping_armed = true;
+            self.at(now + crate::time::secs(1), Timer::Housekeeping);
+        }
+    }
+
+    fn housekeeping_needed(&self) -> bool {
+        self.lhm.score() > 0
+            || self.degradation.level() != lifeguard::DegradationLevel::Normal
+            || self.degradation.lagging()
+            || self.deferred_refute.is_some()
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outputs) {
         // A late Tick (paused process) fires every due timer in order.
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now || self.leaving {
+        while !self.leaving {
+            let Some(timer) = self.timers.pop_due(now) else {
                 break;
-            }
-            let timer = entry.remove();
+            };
             self.fire(timer, now, out);
         }
     }
@@ -385,7 +420,7 @@ impl Membership {
             Timer::Suspicion { node } => self.suspicion_timer(node, now, out),
             Timer::Confirm { node } => self.confirm_timer(node, now, out),
             Timer::ProactiveTimeout { seq } => {
-                if let Some(node) = self.proactive.remove(&seq) {
+                if let Some((node, _)) = self.proactive.remove(&seq) {
                     if let Some(m) = self.members.get_mut(&node) {
                         m.proactive_last_failed = true;
                     }
@@ -424,8 +459,11 @@ impl Membership {
                 self.reconnect(now, out);
             }
             Timer::Housekeeping => {
-                self.at(now + crate::time::secs(1), Timer::Housekeeping);
+                self.housekeeping_armed = false;
                 self.housekeeping(now, out);
+                if self.housekeeping_needed() {
+                    self.arm_housekeeping(now);
+                }
             }
         }
     }
@@ -539,11 +577,13 @@ impl Membership {
             helpers: 0,
             nacks: 0,
             started_at: now,
+            timer: None,
         });
         self.stats.probes += 1;
         self.send_ping(seq, target, addr, out);
         let wait = scale(self.probe_timeout(), self.cfg.direct_attempt_fractions[0]);
-        self.at(now + wait, Timer::DirectRetry { seq });
+        let key = self.at(now + wait, Timer::DirectRetry { seq });
+        self.set_round_timer(key);
     }
 
     fn seq(&mut self) -> u32 {
@@ -588,7 +628,8 @@ impl Membership {
                 self.probe_timeout(),
                 self.cfg.direct_attempt_fractions[attempt],
             );
-            self.at(now + wait, Timer::DirectRetry { seq });
+            let key = self.at(now + wait, Timer::DirectRetry { seq });
+            self.set_round_timer(key);
             return;
         }
         // Direct probe failed.
@@ -629,7 +670,8 @@ impl Membership {
             round.helpers = helpers.len() as u8;
         }
         let wait = self.probe_timeout();
-        self.at(now + wait, Timer::IndirectEnd { seq });
+        let key = self.at(now + wait, Timer::IndirectEnd { seq });
+        self.set_round_timer(key);
     }
 
     /// Up to k confirmed Alive helpers other than the target (§3.3 step 4), preferring
@@ -648,6 +690,7 @@ impl Membership {
             .max(crate::time::secs(10));
         let recent = |m: &Member| {
             m.last_heard_at
+                .get()
                 .is_some_and(|t| now.saturating_since(t) <= cycle)
         };
         let mut fallback: SmallVec<[NodeId; 4]> = SmallVec::new();
@@ -720,10 +763,17 @@ impl Membership {
         }
     }
 
+    fn set_round_timer(&mut self, key: TimerKey) {
+        if let Some(r) = self.round.as_mut() {
+            r.timer = Some(key);
+        }
+    }
+
     fn end_round(&mut self, success: bool, now: Instant) {
         let Some(round) = self.round.take() else {
             return;
         };
+        self.cancel(round.timer);
         if success && self.mode == Mode::Member {
             self.lhm.lower(1);
         }
@@ -854,7 +904,8 @@ impl Membership {
         self.transition(node, status, inc, now, out);
         let m = self.members.get_mut(&node).expect("member exists");
         if status == Status::Dead {
-            m.death = Some((now, inc));
+            m.death_at.set(now);
+            m.death_inc = inc;
         }
         let kind = if status == Status::Left {
             ClaimKind::Left
@@ -934,7 +985,7 @@ impl Membership {
         let Some(m) = self.members.get_mut(&node) else {
             return;
         };
-        m.last_heard_at = Some(now);
+        m.last_heard_at.set(now);
         if m.confirmed {
             return;
         }
@@ -970,7 +1021,7 @@ impl Membership {
         if confirmed {
             m.confirmed = true;
             m.status = Status::Alive;
-            m.last_heard_at = Some(now);
+            m.last_heard_at.set(now);
             self.live_count += 1;
         }
         let to = m.view();
@@ -1004,9 +1055,9 @@ impl Membership {
     /// them forever. This only ever extends the spec's timeout.
     fn removal_deadline(&self, m: &Member) -> Instant {
         let role_deadline =
-            strategy(m.role).removal_deadline(m.discovered_at, self.lhm.multiplier(), 1.0);
+            strategy(m.role).removal_deadline(m.discovered_at(), self.lhm.multiplier(), 1.0);
         let cycles = scale(self.probe_interval(), 2.0 * self.probe_list.len() as f64);
-        role_deadline.max(m.discovered_at + cycles)
+        role_deadline.max(m.discovered_at() + cycles)
     }
 
     /// The next instant the confirmation timer must look at `m`: its warning, its next
@@ -1014,11 +1065,11 @@ impl Membership {
     fn next_confirmation_check(&self, m: &Member) -> Instant {
         let strat = strategy(m.role);
         let mut next = self.removal_deadline(m);
-        if let Some(a) = strat.attempt_at(m.discovered_at, m.proactive_made) {
+        if let Some(a) = strat.attempt_at(m.discovered_at(), m.proactive_made) {
             next = next.min(a);
         }
         if !m.warned {
-            next = next.min(m.discovered_at + self.cfg.unconfirmed_warning);
+            next = next.min(m.discovered_at() + self.cfg.unconfirmed_warning);
         }
         next
     }
@@ -1031,7 +1082,7 @@ impl Membership {
         if m.status != Status::Unconfirmed {
             return;
         }
-        if !m.warned && now >= m.discovered_at + self.cfg.unconfirmed_warning {
+        if !m.warned && now >= m.discovered_at() + self.cfg.unconfirmed_warning {
             self.members.get_mut(&node).expect("exists").warned = true;
             self.event(
                 out,
@@ -1044,12 +1095,14 @@ impl Membership {
         let m = &self.members[&node];
         let strat = strategy(m.role);
         let deadline = self.removal_deadline(m);
-        let in_flight = self.proactive.values().any(|n| *n == node);
-        if let Some(due) = strat.attempt_at(m.discovered_at, m.proactive_made) {
+        let in_flight = self.proactive.values().any(|(n, _)| *n == node);
+        if let Some(due) = strat.attempt_at(m.discovered_at(), m.proactive_made) {
             if due <= now && !in_flight {
                 let (addr, role, attempt) = (m.addr, m.role, m.proactive_made);
                 let seq = self.seq();
-                self.proactive.insert(seq, node);
+                let t = self.probe_timeout();
+                let key = self.at(now + t, Timer::ProactiveTimeout { seq });
+                self.proactive.insert(seq, (node, key));
                 let mm = self.members.get_mut(&node).expect("exists");
                 mm.proactive_made += 1;
                 mm.proactive_last_failed = false;
@@ -1063,8 +1116,6 @@ impl Membership {
                     },
                 );
                 self.send_ping(seq, node, addr, out);
-                let t = self.probe_timeout();
-                self.at(now + t, Timer::ProactiveTimeout { seq });
                 return;
             }
         }
@@ -1080,7 +1131,7 @@ impl Membership {
                 node,
                 role: m.role,
                 reason,
-                discovered_at: m.discovered_at,
+                discovered_at: m.discovered_at(),
             };
             self.event(out, ev);
             self.remove_member(node, out);
@@ -1137,8 +1188,9 @@ impl Membership {
     // ----- merge (membership.md §2) ---------------------------------------------------
 
     fn zombie_ok(&self, m: &Member, inc: Incarnation, now: Instant) -> bool {
-        match m.death {
-            Some((at, death_inc)) if now.saturating_since(at) < self.cfg.zombie_window => {
+        match m.death_at.get() {
+            Some(at) if now.saturating_since(at) < self.cfg.zombie_window => {
+                let death_inc = m.death_inc;
                 inc.0 >= death_inc.0.saturating_add(self.cfg.zombie_inc_margin)
             }
             _ => true,
@@ -1149,6 +1201,7 @@ impl Membership {
     fn heard_recently(&self, m: &Member, now: Instant) -> bool {
         let (min, _) = self.cfg.suspicion_bounds_for(self.detector_role());
         m.last_heard_at
+            .get()
             .is_some_and(|t| now.saturating_since(t) < min)
     }
 
@@ -1294,8 +1347,7 @@ impl Membership {
             Status::Dead | Status::Left => {
                 if c.inc > l && self.zombie_ok(m, c.inc, now) {
                     let m = self.members.get_mut(&c.node).expect("exists");
-                    m.death = None;
-                    m.discovered_at = now;
+                    m.death_at = OptInstant::NONE;
                     m.proactive_made = 0;
                     m.warned = false;
                     self.transition(c.node, Status::Alive, c.inc, now, out);
@@ -1382,6 +1434,7 @@ impl Membership {
             };
             if worse {
                 self.deferred_refute = Some((accused, kind));
+                self.arm_housekeeping(now);
             }
             return;
         }
@@ -1656,6 +1709,7 @@ impl Membership {
         {
             self.round_succeeded(now, out);
         } else if let Some(help) = self.helps.remove(&seq) {
+            self.timers.cancel(help.timer);
             if help.target == sender {
                 self.send(
                     help.requester_addr,
@@ -1666,8 +1720,9 @@ impl Membership {
                     out,
                 );
             }
-        } else if self.proactive.get(&seq) == Some(&sender) {
-            self.proactive.remove(&seq);
+        } else if self.proactive.get(&seq).is_some_and(|(n, _)| *n == sender) {
+            let (_, key) = self.proactive.remove(&seq).expect("present");
+            self.timers.cancel(key);
         } else {
             self.stats.stale_replies += 1;
         }
@@ -1707,9 +1762,11 @@ impl Membership {
             return nack(self, NackReason::Unknown, out);
         }
         let seq = self.seq();
+        let timer = self.at(now + self.help_wait(), Timer::HelpTimeout { seq });
         self.helps.insert(
             seq,
             Help {
+                timer,
                 requester_addr,
                 requester_seq,
                 target,
@@ -1717,7 +1774,6 @@ impl Membership {
             },
         );
         self.send_ping(seq, target, target_addr, out);
-        self.at(now + self.help_wait(), Timer::HelpTimeout { seq });
     }
 
     /// A datagram from a member we hold Dead/Left: tell it, so it refutes or stays away.
@@ -1824,8 +1880,9 @@ impl Membership {
             .values()
             .filter(|m| {
                 m.status == Status::Dead
-                    && m.death
-                        .is_some_and(|(at, _)| now.saturating_since(at) < window)
+                    && m.death_at
+                        .get()
+                        .is_some_and(|at| now.saturating_since(at) < window)
             })
             .map(|m| m.id)
             .collect();
@@ -1853,7 +1910,7 @@ impl Membership {
         }
     }
 
-    /// The table as claims, in a deterministic order (sorted by node id).
+    /// The table as claims, in the table's (deterministic) order.
     fn table_claims(&self, max: usize, skip: Option<NodeId>, out: &mut Vec<Claim>) {
         let start = out.len();
         for m in self.members.values() {
@@ -1871,7 +1928,7 @@ impl Membership {
             };
             out.push(self.claim_of(m, kind, from));
         }
-        out[start..].sort_unstable_by_key(|c| c.node);
+        // Table order is deterministic already; no need to sort 1000 entries per sync.
         out.truncate(start + max);
     }
 
@@ -2017,7 +2074,11 @@ impl Membership {
         out.push(Output::Event(e));
     }
 
-    fn lhm_event(&self, out: &mut Outputs) {
+    fn lhm_event(&mut self, out: &mut Outputs) {
+        if self.housekeeping_needed() {
+            let now = self.last_now;
+            self.arm_housekeeping(now);
+        }
         self.event(
             out,
             Event::Lhm {

@@ -872,3 +872,13 @@ fn the_last_chance_probe_lets_a_live_suspect_refute() {
     let x = m.member(NodeId(5)).unwrap();
     assert_eq!((x.status, x.inc), (Status::Alive, Incarnation(1)));
 }
+
+#[test]
+fn member_records_stay_compact() {
+    // A node keeps one record per peer: 1000 peers x 1000 nodes in a simulation.
+    assert!(
+        std::mem::size_of::<Member>() <= 72,
+        "{}",
+        std::mem::size_of::<Member>()
+    );
+}

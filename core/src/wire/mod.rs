@@ -210,17 +210,18 @@ pub fn encode(env: &Envelope, channel: Channel) -> Result<Vec<u8>, EncodeError> 
     Ok(bytes)
 }
 
-/// Encode a datagram through a stack buffer: one exact-size allocation, no regrowth.
+/// Encode a datagram into a right-sized buffer (membership messages are mostly under
+/// 128 bytes): one allocation, no zero-filling of a 1400-byte scratch buffer.
 pub fn encode_datagram(env: &Envelope) -> Result<Vec<u8>, EncodeError> {
-    let mut buf = [0u8; MAX_DATAGRAM];
-    match postcard::to_slice(env, &mut buf) {
-        Ok(used) => Ok(used.to_vec()),
-        Err(postcard::Error::SerializeBufferFull) => Err(EncodeError::TooLarge {
-            len: encoded_len(env),
+    let bytes =
+        postcard::to_extend(env, Vec::with_capacity(128)).map_err(|_| EncodeError::Serialize)?;
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(EncodeError::TooLarge {
+            len: bytes.len(),
             max: MAX_DATAGRAM,
-        }),
-        Err(_) => Err(EncodeError::Serialize),
+        });
     }
+    Ok(bytes)
 }
 
 /// Encoded size without allocating the output.
