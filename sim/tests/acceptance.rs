@@ -57,18 +57,24 @@ fn lifeguard_prevents_false_positives_around_slow_nodes() {
     );
 }
 
-/// Three DCs, eu-west cut off for two minutes: every cut pair suspects the other side,
-/// the majority declares every eu-west node dead, and after the heal every live node
-/// sees every live node alive again within 60 s, with no operator action.
+/// Three DCs, eu-west cut off for two minutes, seeds 1..200 (acceptance 5): zero
+/// invariant violations and false positives; every cut pair suspects the other side; the
+/// majority declares every eu-west node dead; the minority reaches a verdict on some
+/// (Lifeguard slows an isolated minority by design; see the closing notes); after the
+/// heal every live node sees every live node alive again within 60 s, unaided.
 #[test]
-fn three_dc_partition_is_detected_and_heals_on_its_own() {
+fn three_dc_partition_200_seeds_detected_healed_and_clean() {
     let s = common::load("three-dc-partition.toml", &[]);
-    for r in meridian_sim::sweep(&s, 1..41, 2) {
+    for r in meridian_sim::sweep(&s, 1..201, 2) {
         assert_clean(&r);
         assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
         let p = &r.membership.partitions[0];
         assert_eq!(p.at_ms, 60_000);
         assert_eq!(p.healed_at_ms, Some(180_000));
+        assert_eq!(
+            p.cut_pairs, 40,
+            "2x4 gate pairs both ways + 24 observer pairs"
+        );
         assert_eq!(p.suspected_or_dead_pairs, p.cut_pairs, "seed {}", r.seed);
         let eu_west = &p.sides[0];
         assert_eq!(
@@ -81,18 +87,6 @@ fn three_dc_partition_is_detected_and_heals_on_its_own() {
         assert!(back <= 60_000, "seed {}: {back} ms after the heal", r.seed);
         assert!(r.membership.consistent_at_end, "seed {}", r.seed);
     }
-}
-
-/// Acceptance 5: zero invariant violations over seeds 1..200.
-#[test]
-fn three_dc_partition_sweep_200_seeds_holds_every_invariant() {
-    let s = common::load("three-dc-partition.toml", &[]);
-    let bad: Vec<u64> = meridian_sim::sweep(&s, 1..201, 2)
-        .into_iter()
-        .filter(|r| !r.ok())
-        .map(|r| r.seed)
-        .collect();
-    assert!(bad.is_empty(), "seeds with violations: {bad:?}");
 }
 
 /// A node that restarts comes back with a higher incarnation (store + 10) and is seen

@@ -93,6 +93,8 @@ const LAG_WINDOW: usize = 10;
 #[derive(Clone, Debug)]
 pub struct Degradation {
     level: DegradationLevel,
+    /// The level loop lag alone calls for: what paces probing (see [`Degradation::pace`]).
+    lag_level: DegradationLevel,
     changed_at: Instant,
     lag: [f64; LAG_WINDOW],
     lag_len: usize,
@@ -114,6 +116,7 @@ impl Degradation {
     pub fn new(now: Instant) -> Self {
         Degradation {
             level: DegradationLevel::Normal,
+            lag_level: DegradationLevel::Normal,
             changed_at: now,
             lag: [0.0; LAG_WINDOW],
             lag_len: 0,
@@ -125,6 +128,17 @@ impl Degradation {
     }
     pub fn level(&self) -> DegradationLevel {
         self.level
+    }
+
+    /// The level that paces probing: round skipping and the interval and timeout
+    /// multipliers. Spec deviation: only the loop-lag part of the level counts here.
+    /// The LHM part is already in the LHM multiplier; applying the level derived from
+    /// the same score again (x3 and 75% of rounds skipped at CRITICAL, on top of x8)
+    /// made a node at LHM 7 probe about once in 96 s, so it needed minutes to earn its
+    /// health back after a partition healed. Piggyback size, helping and leadership
+    /// still follow the full level.
+    pub fn pace(&self) -> DegradationLevel {
+        self.lag_level.min(self.level)
     }
 
     /// A loop-lag sample `(actual - 10 ms) / 10 ms`. Each lagging sample (> 0.5) raises the
@@ -186,8 +200,9 @@ impl Degradation {
             }
             level
         };
-        let target = level_of(lhm_score as f64, &SCORE_THRESHOLDS)
-            .max(level_of(self.mean_lag(), &LAG_THRESHOLDS));
+        let by_lag = level_of(self.mean_lag(), &LAG_THRESHOLDS);
+        let target = level_of(lhm_score as f64, &SCORE_THRESHOLDS).max(by_lag);
+        self.lag_level = by_lag;
         let may_drop = now.saturating_since(self.changed_at) >= secs(5);
         if target > self.level || (target < self.level && may_drop) {
             self.level = target;
@@ -248,6 +263,23 @@ mod tests {
             d.evaluate(7, Instant::from_millis(7001)),
             Some(DegradationLevel::Critical)
         );
+    }
+
+    #[test]
+    fn only_loop_lag_paces_probing() {
+        let mut d = Degradation::new(Instant::ZERO);
+        d.evaluate(7, Instant::from_millis(1000));
+        assert_eq!(d.level(), DegradationLevel::Critical);
+        assert_eq!(
+            d.pace(),
+            DegradationLevel::Normal,
+            "the LHM already slows probing"
+        );
+        for _ in 0..10 {
+            d.sample_lag(2.5);
+        }
+        d.evaluate(7, Instant::from_millis(2000));
+        assert_eq!(d.pace(), DegradationLevel::Critical);
     }
 
     #[test]

@@ -474,9 +474,10 @@ impl Membership {
 
     // ----- probing (membership.md §3) ------------------------------------------------
 
-    /// L = LHM multiplier x degradation timeout multiplier.
+    /// L = LHM multiplier x degradation timeout multiplier (of the pace level, see
+    /// [`lifeguard::Degradation::pace`]).
     fn local_mult(&self) -> f64 {
-        self.lhm.multiplier() * self.degradation.level().timeout_mult()
+        self.lhm.multiplier() * self.degradation.pace().timeout_mult()
     }
 
     /// `T_p = min(T x R_p, max) x L`. R_p (latency, confidence, peer health) is 1 until
@@ -556,7 +557,7 @@ impl Membership {
     fn start_round(&mut self, now: Instant, out: &mut Outputs) {
         let k = self.round_counter;
         self.round_counter += 1;
-        if self.degradation.level().skips_round(k) {
+        if self.degradation.pace().skips_round(k) {
             let next = self.probe_interval();
             self.at(now + next, Timer::RoundStart);
             return;
@@ -860,10 +861,16 @@ impl Membership {
         if s.deadline() > now {
             return; // superseded by a later re-suspicion
         }
-        if self.cfg.lifeguard && !s.last_chance {
+        let spoke_since = m.last_heard_at.get().is_some_and(|t| t > s.started_at);
+        let within_cap = now < s.started_at + s.max + s.max;
+        if self.cfg.lifeguard && (!s.last_chance || (spoke_since && within_cap)) {
             // membership.md §9: one last probe before a suspicion expires, extending the
-            // deadline once by T_p. The PING carries the buddy SUSPECT, so a live suspect
+            // deadline by T_p. The PING carries the buddy SUSPECT, so a live suspect
             // refutes and its ACK brings the higher incarnation that clears the suspicion.
+            // Refinement: if the suspect has spoken to us directly since the suspicion
+            // began, it demonstrably lives (typically a verdict formed during a partition
+            // that just healed): probe and extend again rather than declare, up to twice
+            // the maximum suspicion, so a one-way cut still ends in a verdict.
             let (addr, t) = (m.addr, self.probe_timeout());
             let s = self
                 .members
@@ -1406,7 +1413,15 @@ impl Membership {
                 if self.leaving && c.kind != ClaimKind::Suspect {
                     return;
                 }
-                if c.inc >= self.inc {
+                // A burial must be answered with an incarnation its zombie guard accepts
+                // (>= accused + margin), even if we already moved past `accused` by
+                // refuting a suspicion: otherwise the burier rejects us for the whole
+                // zombie window (seen: 60 s after a partition healed).
+                let margin = match c.kind {
+                    ClaimKind::Suspect => 0,
+                    _ => self.cfg.zombie_inc_margin,
+                };
+                if c.inc.0.saturating_add(margin) >= self.inc.0 {
                     self.refute(c.inc, c.kind, now, out);
                 } else {
                     let me = self.self_claim(ClaimKind::Alive);

@@ -882,3 +882,39 @@ fn member_records_stay_compact() {
         std::mem::size_of::<Member>()
     );
 }
+
+#[test]
+fn a_burial_below_our_incarnation_is_still_refuted_past_the_zombie_guard() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    // We refuted a suspicion: incarnation 1.
+    let suspect = Body::Notice {
+        gossip: vec![claim(ClaimKind::Suspect, 0, 0, Role::Worker, 6)],
+    };
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, suspect),
+        Instant::ZERO + secs(1),
+    );
+    assert_eq!(m.incarnation(), Incarnation(1));
+    // Someone buried us at 0: its guard wants >= 5, so we go to 5, not stay at 1.
+    let dead = Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 0, 0, Role::Worker, 6)],
+    };
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, dead),
+        Instant::ZERO + secs(2),
+    );
+    assert_eq!(m.incarnation(), Incarnation(5));
+    // An old burial we are already past does not bump again.
+    let dead = Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 0, 0, Role::Worker, 6)],
+    };
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, dead),
+        Instant::ZERO + secs(3),
+    );
+    assert_eq!(m.incarnation(), Incarnation(5));
+}

@@ -37,13 +37,16 @@ impl<T: Ord + Copy> TimerQueue<T> {
 
     /// Cancel a timer that has not fired yet (a key that already fired is ignored).
     pub fn cancel(&mut self, key: TimerKey) {
-        if self.heap.iter().len() > 0 && key <= self.next_key {
+        if !self.heap.is_empty() && key <= self.next_key {
             self.cancelled.insert(key);
             self.purge_head();
         }
     }
 
     fn purge_head(&mut self) {
+        if self.cancelled.is_empty() {
+            return;
+        }
         while let Some(Reverse((_, key, _))) = self.heap.peek() {
             if !self.cancelled.remove(key) {
                 break;
