@@ -209,7 +209,28 @@ impl Checker {
         self.heard[bit / 64] |= 1 << (bit % 64);
     }
 
-    pub fn on_transmit(&mut self, from: usize, len: usize, now: u64) {
+    /// A datagram leaves `from` for `to`. Checks its size (invariant 10) and that a node
+    /// never probes a member it holds Left (invariant 8); the datagram is decoded only in
+    /// that rare case.
+    pub fn on_transmit(&mut self, from: usize, to: Option<usize>, bytes: &[u8], now: u64) {
+        let len = bytes.len();
+        if let Some(to) = to {
+            if self.view_status[from * self.n + to] == code(Status::Left) {
+                let ping =
+                    meridian_core::wire::decode(bytes, meridian_core::wire::Channel::Datagram)
+                        .is_ok_and(|e| matches!(e.body, meridian_core::wire::Body::Ping { .. }));
+                if ping {
+                    self.violation(
+                        now,
+                        "left-never-probed",
+                        format!(
+                            "{} probed {}, which it holds Left",
+                            self.names[from], self.names[to]
+                        ),
+                    );
+                }
+            }
+        }
         self.checked += 1;
         if len > MAX_DATAGRAM {
             self.violation(

@@ -26,7 +26,7 @@ enum Cmd {
         /// Overrides the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
-        /// Where to write the JSON report.
+        /// Where to write the JSON report [default: ./meridian-report-<name>-seed<N>.json].
         #[arg(long)]
         report: Option<PathBuf>,
         /// Where to write the event trace (JSON lines).
@@ -109,7 +109,16 @@ fn main() -> ExitCode {
                 None => meridian_sim::run(&sc, seed),
             };
             println!("{}", rep.summary());
-            if let Some(p) = report {
+            // The report is always written: by default next to where we run.
+            let report = report.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "meridian-report-{}-seed{}.json",
+                    rep.scenario, rep.seed
+                ))
+            });
+            println!("  report written to {}", report.display());
+            {
+                let p = report;
                 if let Err(e) =
                     std::fs::write(&p, serde_json::to_string_pretty(&rep).expect("json"))
                 {

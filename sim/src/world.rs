@@ -506,14 +506,14 @@ impl<'a> World<'a> {
         self.hash.update(&bytes);
         self.messages.sent += 1;
         self.messages.bytes += bytes.len() as u64;
-        if !frame {
-            self.checker.on_transmit(from, bytes.len(), self.now);
-        }
-        let Some(dest) = to
+        let dest = to
             .to_u32()
             .map(|d| d as usize)
-            .filter(|d| *d < self.nodes.len())
-        else {
+            .filter(|d| *d < self.nodes.len());
+        if !frame {
+            self.checker.on_transmit(from, dest, &bytes, self.now);
+        }
+        let Some(dest) = dest else {
             self.messages.dropped += 1;
             self.messages.dropped_down += 1;
             return;

@@ -140,3 +140,41 @@ fn sweep_lists_every_seed_and_exits_0() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("invariants held on every seed"), "{stdout}");
 }
+
+#[test]
+fn sweep_per_seed_hashes_do_not_depend_on_jobs() {
+    let p = write("sweep-jobs.toml", GOOD);
+    let per_seed = |jobs: &str| -> Vec<String> {
+        let out = bin()
+            .arg("sweep")
+            .arg(&p)
+            .args(["--seeds", "1..7", "--jobs", jobs])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit())
+                    && l.split_whitespace().count() == 5
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let one = per_seed("1");
+    assert_eq!(one.len(), 6, "{one:?}");
+    assert_eq!(one, per_seed("2"));
+}
+
+#[test]
+fn run_always_writes_a_report() {
+    let p = write("default-report.toml", GOOD);
+    let dir = p.parent().unwrap();
+    let out = bin().current_dir(dir).arg("run").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.join("meridian-report-tiny-seed4.json").exists());
+}

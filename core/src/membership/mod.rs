@@ -623,6 +623,12 @@ impl Membership {
         }
         round.attempt += 1;
         let (target, addr, attempt) = (round.target, round.target_addr, round.attempt);
+        // The target may have left (or been buried) while we were waiting: a member held
+        // Left or Dead is never probed again (invariant 8).
+        if self.members.get(&target).is_none_or(|m| m.status.is_gone()) {
+            self.end_round(false, now);
+            return;
+        }
         if attempt < self.cfg.direct_attempt_fractions.len() {
             self.send_ping(seq, target, addr, out);
             let wait = scale(
@@ -1067,6 +1073,15 @@ impl Membership {
         role_deadline.max(m.discovered_at() + cycles)
     }
 
+    /// When an UNCONFIRMED peer earns its one warning: after `unconfirmed_warning` (60 s),
+    /// but never before one probe cycle, for the same reason as [`Self::removal_deadline`]:
+    /// in a 1000-node cluster every peer learned by gossip is legitimately unconfirmed
+    /// for most of a cycle, and the spec's 60 s made a million warnings of noise.
+    fn warning_at(&self, m: &Member) -> Instant {
+        let cycle = scale(self.probe_interval(), self.probe_list.len() as f64);
+        m.discovered_at() + self.cfg.unconfirmed_warning.max(cycle)
+    }
+
     /// The next instant the confirmation timer must look at `m`: its warning, its next
     /// proactive attempt, or its removal deadline.
     fn next_confirmation_check(&self, m: &Member) -> Instant {
@@ -1076,7 +1091,7 @@ impl Membership {
             next = next.min(a);
         }
         if !m.warned {
-            next = next.min(m.discovered_at() + self.cfg.unconfirmed_warning);
+            next = next.min(self.warning_at(m));
         }
         next
     }
@@ -1089,7 +1104,7 @@ impl Membership {
         if m.status != Status::Unconfirmed {
             return;
         }
-        if !m.warned && now >= m.discovered_at() + self.cfg.unconfirmed_warning {
+        if !m.warned && now >= self.warning_at(m) {
             self.members.get_mut(&node).expect("exists").warned = true;
             self.event(
                 out,
@@ -1773,7 +1788,12 @@ impl Membership {
             self.stats.helps_refused += 1;
             return nack(self, NackReason::Busy, out);
         }
-        if !self.members.contains_key(&target) {
+        // Unknown, or gone for good: a member that left is never probed (invariant 8).
+        if self
+            .members
+            .get(&target)
+            .is_none_or(|m| m.status == Status::Left)
+        {
             return nack(self, NackReason::Unknown, out);
         }
         let seq = self.seq();
