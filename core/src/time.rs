@@ -1,5 +1,5 @@
 //! Time for machines: `Instant` is integer microseconds from an arbitrary origin.
-//! The simulator starts at zero; the driver maps tokio's clock onto it. Durations are
+//! The simulator starts at zero; the driver maps its runtime's clock onto it. Durations are
 //! `core::time::Duration` (pure arithmetic, no clock).
 
 use core::time::Duration;

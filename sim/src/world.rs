@@ -436,16 +436,7 @@ impl<'a> World<'a> {
         if self.paused[i] {
             // Timers of a paused process fire late, all at once, on resume.
             let at = n.paused_until;
-            n.tick_generation += 1;
-            n.tick_at = Some(at);
-            let generation = n.tick_generation;
-            self.push(
-                at,
-                Ev::Tick {
-                    node: i as u32,
-                    generation,
-                },
-            );
+            self.arm_tick(i, at);
             return;
         }
         let local = n.clock.local(self.now);
@@ -480,6 +471,12 @@ impl<'a> World<'a> {
         if n.tick_at.is_some_and(|t| t <= at) {
             return;
         }
+        self.arm_tick(i, at);
+    }
+
+    /// Make `at` node `i`'s one live Tick (earlier queued Ticks become stale).
+    fn arm_tick(&mut self, i: usize, at: u64) {
+        let n = &mut self.nodes[i];
         n.tick_generation += 1;
         n.tick_at = Some(at);
         let generation = n.tick_generation;

@@ -94,7 +94,9 @@ fn three_dc_partition_200_seeds_detected_healed_and_clean() {
 #[test]
 fn restart_rejoins_and_leave_is_not_a_death() {
     let mut s = common::load("single-dc-crash.toml", &["duration=\"5m\""]);
-    let extra: toml::Table = r#"
+    common::add_faults(
+        &mut s,
+        r#"
         [[fault]]
         at = "200s"
         action = "restart"
@@ -103,12 +105,8 @@ fn restart_rejoins_and_leave_is_not_a_death() {
         at = "210s"
         action = "leave"
         nodes = ["us-east/worker-20"]
-    "#
-    .parse()
-    .unwrap();
-    for f in extra["fault"].as_array().unwrap() {
-        s.faults.push(f.clone().try_into().unwrap());
-    }
+    "#,
+    );
     let mut trace = Vec::new();
     let r = meridian_sim::run_traced(&s, 5, &mut trace);
     assert_clean(&r);

@@ -97,14 +97,7 @@ fn faults_of_every_kind_replay_identically() {
         action = "leave"
         nodes = ["us-east/worker-3"]
     "#;
-    let parsed: toml::Table = extra.parse().unwrap();
-    let faults: Vec<meridian_sim::scenario::Fault> = parsed["fault"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.clone().try_into().unwrap())
-        .collect();
-    s.faults.extend(faults);
+    common::add_faults(&mut s, extra);
     let a = meridian_sim::run(&s, 11);
     let b = meridian_sim::run(&s, 11);
     assert_eq!(a.trace_hash, b.trace_hash);

@@ -1260,16 +1260,7 @@ impl Membership {
             {
                 // Gossip never confirms; direct contact does.
                 self.insert_member(c, direct, now, out);
-                if self.mode == Mode::Member {
-                    self.enqueue(
-                        Claim {
-                            kind: ClaimKind::Alive,
-                            ..*c
-                        },
-                        now,
-                        false,
-                    );
-                }
+                self.regossip_alive(c, now);
             }
             return true;
         };
@@ -1388,15 +1379,8 @@ impl Membership {
         if direct {
             self.confirm_member(c.node, now, out);
         }
-        if accepted && self.mode == Mode::Member {
-            self.enqueue(
-                Claim {
-                    kind: ClaimKind::Alive,
-                    ..*c
-                },
-                now,
-                false,
-            );
+        if accepted {
+            self.regossip_alive(c, now);
         }
         true
     }
@@ -2054,6 +2038,15 @@ impl Membership {
             role: self.me.role,
             from: self.me.node,
         }
+    }
+
+    /// Spread an accepted ALIVE/JOIN claim onward as ALIVE (membership.md §5).
+    fn regossip_alive(&mut self, c: &Claim, now: Instant) {
+        let alive = Claim {
+            kind: ClaimKind::Alive,
+            ..*c
+        };
+        self.enqueue(alive, now, false);
     }
 
     fn enqueue(&mut self, claim: Claim, now: Instant, urgent: bool) {
