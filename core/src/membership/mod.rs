@@ -166,6 +166,9 @@ pub struct Membership {
     probe_list: Vec<NodeId>,
     probe_idx: usize,
     timers: timers::TimerQueue<Timer>,
+    /// Per-member timers (confirmation, tombstone expiry): one per member, mostly far in
+    /// the future. Kept apart so the protocol's few hot timers sit in a small heap.
+    member_timers: timers::TimerQueue<Timer>,
     gossip: GossipQueue,
     lhm: Lhm,
     degradation: Degradation,
@@ -184,6 +187,9 @@ pub struct Membership {
     leaving: bool,
     /// Set while merging a full-state snapshot: what it teaches is not re-gossiped.
     merging_snapshot: bool,
+    /// Members a snapshot merge discovered: their confirmation timers are set once the
+    /// whole table is in, so cycle-scaled deadlines see the real cluster size.
+    discovered_in_snapshot: Vec<NodeId>,
     housekeeping_armed: bool,
     /// The `now` of the input being handled (for helpers that schedule without one).
     last_now: Instant,
@@ -222,6 +228,7 @@ impl Membership {
             probe_list: Vec::new(),
             probe_idx: 0,
             timers: timers::TimerQueue::default(),
+            member_timers: timers::TimerQueue::default(),
             round: None,
             round_counter: 0,
             next_seq: 0,
@@ -236,6 +243,7 @@ impl Membership {
             join_attempts_left: 0,
             leaving: false,
             merging_snapshot: false,
+            discovered_in_snapshot: Vec::new(),
             housekeeping_armed: false,
             last_now: now,
             stats: Stats::default(),
@@ -316,7 +324,10 @@ impl Membership {
         if self.leaving {
             return None;
         }
-        self.timers.next()
+        match (self.timers.next(), self.member_timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn identity(&self) -> Identity {
@@ -354,7 +365,7 @@ impl Membership {
             helps: self.helps.len(),
             proactive: self.proactive.len(),
             rate_buckets: self.buckets.len(),
-            timers: self.timers.len(),
+            timers: self.timers.len() + self.member_timers.len(),
         }
     }
 
@@ -389,8 +400,17 @@ impl Membership {
 
     fn tick(&mut self, now: Instant, out: &mut Outputs) {
         // A late Tick (paused process) fires every due timer in order.
+        // A late Tick (paused process) fires every due timer, both queues in time order.
         while !self.leaving {
-            let Some(timer) = self.timers.pop_due(now) else {
+            let hot = self.timers.next().filter(|t| *t <= now);
+            let member = self.member_timers.next().filter(|t| *t <= now);
+            let timer = match (hot, member) {
+                (Some(a), Some(b)) if b < a => self.member_timers.pop_due(now),
+                (Some(_), _) => self.timers.pop_due(now),
+                (None, Some(_)) => self.member_timers.pop_due(now),
+                (None, None) => None,
+            };
+            let Some(timer) = timer else {
                 break;
             };
             self.fire(timer, now, out);
@@ -424,7 +444,7 @@ impl Membership {
                     if let Some(m) = self.members.get_mut(&node) {
                         m.proactive_last_failed = true;
                     }
-                    self.at(now, Timer::Confirm { node });
+                    self.member_timers.at(now, Timer::Confirm { node });
                 }
             }
             Timer::Forget { node } => {
@@ -930,7 +950,8 @@ impl Membership {
             let claim = self.claim_of(&self.members[&node], kind, from);
             self.enqueue(claim, now, false);
         }
-        self.at(now + self.cfg.tombstone, Timer::Forget { node });
+        self.member_timers
+            .at(now + self.cfg.tombstone, Timer::Forget { node });
     }
 
     // ----- the table ----------------------------------------------------------------
@@ -1051,13 +1072,18 @@ impl Membership {
             },
         );
         if !confirmed {
-            self.schedule_confirmation(node, now);
+            if self.merging_snapshot {
+                self.discovered_in_snapshot.push(node);
+            } else {
+                self.schedule_confirmation(node, now);
+            }
         }
     }
 
     fn schedule_confirmation(&mut self, node: NodeId, now: Instant) {
         let next = self.next_confirmation_check(&self.members[&node]);
-        self.at(next.max(now), Timer::Confirm { node });
+        self.member_timers
+            .at(next.max(now), Timer::Confirm { node });
     }
 
     /// When an UNCONFIRMED peer is removed: the role's deadline (membership.md §7), but
@@ -1163,7 +1189,8 @@ impl Membership {
             return; // the attempt's timeout reschedules us
         }
         let next = self.next_confirmation_check(m);
-        self.at(next.max(now), Timer::Confirm { node });
+        self.member_timers
+            .at(next.max(now), Timer::Confirm { node });
     }
 
     fn remove_member(&mut self, node: NodeId, out: &mut Outputs) {
@@ -1269,6 +1296,16 @@ impl Membership {
             return !m.status.is_gone();
         }
         let (status, l) = (m.status, m.inc);
+        // Fast path for the common case (most gossip and every push-pull entry): an
+        // ALIVE we already hold, same incarnation and role. Nothing to change or spread.
+        if !direct
+            && matches!(c.kind, ClaimKind::Alive | ClaimKind::Join)
+            && c.inc == l
+            && matches!(status, Status::Alive | Status::Unconfirmed)
+            && (c.role == m.role || c.role == Role::Unknown)
+        {
+            return true;
+        }
         match (status, c.kind) {
             (_, ClaimKind::Alive | ClaimKind::Join) => self.apply_alive(c, direct, now, out),
             (Status::Unconfirmed, ClaimKind::Suspect) => true, // never Unconfirmed -> Suspect
@@ -1397,7 +1434,7 @@ impl Membership {
         }
         m.role = role;
         if m.status == Status::Unconfirmed {
-            self.at(now, Timer::Confirm { node });
+            self.member_timers.at(now, Timer::Confirm { node });
         }
     }
 
@@ -1707,6 +1744,11 @@ impl Membership {
             }
         }
         self.merging_snapshot = false;
+        for node in std::mem::take(&mut self.discovered_in_snapshot) {
+            if self.members.contains_key(&node) {
+                self.schedule_confirmation(node, now);
+            }
+        }
     }
 
     fn apply_gossip(&mut self, claims: &[Claim], now: Instant, out: &mut Outputs) {
@@ -1869,6 +1911,7 @@ impl Membership {
         }
         self.leaving = true;
         self.timers.clear();
+        self.member_timers.clear();
     }
 
     /// Heal partitions without an operator: push-pull with a random member we hold Dead
