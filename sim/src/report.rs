@@ -51,6 +51,20 @@ pub struct MembershipReport {
     /// One entry per partition fault: the tracked pairs it cut, how many of them held the
     /// other side dead when it healed, and when all views were consistent again.
     pub partitions: Vec<PartitionReport>,
+    /// Table sizes of the live nodes' membership machines at the end of the run, so
+    /// leaks (state kept for departed members) show up in reports and tests.
+    pub tables_at_end: TablesAtEnd,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TablesAtEnd {
+    pub members_min: usize,
+    pub members_max: usize,
+    pub gossip_max: usize,
+    pub timers_max: usize,
+    pub helps_max: usize,
+    pub proactive_max: usize,
+    pub rate_buckets_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -130,6 +130,9 @@ pub struct MembershipOverrides {
     pub push_pull_interval: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub reconnect_interval: Option<Duration>,
+    /// How long Dead/Left tombstones are kept (default 1 h).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub tombstone: Option<Duration>,
     pub lifeguard: Option<bool>,
     pub indirect_helpers: Option<usize>,
     pub retransmit_mult: Option<f64>,
@@ -151,6 +154,9 @@ impl MembershipOverrides {
         }
         if let Some(v) = self.reconnect_interval {
             c.reconnect_interval = v;
+        }
+        if let Some(v) = self.tombstone {
+            c.tombstone = v;
         }
         if let Some(v) = self.lifeguard {
             c.lifeguard = v;

@@ -7,7 +7,7 @@
 
 use crate::check::{Checker, Truth};
 use crate::network::Network;
-use crate::report::{Invariants, MembershipReport, Messages, Report, Throughput};
+use crate::report::{Invariants, MembershipReport, Messages, Report, TablesAtEnd, Throughput};
 use crate::scenario::{Fault, NodeSpec, Scenario};
 use meridian_core::io::{Event, Output};
 use meridian_core::membership::Config;
@@ -273,6 +273,7 @@ impl<'a> World<'a> {
         self.checker.finish(end, |s| bound[s], partitions);
         let wall = started.elapsed();
         let wall_s = wall.as_secs_f64().max(1e-9);
+        let tables_at_end = self.tables_at_end();
         let c = self.checker;
         Report {
             scenario: self.scenario.name.clone(),
@@ -296,6 +297,7 @@ impl<'a> World<'a> {
                 suspicions: c.suspicions,
                 refutations: c.refutations,
                 partitions: c.partitions.clone(),
+                tables_at_end,
             },
             invariants: Invariants {
                 checked: c.checked,
@@ -303,6 +305,33 @@ impl<'a> World<'a> {
                 violations: c.violations.clone(),
             },
         }
+    }
+
+    /// Table sizes over every membership machine of every live node.
+    fn tables_at_end(&self) -> TablesAtEnd {
+        let mut t = TablesAtEnd {
+            members_min: usize::MAX,
+            ..TablesAtEnd::default()
+        };
+        for m in self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .flat_map(|n| n.memberships())
+        {
+            let s = m.table_sizes();
+            t.members_min = t.members_min.min(s.members);
+            t.members_max = t.members_max.max(s.members);
+            t.gossip_max = t.gossip_max.max(s.gossip);
+            t.timers_max = t.timers_max.max(s.timers);
+            t.helps_max = t.helps_max.max(s.helps);
+            t.proactive_max = t.proactive_max.max(s.proactive);
+            t.rate_buckets_max = t.rate_buckets_max.max(s.rate_buckets);
+        }
+        if t.members_min == usize::MAX {
+            t.members_min = 0;
+        }
+        t
     }
 
     fn node_config(&self, i: usize, inc: u32) -> NodeConfig {

@@ -142,3 +142,47 @@ fn corrupt_datagrams_are_counted_and_dropped() {
     assert!(r.messages.decode_errors <= r.messages.corrupted);
     assert_eq!(r.membership.false_positives, 0);
 }
+
+/// Leaks are bugs: members that crashed for good are forgotten by every live node once
+/// their tombstone period has passed, and nothing else is left pending for them.
+#[test]
+fn departed_members_are_cleaned_up_after_their_tombstone() {
+    let text = r#"
+        name = "cleanup"
+        duration = "10m"
+        seed = 3
+        [[dc]]
+        name = "a"
+        managers = 2
+        workers = 18
+        [membership]
+        tombstone = "2m"
+        [[fault]]
+        at = "30s"
+        action = "crash"
+        nodes = ["a/worker-1", "a/worker-4", "a/worker-9", "a/worker-12", "a/worker-16"]
+        [[fault]]
+        at = "40s"
+        action = "leave"
+        nodes = ["a/worker-2"]
+    "#;
+    let s = meridian_sim::scenario::parse(text, std::path::Path::new("cleanup.toml"), &[]).unwrap();
+    for seed in 1..6 {
+        let r = meridian_sim::run(&s, seed);
+        assert_clean(&r);
+        // 20 nodes, 6 gone: each of the 14 live nodes keeps exactly its 13 live peers.
+        let t = &r.membership.tables_at_end;
+        assert_eq!(
+            (t.members_min, t.members_max),
+            (13, 13),
+            "seed {seed}: {t:?}"
+        );
+        assert_eq!(t.helps_max, 0);
+        assert_eq!(t.proactive_max, 0);
+        assert!(t.timers_max <= 8, "seed {seed}: {t:?}");
+        assert!(
+            t.rate_buckets_max <= 13,
+            "no bucket for a departed sender: {t:?}"
+        );
+    }
+}

@@ -18,6 +18,8 @@ pub mod suspicion;
 pub mod timers;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use config::Config;
@@ -477,6 +479,10 @@ impl Membership {
             Timer::Reconnect => {
                 self.at(now + self.cfg.reconnect_interval, Timer::Reconnect);
                 self.reconnect(now, out);
+                // A sender's bucket idle this long is full again and says nothing: drop
+                // it, so departed senders leave no state behind.
+                self.buckets
+                    .retain(|_, b| now.saturating_since(b.last) < crate::time::secs(60));
             }
             Timer::Housekeeping => {
                 self.housekeeping_armed = false;
