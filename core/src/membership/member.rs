@@ -1,7 +1,6 @@
 //! The member record and its status (membership.md §2).
 
 use crate::id::{Addr, Incarnation, NodeId, Role};
-use crate::membership::suspicion::Suspicion;
 use crate::time::{Instant, OptInstant};
 use serde::{Deserialize, Serialize};
 
@@ -44,9 +43,9 @@ pub struct Member {
     pub status_changed_at: Instant,
     /// Last direct contact (any datagram sourced by it).
     pub last_heard_at: OptInstant,
-    pub suspicion: Option<Box<Suspicion>>,
-    /// When and at which incarnation it was declared dead, for the zombie guard.
-    pub death_at: OptInstant,
+    /// Declared dead (and not back since): the zombie guard applies from
+    /// `status_changed_at`, at `death_inc` (membership.md §2).
+    pub has_death: bool,
     pub death_inc: Incarnation,
     pub proactive_made: u8,
     pub proactive_last_failed: bool,
@@ -64,8 +63,7 @@ impl Member {
             confirmed: false,
             status_changed_at: now,
             last_heard_at: OptInstant::NONE,
-            suspicion: None,
-            death_at: OptInstant::NONE,
+            has_death: false,
             death_inc: Incarnation(0),
             proactive_made: 0,
             proactive_last_failed: false,

@@ -28,7 +28,7 @@ pub use member::{Member, Status};
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
 use crate::rng::DetRng;
-use crate::time::{scale, Instant, OptInstant};
+use crate::time::{scale, Instant};
 use crate::wire::{self, Body, Channel, Claim, ClaimKind, Envelope, NackReason};
 use crate::FxHashMap;
 use confirmation::{strategy, RemovalReason};
@@ -163,6 +163,9 @@ pub struct Membership {
     inc: Incarnation,
     rng: DetRng,
     members: member::MemberTable,
+    /// The suspicions in progress, one per Suspect member (kept beside the table so every
+    /// member record does not carry a pointer for the few that are suspected).
+    suspicions: FxHashMap<NodeId, Suspicion>,
     live_count: usize,
     dead_count: usize,
     probe_list: Vec<NodeId>,
@@ -225,6 +228,7 @@ impl Membership {
             inc,
             rng,
             members: member::MemberTable::default(),
+            suspicions: FxHashMap::default(),
             live_count: 0,
             dead_count: 0,
             probe_list: Vec::new(),
@@ -479,10 +483,14 @@ impl Membership {
             Timer::Reconnect => {
                 self.at(now + self.cfg.reconnect_interval, Timer::Reconnect);
                 self.reconnect(now, out);
-                // A sender's bucket idle this long is full again and says nothing: drop
-                // it, so departed senders leave no state behind.
+                // A bucket idle for burst/rate seconds has refilled completely: exactly
+                // the state a new bucket starts in. Dropping it changes no decision and
+                // keeps the table to the senders of the last few seconds (a node of a
+                // 1000-member cluster hears from hundreds of senders a minute).
+                let refill = self.cfg.rate_limit_burst / self.cfg.rate_limit_per_sec.max(1e-3);
+                let idle = Duration::from_micros((refill * 1e6) as u64);
                 self.buckets
-                    .retain(|_, b| now.saturating_since(b.last) < crate::time::secs(60));
+                    .retain(|_, b| now.saturating_since(b.last) < idle);
             }
             Timer::Housekeeping => {
                 self.housekeeping_armed = false;
@@ -622,7 +630,10 @@ impl Membership {
         // Lifeguard buddy: a suspect learns of its suspicion from the probe itself.
         let buddy = match self.members.get(&target) {
             Some(m) if self.cfg.lifeguard && m.status == Status::Suspect => {
-                let from = m.suspicion.as_ref().map_or(self.me.node, |s| s.originator);
+                let from = self
+                    .suspicions
+                    .get(&target)
+                    .map_or(self.me.node, |s| s.originator);
                 Some(self.claim_of(m, ClaimKind::Suspect, from))
             }
             _ => None,
@@ -850,11 +861,7 @@ impl Membership {
         let deadline = susp.deadline();
         self.stats.suspicions += 1;
         self.transition(node, Status::Suspect, inc, now, out);
-        let m = self
-            .members
-            .get_mut(&node)
-            .expect("suspected member exists");
-        m.suspicion = Some(Box::new(susp));
+        self.suspicions.insert(node, susp);
         let claim = self.claim_of(&self.members[&node], ClaimKind::Suspect, from);
         self.enqueue(claim, now, false);
         self.at(deadline, Timer::Suspicion { node });
@@ -862,11 +869,7 @@ impl Membership {
 
     fn confirm_suspicion(&mut self, node: NodeId, from: NodeId, now: Instant) -> bool {
         let me = self.me.node;
-        let Some(s) = self
-            .members
-            .get_mut(&node)
-            .and_then(|m| m.suspicion.as_mut())
-        else {
+        let Some(s) = self.suspicions.get_mut(&node) else {
             return false;
         };
         let before = s.deadline();
@@ -887,7 +890,7 @@ impl Membership {
         if m.status != Status::Suspect {
             return;
         }
-        let Some(s) = m.suspicion.as_ref() else {
+        let Some(s) = self.suspicions.get(&node) else {
             return;
         };
         if s.deadline() > now {
@@ -905,9 +908,8 @@ impl Membership {
             // the maximum suspicion, so a one-way cut still ends in a verdict.
             let (addr, t) = (m.addr, self.probe_timeout());
             let s = self
-                .members
+                .suspicions
                 .get_mut(&node)
-                .and_then(|m| m.suspicion.as_mut())
                 .expect("suspect has a suspicion");
             s.last_chance = true;
             s.granted += t;
@@ -943,7 +945,8 @@ impl Membership {
         self.transition(node, status, inc, now, out);
         let m = self.members.get_mut(&node).expect("member exists");
         if status == Status::Dead {
-            m.death_at.set(now);
+            // Death time is `status_changed_at`, set by the transition just above.
+            m.has_death = true;
             m.death_inc = inc;
         }
         let kind = if status == Status::Left {
@@ -977,11 +980,9 @@ impl Membership {
             .get_mut(&node)
             .expect("transition of a known member");
         let from = m.view();
+        let suspicion_over = m.status == Status::Suspect && status != Status::Suspect;
         if m.status != status {
             m.status_changed_at = now;
-            if m.status != Status::Suspect || status != Status::Suspect {
-                m.suspicion = None;
-            }
         }
         let was_live = m.status.is_live();
         let was_dead = m.status == Status::Dead;
@@ -1005,6 +1006,9 @@ impl Membership {
         self.dead_count = self.dead_count + now_dead as usize - was_dead as usize;
         if was_gone && !now_gone {
             self.probe_list_insert(node);
+        }
+        if suspicion_over {
+            self.suspicions.remove(&node);
         }
         if from != to {
             self.event(
@@ -1206,6 +1210,7 @@ impl Membership {
         self.live_count -= m.status.is_live() as usize;
         self.dead_count -= (m.status == Status::Dead) as usize;
         self.gossip.remove(node);
+        self.suspicions.remove(&node);
         self.event(
             out,
             Event::Member {
@@ -1243,7 +1248,7 @@ impl Membership {
     // ----- merge (membership.md §2) ---------------------------------------------------
 
     fn zombie_ok(&self, m: &Member, inc: Incarnation, now: Instant) -> bool {
-        match m.death_at.get() {
+        match m.has_death.then_some(m.status_changed_at) {
             Some(at) if now.saturating_since(at) < self.cfg.zombie_window => {
                 let death_inc = m.death_inc;
                 inc.0 >= death_inc.0.saturating_add(self.cfg.zombie_inc_margin)
@@ -1403,7 +1408,7 @@ impl Membership {
             Status::Dead | Status::Left => {
                 if c.inc > l && self.zombie_ok(m, c.inc, now) {
                     let m = self.members.get_mut(&c.node).expect("exists");
-                    m.death_at = OptInstant::NONE;
+                    m.has_death = false;
                     m.proactive_made = 0;
                     m.warned = false;
                     self.transition(c.node, Status::Alive, c.inc, now, out);
@@ -1948,9 +1953,8 @@ impl Membership {
             .values()
             .filter(|m| {
                 m.status == Status::Dead
-                    && m.death_at
-                        .get()
-                        .is_some_and(|at| now.saturating_since(at) < window)
+                    && m.has_death
+                    && now.saturating_since(m.status_changed_at) < window
             })
             .map(|m| m.id)
             .collect();
@@ -1989,7 +1993,9 @@ impl Membership {
                 Status::Unconfirmed | Status::Alive => (ClaimKind::Alive, m.id),
                 Status::Suspect => (
                     ClaimKind::Suspect,
-                    m.suspicion.as_ref().map_or(self.me.node, |s| s.originator),
+                    self.suspicions
+                        .get(&m.id)
+                        .map_or(self.me.node, |s| s.originator),
                 ),
                 Status::Dead => (ClaimKind::Dead, self.me.node),
                 Status::Left => (ClaimKind::Left, m.id),
