@@ -512,7 +512,8 @@ impl Checker {
         self.cut_pairs.clear();
         for o in 0..self.n {
             for s in 0..self.n {
-                if self.counted(o, s) && self.up[s] && cut(s, o) {
+                // A probe needs both directions: either cut breaks the pair.
+                if self.counted(o, s) && self.up[s] && (cut(s, o) || cut(o, s)) {
                     self.cut_pairs.push((o, s));
                 }
             }

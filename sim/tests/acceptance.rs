@@ -186,3 +186,89 @@ fn departed_members_are_cleaned_up_after_their_tombstone() {
         );
     }
 }
+
+const MATRIX_SCENARIO: &str = r#"
+    name = "matrix"
+    duration = "3m"
+    seed = 2
+    [[dc]]
+    name = "east"
+    managers = 1
+    workers = 3
+    [[dc]]
+    name = "west"
+    managers = 1
+    workers = 3
+    [network]
+    matrix = "../latency/two-dc-tiny.csv"
+    [[fault]]
+    at = "60s"
+    action = "crash"
+    nodes = ["west/worker-1"]
+"#;
+
+/// An RTT matrix drives the network (paths resolved next to the scenario), and bad
+/// matrices are rejected naming the key.
+#[test]
+fn an_rtt_matrix_is_used_and_validated() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios");
+    let s = meridian_sim::scenario::parse(MATRIX_SCENARIO, &dir.join("matrix.toml"), &[]).unwrap();
+    let r = meridian_sim::run(&s, 2);
+    assert_clean(&r);
+    assert!(r.membership.detections[0].all_dead_ms.is_some());
+    let nodes = s.nodes();
+    let net = meridian_sim::network::Network::new(&s, &nodes);
+    // east/manager-0 (0) to west/worker-0 (5): the matrix's 60 + (0*7 + 5*7) % 16 = 63 ms.
+    assert_eq!(net.rtt_us(0, 5), 63_000);
+    assert_eq!(net.rtt_us(1, 2), 1_000);
+
+    let tmp = std::env::temp_dir().join(format!("meridian-matrix-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let text = std::fs::read_to_string(dir.join("../latency/two-dc-tiny.csv")).unwrap();
+    std::fs::write(tmp.join("asym.csv"), text.replacen(",63.0,", ",64.0,", 1)).unwrap();
+    let bad = MATRIX_SCENARIO.replace("../latency/two-dc-tiny.csv", "asym.csv");
+    let e = meridian_sim::scenario::parse(&bad, &tmp.join("bad.toml"), &[]).unwrap_err();
+    assert_eq!(e.key, "network.matrix");
+    assert!(e.message.contains("not symmetric"), "{e}");
+    let missing = MATRIX_SCENARIO.replace("../latency/two-dc-tiny.csv", "nope.csv");
+    let e = meridian_sim::scenario::parse(&missing, &tmp.join("bad.toml"), &[]).unwrap_err();
+    assert_eq!(e.key, "network.matrix");
+}
+
+/// A one-way cut: the DC's datagrams no longer reach us-east/worker-0, though its own
+/// still get out. SWIM needs both directions, so the DC declares the worker dead (it
+/// cannot answer), no one counts that as a false positive, and after the heal the worker
+/// is alive everywhere again with no operator action.
+#[test]
+fn a_one_way_partition_is_detected_and_heals() {
+    let mut s = common::load("single-dc-crash.toml", &["duration=\"5m\""]);
+    s.faults.clear();
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "30s"
+        action = "partition"
+        groups = [["us-east"], ["us-east/worker-0"]]
+        one_way = true
+        [[fault]]
+        at = "150s"
+        action = "heal"
+    "#,
+    );
+    for seed in 1..4 {
+        let r = meridian_sim::run(&s, seed);
+        assert_clean(&r);
+        assert_eq!(r.membership.false_positives, 0, "seed {seed}");
+        let p = &r.membership.partitions[0];
+        // 99 peers track the worker across the cut, and it tracks 99: 198 pairs.
+        assert_eq!(p.cut_pairs, 198, "{p:?}");
+        assert_eq!(
+            p.sides[1].declared_dead_across, 1,
+            "the DC buried the worker: {p:?}"
+        );
+        let back = p.reconverged_at_ms.expect("reconverged") - 150_000;
+        assert!(back <= 60_000, "seed {seed}: {back} ms");
+        assert!(r.membership.consistent_at_end, "seed {seed}");
+    }
+}
