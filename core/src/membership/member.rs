@@ -86,14 +86,22 @@ impl Member {
     }
 }
 
-/// The member table: members stored densely in a `Vec` behind a `NodeId -> slot` index.
-/// A hash map of 1000 records of ~100 bytes rounds up to 2048 buckets (~220 KB); here
-/// the records take one `Vec` and the index 8 bytes a bucket. Iteration order depends
+/// Node ids below this index a dense vector directly; larger ones go through a hash map.
+/// Ids are small integers by design (ARCHITECTURE.md); the bound caps what one hostile
+/// claim can make a node allocate (64 KiB).
+const DENSE_IDS: u32 = 16_384;
+const NO_SLOT: u32 = u32::MAX;
+
+/// The member table: records stored densely in a `Vec`, found through a direct
+/// `id -> slot` vector for small ids (one cache line, 4 bytes a member) and a hash map
+/// for the rest. A hash map of 1000 records of ~100 bytes rounded up to 2048 buckets
+/// (~220 KB); this takes one `Vec` of records and 4 KB of index. Iteration order depends
 /// only on the sequence of inserts and removals (deterministic).
 #[derive(Clone, Debug, Default)]
 pub struct MemberTable {
     slots: Vec<Member>,
-    index: crate::FxHashMap<NodeId, u32>,
+    dense: Vec<u32>,
+    sparse: crate::FxHashMap<NodeId, u32>,
 }
 
 impl MemberTable {
@@ -103,26 +111,54 @@ impl MemberTable {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
+
+    fn slot(&self, id: &NodeId) -> Option<usize> {
+        if id.0 < DENSE_IDS {
+            match self.dense.get(id.0 as usize) {
+                Some(&s) if s != NO_SLOT => Some(s as usize),
+                _ => None,
+            }
+        } else {
+            self.sparse.get(id).map(|&s| s as usize)
+        }
+    }
+
+    fn set_slot(&mut self, id: NodeId, slot: u32) {
+        if id.0 < DENSE_IDS {
+            let i = id.0 as usize;
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, NO_SLOT);
+            }
+            self.dense[i] = slot;
+        } else if slot == NO_SLOT {
+            self.sparse.remove(&id);
+        } else {
+            self.sparse.insert(id, slot);
+        }
+    }
+
     pub fn get(&self, id: &NodeId) -> Option<&Member> {
-        self.index.get(id).map(|&i| &self.slots[i as usize])
+        self.slot(id).map(|i| &self.slots[i])
     }
     pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut Member> {
-        self.index.get(id).map(|&i| &mut self.slots[i as usize])
+        self.slot(id).map(|i| &mut self.slots[i])
     }
     pub fn contains_key(&self, id: &NodeId) -> bool {
-        self.index.contains_key(id)
+        self.slot(id).is_some()
     }
     /// Insert a member that is not in the table.
     pub fn insert(&mut self, id: NodeId, m: Member) {
-        debug_assert!(!self.index.contains_key(&id));
-        self.index.insert(id, self.slots.len() as u32);
+        debug_assert!(!self.contains_key(&id));
+        self.set_slot(id, self.slots.len() as u32);
         self.slots.push(m);
     }
     pub fn remove(&mut self, id: &NodeId) -> Option<Member> {
-        let i = self.index.remove(id)? as usize;
+        let i = self.slot(id)?;
+        self.set_slot(*id, NO_SLOT);
         let m = self.slots.swap_remove(i);
         if let Some(moved) = self.slots.get(i) {
-            self.index.insert(moved.id, i as u32);
+            let moved_id = moved.id;
+            self.set_slot(moved_id, i as u32);
         }
         Some(m)
     }
@@ -135,5 +171,48 @@ impl core::ops::Index<&NodeId> for MemberTable {
     type Output = Member;
     fn index(&self, id: &NodeId) -> &Member {
         self.get(id).expect("member is in the table")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Addr, Incarnation, Role};
+    use crate::time::Instant;
+
+    fn member(id: u32) -> Member {
+        Member::new(
+            NodeId(id),
+            Addr::from_u32(id),
+            Role::Worker,
+            Incarnation(0),
+            Instant::ZERO,
+        )
+    }
+
+    #[test]
+    fn dense_and_sparse_ids_insert_find_and_remove() {
+        let mut t = MemberTable::default();
+        for id in [3, 70_000, 0, 16_383, 16_384, u32::MAX - 1] {
+            t.insert(NodeId(id), member(id));
+        }
+        assert_eq!(t.len(), 6);
+        for id in [3, 70_000, 0, 16_383, 16_384, u32::MAX - 1] {
+            assert_eq!(t.get(&NodeId(id)).unwrap().id, NodeId(id));
+        }
+        assert!(t.get(&NodeId(4)).is_none());
+        assert!(t.get(&NodeId(5_000_000)).is_none());
+        // Removing moves the last record into the hole; both stay findable.
+        assert_eq!(t.remove(&NodeId(3)).unwrap().id, NodeId(3));
+        assert!(t.get(&NodeId(3)).is_none());
+        assert_eq!(
+            t.get(&NodeId(u32::MAX - 1)).unwrap().id,
+            NodeId(u32::MAX - 1)
+        );
+        assert_eq!(t.remove(&NodeId(70_000)).unwrap().id, NodeId(70_000));
+        assert!(t.remove(&NodeId(70_000)).is_none());
+        assert_eq!(t.values().count(), 4);
+        // A huge id never grows the dense index.
+        assert!(t.dense.len() <= DENSE_IDS as usize);
     }
 }
