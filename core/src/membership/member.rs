@@ -46,6 +46,9 @@ pub struct Member {
     /// Declared dead (and not back since): the zombie guard applies from
     /// `status_changed_at`, at `death_inc` (membership.md §2).
     pub has_death: bool,
+    /// Bumped at each (re)discovery, so queued confirmation entries of an earlier
+    /// discovery are recognised as stale.
+    pub discovery: u8,
     pub death_inc: Incarnation,
     pub proactive_made: u8,
     pub proactive_last_failed: bool,
@@ -64,6 +67,7 @@ impl Member {
             status_changed_at: now,
             last_heard_at: OptInstant::NONE,
             has_death: false,
+            discovery: 0,
             death_inc: Incarnation(0),
             proactive_made: 0,
             proactive_last_failed: false,

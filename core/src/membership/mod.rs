@@ -107,13 +107,29 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     RoundStart,
-    DirectRetry { seq: u32 },
-    IndirectEnd { seq: u32 },
-    HelpTimeout { seq: u32 },
-    Suspicion { node: NodeId },
-    Confirm { node: NodeId },
-    ProactiveTimeout { seq: u32 },
-    Forget { node: NodeId },
+    DirectRetry {
+        seq: u32,
+    },
+    IndirectEnd {
+        seq: u32,
+    },
+    HelpTimeout {
+        seq: u32,
+    },
+    Suspicion {
+        node: NodeId,
+    },
+    Confirm {
+        node: NodeId,
+    },
+    /// Checks the heads of the passive-confirmation queues.
+    PassiveSweep,
+    ProactiveTimeout {
+        seq: u32,
+    },
+    Forget {
+        node: NodeId,
+    },
     JoinRetry,
     PushPull,
     Reconnect,
@@ -174,6 +190,13 @@ pub struct Membership {
     /// Per-member timers (confirmation, tombstone expiry): one per member, mostly far in
     /// the future. Kept apart so the protocol's few hot timers sit in a small heap.
     member_timers: timers::TimerQueue<Timer>,
+    /// UNCONFIRMED members of passive roles (workers), in discovery order, awaiting their
+    /// warning and then their removal check. Every such member follows one schedule
+    /// relative to its discovery, so only the heads need checking: 8 bytes a member
+    /// instead of a timer each (a node of a 1000-member cluster holds ~1000 of them).
+    passive_warn: std::collections::VecDeque<(NodeId, u8)>,
+    passive_remove: std::collections::VecDeque<(NodeId, u8)>,
+    passive_sweep_at: Option<Instant>,
     gossip: GossipQueue,
     lhm: Lhm,
     degradation: Degradation,
@@ -235,6 +258,9 @@ impl Membership {
             probe_idx: 0,
             timers: timers::TimerQueue::default(),
             member_timers: timers::TimerQueue::default(),
+            passive_warn: Default::default(),
+            passive_remove: Default::default(),
+            passive_sweep_at: None,
             round: None,
             round_counter: 0,
             next_seq: 0,
@@ -371,7 +397,10 @@ impl Membership {
             helps: self.helps.len(),
             proactive: self.proactive.len(),
             rate_buckets: self.buckets.len(),
-            timers: self.timers.len() + self.member_timers.len(),
+            timers: self.timers.len()
+                + self.member_timers.len()
+                + self.passive_warn.len()
+                + self.passive_remove.len(),
         }
     }
 
@@ -445,6 +474,12 @@ impl Membership {
             }
             Timer::Suspicion { node } => self.suspicion_timer(node, now, out),
             Timer::Confirm { node } => self.confirm_timer(node, now, out),
+            Timer::PassiveSweep => {
+                if self.passive_sweep_at.is_some_and(|t| t <= now) {
+                    self.passive_sweep_at = None;
+                }
+                self.passive_sweep(now, out);
+            }
             Timer::ProactiveTimeout { seq } => {
                 if let Some((node, _)) = self.proactive.remove(&seq) {
                     if let Some(m) = self.members.get_mut(&node) {
@@ -1091,9 +1126,107 @@ impl Membership {
     }
 
     fn schedule_confirmation(&mut self, node: NodeId, now: Instant) {
-        let next = self.next_confirmation_check(&self.members[&node]);
-        self.member_timers
-            .at(next.max(now), Timer::Confirm { node });
+        let m = &self.members[&node];
+        let next = self.next_confirmation_check(m);
+        if strategy(m.role).proactive {
+            self.member_timers
+                .at(next.max(now), Timer::Confirm { node });
+            return;
+        }
+        let entry = (node, m.discovery);
+        if m.warned {
+            self.passive_remove.push_back(entry);
+        } else {
+            self.passive_warn.push_back(entry);
+        }
+        self.arm_passive_sweep(next.max(now));
+    }
+
+    fn arm_passive_sweep(&mut self, at: Instant) {
+        if self.passive_sweep_at.is_none_or(|t| at < t) {
+            self.passive_sweep_at = Some(at);
+            self.at(at, Timer::PassiveSweep);
+        }
+    }
+
+    /// The passive member an entry refers to, if the entry is still current: same
+    /// discovery, still UNCONFIRMED, still a passive role.
+    fn passive_entry(&self, (node, discovery): (NodeId, u8)) -> Option<&Member> {
+        self.members.get(&node).filter(|m| {
+            m.discovery == discovery
+                && m.status == Status::Unconfirmed
+                && !strategy(m.role).proactive
+        })
+    }
+
+    /// Warn, then remove, the UNCONFIRMED passive members whose time has come
+    /// (membership.md §7); stale entries are dropped on the way.
+    fn passive_sweep(&mut self, now: Instant, out: &mut Outputs) {
+        while let Some(&entry) = self.passive_warn.front() {
+            let Some(m) = self.passive_entry(entry).filter(|m| !m.warned) else {
+                self.passive_warn.pop_front();
+                continue;
+            };
+            if self.warning_at(m) > now {
+                break;
+            }
+            self.passive_warn.pop_front();
+            self.members.get_mut(&entry.0).expect("current").warned = true;
+            self.event(
+                out,
+                Event::UnconfirmedWarning {
+                    cluster: self.me.cluster,
+                    node: entry.0,
+                },
+            );
+            self.passive_remove.push_back(entry);
+        }
+        while let Some(&entry) = self.passive_remove.front() {
+            let Some(m) = self.passive_entry(entry) else {
+                self.passive_remove.pop_front();
+                continue;
+            };
+            if self.removal_deadline(m) > now {
+                break;
+            }
+            let ev = Event::UnconfirmedRemoved {
+                cluster: self.me.cluster,
+                node: entry.0,
+                role: m.role,
+                reason: RemovalReason::PassiveTimeoutExpired,
+                discovered_at: m.discovered_at(),
+            };
+            self.passive_remove.pop_front();
+            self.event(out, ev);
+            self.remove_member(entry.0, out);
+        }
+        let warn_at = self
+            .passive_warn
+            .front()
+            .and_then(|e| self.passive_entry(*e))
+            .map(|m| self.warning_at(m));
+        let remove_at = self
+            .passive_remove
+            .front()
+            .and_then(|e| self.passive_entry(*e))
+            .map(|m| self.removal_deadline(m));
+        let next = match (warn_at, remove_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A stale head (not current) is dropped at the next sweep, a second from now.
+        let stale_head = (warn_at.is_none() && !self.passive_warn.is_empty())
+            || (remove_at.is_none() && !self.passive_remove.is_empty());
+        let next = if stale_head {
+            Some(next.map_or(now + crate::time::secs(1), |n| {
+                n.min(now + crate::time::secs(1))
+            }))
+        } else {
+            next
+        };
+        if let Some(t) = next {
+            self.arm_passive_sweep(t.max(now));
+        }
     }
 
     /// When an UNCONFIRMED peer is removed: the role's deadline (membership.md §7), but
@@ -1198,9 +1331,7 @@ impl Membership {
         if in_flight {
             return; // the attempt's timeout reschedules us
         }
-        let next = self.next_confirmation_check(m);
-        self.member_timers
-            .at(next.max(now), Timer::Confirm { node });
+        self.schedule_confirmation(node, now);
     }
 
     fn remove_member(&mut self, node: NodeId, out: &mut Outputs) {
@@ -1411,6 +1542,7 @@ impl Membership {
                     m.has_death = false;
                     m.proactive_made = 0;
                     m.warned = false;
+                    m.discovery = m.discovery.wrapping_add(1);
                     self.transition(c.node, Status::Alive, c.inc, now, out);
                     if self.members[&c.node].status == Status::Unconfirmed {
                         self.schedule_confirmation(c.node, now);
@@ -1445,7 +1577,7 @@ impl Membership {
         }
         m.role = role;
         if m.status == Status::Unconfirmed {
-            self.member_timers.at(now, Timer::Confirm { node });
+            self.schedule_confirmation(node, now);
         }
     }
 
@@ -1923,6 +2055,8 @@ impl Membership {
         self.leaving = true;
         self.timers.clear();
         self.member_timers.clear();
+        self.passive_warn.clear();
+        self.passive_remove.clear();
     }
 
     /// Heal partitions without an operator: push-pull with a random member we hold Dead
