@@ -1,9 +1,9 @@
 //! Piggyback gossip (membership.md §5): one pending update per member, a retransmit limit
 //! that grows with ln N, fewest-sent-first selection, bounded queue.
 
-use crate::id::NodeId;
+use crate::id::{Incarnation, NodeId};
 use crate::time::{secs, Instant};
-use crate::wire::Claim;
+use crate::wire::{Claim, ClaimKind};
 use crate::FxHashMap;
 use std::collections::BinaryHeap;
 
@@ -17,14 +17,29 @@ pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A pending update. Only what the claim says is stored; the member's address and role
+/// are taken from the table when it is sent (a node of a 1000-member cluster holds up
+/// to 1000 of these at a mass join, so 32 bytes instead of 64 count).
+#[derive(Clone, Copy, Debug)]
 struct Pending {
-    claim: Claim,
-    sends: u32,
-    limit: u32,
+    kind: ClaimKind,
+    sends: u8,
+    limit: u8,
+    inc: Incarnation,
+    from: NodeId,
     enqueued_at: Instant,
     /// Insertion order: newer first on ties.
     order: u64,
+}
+
+/// What a pending update says about a node; [`GossipQueue::select`] completes it into a
+/// [`Claim`] with the caller's help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub node: NodeId,
+    pub kind: ClaimKind,
+    pub inc: Incarnation,
+    pub from: NodeId,
 }
 
 /// Pending updates, one per member. Selection order is "fewest sends first, newest
@@ -56,7 +71,7 @@ impl GossipQueue {
         self.pending.is_empty()
     }
 
-    fn index(&mut self, sends: u32, order: u64, node: NodeId) {
+    fn index(&mut self, sends: u8, order: u64, node: NodeId) {
         let s = sends as usize;
         if self.by_sends.len() <= s {
             self.by_sends.resize_with(s + 1, BinaryHeap::new);
@@ -79,8 +94,7 @@ impl GossipQueue {
     /// confirmations) the same rank from a different accuser. `urgent` puts it first
     /// (our own refutation goes at the head of the queue).
     pub fn enqueue(&mut self, claim: Claim, limit: u32, now: Instant, urgent: bool) {
-        if let Some(p) = self.pending.get(&claim.node) {
-            let old = &p.claim;
+        if let Some(old) = self.pending.get(&claim.node) {
             let newer = claim.inc > old.inc
                 || (claim.inc == old.inc && claim.kind.rank() > old.kind.rank())
                 || (claim.inc == old.inc
@@ -101,9 +115,11 @@ impl GossipQueue {
         self.pending.insert(
             claim.node,
             Pending {
-                claim,
+                kind: claim.kind,
                 sends: 0,
-                limit,
+                limit: limit.clamp(1, u8::MAX as u32) as u8,
+                inc: claim.inc,
+                from: claim.from,
                 enqueued_at: now,
                 order,
             },
@@ -130,7 +146,15 @@ impl GossipQueue {
     /// Take up to `n` updates for one datagram: fewest sends first, newest first on ties.
     /// Each inclusion counts a send; an update is dropped when it reaches its limit.
     /// `skip` excludes updates about one node (e.g. the buddy claim already carried).
-    pub fn select(&mut self, n: usize, skip: Option<NodeId>, out: &mut Vec<Claim>) {
+    /// `render` completes an update into a claim (address and role from the member
+    /// table); an update it cannot render is dropped.
+    pub fn select(
+        &mut self,
+        n: usize,
+        skip: Option<NodeId>,
+        out: &mut Vec<Claim>,
+        render: impl Fn(Update) -> Option<Claim>,
+    ) {
         if n == 0 || self.pending.is_empty() {
             return;
         }
@@ -164,7 +188,17 @@ impl GossipQueue {
         }
         for node in picked {
             let p = self.pending.get_mut(&node).expect("live entries exist");
-            out.push(p.claim);
+            let update = Update {
+                node,
+                kind: p.kind,
+                inc: p.inc,
+                from: p.from,
+            };
+            let Some(claim) = render(update) else {
+                self.pending.remove(&node);
+                continue;
+            };
+            out.push(claim);
             p.sends += 1;
             if p.sends >= p.limit {
                 self.pending.remove(&node);
@@ -185,8 +219,19 @@ impl GossipQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{Addr, Incarnation, Role};
-    use crate::wire::ClaimKind;
+    use crate::id::{Addr, Role};
+
+    /// Renders updates as the tests' claims (address from the id, role Worker).
+    fn render(u: Update) -> Option<Claim> {
+        Some(Claim {
+            kind: u.kind,
+            node: u.node,
+            addr: Addr::from_u32(u.node.0),
+            inc: u.inc,
+            role: Role::Worker,
+            from: u.from,
+        })
+    }
 
     fn claim(node: u32, kind: ClaimKind, inc: u32) -> Claim {
         Claim {
@@ -215,7 +260,7 @@ mod tests {
         let mut sent = 0;
         for _ in 0..10 {
             let mut out = Vec::new();
-            q.select(5, None, &mut out);
+            q.select(5, None, &mut out, render);
             sent += out.len();
         }
         assert_eq!(sent, 3);
@@ -228,11 +273,11 @@ mod tests {
         q.enqueue(claim(1, ClaimKind::Alive, 2), 5, Instant::ZERO, false);
         q.enqueue(claim(1, ClaimKind::Suspect, 1), 5, Instant::ZERO, false);
         let mut out = Vec::new();
-        q.select(5, None, &mut out);
+        q.select(5, None, &mut out, render);
         assert_eq!(out, vec![claim(1, ClaimKind::Alive, 2)]);
         q.enqueue(claim(1, ClaimKind::Suspect, 2), 5, Instant::ZERO, false);
         let mut out = Vec::new();
-        q.select(5, None, &mut out);
+        q.select(5, None, &mut out, render);
         assert_eq!(out, vec![claim(1, ClaimKind::Suspect, 2)]);
     }
 
@@ -243,18 +288,18 @@ mod tests {
             q.enqueue(claim(i, ClaimKind::Alive, 1), 10, Instant::ZERO, false);
         }
         let mut out = Vec::new();
-        q.select(2, None, &mut out);
+        q.select(2, None, &mut out, render);
         let nodes: Vec<u32> = out.iter().map(|c| c.node.0).collect();
         assert_eq!(nodes, vec![4, 3]);
         let mut out = Vec::new();
-        q.select(2, None, &mut out);
+        q.select(2, None, &mut out, render);
         let nodes: Vec<u32> = out.iter().map(|c| c.node.0).collect();
         assert_eq!(nodes, vec![2, 1]);
         // Urgent goes first.
         q.enqueue(claim(9, ClaimKind::Alive, 1), 10, Instant::ZERO, true);
         q.enqueue(claim(8, ClaimKind::Alive, 1), 10, Instant::ZERO, false);
         let mut out = Vec::new();
-        q.select(1, None, &mut out);
+        q.select(1, None, &mut out, render);
         assert_eq!(out[0].node, NodeId(9));
     }
 
@@ -266,5 +311,30 @@ mod tests {
             assert!(q.len() <= 20);
         }
         assert!(q.evicted > 0);
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+    use crate::id::Addr;
+    use crate::id::Role;
+
+    #[test]
+    fn an_update_that_cannot_be_rendered_is_dropped() {
+        let mut q = GossipQueue::new(10);
+        let c = Claim {
+            kind: ClaimKind::Alive,
+            node: NodeId(4),
+            addr: Addr::from_u32(4),
+            inc: Incarnation(1),
+            role: Role::Gate,
+            from: NodeId(4),
+        };
+        q.enqueue(c, 5, Instant::ZERO, false);
+        let mut out = Vec::new();
+        q.select(5, None, &mut out, |_| None);
+        assert!(out.is_empty());
+        assert!(q.is_empty());
     }
 }

@@ -2258,7 +2258,23 @@ impl Membership {
                 .degradation
                 .level()
                 .piggyback(self.cfg.gossip_per_datagram);
-            self.gossip.select(n, skip, &mut v);
+            let (members, me) = (&self.members, self.me);
+            self.gossip.select(n, skip, &mut v, |u| {
+                let (addr, role) = if u.node == me.node {
+                    (me.addr, me.role)
+                } else {
+                    let m = members.get(&u.node)?;
+                    (m.addr, m.role)
+                };
+                Some(Claim {
+                    kind: u.kind,
+                    node: u.node,
+                    addr,
+                    inc: u.inc,
+                    role,
+                    from: u.from,
+                })
+            });
         }
         v
     }
