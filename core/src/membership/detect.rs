@@ -1,0 +1,134 @@
+//! Suspicion and its end (membership.md §3.4, §6.3): starting a suspicion with a
+//! Lifeguard timeout, confirmations, the last-chance probe, and declaring death.
+
+use super::*;
+
+impl Membership {
+    pub(super) fn start_suspicion(
+        &mut self,
+        node: NodeId,
+        inc: Incarnation,
+        from: NodeId,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        // Bounds follow the detector's kind (membership.md §3.1, Q1). An observer is a
+        // gate acting as a health checker of another cluster's managers: it uses the
+        // bounds of the role it observes, since it never receives confirmations (observers
+        // gossip nothing) and at gate bounds would always wait the full 120 s.
+        let (base_min, base_max) = self.cfg.suspicion_bounds_for(self.detector_role());
+        let mult = self.lhm.multiplier();
+        let n = self.live_count;
+        let susp = Suspicion::new(
+            now,
+            scale(base_min, mult),
+            scale(base_max, mult),
+            n,
+            from,
+            self.cfg.lifeguard,
+        );
+        let deadline = susp.deadline();
+        self.stats.suspicions += 1;
+        self.transition(node, Status::Suspect, inc, now, out);
+        self.suspicions.insert(node, susp);
+        let claim = self.claim_of(&self.members[&node], ClaimKind::Suspect, from);
+        self.enqueue(claim, now, false);
+        self.at(deadline, Timer::Suspicion { node });
+    }
+
+    pub(super) fn confirm_suspicion(&mut self, node: NodeId, from: NodeId, now: Instant) -> bool {
+        let me = self.me.node;
+        let Some(s) = self.suspicions.get_mut(&node) else {
+            return false;
+        };
+        let before = s.deadline();
+        if !s.confirm(from, me) {
+            return false;
+        }
+        let after = s.deadline();
+        if after < before {
+            self.at(after.max(now), Timer::Suspicion { node });
+        }
+        true
+    }
+
+    pub(super) fn suspicion_timer(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
+        let Some(m) = self.members.get(&node) else {
+            return;
+        };
+        if m.status != Status::Suspect {
+            return;
+        }
+        let Some(s) = self.suspicions.get(&node) else {
+            return;
+        };
+        if s.deadline() > now {
+            return; // superseded by a later re-suspicion
+        }
+        let spoke_since = m.last_heard_at.get().is_some_and(|t| t > s.started_at);
+        let within_cap = now < s.started_at + s.max + s.max;
+        if self.cfg.lifeguard && (!s.last_chance || (spoke_since && within_cap)) {
+            // membership.md §9: one last probe before a suspicion expires, extending the
+            // deadline by T_p. The PING carries the buddy SUSPECT, so a live suspect
+            // refutes and its ACK brings the higher incarnation that clears the suspicion.
+            // Refinement: if the suspect has spoken to us directly since the suspicion
+            // began, it demonstrably lives (typically a verdict formed during a partition
+            // that just healed): probe and extend again rather than declare, up to twice
+            // the maximum suspicion, so a one-way cut still ends in a verdict.
+            let (addr, t) = (m.addr, self.probe_timeout());
+            let s = self
+                .suspicions
+                .get_mut(&node)
+                .expect("suspect has a suspicion");
+            s.last_chance = true;
+            s.granted += t;
+            let deadline = s.deadline();
+            let seq = self.seq();
+            self.send_ping(seq, node, addr, out);
+            self.at(deadline.max(now), Timer::Suspicion { node });
+            return;
+        }
+        let ev = Event::SuspicionExpired {
+            cluster: self.me.cluster,
+            node,
+            inc: m.inc,
+            started_at: s.started_at,
+            earliest: s.floor(),
+            confirmations: s.confirmations() as u32,
+        };
+        let inc = m.inc;
+        self.event(out, ev);
+        self.declare_gone(node, Status::Dead, inc, self.me.node, now, out);
+    }
+
+    pub(super) fn declare_gone(
+        &mut self,
+        node: NodeId,
+        status: Status,
+        inc: Incarnation,
+        from: NodeId,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        let was_unconfirmed = self.members[&node].status == Status::Unconfirmed;
+        self.transition(node, status, inc, now, out);
+        let m = self.members.get_mut(&node).expect("member exists");
+        if status == Status::Dead {
+            // Death time is `status_changed_at`, set by the transition just above.
+            m.has_death = true;
+            m.death_inc = inc;
+        }
+        let kind = if status == Status::Left {
+            ClaimKind::Left
+        } else {
+            ClaimKind::Dead
+        };
+        // An unconfirmed peer's tombstone is ours alone: no DEAD gossip (invariant 2).
+        if !was_unconfirmed {
+            let claim = self.claim_of(&self.members[&node], kind, from);
+            self.enqueue(claim, now, false);
+        }
+        self.member_timers
+            .at(now + self.cfg.tombstone, Timer::Forget { node });
+    }
+}

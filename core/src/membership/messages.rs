@@ -1,0 +1,389 @@
+//! Handling one message (membership.md §3, §4, §5): dispatch by body, snapshots, acks,
+//! helping, answering the dead, and per-sender inbound rate limiting.
+
+use super::*;
+
+impl Membership {
+    pub(super) fn on_message(&mut self, env: Envelope, now: Instant, out: &mut Outputs) {
+        let from_observer = env.flags & wire::FLAG_OBSERVER != 0;
+        let sender = Claim {
+            kind: ClaimKind::Alive,
+            node: env.sender,
+            addr: env.sender_addr,
+            inc: env.sender_inc,
+            role: env.sender_role,
+            from: env.sender,
+        };
+        if env.sender == self.me.node {
+            self.stats.misdirected += 1;
+            return;
+        }
+        // JOIN is checked before the sender counts as contact (zombie guard on its claim).
+        if let Body::Join { protocol_major, .. } = env.body {
+            if let Some(reason) = self.join_refusal(&env, protocol_major, now) {
+                self.send(
+                    env.sender_addr,
+                    Body::Nack {
+                        seq: 0,
+                        target: env.sender,
+                        reason,
+                    },
+                    out,
+                );
+                return;
+            }
+        }
+        let sender_ok = from_observer || self.apply_claim(&sender, true, now, out);
+        match env.body {
+            Body::Ping {
+                seq,
+                target,
+                buddy,
+                gossip,
+            } => {
+                if let Some(b) = buddy {
+                    self.apply_claim(&b, false, now, out);
+                }
+                self.apply_gossip(&gossip, now, out);
+                if target != self.me.node {
+                    self.stats.misdirected += 1;
+                    return;
+                }
+                if !sender_ok {
+                    self.tell_gone(env.sender, env.sender_addr, out);
+                    return;
+                }
+                let gossip = self.piggyback(None);
+                self.send(env.sender_addr, Body::Ack { seq, gossip }, out);
+            }
+            Body::Ack { seq, gossip } => {
+                self.apply_gossip(&gossip, now, out);
+                self.on_ack(seq, env.sender, now, out);
+            }
+            Body::PingReq {
+                seq,
+                target,
+                target_addr,
+                want_nack,
+                gossip,
+                ..
+            } => {
+                self.apply_gossip(&gossip, now, out);
+                if !sender_ok {
+                    self.tell_gone(env.sender, env.sender_addr, out);
+                    return;
+                }
+                self.help(
+                    seq,
+                    target,
+                    target_addr,
+                    want_nack,
+                    env.sender_addr,
+                    now,
+                    out,
+                );
+            }
+            Body::IndirectAck { seq, target } => {
+                if self
+                    .round
+                    .as_ref()
+                    .is_some_and(|r| r.seq == seq && r.target == target)
+                {
+                    self.round_succeeded(now, out);
+                } else {
+                    self.stats.stale_replies += 1;
+                }
+            }
+            Body::Nack {
+                seq,
+                target,
+                reason,
+            } => match reason {
+                NackReason::VersionMismatch
+                | NackReason::VersionRequired
+                | NackReason::ZombieRejected => {
+                    if !self.joined {
+                        self.event(
+                            out,
+                            Event::JoinRejected {
+                                cluster: self.me.cluster,
+                                reason,
+                            },
+                        );
+                    }
+                }
+                _ => {
+                    if let Some(r) = self.round.as_mut() {
+                        if r.seq == seq && r.target == target && r.indirect {
+                            r.nacks = r.nacks.saturating_add(1);
+                        }
+                    }
+                }
+            },
+            Body::Join { .. } => {
+                // Accepted (the sender is Alive and confirmed by now): JOIN gossip and a
+                // snapshot of the table.
+                let join = Claim {
+                    kind: ClaimKind::Join,
+                    ..sender
+                };
+                self.enqueue(join, now, false);
+                let mut snapshot = Vec::with_capacity(JOIN_SNAPSHOT_ENTRIES);
+                snapshot.push(self.self_claim(ClaimKind::Alive));
+                self.table_claims(JOIN_SNAPSHOT_ENTRIES - 1, Some(env.sender), &mut snapshot);
+                self.send(
+                    env.sender_addr,
+                    Body::JoinAck {
+                        accepted: true,
+                        reason: None,
+                        snapshot,
+                    },
+                    out,
+                );
+            }
+            Body::JoinAck {
+                accepted,
+                reason,
+                snapshot,
+            } => {
+                if accepted {
+                    self.joined = true;
+                    self.apply_snapshot(&snapshot, env.sender, false, now, out);
+                    // The snapshot is one datagram: fetch the rest at once.
+                    self.send_push_pull(env.sender_addr, false, out);
+                } else {
+                    self.event(
+                        out,
+                        Event::JoinRejected {
+                            cluster: self.me.cluster,
+                            reason: reason.unwrap_or(NackReason::Unknown),
+                        },
+                    );
+                }
+            }
+            Body::Leave => {
+                let left = Claim {
+                    kind: ClaimKind::Left,
+                    ..sender
+                };
+                self.apply_claim(&left, false, now, out);
+            }
+            Body::Notice { gossip } => self.apply_gossip(&gossip, now, out),
+            Body::PushPull { reply, entries } => {
+                self.apply_snapshot(&entries, env.sender, from_observer, now, out);
+                if reply {
+                    self.joined = true;
+                } else {
+                    self.send_push_pull(env.sender_addr, true, out);
+                }
+            }
+        }
+    }
+
+    pub(super) fn join_refusal(
+        &self,
+        env: &Envelope,
+        major: u16,
+        now: Instant,
+    ) -> Option<NackReason> {
+        if self.mode != Mode::Member {
+            return Some(NackReason::Unknown);
+        }
+        if major != self.cfg.protocol_major {
+            return Some(NackReason::VersionMismatch);
+        }
+        match self.members.get(&env.sender) {
+            Some(m) if m.status.is_gone() && !self.zombie_ok(m, env.sender_inc, now) => {
+                Some(NackReason::ZombieRejected)
+            }
+            _ => None,
+        }
+    }
+
+    /// Merge a full-state snapshot (push-pull, JOIN_ACK) from `sender`.
+    ///
+    /// Two refinements of "merge per §2", both for safety after partitions:
+    /// - a snapshot's DEAD about someone else is taken as a SUSPECT accused by the
+    ///   sender (memberlist's `mergeState` does the same): a stale verdict from the other
+    ///   side of a healed partition must not kill a peer we can reach; it gets a
+    ///   suspicion it can refute. Our own death (about self) keeps its meaning, so we
+    ///   refute it with the zombie-safe bump.
+    /// - an observer's snapshot is outside knowledge of this cluster: only its claims
+    ///   about us are used (to refute); its verdicts about others are ignored.
+    pub(super) fn apply_snapshot(
+        &mut self,
+        claims: &[Claim],
+        sender: NodeId,
+        from_observer: bool,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        // A snapshot is anti-entropy, not news: re-gossiping every entry of a
+        // 1000-member table would saturate every queue at a mass join for no gain.
+        self.merging_snapshot = true;
+        for c in claims.iter().take(wire::MAX_SNAPSHOT_ENTRIES) {
+            if c.node == self.me.node {
+                self.apply_claim(c, false, now, out);
+            } else if from_observer {
+                continue;
+            } else if c.kind == ClaimKind::Dead {
+                let suspect = Claim {
+                    kind: ClaimKind::Suspect,
+                    from: sender,
+                    ..*c
+                };
+                self.apply_claim(&suspect, false, now, out);
+            } else {
+                self.apply_claim(c, false, now, out);
+            }
+        }
+        self.merging_snapshot = false;
+        for node in std::mem::take(&mut self.discovered_in_snapshot) {
+            if self.members.contains_key(&node) {
+                self.schedule_confirmation(node, now);
+            }
+        }
+    }
+
+    pub(super) fn apply_gossip(&mut self, claims: &[Claim], now: Instant, out: &mut Outputs) {
+        for c in claims.iter().take(wire::MAX_SNAPSHOT_ENTRIES) {
+            self.apply_claim(c, false, now, out);
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, seq: u32, sender: NodeId, now: Instant, out: &mut Outputs) {
+        if self
+            .round
+            .as_ref()
+            .is_some_and(|r| r.seq == seq && r.target == sender)
+        {
+            self.round_succeeded(now, out);
+        } else if let Some(help) = self.helps.remove(&seq) {
+            self.timers.cancel(help.timer);
+            if help.target == sender {
+                self.send(
+                    help.requester_addr,
+                    Body::IndirectAck {
+                        seq: help.requester_seq,
+                        target: sender,
+                    },
+                    out,
+                );
+            }
+        } else if self.proactive.get(&seq).is_some_and(|(n, _)| *n == sender) {
+            let (_, key) = self.proactive.remove(&seq).expect("present");
+            self.timers.cancel(key);
+        } else {
+            self.stats.stale_replies += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn help(
+        &mut self,
+        requester_seq: u32,
+        target: NodeId,
+        target_addr: Addr,
+        want_nack: bool,
+        requester_addr: Addr,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        let nack = |this: &mut Self, reason, out: &mut Outputs| {
+            if want_nack {
+                this.send(
+                    requester_addr,
+                    Body::Nack {
+                        seq: requester_seq,
+                        target,
+                        reason,
+                    },
+                    out,
+                );
+            }
+        };
+        if !self.degradation.level().helps_indirect()
+            || self.helps.len() >= self.cfg.max_pending_helps
+        {
+            self.stats.helps_refused += 1;
+            return nack(self, NackReason::Busy, out);
+        }
+        // Unknown, or gone for good: a member that left is never probed (invariant 8).
+        if self
+            .members
+            .get(&target)
+            .is_none_or(|m| m.status == Status::Left)
+        {
+            return nack(self, NackReason::Unknown, out);
+        }
+        let seq = self.seq();
+        let timer = self.at(now + self.help_wait(), Timer::HelpTimeout { seq });
+        self.helps.insert(
+            seq,
+            Help {
+                timer,
+                requester_addr,
+                requester_seq,
+                target,
+                want_nack,
+            },
+        );
+        self.send_ping(seq, target, target_addr, out);
+    }
+
+    /// A datagram from a member we hold Dead/Left: tell it, so it refutes or stays away.
+    pub(super) fn tell_gone(&mut self, node: NodeId, addr: Addr, out: &mut Outputs) {
+        let Some(m) = self.members.get(&node) else {
+            return;
+        };
+        let kind = if m.status == Status::Left {
+            ClaimKind::Left
+        } else {
+            ClaimKind::Dead
+        };
+        let claim = self.claim_of(m, kind, self.me.node);
+        self.send(
+            addr,
+            Body::Notice {
+                gossip: vec![claim],
+            },
+            out,
+        );
+    }
+
+    pub(super) fn heard_from(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
+        if self.members.get(&node).is_some_and(|m| !m.status.is_gone()) {
+            self.confirm_member(node, now, out);
+        }
+    }
+
+    pub(super) fn admit(&mut self, from: Addr, now: Instant) -> bool {
+        if self.buckets.len() >= self.cfg.rate_limit_senders && !self.buckets.contains_key(&from) {
+            // Evict the least recently active tenth, in one pass (amortised).
+            let mut by_age: Vec<(Instant, Addr)> =
+                self.buckets.iter().map(|(a, b)| (b.last, *a)).collect();
+            by_age.sort_unstable();
+            for (_, a) in by_age
+                .into_iter()
+                .take(self.cfg.rate_limit_senders / 10 + 1)
+            {
+                self.buckets.remove(&a);
+            }
+        }
+        let burst = self.cfg.rate_limit_burst;
+        let rate = self.cfg.rate_limit_per_sec;
+        let b = self.buckets.entry(from).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_since(b.last).as_micros() as f64 / 1e6;
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

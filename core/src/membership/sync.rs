@@ -1,0 +1,158 @@
+//! Join, leave and anti-entropy (membership.md §4): seeds, graceful leave, push-pull
+//! full-state sync and reconnecting to members held dead (partitions heal unaided).
+
+use super::*;
+
+impl Membership {
+    pub(super) fn join(&mut self, seeds: Vec<Addr>, now: Instant, out: &mut Outputs) {
+        self.seeds = seeds;
+        self.seeds.retain(|a| *a != self.me.addr);
+        self.seeds.truncate(64);
+        self.joined = false;
+        self.join_attempts_left = self.cfg.join_attempts.saturating_sub(1);
+        self.send_join(now, out);
+    }
+
+    pub(super) fn send_join(&mut self, now: Instant, out: &mut Outputs) {
+        for i in 0..self.seeds.len() {
+            let seed = self.seeds[i];
+            match self.mode {
+                Mode::Member => self.send(
+                    seed,
+                    Body::Join {
+                        protocol_major: self.cfg.protocol_major,
+                        protocol_minor: self.cfg.protocol_minor,
+                    },
+                    out,
+                ),
+                Mode::Observer { .. } => self.send_push_pull(seed, false, out),
+            }
+        }
+        if self.join_attempts_left > 0 {
+            let wait = self.jittered(self.cfg.join_retry());
+            self.at(now + wait, Timer::JoinRetry);
+        }
+    }
+
+    pub(super) fn leave(&mut self, _now: Instant, out: &mut Outputs) {
+        if self.leaving || self.mode != Mode::Member {
+            self.leaving = true;
+            return;
+        }
+        let targets: Vec<Addr> = self
+            .members
+            .values()
+            .filter(|m| m.status.is_live())
+            .map(|m| m.addr)
+            .collect();
+        for addr in targets {
+            self.send(addr, Body::Leave, out);
+        }
+        self.leaving = true;
+        self.timers.clear();
+        self.member_timers.clear();
+        self.passive_warn.clear();
+        self.passive_remove.clear();
+    }
+
+    /// Heal partitions without an operator: push-pull with a random member we hold Dead
+    /// (its reply refutes our view, our table makes it refute its own death), and re-join
+    /// the seeds while nobody is alive.
+    pub(super) fn reconnect(&mut self, now: Instant, out: &mut Outputs) {
+        if self.live_count == 0 && !self.seeds.is_empty() {
+            let seed = self.seeds[self.rng.below(self.seeds.len())];
+            self.stats.reconnects += 1;
+            match self.mode {
+                Mode::Member => self.send(
+                    seed,
+                    Body::Join {
+                        protocol_major: self.cfg.protocol_major,
+                        protocol_minor: self.cfg.protocol_minor,
+                    },
+                    out,
+                ),
+                Mode::Observer { .. } => self.send_push_pull(seed, false, out),
+            }
+        }
+        if self.dead_count == 0 {
+            return;
+        }
+        let window = self.cfg.tombstone;
+        let mut dead: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.status == Status::Dead
+                    && m.has_death
+                    && now.saturating_since(m.status_changed_at) < window
+            })
+            .map(|m| m.id)
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        dead.sort_unstable();
+        let pick = dead[self.rng.below(dead.len())];
+        let addr = self.members[&pick].addr;
+        self.stats.reconnects += 1;
+        self.send_push_pull(addr, false, out);
+    }
+
+    pub(super) fn send_push_pull(&mut self, to: Addr, reply: bool, out: &mut Outputs) {
+        let mut entries = Vec::with_capacity(self.members.len() + 1);
+        if self.mode == Mode::Member {
+            entries.push(self.self_claim(ClaimKind::Alive));
+        }
+        self.table_claims(wire::MAX_SNAPSHOT_ENTRIES - 1, None, &mut entries);
+        self.stats.push_pulls += 1;
+        let env = self.envelope(Body::PushPull { reply, entries });
+        match wire::encode(&env, Channel::Frame) {
+            Ok(bytes) => out.push(Output::Frame { to, bytes }),
+            Err(_) => self.stats.encode_failures += 1,
+        }
+    }
+
+    /// The table as claims, in the table's (deterministic) order.
+    pub(super) fn table_claims(&self, max: usize, skip: Option<NodeId>, out: &mut Vec<Claim>) {
+        let start = out.len();
+        for m in self.members.values() {
+            if Some(m.id) == skip {
+                continue;
+            }
+            let (kind, from) = match m.status {
+                Status::Unconfirmed | Status::Alive => (ClaimKind::Alive, m.id),
+                Status::Suspect => (
+                    ClaimKind::Suspect,
+                    self.suspicions
+                        .get(&m.id)
+                        .map_or(self.me.node, |s| s.originator),
+                ),
+                Status::Dead => (ClaimKind::Dead, self.me.node),
+                Status::Left => (ClaimKind::Left, m.id),
+            };
+            out.push(self.claim_of(m, kind, from));
+        }
+        // Table order is deterministic already; no need to sort 1000 entries per sync.
+        out.truncate(start + max);
+    }
+
+    pub(super) fn housekeeping(&mut self, now: Instant, out: &mut Outputs) {
+        if let Some(level) = self.degradation.evaluate(self.lhm.score(), now) {
+            self.event(
+                out,
+                Event::Degradation {
+                    cluster: self.me.cluster,
+                    level,
+                },
+            );
+        }
+        if let Some((inc, kind)) = self.deferred_refute {
+            if now.saturating_since(self.refute_window_start) >= self.cfg.refutation_window {
+                self.deferred_refute = None;
+                if inc >= self.inc {
+                    self.refute(inc, kind, now, out);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The UNCONFIRMED lifecycle (AD-29, membership.md §7): warning, proactive confirmation
+//! of gates and managers, and removal, with deadlines that scale with the probe cycle.
+
+use super::*;
+
+impl Membership {
+    pub(super) fn schedule_confirmation(&mut self, node: NodeId, now: Instant) {
+        let m = &self.members[&node];
+        let next = self.next_confirmation_check(m);
+        if strategy(m.role).proactive {
+            self.member_timers
+                .at(next.max(now), Timer::Confirm { node });
+            return;
+        }
+        let entry = (node, m.discovery);
+        if m.warned {
+            self.passive_remove.push_back(entry);
+        } else {
+            self.passive_warn.push_back(entry);
+        }
+        self.arm_passive_sweep(next.max(now));
+    }
+
+    pub(super) fn arm_passive_sweep(&mut self, at: Instant) {
+        if self.passive_sweep_at.is_none_or(|t| at < t) {
+            self.passive_sweep_at = Some(at);
+            self.at(at, Timer::PassiveSweep);
+        }
+    }
+
+    /// The passive member an entry refers to, if the entry is still current: same
+    /// discovery, still UNCONFIRMED, still a passive role.
+    pub(super) fn passive_entry(&self, (node, discovery): (NodeId, u8)) -> Option<&Member> {
+        self.members.get(&node).filter(|m| {
+            m.discovery == discovery
+                && m.status == Status::Unconfirmed
+                && !strategy(m.role).proactive
+        })
+    }
+
+    /// Warn, then remove, the UNCONFIRMED passive members whose time has come
+    /// (membership.md §7); stale entries are dropped on the way.
+    pub(super) fn passive_sweep(&mut self, now: Instant, out: &mut Outputs) {
+        while let Some(&entry) = self.passive_warn.front() {
+            let Some(m) = self.passive_entry(entry).filter(|m| !m.warned) else {
+                self.passive_warn.pop_front();
+                continue;
+            };
+            if self.warning_at(m) > now {
+                break;
+            }
+            self.passive_warn.pop_front();
+            self.members.get_mut(&entry.0).expect("current").warned = true;
+            self.event(
+                out,
+                Event::UnconfirmedWarning {
+                    cluster: self.me.cluster,
+                    node: entry.0,
+                },
+            );
+            self.passive_remove.push_back(entry);
+        }
+        while let Some(&entry) = self.passive_remove.front() {
+            let Some(m) = self.passive_entry(entry) else {
+                self.passive_remove.pop_front();
+                continue;
+            };
+            if self.removal_deadline(m) > now {
+                break;
+            }
+            let ev = Event::UnconfirmedRemoved {
+                cluster: self.me.cluster,
+                node: entry.0,
+                role: m.role,
+                reason: RemovalReason::PassiveTimeoutExpired,
+                discovered_at: m.discovered_at(),
+            };
+            self.passive_remove.pop_front();
+            self.event(out, ev);
+            self.remove_member(entry.0, out);
+        }
+        let warn_at = self
+            .passive_warn
+            .front()
+            .and_then(|e| self.passive_entry(*e))
+            .map(|m| self.warning_at(m));
+        let remove_at = self
+            .passive_remove
+            .front()
+            .and_then(|e| self.passive_entry(*e))
+            .map(|m| self.removal_deadline(m));
+        let next = match (warn_at, remove_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A stale head (not current) is dropped at the next sweep, a second from now.
+        let stale_head = (warn_at.is_none() && !self.passive_warn.is_empty())
+            || (remove_at.is_none() && !self.passive_remove.is_empty());
+        let next = if stale_head {
+            Some(next.map_or(now + crate::time::secs(1), |n| {
+                n.min(now + crate::time::secs(1))
+            }))
+        } else {
+            next
+        };
+        if let Some(t) = next {
+            self.arm_passive_sweep(t.max(now));
+        }
+    }
+
+    /// When an UNCONFIRMED peer is removed: the role's deadline (membership.md §7), but
+    /// never before two full probe cycles. Spec refinement for large clusters: round-robin
+    /// probing reaches every member once per cycle, so in a cluster whose cycle is longer
+    /// than the passive timeout (above ~180 workers) the spec's deadline would remove
+    /// healthy peers before anyone could have probed them, and gossip would rediscover
+    /// them forever. This only ever extends the spec's timeout.
+    pub(super) fn removal_deadline(&self, m: &Member) -> Instant {
+        let role_deadline =
+            strategy(m.role).removal_deadline(m.discovered_at(), self.lhm.multiplier(), 1.0);
+        let cycles = scale(self.probe_interval(), 2.0 * self.probe_list.len() as f64);
+        role_deadline.max(m.discovered_at() + cycles)
+    }
+
+    /// When an UNCONFIRMED peer earns its one warning: after `unconfirmed_warning` (60 s),
+    /// but never before one probe cycle, for the same reason as [`Self::removal_deadline`]:
+    /// in a 1000-node cluster every peer learned by gossip is legitimately unconfirmed
+    /// for most of a cycle, and the spec's 60 s made a million warnings of noise.
+    pub(super) fn warning_at(&self, m: &Member) -> Instant {
+        let cycle = scale(self.probe_interval(), self.probe_list.len() as f64);
+        m.discovered_at() + self.cfg.unconfirmed_warning.max(cycle)
+    }
+
+    /// The next instant the confirmation timer must look at `m`: its warning, its next
+    /// proactive attempt, or its removal deadline.
+    pub(super) fn next_confirmation_check(&self, m: &Member) -> Instant {
+        let strat = strategy(m.role);
+        let mut next = self.removal_deadline(m);
+        if let Some(a) = strat.attempt_at(m.discovered_at(), m.proactive_made) {
+            next = next.min(a);
+        }
+        if !m.warned {
+            next = next.min(self.warning_at(m));
+        }
+        next
+    }
+
+    /// Proactive confirmation and removal of an UNCONFIRMED peer (membership.md §7).
+    pub(super) fn confirm_timer(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
+        let Some(m) = self.members.get(&node) else {
+            return;
+        };
+        if m.status != Status::Unconfirmed {
+            return;
+        }
+        if !m.warned && now >= self.warning_at(m) {
+            self.members.get_mut(&node).expect("exists").warned = true;
+            self.event(
+                out,
+                Event::UnconfirmedWarning {
+                    cluster: self.me.cluster,
+                    node,
+                },
+            );
+        }
+        let m = &self.members[&node];
+        let strat = strategy(m.role);
+        let deadline = self.removal_deadline(m);
+        let in_flight = self.proactive.values().any(|(n, _)| *n == node);
+        if let Some(due) = strat.attempt_at(m.discovered_at(), m.proactive_made) {
+            if due <= now && !in_flight {
+                let (addr, role, attempt) = (m.addr, m.role, m.proactive_made);
+                let seq = self.seq();
+                let t = self.probe_timeout();
+                let key = self.at(now + t, Timer::ProactiveTimeout { seq });
+                self.proactive.insert(seq, (node, key));
+                let mm = self.members.get_mut(&node).expect("exists");
+                mm.proactive_made += 1;
+                mm.proactive_last_failed = false;
+                self.event(
+                    out,
+                    Event::ProactivePing {
+                        cluster: self.me.cluster,
+                        node,
+                        role,
+                        attempt,
+                    },
+                );
+                self.send_ping(seq, node, addr, out);
+                return;
+            }
+        }
+        let exhausted = m.proactive_made >= strat.attempts && m.proactive_last_failed;
+        if now >= deadline && (!strat.proactive || exhausted) {
+            let reason = if strat.proactive {
+                RemovalReason::ExhaustedProactiveAttempts
+            } else {
+                RemovalReason::PassiveTimeoutExpired
+            };
+            let ev = Event::UnconfirmedRemoved {
+                cluster: self.me.cluster,
+                node,
+                role: m.role,
+                reason,
+                discovered_at: m.discovered_at(),
+            };
+            self.event(out, ev);
+            self.remove_member(node, out);
+            return;
+        }
+        if in_flight {
+            return; // the attempt's timeout reschedules us
+        }
+        self.schedule_confirmation(node, now);
+    }
+}
