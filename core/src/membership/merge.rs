@@ -85,11 +85,7 @@ impl Membership {
             (Status::Unconfirmed, ClaimKind::Suspect) => true, // never Unconfirmed -> Suspect
             (Status::Unconfirmed, ClaimKind::Dead | ClaimKind::Left) => {
                 if c.inc >= l {
-                    let st = if c.kind == ClaimKind::Left {
-                        Status::Left
-                    } else {
-                        Status::Dead
-                    };
+                    let st = gone_status(c.kind);
                     self.declare_gone(c.node, st, c.inc, c.from, now, out);
                 }
                 true
@@ -125,11 +121,7 @@ impl Membership {
             }
             (Status::Alive | Status::Suspect, ClaimKind::Dead | ClaimKind::Left) => {
                 if c.inc >= l {
-                    let st = if c.kind == ClaimKind::Left {
-                        Status::Left
-                    } else {
-                        Status::Dead
-                    };
+                    let st = gone_status(c.kind);
                     self.declare_gone(c.node, st, c.inc, c.from, now, out);
                 }
                 true
@@ -138,11 +130,7 @@ impl Membership {
             (Status::Dead | Status::Left, ClaimKind::Dead | ClaimKind::Left) => {
                 let to_left = c.kind == ClaimKind::Left && status == Status::Dead && c.inc == l;
                 if c.inc > l || to_left {
-                    let st = if c.kind == ClaimKind::Left {
-                        Status::Left
-                    } else {
-                        Status::Dead
-                    };
+                    let st = gone_status(c.kind);
                     self.transition(c.node, st, c.inc, now, out);
                     self.enqueue(*c, now, false);
                 }
@@ -298,5 +286,14 @@ impl Membership {
         self.lhm_raise(1, out);
         let me = self.self_claim(ClaimKind::Alive);
         self.enqueue(me, now, true);
+    }
+}
+
+/// The status a DEAD or LEFT claim leads to.
+fn gone_status(kind: ClaimKind) -> Status {
+    if kind == ClaimKind::Left {
+        Status::Left
+    } else {
+        Status::Dead
     }
 }

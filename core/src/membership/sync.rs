@@ -13,20 +13,25 @@ impl Membership {
         self.send_join(now, out);
     }
 
+    /// A member asks a seed to JOIN; an observer pulls the seed's table instead.
+    fn contact_seed(&mut self, seed: Addr, out: &mut Outputs) {
+        match self.mode {
+            Mode::Member => self.send(
+                seed,
+                Body::Join {
+                    protocol_major: self.cfg.protocol_major,
+                    protocol_minor: self.cfg.protocol_minor,
+                },
+                out,
+            ),
+            Mode::Observer { .. } => self.send_push_pull(seed, false, out),
+        }
+    }
+
     pub(super) fn send_join(&mut self, now: Instant, out: &mut Outputs) {
         for i in 0..self.seeds.len() {
             let seed = self.seeds[i];
-            match self.mode {
-                Mode::Member => self.send(
-                    seed,
-                    Body::Join {
-                        protocol_major: self.cfg.protocol_major,
-                        protocol_minor: self.cfg.protocol_minor,
-                    },
-                    out,
-                ),
-                Mode::Observer { .. } => self.send_push_pull(seed, false, out),
-            }
+            self.contact_seed(seed, out);
         }
         if self.join_attempts_left > 0 {
             let wait = self.jittered(self.cfg.join_retry());
@@ -62,17 +67,7 @@ impl Membership {
         if self.live_count == 0 && !self.seeds.is_empty() {
             let seed = self.seeds[self.rng.below(self.seeds.len())];
             self.stats.reconnects += 1;
-            match self.mode {
-                Mode::Member => self.send(
-                    seed,
-                    Body::Join {
-                        protocol_major: self.cfg.protocol_major,
-                        protocol_minor: self.cfg.protocol_minor,
-                    },
-                    out,
-                ),
-                Mode::Observer { .. } => self.send_push_pull(seed, false, out),
-            }
+            self.contact_seed(seed, out);
         }
         if self.dead_count == 0 {
             return;

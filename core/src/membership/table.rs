@@ -2,6 +2,7 @@
 //! changes, confirmation by direct contact, insertion, removal and eviction.
 
 use super::*;
+use crate::io::MemberView;
 
 impl Membership {
     /// The single place a member's `(status, inc, confirmed)` changes: keeps the counters
@@ -50,17 +51,29 @@ impl Membership {
             self.suspicions.remove(&node);
         }
         if from != to {
-            self.event(
-                out,
-                Event::Member {
-                    cluster: self.me.cluster,
-                    node,
-                    role,
-                    from: Some(from),
-                    to: Some(to),
-                },
-            );
+            self.member_event(out, node, role, Some(from), Some(to));
         }
+    }
+
+    /// Report a change of one member's entry: the event every observer mirrors.
+    fn member_event(
+        &self,
+        out: &mut Outputs,
+        node: NodeId,
+        role: Role,
+        from: Option<MemberView>,
+        to: Option<MemberView>,
+    ) {
+        self.event(
+            out,
+            Event::Member {
+                cluster: self.me.cluster,
+                node,
+                role,
+                from,
+                to,
+            },
+        );
     }
 
     /// Direct contact from `node` (membership.md §7): an Unconfirmed peer becomes Alive.
@@ -82,16 +95,7 @@ impl Membership {
         if to.status.is_live() && !from.status.is_live() {
             self.live_count += 1;
         }
-        self.event(
-            out,
-            Event::Member {
-                cluster: self.me.cluster,
-                node,
-                role,
-                from: Some(from),
-                to: Some(to),
-            },
-        );
+        self.member_event(out, node, role, Some(from), Some(to));
     }
 
     /// Add a member learned from claim `c` (its own ALIVE when `confirmed`).
@@ -116,16 +120,7 @@ impl Membership {
         let to = m.view();
         self.members.insert(node, m);
         self.probe_list_insert(node);
-        self.event(
-            out,
-            Event::Member {
-                cluster: self.me.cluster,
-                node,
-                role,
-                from: None,
-                to: Some(to),
-            },
-        );
+        self.member_event(out, node, role, None, Some(to));
         if !confirmed {
             if self.merging_snapshot {
                 self.discovered_in_snapshot.push(node);
@@ -143,16 +138,7 @@ impl Membership {
         self.dead_count -= (m.status == Status::Dead) as usize;
         self.gossip.remove(node);
         self.suspicions.remove(&node);
-        self.event(
-            out,
-            Event::Member {
-                cluster: self.me.cluster,
-                node,
-                role: m.role,
-                from: Some(m.view()),
-                to: None,
-            },
-        );
+        self.member_event(out, node, m.role, Some(m.view()), None);
     }
 
     /// Table full: evict `len - max + 100`, Unconfirmed first, then Dead, Suspect, Alive;
