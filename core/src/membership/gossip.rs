@@ -50,6 +50,8 @@ pub struct Update {
 pub struct GossipQueue {
     pending: FxHashMap<NodeId, Pending>,
     by_sends: Vec<BinaryHeap<(u64, NodeId)>>,
+    /// Entries across all heaps, live and stale.
+    heap_entries: usize,
     cap: usize,
     next_order: u64,
     /// Updates dropped because the queue was full.
@@ -76,17 +78,23 @@ impl GossipQueue {
         if self.by_sends.len() <= s {
             self.by_sends.resize_with(s + 1, BinaryHeap::new);
         }
-        let heap = &mut self.by_sends[s];
-        heap.push((order, node));
-        // Bound the stale entries lazy deletion leaves behind.
-        if heap.len() > 2 * self.pending.len() + 64 {
-            let pending = &self.pending;
-            heap.retain(|(o, n)| {
-                pending
-                    .get(n)
-                    .is_some_and(|p| p.order == *o && p.sends == sends)
-            });
+        self.by_sends[s].push((order, node));
+        self.heap_entries += 1;
+        // Bound what lazy deletion leaves behind: once stale entries outnumber live ones,
+        // rebuild the heaps from the pending updates in right-sized allocations (a heap
+        // that grew during a mass join would otherwise keep its capacity for ever).
+        if self.heap_entries > 2 * self.pending.len() + 64 {
+            self.compact();
         }
+    }
+
+    fn compact(&mut self) {
+        let mut heaps: Vec<Vec<(u64, NodeId)>> = vec![Vec::new(); self.by_sends.len()];
+        for (node, p) in self.pending.iter() {
+            heaps[p.sends as usize].push((p.order, *node));
+        }
+        self.by_sends = heaps.into_iter().map(BinaryHeap::from).collect();
+        self.heap_entries = self.pending.len();
     }
 
     /// Queue `claim` unless a pending update about the same node supersedes it: replaced by
@@ -166,6 +174,7 @@ impl GossipQueue {
                     break;
                 };
                 self.by_sends[s].pop();
+                self.heap_entries -= 1;
                 let live = self
                     .pending
                     .get(&node)
@@ -185,6 +194,7 @@ impl GossipQueue {
         }
         if let Some((s, entry)) = skipped {
             self.by_sends[s].push(entry);
+            self.heap_entries += 1;
         }
         for node in picked {
             let p = self.pending.get_mut(&node).expect("live entries exist");
@@ -207,12 +217,22 @@ impl GossipQueue {
                 self.index(sends, order, node);
             }
         }
+        self.release_if_empty();
     }
 
     /// Forget a member's pending update (member removed from the table); its heap
     /// entries become stale and are skipped.
     pub fn remove(&mut self, node: NodeId) {
         self.pending.remove(&node);
+        self.release_if_empty();
+    }
+
+    /// An empty queue holds no heap memory (its heaps only had stale entries left).
+    fn release_if_empty(&mut self) {
+        if self.pending.is_empty() && !self.by_sends.is_empty() {
+            self.by_sends = Vec::new();
+            self.heap_entries = 0;
+        }
     }
 }
 
@@ -311,6 +331,47 @@ mod tests {
             assert!(q.len() <= 20);
         }
         assert!(q.evicted > 0);
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+    use crate::id::{Addr, Role};
+
+    #[test]
+    fn heap_entries_stay_bounded_and_an_empty_queue_holds_none() {
+        let mut q = GossipQueue::new(1000);
+        let claim = |n: u32, inc: u32| Claim {
+            kind: ClaimKind::Alive,
+            node: NodeId(n),
+            addr: Addr::from_u32(n),
+            inc: Incarnation(inc),
+            role: Role::Worker,
+            from: NodeId(n),
+        };
+        let render = |u: Update| Some(claim(u.node.0, u.inc.0));
+        // Churn: many replacements leave stale heap entries behind.
+        for round in 0..200u32 {
+            for n in 0..50 {
+                q.enqueue(claim(n, round), 20, Instant::ZERO, false);
+            }
+            let mut out = Vec::new();
+            q.select(5, None, &mut out, render);
+            assert!(
+                q.heap_entries <= 2 * q.len() + 64 + 1,
+                "{} entries for {}",
+                q.heap_entries,
+                q.len()
+            );
+        }
+        // Drain everything: the heaps are released.
+        while !q.is_empty() {
+            let mut out = Vec::new();
+            q.select(5, None, &mut out, render);
+        }
+        assert!(q.by_sends.is_empty());
+        assert_eq!(q.heap_entries, 0);
     }
 }
 
