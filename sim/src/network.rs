@@ -16,6 +16,7 @@ pub struct Network {
     jitter: f64,
     loss: f64,
     pub corrupt: f64,
+    pub duplicate: f64,
     node_loss: Vec<f64>,
     /// Partition group of each node; `None` = no partition in force.
     groups: Option<Vec<u16>>,
@@ -53,6 +54,7 @@ impl Network {
             jitter: s.network.jitter,
             loss: s.network.loss,
             corrupt: s.network.corrupt,
+            duplicate: s.network.duplicate,
             node_loss: vec![0.0; nodes.len()],
             groups: None,
             one_way: false,

@@ -35,6 +35,8 @@ pub struct Messages {
     pub dropped_down: u64,
     /// Datagrams corrupted in flight by the network model.
     pub corrupted: u64,
+    /// Datagrams the network delivered twice.
+    pub duplicated: u64,
     /// Datagrams and frames the receiving node could not decode (counted and dropped).
     pub decode_errors: u64,
 }

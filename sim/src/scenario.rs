@@ -91,6 +91,9 @@ pub struct NetworkSpec {
     /// count and drop it.
     #[serde(default)]
     pub corrupt: f64,
+    /// Probability that a datagram is delivered twice (the copy with its own delay).
+    #[serde(default)]
+    pub duplicate: f64,
 }
 
 fn default_intra() -> f64 {
@@ -110,6 +113,7 @@ impl Default for NetworkSpec {
             jitter: 0.0,
             loss: 0.0,
             corrupt: 0.0,
+            duplicate: 0.0,
         }
     }
 }
@@ -215,6 +219,11 @@ pub enum Fault {
         at: Duration,
         rate: f64,
     },
+    Duplicate {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        rate: f64,
+    },
     Latency {
         #[serde(deserialize_with = "de_duration")]
         at: Duration,
@@ -254,6 +263,7 @@ impl Fault {
             | Fault::Heal { at }
             | Fault::Loss { at, .. }
             | Fault::Corrupt { at, .. }
+            | Fault::Duplicate { at, .. }
             | Fault::Latency { at, .. }
             | Fault::Pause { at, .. }
             | Fault::Slow { at, .. }
@@ -353,6 +363,13 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
     if !(0.0..=1.0).contains(&net.loss) {
         return Err(err(path, "network.loss", "must be a probability in [0, 1]"));
     }
+    if !(0.0..=1.0).contains(&net.duplicate) {
+        return Err(err(
+            path,
+            "network.duplicate",
+            "must be a probability in [0, 1]",
+        ));
+    }
     if !(0.0..=1.0).contains(&net.corrupt) {
         return Err(err(
             path,
@@ -447,7 +464,7 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                     ));
                 }
             }
-            Fault::Corrupt { rate, .. } => {
+            Fault::Corrupt { rate, .. } | Fault::Duplicate { rate, .. } => {
                 if !(0.0..=1.0).contains(rate) {
                     return Err(err(path, key("rate"), "must be a probability in [0, 1]"));
                 }

@@ -558,6 +558,20 @@ impl<'a> World<'a> {
         if !frame && self.net.maybe_corrupt(&mut bytes, &mut self.net_rng) {
             self.messages.corrupted += 1;
         }
+        if !frame && self.net.duplicate > 0.0 && self.net_rng.chance(self.net.duplicate) {
+            self.messages.duplicated += 1;
+            let again = self.net.delay_us(from, dest, &mut self.net_rng);
+            self.push(
+                self.now + again,
+                Ev::Deliver {
+                    to: dest as u32,
+                    from: from as u32,
+                    bytes: bytes.clone(),
+                    frame,
+                    slowed: false,
+                },
+            );
+        }
         let delay = self.net.delay_us(from, dest, &mut self.net_rng);
         self.push(
             self.now + delay,
@@ -655,6 +669,7 @@ impl<'a> World<'a> {
                     .on_partition(self.now, &|a, b| net.cut(a, b), side);
             }
             Fault::Corrupt { rate, .. } => self.net.corrupt = rate,
+            Fault::Duplicate { rate, .. } => self.net.duplicate = rate,
             Fault::Heal { .. } => {
                 self.net.heal();
                 self.checker.on_heal(self.now);

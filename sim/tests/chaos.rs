@@ -44,12 +44,13 @@ fn scenario(k: u64) -> String {
     }
     let _ = writeln!(
         s,
-        "[network]\nintra_dc_rtt_ms = {}\ndefault_inter_dc_rtt_ms = {}\njitter = {}\nloss = {}\ncorrupt = {}",
+        "[network]\nintra_dc_rtt_ms = {}\ndefault_inter_dc_rtt_ms = {}\njitter = {}\nloss = {}\ncorrupt = {}\nduplicate = {}",
         pick(&mut r, &["0.5", "1", "5"]),
         pick(&mut r, &["40", "120", "300"]),
         pick(&mut r, &["0", "0.1", "0.5"]),
         pick(&mut r, &["0", "0.01", "0.05"]),
         pick(&mut r, &["0", "0.01"]),
+        pick(&mut r, &["0", "0.05"]),
     );
     let _ = writeln!(
         s,
