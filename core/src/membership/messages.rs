@@ -113,9 +113,16 @@ impl Membership {
                     }
                 }
                 _ => {
+                    // Only a helper we asked, and only once (datagrams may be duplicated).
                     if let Some(r) = self.round.as_mut() {
-                        if r.seq == seq && r.target == target && r.indirect {
-                            r.nacks = r.nacks.saturating_add(1);
+                        let helper = env.sender;
+                        if r.seq == seq
+                            && r.target == target
+                            && r.indirect
+                            && r.helpers.contains(&helper)
+                            && !r.nacked.contains(&helper)
+                        {
+                            r.nacked.push(helper);
                         }
                     }
                 }
@@ -258,18 +265,19 @@ impl Membership {
             .is_some_and(|r| r.seq == seq && r.target == sender)
         {
             self.round_succeeded(now, out);
-        } else if let Some(help) = self.helps.remove(&seq) {
+        } else if self.helps.get(&seq).is_some_and(|h| h.target == sender) {
+            // Only the target's own ACK completes a help: a stray ACK that happens to
+            // carry the seq must not cancel the probe we owe the requester.
+            let help = self.helps.remove(&seq).expect("present");
             self.timers.cancel(help.timer);
-            if help.target == sender {
-                self.send(
-                    help.requester_addr,
-                    Body::IndirectAck {
-                        seq: help.requester_seq,
-                        target: sender,
-                    },
-                    out,
-                );
-            }
+            self.send(
+                help.requester_addr,
+                Body::IndirectAck {
+                    seq: help.requester_seq,
+                    target: sender,
+                },
+                out,
+            );
         } else if self.proactive.get(&seq).is_some_and(|(n, _)| *n == sender) {
             let (_, key) = self.proactive.remove(&seq).expect("present");
             self.timers.cancel(key);

@@ -160,8 +160,9 @@ struct Round {
     target_addr: Addr,
     attempt: usize,
     indirect: bool,
-    helpers: u8,
-    nacks: u8,
+    /// The helpers asked, and which of them nacked (a duplicated NACK counts once).
+    helpers: SmallVec<[NodeId; 4]>,
+    nacked: SmallVec<[NodeId; 4]>,
     started_at: Instant,
     /// The pending DirectRetry/IndirectEnd, cancelled when the round ends early.
     timer: Option<TimerKey>,

@@ -105,8 +105,8 @@ impl Membership {
             target_addr: addr,
             attempt: 0,
             indirect: false,
-            helpers: 0,
-            nacks: 0,
+            helpers: SmallVec::new(),
+            nacked: SmallVec::new(),
             started_at: now,
             timer: None,
         });
@@ -207,7 +207,7 @@ impl Membership {
         self.stats.indirect_probes += 1;
         if let Some(round) = self.round.as_mut() {
             round.indirect = true;
-            round.helpers = helpers.len() as u8;
+            round.helpers = helpers;
         }
         let wait = self.probe_timeout();
         let key = self.at(now + wait, Timer::IndirectEnd { seq });
@@ -266,7 +266,11 @@ impl Membership {
         if round.seq != seq {
             return;
         }
-        let (target, helpers, nacks) = (round.target, round.helpers, round.nacks);
+        let (target, helpers, nacks) = (
+            round.target,
+            round.helpers.len() as u8,
+            round.nacked.len() as u8,
+        );
         // Lifeguard's self-awareness signal (membership.md §6.1). Spec deviation, as
         // memberlist and the Lifeguard paper do: a failed probe costs +1 only when no
         // helper could vouch for our network; with helpers, each *missing nack* costs +1

@@ -918,3 +918,123 @@ fn a_burial_below_our_incarnation_is_still_refuted_past_the_zombie_guard() {
     );
     assert_eq!(m.incarnation(), Incarnation(5));
 }
+
+#[test]
+fn a_stray_ack_does_not_cancel_a_help_we_owe() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    // 6 asks us to probe 5.
+    let req = Body::PingReq {
+        seq: 40,
+        target: NodeId(5),
+        target_addr: Addr::from_u32(5),
+        target_inc: Incarnation(0),
+        want_nack: true,
+        gossip: vec![],
+    };
+    let out = deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, req),
+        Instant::ZERO + secs(1),
+    );
+    let our_seq = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Transmit { to, bytes } if *to == Addr::from_u32(5) => {
+                match wire::decode(bytes, Channel::Datagram).unwrap().body {
+                    Body::Ping { seq, .. } => Some(seq),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .expect("we probe 5 for 6");
+    // An ACK with that seq but from someone else: ignored, the help stays.
+    let stray = Body::Ack {
+        seq: our_seq,
+        gossip: vec![],
+    };
+    let out = deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, stray),
+        Instant::ZERO + secs(1) + millis(5),
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Transmit { .. })));
+    assert_eq!(m.table_sizes().helps, 1);
+    // 5's own ACK completes it: 6 gets its INDIRECT_ACK.
+    let ack = Body::Ack {
+        seq: our_seq,
+        gossip: vec![],
+    };
+    let out = deliver(
+        &mut m,
+        env_from(5, Role::Worker, 0, ack),
+        Instant::ZERO + secs(1) + millis(10),
+    );
+    let sent: Vec<Envelope> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { bytes, .. } => Some(wire::decode(bytes, Channel::Datagram).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(
+        sent[0].body,
+        Body::IndirectAck {
+            seq: 40,
+            target: NodeId(5)
+        }
+    ));
+    assert_eq!(m.table_sizes().helps, 0);
+}
+
+#[test]
+fn a_duplicated_nack_counts_once() {
+    let mut m = machine(Role::Worker);
+    for n in [5, 6, 7] {
+        confirm(&mut m, n, Role::Worker, Instant::ZERO);
+    }
+    // 5 is silent; 6 and 7 answer pings. Asked to help probe 5, 6 nacks twice (a
+    // duplicated datagram) and 7 stays silent: one nack is missing, so LHM +1.
+    let mut now = Instant::ZERO;
+    let mut score_at_suspicion = None;
+    while score_at_suspicion.is_none() && now < Instant::ZERO + secs(120) {
+        now = m.next_deadline().unwrap();
+        let outs = m.step(Input::Tick, now);
+        if m.member(NodeId(5)).unwrap().status == Status::Suspect {
+            score_at_suspicion = Some(m.lhm_score());
+            break;
+        }
+        for o in outs {
+            let Output::Transmit { to, bytes } = o else {
+                continue;
+            };
+            let e = wire::decode(&bytes, Channel::Datagram).unwrap();
+            let helper = to.to_u32().unwrap();
+            let replies: Vec<Body> = match e.body {
+                Body::Ping { seq, .. } if helper != 5 => vec![Body::Ack {
+                    seq,
+                    gossip: vec![],
+                }],
+                Body::PingReq { seq, target, .. } if helper == 6 => {
+                    let nack = Body::Nack {
+                        seq,
+                        target,
+                        reason: NackReason::Timeout,
+                    };
+                    vec![nack.clone(), nack]
+                }
+                _ => vec![],
+            };
+            for r in replies {
+                deliver(
+                    &mut m,
+                    env_from(helper, Role::Worker, 0, r),
+                    now + millis(1),
+                );
+            }
+        }
+    }
+    assert_eq!(score_at_suspicion, Some(1));
+}
