@@ -16,7 +16,6 @@ use crate::membership::{self, Config, Identity, Membership, Mode};
 use crate::rng::derive_seed;
 use crate::time::Instant;
 use crate::wire::{self, Channel};
-use smallvec::SmallVec;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -45,7 +44,9 @@ pub enum Input<'a> {
 
 pub struct Node {
     role: Role,
-    memberships: SmallVec<[Membership; 4]>,
+    /// Own cluster first, then observers. A `Vec`, not an inline `SmallVec`: a machine
+    /// is ~1.6 KB and most nodes have one (a simulation holds thousands of nodes).
+    memberships: Vec<Membership>,
     decode_errors: u64,
     unknown_cluster: u64,
 }
@@ -78,7 +79,7 @@ impl Node {
             },
             now,
         ));
-        let mut memberships: SmallVec<[Membership; 4]> = SmallVec::new();
+        let mut memberships = Vec::with_capacity(1 + cfg.observe.len());
         memberships.push(own);
         if cfg.role == Role::Gate {
             for (i, (dc, seeds)) in cfg.observe.iter().enumerate() {
