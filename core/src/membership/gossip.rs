@@ -28,8 +28,8 @@ struct Pending {
     inc: Incarnation,
     from: NodeId,
     enqueued_at: Instant,
-    /// Insertion order: newer first on ties.
-    order: u64,
+    /// Insertion order, newer first on ties; [`URGENT`] marks our own refutations.
+    order: u32,
 }
 
 /// What a pending update says about a node; [`GossipQueue::select`] completes it into a
@@ -42,6 +42,11 @@ pub struct Update {
     pub from: NodeId,
 }
 
+/// The top bit of an order: urgent updates (our refutations) go before all others.
+const URGENT: u32 = 1 << 31;
+/// Orders are renumbered (rank-preserving) before the sequence reaches the urgent bit.
+const SEQ_LIMIT: u32 = URGENT - 1;
+
 /// Pending updates, one per member. Selection order is "fewest sends first, newest
 /// first": one max-heap of `(order, node)` per send count, with lazy deletion (a heap
 /// entry is live only if the pending update still has that order and send count), so a
@@ -49,11 +54,13 @@ pub struct Update {
 #[derive(Clone, Debug, Default)]
 pub struct GossipQueue {
     pending: FxHashMap<NodeId, Pending>,
-    by_sends: Vec<BinaryHeap<(u64, NodeId)>>,
+    /// 8-byte keys `(order, node)`: the heaps are most of the queue's memory when a mass
+    /// join saturates it.
+    by_sends: Vec<BinaryHeap<(u32, NodeId)>>,
     /// Entries across all heaps, live and stale.
     heap_entries: usize,
     cap: usize,
-    next_order: u64,
+    next_order: u32,
     /// Updates dropped because the queue was full.
     pub evicted: u64,
 }
@@ -73,7 +80,7 @@ impl GossipQueue {
         self.pending.is_empty()
     }
 
-    fn index(&mut self, sends: u8, order: u64, node: NodeId) {
+    fn index(&mut self, sends: u8, order: u32, node: NodeId) {
         let s = sends as usize;
         if self.by_sends.len() <= s {
             self.by_sends.resize_with(s + 1, BinaryHeap::new);
@@ -89,7 +96,7 @@ impl GossipQueue {
     }
 
     fn compact(&mut self) {
-        let mut heaps: Vec<Vec<(u64, NodeId)>> = vec![Vec::new(); self.by_sends.len()];
+        let mut heaps: Vec<Vec<(u32, NodeId)>> = vec![Vec::new(); self.by_sends.len()];
         for (node, p) in self.pending.iter() {
             heaps[p.sends as usize].push((p.order, *node));
         }
@@ -114,9 +121,12 @@ impl GossipQueue {
         } else if self.pending.len() >= self.cap {
             self.make_room(now);
         }
+        if self.next_order >= SEQ_LIMIT {
+            self.renumber();
+        }
         self.next_order += 1;
         let order = if urgent {
-            u64::MAX / 2 + self.next_order
+            URGENT | self.next_order
         } else {
             self.next_order
         };
@@ -135,13 +145,30 @@ impl GossipQueue {
         self.index(0, order, claim.node);
     }
 
+    /// Give the pending updates orders 1..=n in their current sequence (urgency kept),
+    /// so the sequence never reaches the urgent bit; selection order is unchanged.
+    fn renumber(&mut self) {
+        let mut entries: Vec<(u32, NodeId)> = self
+            .pending
+            .iter()
+            .map(|(n, p)| (p.order & SEQ_LIMIT, *n))
+            .collect();
+        entries.sort_unstable();
+        for (i, (_, node)) in entries.iter().enumerate() {
+            let p = self.pending.get_mut(node).expect("collected from the map");
+            p.order = (p.order & URGENT) | (i as u32 + 1);
+        }
+        self.next_order = entries.len() as u32;
+        self.compact();
+    }
+
     /// Full queue: drop stale (> 60 s) entries; if still full, evict the 10 oldest.
     fn make_room(&mut self, now: Instant) {
         let before = self.pending.len();
         self.pending
             .retain(|_, p| now.saturating_since(p.enqueued_at) <= secs(60));
         if self.pending.len() >= self.cap {
-            let mut orders: Vec<(u64, NodeId)> =
+            let mut orders: Vec<(u32, NodeId)> =
                 self.pending.iter().map(|(k, p)| (p.order, *k)).collect();
             orders.sort_unstable();
             for (_, k) in orders.into_iter().take(10) {
@@ -167,7 +194,7 @@ impl GossipQueue {
             return;
         }
         let mut picked: smallvec::SmallVec<[NodeId; 8]> = smallvec::SmallVec::new();
-        let mut skipped: Option<(usize, (u64, NodeId))> = None;
+        let mut skipped: Option<(usize, (u32, NodeId))> = None;
         for s in 0..self.by_sends.len() {
             while picked.len() < n {
                 let Some(&(order, node)) = self.by_sends[s].peek() else {
@@ -372,6 +399,39 @@ mod memory_tests {
         }
         assert!(q.by_sends.is_empty());
         assert_eq!(q.heap_entries, 0);
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use crate::id::{Addr, Role};
+
+    #[test]
+    fn renumbering_near_the_limit_keeps_the_selection_order() {
+        let claim = |n: u32| Claim {
+            kind: ClaimKind::Alive,
+            node: NodeId(n),
+            addr: Addr::from_u32(n),
+            inc: Incarnation(1),
+            role: Role::Worker,
+            from: NodeId(n),
+        };
+        let render = |u: Update| Some(claim(u.node.0));
+        let mut q = GossipQueue::new(100);
+        q.next_order = SEQ_LIMIT - 3;
+        for n in 1..=6 {
+            q.enqueue(claim(n), 10, Instant::ZERO, n == 2);
+        }
+        assert!(
+            q.next_order < 10,
+            "renumbered instead of reaching the urgent bit"
+        );
+        let mut out = Vec::new();
+        q.select(6, None, &mut out, render);
+        let order: Vec<u32> = out.iter().map(|c| c.node.0).collect();
+        // Urgent first, then newest first.
+        assert_eq!(order, vec![2, 6, 5, 4, 3, 1]);
     }
 }
 
