@@ -66,7 +66,6 @@ pub struct Checker {
     /// Tracked (observer, subject) pairs cut by the partition in force.
     cut_pairs: Vec<(usize, usize)>,
     side: Vec<u16>,
-    pub missed_cut_pairs: Vec<(String, String)>,
 }
 
 impl Checker {
@@ -98,7 +97,6 @@ impl Checker {
             partitions: Vec::new(),
             cut_pairs: Vec::new(),
             side: Vec::new(),
-            missed_cut_pairs: Vec::new(),
         };
         c.mismatches = 0;
         c
@@ -569,9 +567,6 @@ impl Checker {
             if gone(v) {
                 declared += 1;
                 declared_subject[s] = true;
-            } else if self.missed_cut_pairs.len() < 50 {
-                self.missed_cut_pairs
-                    .push((self.names[o].clone(), self.names[s].clone()));
             }
             if v != code(Status::Alive) {
                 not_alive += 1;

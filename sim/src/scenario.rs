@@ -145,35 +145,27 @@ pub struct MembershipOverrides {
 
 impl MembershipOverrides {
     pub fn apply(&self, mut c: Config) -> Config {
-        if let Some(v) = self.probe_interval {
-            c.probe_interval = v;
+        // Every override that is set replaces the default of the same name.
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    c.$field = v;
+                }
+            )*};
         }
-        if let Some(v) = self.probe_timeout {
-            c.probe_timeout = v;
-        }
+        take!(
+            probe_interval,
+            probe_timeout,
+            push_pull_interval,
+            reconnect_interval,
+            tombstone,
+            lifeguard,
+            indirect_helpers,
+            retransmit_mult,
+            gossip_per_datagram
+        );
         c.suspicion_min = self.suspicion_min.or(c.suspicion_min);
         c.suspicion_max = self.suspicion_max.or(c.suspicion_max);
-        if let Some(v) = self.push_pull_interval {
-            c.push_pull_interval = v;
-        }
-        if let Some(v) = self.reconnect_interval {
-            c.reconnect_interval = v;
-        }
-        if let Some(v) = self.tombstone {
-            c.tombstone = v;
-        }
-        if let Some(v) = self.lifeguard {
-            c.lifeguard = v;
-        }
-        if let Some(v) = self.indirect_helpers {
-            c.indirect_helpers = v;
-        }
-        if let Some(v) = self.retransmit_mult {
-            c.retransmit_mult = v;
-        }
-        if let Some(v) = self.gossip_per_datagram {
-            c.gossip_per_datagram = v;
-        }
         c
     }
 }

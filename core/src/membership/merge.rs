@@ -283,7 +283,7 @@ impl Membership {
                 inc: next,
             },
         );
-        self.lhm_raise(1, out);
+        self.lhm_raise(1, now, out);
         let me = self.self_claim(ClaimKind::Alive);
         self.enqueue(me, now, true);
     }

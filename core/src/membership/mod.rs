@@ -235,8 +235,6 @@ pub struct Membership {
     /// whole table is in, so cycle-scaled deadlines see the real cluster size.
     discovered_in_snapshot: Vec<NodeId>,
     housekeeping_armed: bool,
-    /// The `now` of the input being handled (for helpers that schedule without one).
-    last_now: Instant,
     stats: Stats,
 }
 
@@ -293,7 +291,6 @@ impl Membership {
             merging_snapshot: false,
             discovered_in_snapshot: Vec::new(),
             housekeeping_armed: false,
-            last_now: now,
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
@@ -311,7 +308,6 @@ impl Membership {
 
     /// [`Membership::step`], appending to a caller's buffer (no per-layer copies).
     pub fn step_into(&mut self, input: Input<'_>, now: Instant, out: &mut Outputs) {
-        self.last_now = now;
         match input {
             Input::Datagram { from, bytes } => match wire::decode(bytes, Channel::Datagram) {
                 Ok(env) => self.handle(env, from, now, out),
@@ -332,8 +328,8 @@ impl Membership {
             Input::Leave => self.leave(now, out),
             Input::LoopLag { ratio } => {
                 match self.degradation.sample_lag(ratio) {
-                    LagEffect::Raise(n) => self.lhm_raise(n, out),
-                    LagEffect::Lower => self.lhm_lower(out),
+                    LagEffect::Raise(n) => self.lhm_raise(n, now, out),
+                    LagEffect::Lower => self.lhm_lower(now, out),
                     LagEffect::None => {}
                 }
                 if self.housekeeping_needed() {
@@ -343,7 +339,7 @@ impl Membership {
             Input::HeardFrom(node) => self.heard_from(node, now, out),
             Input::SetLocalHealth { score } => {
                 if self.lhm.set_score(score) {
-                    self.lhm_event(out);
+                    self.lhm_event(now, out);
                 }
             }
         }
@@ -351,7 +347,6 @@ impl Membership {
 
     /// Handle an already-decoded message (the node decodes once to route by cluster).
     pub fn handle(&mut self, env: Envelope, from: Addr, now: Instant, out: &mut Outputs) {
-        self.last_now = now;
         if env.cluster != self.me.cluster {
             self.stats.wrong_cluster += 1;
             return;
@@ -666,9 +661,8 @@ impl Membership {
         out.push(Output::Event(e));
     }
 
-    fn lhm_event(&mut self, out: &mut Outputs) {
+    fn lhm_event(&mut self, now: Instant, out: &mut Outputs) {
         if self.housekeeping_needed() {
-            let now = self.last_now;
             self.arm_housekeeping(now);
         }
         self.event(
@@ -680,21 +674,21 @@ impl Membership {
         );
     }
 
-    fn lhm_raise(&mut self, by: u8, out: &mut Outputs) {
+    fn lhm_raise(&mut self, by: u8, now: Instant, out: &mut Outputs) {
         if self.mode != Mode::Member {
             return; // observers take the node's score (SetLocalHealth)
         }
         if self.lhm.raise(by) {
-            self.lhm_event(out);
+            self.lhm_event(now, out);
         }
     }
 
-    fn lhm_lower(&mut self, out: &mut Outputs) {
+    fn lhm_lower(&mut self, now: Instant, out: &mut Outputs) {
         if self.mode != Mode::Member {
             return;
         }
         if self.lhm.lower(1) {
-            self.lhm_event(out);
+            self.lhm_event(now, out);
         }
     }
 }

@@ -303,7 +303,7 @@ impl Membership {
             }
         }
         if penalty > 0 {
-            self.lhm_raise(penalty, out);
+            self.lhm_raise(penalty, now, out);
         }
     }
 
@@ -329,7 +329,7 @@ impl Membership {
         let before = self.lhm.score();
         self.end_round(true, now);
         if self.lhm.score() != before {
-            self.lhm_event(out);
+            self.lhm_event(now, out);
         }
     }
 }
