@@ -60,6 +60,9 @@ pub enum Event {
         started_at: Instant,
         earliest: Instant,
         confirmations: u32,
+        /// When the last-chance probe whose silence ended the suspicion was sent (`None`
+        /// with Lifeguard off): the verdict rests on evidence from that moment on.
+        last_probe_at: Option<Instant>,
     },
     Lhm {
         cluster: ClusterId,

@@ -36,7 +36,9 @@ fn gone(code: u8) -> bool {
 pub struct Truth<'a> {
     pub up: &'a [bool],
     pub paused: &'a [bool],
-    pub cut: &'a dyn Fn(usize, usize) -> bool,
+    /// Whether the path from the first node to the second is cut now or was cut at any
+    /// moment since the given simulated time (µs).
+    pub cut_since: &'a dyn Fn(usize, usize, u64) -> bool,
 }
 
 pub struct Checker {
@@ -66,6 +68,12 @@ pub struct Checker {
     /// Tracked (observer, subject) pairs cut by the partition in force.
     cut_pairs: Vec<(usize, usize)>,
     side: Vec<u16>,
+    /// Per observer: the suspect whose suspicion just expired and when (simulated µs) the
+    /// evidence for that verdict began; consumed by the `Member` event that follows.
+    verdict_evidence: Vec<Option<(u32, u64)>>,
+    /// Per subject: the highest incarnation at which some node declared it dead by its
+    /// own, justified verdict. Adopting that verdict from gossip is not a new declaration.
+    justified_death: Vec<Option<u32>>,
 }
 
 impl Checker {
@@ -87,6 +95,8 @@ impl Checker {
             converged_at_ms: None,
             detections: Vec::new(),
             active_crash: vec![None; n],
+            verdict_evidence: vec![None; n],
+            justified_death: vec![None; n],
             false_positives: 0,
             false_positive_details: Vec::new(),
             checked: 0,
@@ -270,7 +280,10 @@ impl Checker {
                 to,
                 role,
                 ..
-            } => self.on_member(o, node.0 as usize, *role, *from, *to, now, truth),
+            } => {
+                self.on_member(o, node.0 as usize, *role, *from, *to, now, truth);
+                self.verdict_evidence[o] = None;
+            }
             Event::SelfIncarnation { cluster, inc } => {
                 let own = self.role[o] == Role::Gate && cluster.0 == 0
                     || self.role[o] != Role::Gate && cluster.0 != 0;
@@ -289,16 +302,29 @@ impl Checker {
                     self.refutations += 1;
                 }
             }
-            Event::SuspicionExpired { earliest, node, .. } if local < *earliest => {
-                self.violation(
-                    now,
-                    "suspicion-floor",
-                    format!(
-                        "{} expired its suspicion of {} before start + min",
-                        self.names[o],
-                        self.name(node.0)
-                    ),
-                );
+            Event::SuspicionExpired {
+                node,
+                last_probe_at,
+                earliest,
+                ..
+            } => {
+                // The verdict rests on the silence since the last-chance probe: the
+                // declaration that follows is judged over that whole window.
+                let since = last_probe_at.map_or(now, |p| {
+                    now.saturating_sub(local.saturating_since(p).as_micros() as u64)
+                });
+                self.verdict_evidence[o] = Some((node.0, since));
+                if local < *earliest {
+                    self.violation(
+                        now,
+                        "suspicion-floor",
+                        format!(
+                            "{} expired its suspicion of {} before start + min",
+                            self.names[o],
+                            self.name(node.0)
+                        ),
+                    );
+                }
             }
             Event::Lhm { score, .. } if *score > LHM_MAX_SCORE => {
                 self.violation(now, "lhm-range", format!("{} LHM {score}", self.names[o]));
@@ -421,9 +447,27 @@ impl Checker {
         let declared_dead = to.is_some_and(|t| t.status == Status::Dead)
             && from.is_some_and(|f| f.status.is_live());
         if declared_dead {
-            let reachable =
-                truth.up[s] && !truth.paused[s] && !(truth.cut)(o, s) && !(truth.cut)(s, o);
-            if reachable {
+            // Judged over the verdict's evidence window: a verdict whose last probe went
+            // out while a partition cut the path is not a false positive even if the
+            // partition healed before the probe timed out.
+            // A node adopting another's death verdict from gossip is judged by that
+            // verdict: the declaration happened where the verdict was formed.
+            let own_verdict = match self.verdict_evidence[o] {
+                Some((node, since)) if node as usize == s => Some(since),
+                _ => None,
+            };
+            let inc = to.map_or(0, |t| t.inc.0);
+            let adopted_justified =
+                own_verdict.is_none() && self.justified_death[s].is_some_and(|j| j >= inc);
+            let since = own_verdict.unwrap_or(now);
+            let reachable = truth.up[s]
+                && !truth.paused[s]
+                && !(truth.cut_since)(o, s, since)
+                && !(truth.cut_since)(s, o, since);
+            if own_verdict.is_some() && !reachable {
+                self.justified_death[s] = Some(self.justified_death[s].map_or(inc, |j| j.max(inc)));
+            }
+            if reachable && !adopted_justified {
                 self.false_positives += 1;
                 if self.false_positive_details.len() < MAX_FALSE_POSITIVES_KEPT {
                     self.false_positive_details.push(FalsePositive {

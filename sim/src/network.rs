@@ -21,6 +21,21 @@ pub struct Network {
     /// Partition group of each node; `None` = no partition in force.
     groups: Option<Vec<u16>>,
     one_way: bool,
+    /// Recently ended partitions (groups, one-way, ended at µs), newest last, so the
+    /// checker can tell a verdict formed from evidence the cut destroyed.
+    ended: Vec<(Vec<u16>, bool, u64)>,
+}
+
+/// How many ended partitions are remembered; older ones cannot matter to a verdict
+/// (evidence windows are one probe timeout long).
+const ENDED_PARTITIONS_KEPT: usize = 8;
+
+fn cut_by(groups: &[u16], one_way: bool, a: usize, b: usize) -> bool {
+    if one_way {
+        groups[a] == 0 && groups[b] != 0
+    } else {
+        groups[a] != groups[b]
+    }
 }
 
 impl Network {
@@ -58,6 +73,7 @@ impl Network {
             node_loss: vec![0.0; nodes.len()],
             groups: None,
             one_way: false,
+            ended: Vec::new(),
         }
     }
 
@@ -111,15 +127,28 @@ impl Network {
 
     /// Whether the path from `a` to `b` is cut by the partition in force.
     pub fn cut(&self, a: usize, b: usize) -> bool {
-        match &self.groups {
-            None => false,
-            Some(g) => {
-                if self.one_way {
-                    g[a] == 0 && g[b] != 0
-                } else {
-                    g[a] != g[b]
-                }
+        self.groups
+            .as_ref()
+            .is_some_and(|g| cut_by(g, self.one_way, a, b))
+    }
+
+    /// Whether the path from `a` to `b` is cut now or was cut at any moment since
+    /// `since_us` (by a partition that has ended since).
+    pub fn cut_since(&self, a: usize, b: usize, since_us: u64) -> bool {
+        self.cut(a, b)
+            || self
+                .ended
+                .iter()
+                .any(|(g, one_way, until)| *until >= since_us && cut_by(g, *one_way, a, b))
+    }
+
+    /// The partition in force (if any) ends at `now_us`.
+    fn end_partition(&mut self, now_us: u64) {
+        if let Some(g) = self.groups.take() {
+            if self.ended.len() == ENDED_PARTITIONS_KEPT {
+                self.ended.remove(0);
             }
+            self.ended.push((g, self.one_way, now_us));
         }
     }
 
@@ -139,7 +168,9 @@ impl Network {
         one_way: bool,
         s: &Scenario,
         nodes: &[NodeSpec],
+        now_us: u64,
     ) {
+        self.end_partition(now_us);
         let rest = groups.len() as u16;
         let mut g = vec![rest; self.n];
         for (gi, members) in groups.iter().enumerate() {
@@ -159,8 +190,8 @@ impl Network {
         self.one_way = one_way;
     }
 
-    pub fn heal(&mut self) {
-        self.groups = None;
+    pub fn heal(&mut self, now_us: u64) {
+        self.end_partition(now_us);
     }
 
     pub fn set_loss(&mut self, rate: f64, nodes: Option<&[usize]>) {
@@ -254,4 +285,52 @@ pub fn read_matrix(path: &Path, nodes: &[NodeSpec]) -> Result<Vec<f64>, String> 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn three_dcs() -> (Scenario, Vec<NodeSpec>) {
+        let text = r#"
+            name = "t"
+            duration = "1m"
+            seed = 1
+            [[dc]]
+            name = "a"
+            workers = 1
+            [[dc]]
+            name = "b"
+            workers = 1
+            [[dc]]
+            name = "c"
+            workers = 1
+        "#;
+        let s = crate::scenario::parse(text, Path::new("t.toml"), &[]).unwrap();
+        let nodes = s.nodes();
+        (s, nodes)
+    }
+
+    #[test]
+    fn cut_since_remembers_partitions_that_have_ended() {
+        let (s, nodes) = three_dcs();
+        let mut net = Network::new(&s, &nodes);
+        let groups = vec![vec!["a".to_string()]];
+        assert!(!net.cut_since(0, 1, 0));
+        net.partition(&groups, false, &s, &nodes, 1_000);
+        assert!(net.cut(0, 1) && net.cut(1, 0) && !net.cut(1, 2));
+        net.heal(5_000);
+        assert!(!net.cut(0, 1));
+        // Evidence gathered from 4 ms on saw the cut; from 6 ms on it did not.
+        assert!(net.cut_since(0, 1, 4_000));
+        assert!(net.cut_since(1, 0, 5_000));
+        assert!(!net.cut_since(0, 1, 6_000));
+        assert!(!net.cut_since(1, 2, 0), "b and c were never cut");
+        // A one-way cut only blocks its own direction, also in the past.
+        net.partition(&groups, true, &s, &nodes, 7_000);
+        net.heal(8_000);
+        assert!(net.cut_since(0, 1, 7_500));
+        assert!(!net.cut_since(1, 0, 7_500));
+    }
 }

@@ -597,11 +597,11 @@ impl<'a> World<'a> {
             self.nodes[i].stored_inc = self.nodes[i].stored_inc.max(inc.0);
         }
         let net = &self.net;
-        let cut = |a: usize, b: usize| net.cut(a, b);
+        let cut_since = |a: usize, b: usize, since: u64| net.cut_since(a, b, since);
         let truth = Truth {
             up: &self.up,
             paused: &self.paused,
-            cut: &cut,
+            cut_since: &cut_since,
         };
         self.checker.on_event(i, &e, self.now, local, &truth);
         if let Some(w) = self.trace.as_mut() {
@@ -662,7 +662,8 @@ impl<'a> World<'a> {
                 groups, one_way, ..
             } => {
                 let specs: Vec<NodeSpec> = self.nodes.iter().map(|n| n.spec.clone()).collect();
-                self.net.partition(&groups, one_way, self.scenario, &specs);
+                self.net
+                    .partition(&groups, one_way, self.scenario, &specs, self.now);
                 let net = &self.net;
                 let side: Vec<u16> = (0..self.nodes.len()).map(|i| net.group_of(i)).collect();
                 self.checker
@@ -671,7 +672,7 @@ impl<'a> World<'a> {
             Fault::Corrupt { rate, .. } => self.net.corrupt = rate,
             Fault::Duplicate { rate, .. } => self.net.duplicate = rate,
             Fault::Heal { .. } => {
-                self.net.heal();
+                self.net.heal(self.now);
                 self.checker.on_heal(self.now);
             }
             Fault::Loss { rate, nodes, .. } => {

@@ -59,12 +59,16 @@ fn lifeguard_prevents_false_positives_around_slow_nodes() {
 
 /// Three DCs, eu-west cut off for two minutes, seeds 1..200 (acceptance 5): zero
 /// invariant violations and false positives; every cut pair suspects the other side; the
-/// majority declares every eu-west node dead; the minority reaches a verdict on some
-/// (Lifeguard slows an isolated minority by design; see the closing notes); after the
-/// heal every live node sees every live node alive again within 60 s, unaided.
+/// majority declares every eu-west node dead; the isolated minority declares at least 9
+/// of the 10 majority nodes it tracks dead in every seed and all 10 in at least 195 seeds
+/// (a gate it only starts suspecting after ~95 s cannot reach a verdict before the heal
+/// at 180 s within the spec's gate bounds: 120 s, 85 s with its one possible
+/// confirmation); after the heal every live node sees every live node alive again
+/// within 60 s, unaided.
 #[test]
 fn three_dc_partition_200_seeds_detected_healed_and_clean() {
     let s = common::load("three-dc-partition.toml", &[]);
+    let mut minority_complete = 0;
     for r in meridian_sim::sweep(&s, 1..201, 2) {
         assert_clean(&r);
         assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
@@ -82,11 +86,19 @@ fn three_dc_partition_200_seeds_detected_healed_and_clean() {
             "seed {}",
             r.seed
         );
-        assert!(p.sides[1].declared_dead_across > 0, "seed {}", r.seed);
+        let majority = &p.sides[1];
+        assert_eq!(majority.tracked_across, 10, "4 gates + 6 managers");
+        assert!(
+            majority.declared_dead_across >= 9,
+            "seed {}: {majority:?}",
+            r.seed
+        );
+        minority_complete += (majority.declared_dead_across == 10) as u32;
         let back = p.reconverged_at_ms.expect("reconverged") - 180_000;
         assert!(back <= 60_000, "seed {}: {back} ms after the heal", r.seed);
         assert!(r.membership.consistent_at_end, "seed {}", r.seed);
     }
+    assert!(minority_complete >= 195, "{minority_complete}/200");
 }
 
 /// A node that restarts comes back with a higher incarnation (store + 10) and is seen

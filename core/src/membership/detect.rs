@@ -16,13 +16,12 @@ impl Membership {
         // gate acting as a health checker of another cluster's managers: it uses the
         // bounds of the role it observes, since it never receives confirmations (observers
         // gossip nothing) and at gate bounds would always wait the full 120 s.
-        let (base_min, base_max) = self.cfg.suspicion_bounds_for(self.detector_role());
-        let mult = self.lhm.multiplier();
+        let bounds = self.cfg.suspicion_bounds_for(self.detector_role());
         let n = self.live_count;
         let susp = Suspicion::new(
             now,
-            scale(base_min, mult),
-            scale(base_max, mult),
+            bounds,
+            self.lhm.multiplier(),
             n,
             from,
             self.cfg.lifeguard,
@@ -50,6 +49,26 @@ impl Membership {
             self.at(after.max(now), Timer::Suspicion { node });
         }
         true
+    }
+
+    /// The local health multiplier changed: if it fell, shorten the suspicions whose
+    /// bounds were scaled by a higher one (see [`Suspicion::relax`]) and bring their
+    /// timers forward. A rise changes nothing.
+    pub(super) fn relax_suspicions(&mut self, now: Instant) {
+        let mult = self.lhm.multiplier();
+        let mut moved: SmallVec<[(NodeId, Instant); 8]> = SmallVec::new();
+        for (&node, s) in self.suspicions.iter_mut() {
+            let before = s.deadline();
+            if s.relax(mult) && s.deadline() < before {
+                moved.push((node, s.deadline()));
+            }
+        }
+        // Timers with equal deadlines fire in insertion order: insert in id order so the
+        // trace never depends on the map's iteration order.
+        moved.sort_unstable_by_key(|&(node, _)| node);
+        for (node, deadline) in moved {
+            self.at(deadline.max(now), Timer::Suspicion { node });
+        }
     }
 
     pub(super) fn suspicion_timer(&mut self, node: NodeId, now: Instant, out: &mut Outputs) {
@@ -81,7 +100,10 @@ impl Membership {
                 .get_mut(&node)
                 .expect("suspect has a suspicion");
             s.last_chance = true;
-            s.granted += t;
+            s.last_probe_at = Some(now);
+            // The deadline may lie in the past (a recovered local health just shortened
+            // the suspicion): the probe always gets a full T_p from now.
+            s.granted += t + now.saturating_since(s.deadline());
             let deadline = s.deadline();
             let seq = self.seq();
             self.send_ping(seq, node, addr, out);
@@ -95,6 +117,7 @@ impl Membership {
             started_at: s.started_at,
             earliest: s.floor(),
             confirmations: s.confirmations() as u32,
+            last_probe_at: s.last_probe_at,
         };
         let inc = m.inc;
         self.event(out, ev);

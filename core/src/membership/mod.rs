@@ -661,10 +661,12 @@ impl Membership {
         out.push(Output::Event(e));
     }
 
+    /// The LHM changed (every change goes through here).
     fn lhm_event(&mut self, now: Instant, out: &mut Outputs) {
         if self.housekeeping_needed() {
             self.arm_housekeeping(now);
         }
+        self.relax_suspicions(now);
         self.event(
             out,
             Event::Lhm {

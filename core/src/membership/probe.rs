@@ -285,7 +285,16 @@ impl Membership {
         } else {
             helpers.saturating_sub(nacks)
         };
+        // Every helper answered in time: our own sending, receiving and processing work
+        // (the very thing the LHM measures), so the round counts for our health as a
+        // success does (-1). Without this, a node whose remaining peers are all
+        // unreachable (an isolated minority) keeps its LHM, and every suspicion's
+        // timeout, at the level the partition's first probes raised it to.
+        let vouched = self.cfg.lifeguard && helpers > 0 && nacks >= helpers;
         self.end_round(false, now);
+        if vouched {
+            self.lhm_lower(now, out);
+        }
         // The suspicion snapshots the LHM from *before* this round's penalty: the same
         // missing replies must not both accuse the target and stretch its timeout.
         if let Some(m) = self.members.get(&target) {

@@ -5,7 +5,7 @@
 //! Suspect when the suspicion started. Grants (AD-26) only ever push the deadline out.
 
 use crate::id::NodeId;
-use crate::time::Instant;
+use crate::time::{scale, Instant};
 use core::time::Duration;
 use smallvec::SmallVec;
 
@@ -25,8 +25,15 @@ pub fn timeout(min: Duration, max: Duration, confirmations: usize, n: usize) -> 
 #[derive(Clone, Debug)]
 pub struct Suspicion {
     pub started_at: Instant,
+    /// The bounds in force: the role's bounds times `health_mult`.
     pub min: Duration,
     pub max: Duration,
+    /// The role's bounds before the local-health factor.
+    base_min: Duration,
+    base_max: Duration,
+    /// The local health multiplier the bounds are scaled by: the LHM snapshot taken when
+    /// the suspicion started, lowered (never raised) as the local health recovers.
+    health_mult: f64,
     pub n: usize,
     /// Whether confirmations shorten the timeout (Lifeguard on).
     pub dynamic: bool,
@@ -36,21 +43,27 @@ pub struct Suspicion {
     pub granted: Duration,
     /// The one last probe before expiry was sent (membership.md §9).
     pub last_chance: bool,
+    /// When the latest last-chance probe went out.
+    pub last_probe_at: Option<Instant>,
 }
 
 impl Suspicion {
+    /// `min`/`max` are the role's bounds; `health_mult` the local health multiplier now.
     pub fn new(
         started_at: Instant,
-        min: Duration,
-        max: Duration,
+        (min, max): (Duration, Duration),
+        health_mult: f64,
         n: usize,
         originator: NodeId,
         dynamic: bool,
     ) -> Self {
         Suspicion {
             started_at,
-            min,
-            max,
+            min: scale(min, health_mult),
+            max: scale(max, health_mult),
+            base_min: min,
+            base_max: max,
+            health_mult,
             n,
             dynamic,
             originator,
@@ -58,6 +71,7 @@ impl Suspicion {
             extra_confirmations: 0,
             granted: Duration::ZERO,
             last_chance: false,
+            last_probe_at: None,
         }
     }
 
@@ -76,6 +90,28 @@ impl Suspicion {
         } else {
             self.extra_confirmations += 1;
         }
+        true
+    }
+
+    /// The local health multiplier fell to `health_mult`: if that is below the one the
+    /// bounds were scaled by, rescale them (the deadline only moves earlier, and never
+    /// before `start + min` at the new multiplier). Returns whether anything changed.
+    ///
+    /// Spec deviation (membership.md §6.3 snapshots the multiplier at start): the
+    /// multiplier exists because a node whose own probes fail cannot tell a dead peer from
+    /// its own sickness. Once its probes succeed again (its LHM falls), that doubt is
+    /// gone, and keeping the snapshot only delays a true verdict; an isolated minority
+    /// (whose LHM rises while it loses its peers, then falls once only reachable peers are
+    /// probed successfully) would otherwise not declare an unreachable majority dead for
+    /// up to 9x the role's maximum. Raising is never applied: a suspicion only gets
+    /// shorter, so no timer starves (AD-30).
+    pub fn relax(&mut self, health_mult: f64) -> bool {
+        if health_mult >= self.health_mult {
+            return false;
+        }
+        self.health_mult = health_mult;
+        self.min = scale(self.base_min, health_mult);
+        self.max = scale(self.base_max, health_mult);
         true
     }
 
@@ -119,7 +155,7 @@ mod tests {
     #[test]
     fn deadlines_are_non_increasing_in_confirmations_and_never_before_min() {
         let me = NodeId(0);
-        let mut s = Suspicion::new(Instant::ZERO, secs(5), secs(30), 50, NodeId(1), true);
+        let mut s = Suspicion::new(Instant::ZERO, (secs(5), secs(30)), 1.0, 50, NodeId(1), true);
         let mut last = s.deadline();
         assert_eq!(last, Instant::ZERO + secs(30));
         assert!(
@@ -142,8 +178,39 @@ mod tests {
 
     #[test]
     fn without_lifeguard_the_timeout_is_fixed() {
-        let mut s = Suspicion::new(Instant::ZERO, secs(5), secs(30), 50, NodeId(1), false);
+        let mut s = Suspicion::new(
+            Instant::ZERO,
+            (secs(5), secs(30)),
+            1.0,
+            50,
+            NodeId(1),
+            false,
+        );
         s.confirm(NodeId(2), NodeId(0));
         assert_eq!(s.deadline(), Instant::ZERO + secs(5));
+    }
+
+    #[test]
+    fn a_recovered_local_health_shortens_but_never_lengthens() {
+        // Gate bounds 30/120 s, N = 5, started with LHM 2 (multiplier 3): max 360 s.
+        let mut s = Suspicion::new(
+            Instant::ZERO,
+            (secs(30), secs(120)),
+            3.0,
+            5,
+            NodeId(1),
+            true,
+        );
+        assert_eq!(s.deadline(), Instant::ZERO + secs(360));
+        assert!(!s.relax(4.0), "a sicker node never lengthens a suspicion");
+        assert_eq!(s.deadline(), Instant::ZERO + secs(360));
+        assert!(s.relax(1.0));
+        assert_eq!(s.deadline(), Instant::ZERO + secs(120));
+        assert_eq!(s.floor(), Instant::ZERO + secs(30));
+        // One confirmation: 120 - 90 ln2/ln6 = 85.18 s.
+        s.confirm(NodeId(2), NodeId(0));
+        let d = s.deadline().saturating_since(Instant::ZERO);
+        assert!((d.as_secs_f64() - 85.18).abs() < 0.01, "{d:?}");
+        assert!(!s.relax(1.0));
     }
 }

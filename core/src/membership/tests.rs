@@ -1038,3 +1038,120 @@ fn a_duplicated_nack_counts_once() {
     }
     assert_eq!(score_at_suspicion, Some(1));
 }
+
+/// Spec deviation test (membership.md §6.3, see `Suspicion::relax`): a suspicion started
+/// while our LHM was high is shortened once our own probes succeed again, never lengthened.
+#[test]
+fn a_suspicion_started_while_unhealthy_shortens_when_local_health_recovers() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    m.step(Input::SetLocalHealth { score: 3 }, Instant::ZERO);
+    let mut now = Instant::ZERO;
+    let mut suspected = None;
+    let mut dead_at = None;
+    let mut lowest_after_suspicion = u8::MAX;
+    while now < Instant::ZERO + secs(400) && dead_at.is_none() {
+        now = m.next_deadline().unwrap();
+        for o in m.step(Input::Tick, now) {
+            match o {
+                Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
+                    let e = wire::decode(&bytes, Channel::Datagram).unwrap();
+                    let reply = match e.body {
+                        Body::Ping { seq, .. } => Body::Ack {
+                            seq,
+                            gossip: vec![],
+                        },
+                        Body::PingReq { seq, target, .. } => Body::Nack {
+                            seq,
+                            target,
+                            reason: NackReason::Timeout,
+                        },
+                        _ => continue,
+                    };
+                    deliver(&mut m, env_from(6, Role::Worker, 0, reply), now + millis(1));
+                }
+                Output::Event(Event::Member {
+                    node: NodeId(5),
+                    to: Some(v),
+                    ..
+                }) => {
+                    if v.status == Status::Suspect && suspected.is_none() {
+                        suspected = Some((now, m.lhm_score()));
+                    }
+                    if v.status == Status::Dead {
+                        dead_at = Some(now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if suspected.is_some() {
+            lowest_after_suspicion = lowest_after_suspicion.min(m.lhm_score());
+        }
+    }
+    let (s, score_at_start) = suspected.expect("suspected");
+    let dead = dead_at.expect("dead");
+    // Our probes of 6 keep succeeding, so the LHM falls back to 0 during the suspicion.
+    assert!(score_at_start >= 1, "suspected while unhealthy");
+    assert_eq!(lowest_after_suspicion, 0);
+    // Snapshot semantics would wait 30 s x (1 + score) + T_p; recovered health gives the
+    // plain worker maximum 30 s plus one last-chance probe (T_p = 1 s at LHM 0).
+    let snapshot_deadline = s + scale(secs(30), 1.0 + score_at_start as f64);
+    assert!(
+        dead < snapshot_deadline,
+        "{dead:?} vs {snapshot_deadline:?}"
+    );
+    assert_eq!(dead, s + secs(31));
+}
+
+/// Spec deviation test (membership.md §6.1): a failed probe that every helper nacked in
+/// time shows our own networking works, so it lowers the LHM like a success does.
+#[test]
+fn a_failed_probe_every_helper_nacked_counts_for_our_health() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    m.step(Input::SetLocalHealth { score: 3 }, Instant::ZERO);
+    let mut now = Instant::ZERO;
+    let mut checked = false;
+    while now < Instant::ZERO + secs(120) && !checked {
+        now = m.next_deadline().unwrap();
+        let before = m.lhm_score();
+        let mut suspected_now = false;
+        let mut lhm_now = None;
+        for o in m.step(Input::Tick, now) {
+            match o {
+                // 6 nacks every indirect request but never answers a direct ping, so
+                // no round against 6 ever succeeds: only the vouched rounds can lower it.
+                Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
+                    let e = wire::decode(&bytes, Channel::Datagram).unwrap();
+                    if let Body::PingReq { seq, target, .. } = e.body {
+                        let nack = Body::Nack {
+                            seq,
+                            target,
+                            reason: NackReason::Timeout,
+                        };
+                        deliver(&mut m, env_from(6, Role::Worker, 0, nack), now + millis(1));
+                    }
+                }
+                Output::Event(Event::Member {
+                    node: NodeId(5),
+                    to: Some(v),
+                    ..
+                }) if v.status == Status::Suspect => suspected_now = true,
+                Output::Event(Event::Lhm { score, .. }) => lhm_now = Some(score),
+                _ => {}
+            }
+        }
+        if suspected_now {
+            assert_eq!(
+                lhm_now,
+                Some(before - 1),
+                "the vouched round lowers the LHM"
+            );
+            checked = true;
+        }
+    }
+    assert!(checked, "5 was suspected");
+}
