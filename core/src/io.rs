@@ -68,6 +68,13 @@ pub enum Event {
         cluster: ClusterId,
         score: u8,
     },
+    /// Our Vivaldi coordinate after an update, sampled (at most one per
+    /// `coord_event_interval`), so a node's coordinate can be plotted over time.
+    Coordinate {
+        cluster: ClusterId,
+        coord: crate::coords::WireCoord,
+        samples: u64,
+    },
     Degradation {
         cluster: ClusterId,
         level: DegradationLevel,

@@ -24,6 +24,44 @@ fn bench(c: &mut Criterion) {
             b.iter(|| meridian_sim::run(&s, 1))
         });
     }
+    // The cost of Vivaldi (issue 3): the same 100-node run with coordinates off.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bench/nodes-100.toml");
+    let off = scenario::load(&path, &["membership.coordinates=false".to_string()]).expect("bench");
+    let msgs = meridian_sim::run(&off, 1).messages.sent;
+    g.throughput(Throughput::Elements(msgs));
+    g.bench_function("nodes-100.toml x 10m, coordinates off", |b| {
+        b.iter(|| meridian_sim::run(&off, 1))
+    });
+    g.finish();
+}
+
+/// Coordinate updates per second: one RTT sample through the filter, Vivaldi step,
+/// adjustment window and gravity.
+fn vivaldi(c: &mut Criterion) {
+    use meridian_core::coords::{CoordEngine, Coordinate, VivaldiConfig, WireCoord};
+    use meridian_core::rng::DetRng;
+    use meridian_core::{Instant, NodeId};
+    use std::time::Duration;
+    let cfg = VivaldiConfig::default();
+    let mut rng = DetRng::new(1);
+    let mut engine = CoordEngine::new(cfg, 1000, &mut rng);
+    for p in 0..64u32 {
+        let mut c = Coordinate::origin(&cfg);
+        c.vec[(p % 8) as usize] = 0.001 * p as f64;
+        c.error = 0.2;
+        engine.observe(NodeId(p), &WireCoord::from_coordinate(&c), Instant::ZERO);
+    }
+    let mut g = c.benchmark_group("vivaldi");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u32;
+    g.bench_function("update from one RTT sample", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let p = NodeId(i % 64);
+            let rtt = Duration::from_micros(20_000 + (i % 97) as u64 * 100);
+            engine.sample(p, rtt, Instant::ZERO, &mut rng)
+        })
+    });
     g.finish();
 }
 
@@ -51,6 +89,12 @@ fn codec(c: &mut Criterion) {
             target: NodeId(8),
             buddy: None,
             gossip: (0..5).map(claim).collect(),
+            coord: Some(meridian_core::coords::WireCoord {
+                vec: [31_000, -12_000, 4_000, 0, -2_000, 1_000, 0, 0],
+                height: 2_100,
+                adjustment: -300,
+                error: 800,
+            }),
         },
     };
     let bytes = wire::encode_datagram(&env).unwrap();
@@ -62,5 +106,5 @@ fn codec(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, codec);
+criterion_group!(benches, bench, codec, vivaldi);
 criterion_main!(benches);

@@ -62,6 +62,15 @@ pub struct Config {
     /// One warning per peer still unconfirmed after this long (membership.md §7).
     #[serde(with = "crate::membership::config::ms")]
     pub unconfirmed_warning: Duration,
+    /// Vivaldi coordinates (AD-35): PINGs and ACKs carry the sender's coordinate and
+    /// probers learn from the RTT. Off: neither, and timeouts cannot adapt.
+    pub coordinates: bool,
+    /// Probe and suspicion timeouts follow the RTT upper confidence bound and coordinate
+    /// quality (membership.md §8). Needs `coordinates`.
+    pub adaptive_timeouts: bool,
+    /// At most one `Event::Coordinate` per this interval.
+    #[serde(with = "crate::membership::config::ms")]
+    pub coord_event_interval: Duration,
 }
 
 impl Default for Config {
@@ -94,6 +103,9 @@ impl Default for Config {
             rate_limit_per_sec: 10.0,
             rate_limit_senders: 500,
             unconfirmed_warning: secs(60),
+            coordinates: true,
+            adaptive_timeouts: true,
+            coord_event_interval: secs(10),
         }
     }
 }

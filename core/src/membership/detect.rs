@@ -16,7 +16,7 @@ impl Membership {
         // gate acting as a health checker of another cluster's managers: it uses the
         // bounds of the role it observes, since it never receives confirmations (observers
         // gossip nothing) and at gate bounds would always wait the full 120 s.
-        let bounds = self.cfg.suspicion_bounds_for(self.detector_role());
+        let bounds = self.suspicion_bounds_towards(node, now);
         let n = self.live_count;
         let susp = Suspicion::new(
             now,
@@ -94,7 +94,7 @@ impl Membership {
             // began, it demonstrably lives (typically a verdict formed during a partition
             // that just healed): probe and extend again rather than declare, up to twice
             // the maximum suspicion, so a one-way cut still ends in a verdict.
-            let (addr, t) = (m.addr, self.probe_timeout());
+            let (addr, t) = (m.addr, self.probe_timeout_for(node, now));
             let s = self
                 .suspicions
                 .get_mut(&node)

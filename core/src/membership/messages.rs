@@ -40,7 +40,9 @@ impl Membership {
                 target,
                 buddy,
                 gossip,
+                coord,
             } => {
+                self.observe_coord(env.sender, coord, now);
                 if let Some(b) = buddy {
                     self.apply_claim(&b, false, now, out);
                 }
@@ -54,9 +56,11 @@ impl Membership {
                     return;
                 }
                 let gossip = self.piggyback(None);
-                self.send(env.sender_addr, Body::Ack { seq, gossip }, out);
+                let coord = self.coord_to_send();
+                self.send(env.sender_addr, Body::Ack { seq, gossip, coord }, out);
             }
-            Body::Ack { seq, gossip } => {
+            Body::Ack { seq, gossip, coord } => {
+                self.observe_coord(env.sender, coord, now);
                 self.apply_gossip(&gossip, now, out);
                 self.on_ack(seq, env.sender, now, out);
             }
@@ -259,11 +263,15 @@ impl Membership {
     }
 
     pub(super) fn on_ack(&mut self, seq: u32, sender: NodeId, now: Instant, out: &mut Outputs) {
-        if self
+        if let Some(r) = self
             .round
             .as_ref()
-            .is_some_and(|r| r.seq == seq && r.target == sender)
+            .filter(|r| r.seq == seq && r.target == sender)
         {
+            if r.attempt == 0 && !r.indirect {
+                let started_at = r.started_at;
+                self.learn_rtt(sender, started_at, now, out);
+            }
             self.round_succeeded(now, out);
         } else if self.helps.get(&seq).is_some_and(|h| h.target == sender) {
             // Only the target's own ACK completes a help: a stray ACK that happens to

@@ -25,6 +25,7 @@ pub mod suspicion;
 pub mod timers;
 
 mod detect;
+mod latency;
 mod merge;
 mod messages;
 mod probe;
@@ -40,6 +41,7 @@ mod tests;
 pub use config::Config;
 pub use member::{Member, Status};
 
+use crate::coords::{CoordEngine, VivaldiConfig, WireCoord};
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
 use crate::rng::DetRng;
@@ -164,6 +166,8 @@ struct Round {
     helpers: SmallVec<[NodeId; 4]>,
     nacked: SmallVec<[NodeId; 4]>,
     started_at: Instant,
+    /// `T_p` for this round's target, fixed when the round starts (§3.1).
+    timeout: Duration,
     /// The pending DirectRetry/IndirectEnd, cancelled when the round ends early.
     timer: Option<TimerKey>,
 }
@@ -187,6 +191,9 @@ struct Bucket {
 const MAX_INC_JUMP: u32 = 1000;
 /// JOIN_ACK snapshot entries: what fits one datagram with room to spare.
 const JOIN_SNAPSHOT_ENTRIES: usize = 36;
+
+/// The coordinate engine's random stream, derived from the machine's seed.
+const COORD_RNG_STREAM: u64 = 0xC0_0D;
 
 pub struct Membership {
     cfg: Config,
@@ -235,6 +242,12 @@ pub struct Membership {
     /// whole table is in, so cycle-scaled deadlines see the real cluster size.
     discovered_in_snapshot: Vec<NodeId>,
     housekeeping_armed: bool,
+    /// Vivaldi (AD-35), with its own random stream so switching coordinates off leaves
+    /// every other random choice (probe order, helpers, jitter) unchanged.
+    coords: CoordEngine,
+    coord_rng: DetRng,
+    last_coord_event: Option<Instant>,
+    next_coord_expiry: Instant,
     stats: Stats,
 }
 
@@ -248,6 +261,8 @@ impl Membership {
         now: Instant,
     ) -> Self {
         let mut rng = DetRng::new(seed);
+        let mut coord_rng = DetRng::new(crate::rng::derive_seed(seed, COORD_RNG_STREAM));
+        let coords = CoordEngine::new(VivaldiConfig::default(), cfg.max_members, &mut coord_rng);
         let first_round =
             now + Duration::from_micros(rng.range_u64(0, cfg.probe_interval.as_micros() as u64));
         let first_push_pull = now
@@ -291,6 +306,10 @@ impl Membership {
             merging_snapshot: false,
             discovered_in_snapshot: Vec::new(),
             housekeeping_armed: false,
+            coords,
+            coord_rng,
+            last_coord_event: None,
+            next_coord_expiry: now,
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
@@ -406,6 +425,7 @@ impl Membership {
             helps: self.helps.len(),
             proactive: self.proactive.len(),
             rate_buckets: self.buckets.len(),
+            coord_peers: self.coords.peer_count(),
             timers: self.timers.len()
                 + self.member_timers.len()
                 + self.passive_warn.len()
@@ -524,6 +544,12 @@ impl Membership {
             }
             Timer::Reconnect => {
                 self.at(now + self.cfg.reconnect_interval, Timer::Reconnect);
+                // Peer coordinates not refreshed for 300 s go (membership.md §8); a
+                // check every minute keeps each at most 360 s.
+                if now >= self.next_coord_expiry {
+                    self.next_coord_expiry = now + crate::time::secs(60);
+                    self.coords.expire(now);
+                }
                 self.reconnect(now, out);
                 // A bucket idle for burst/rate seconds has refilled completely: exactly
                 // the state a new bucket starts in. Dropping it changes no decision and
@@ -714,5 +740,7 @@ pub struct TableSizes {
     pub helps: usize,
     pub proactive: usize,
     pub rate_buckets: usize,
+    /// Peer coordinates kept (at most one per member; expire 300 s after last seen).
+    pub coord_peers: usize,
     pub timers: usize,
 }

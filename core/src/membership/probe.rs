@@ -10,15 +10,6 @@ impl Membership {
         self.lhm.multiplier() * self.degradation.pace().timeout_mult()
     }
 
-    /// `T_p = min(T x R_p, max) x L`. R_p (latency, confidence, peer health) is 1 until
-    /// coordinates and peer-health gossip feed it.
-    pub(super) fn probe_timeout(&self) -> Duration {
-        scale(
-            self.cfg.probe_timeout.min(self.cfg.max_probe_timeout),
-            self.local_mult(),
-        )
-    }
-
     /// How long a helper waits for the target before nacking: `min(0.7 T, 0.5 s)`,
     /// unscaled (Python's rule). It must be well inside the requester's own window
     /// (`T_p` >= T), or every healthy helper's nack arrives late and is counted as
@@ -99,6 +90,7 @@ impl Membership {
         };
         let seq = self.seq();
         let addr = self.members[&target].addr;
+        let timeout = self.probe_timeout_for(target, now);
         self.round = Some(Round {
             seq,
             target,
@@ -108,11 +100,12 @@ impl Membership {
             helpers: SmallVec::new(),
             nacked: SmallVec::new(),
             started_at: now,
+            timeout,
             timer: None,
         });
         self.stats.probes += 1;
         self.send_ping(seq, target, addr, out);
-        let wait = scale(self.probe_timeout(), self.cfg.direct_attempt_fractions[0]);
+        let wait = scale(timeout, self.cfg.direct_attempt_fractions[0]);
         let key = self.at(now + wait, Timer::DirectRetry { seq });
         self.set_round_timer(key);
     }
@@ -135,6 +128,7 @@ impl Membership {
             _ => None,
         };
         let gossip = self.piggyback(buddy.map(|b| b.node));
+        let coord = self.coord_to_send();
         self.send(
             addr,
             Body::Ping {
@@ -142,6 +136,7 @@ impl Membership {
                 target,
                 buddy,
                 gossip,
+                coord,
             },
             out,
         );
@@ -155,7 +150,12 @@ impl Membership {
             return;
         }
         round.attempt += 1;
-        let (target, addr, attempt) = (round.target, round.target_addr, round.attempt);
+        let (target, addr, attempt, timeout) = (
+            round.target,
+            round.target_addr,
+            round.attempt,
+            round.timeout,
+        );
         // The target may have left (or been buried) while we were waiting: a member held
         // Left or Dead is never probed again (invariant 8).
         if self.members.get(&target).is_none_or(|m| m.status.is_gone()) {
@@ -164,10 +164,7 @@ impl Membership {
         }
         if attempt < self.cfg.direct_attempt_fractions.len() {
             self.send_ping(seq, target, addr, out);
-            let wait = scale(
-                self.probe_timeout(),
-                self.cfg.direct_attempt_fractions[attempt],
-            );
+            let wait = scale(timeout, self.cfg.direct_attempt_fractions[attempt]);
             let key = self.at(now + wait, Timer::DirectRetry { seq });
             self.set_round_timer(key);
             return;
@@ -209,8 +206,7 @@ impl Membership {
             round.indirect = true;
             round.helpers = helpers;
         }
-        let wait = self.probe_timeout();
-        let key = self.at(now + wait, Timer::IndirectEnd { seq });
+        let key = self.at(now + timeout, Timer::IndirectEnd { seq });
         self.set_round_timer(key);
     }
 

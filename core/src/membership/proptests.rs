@@ -52,15 +52,22 @@ fn arb_body() -> impl Strategy<Value = Body> {
             0u32..30,
             0u32..3,
             proptest::option::of(arb_claim()),
-            gossip()
+            gossip(),
+            proptest::option::of(crate::wire::tests::arb_coord()),
         )
-            .prop_map(|(seq, t, buddy, gossip)| Body::Ping {
+            .prop_map(|(seq, t, buddy, gossip, coord)| Body::Ping {
                 seq,
                 target: NodeId(t),
                 buddy,
-                gossip
+                gossip,
+                coord,
             }),
-        (0u32..30, gossip()).prop_map(|(seq, gossip)| Body::Ack { seq, gossip }),
+        (
+            0u32..30,
+            gossip(),
+            proptest::option::of(crate::wire::tests::arb_coord())
+        )
+            .prop_map(|(seq, gossip, coord)| Body::Ack { seq, gossip, coord }),
         (0u32..30, 1u32..8, 0u32..12, any::<bool>(), gossip()).prop_map(
             |(seq, t, inc, want_nack, gossip)| Body::PingReq {
                 seq,

@@ -15,9 +15,23 @@ fn ident(node: u32, role: Role) -> Identity {
     }
 }
 
+/// A machine whose timeouts do not adapt to latency: these tests check the rules of
+/// §3-§7 with the spec's numbers at `R_p = 1` (the hand-driven peers carry no
+/// coordinates, and without one the RTT bound is 200 ms, `latency_mult` 10). The
+/// adaptive timeouts have their own tests below ([`adaptive`]).
 fn machine(role: Role) -> Membership {
+    machine_with(
+        role,
+        Config {
+            adaptive_timeouts: false,
+            ..Config::default()
+        },
+    )
+}
+
+fn machine_with(role: Role, cfg: Config) -> Membership {
     Membership::new(
-        Config::default(),
+        cfg,
         ident(0, role),
         Mode::Member,
         Incarnation(0),
@@ -100,6 +114,7 @@ fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
         target: NodeId(0),
         buddy: None,
         gossip: vec![],
+        coord: None,
     };
     deliver(m, env_from(node, role, 0, body), now);
     assert_eq!(m.member(NodeId(node)).unwrap().status, Status::Alive);
@@ -274,6 +289,7 @@ fn a_proactive_ack_confirms_the_peer() {
             Body::Ack {
                 seq,
                 gossip: vec![],
+                coord: None,
             },
         ),
         t + millis(20),
@@ -309,6 +325,7 @@ fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
                         Body::Ping { seq, .. } => Body::Ack {
                             seq,
                             gossip: vec![],
+                            coord: None,
                         },
                         Body::PingReq { seq, target, .. } => Body::Nack {
                             seq,
@@ -355,6 +372,7 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         target: NodeId(0),
         buddy: Some(buddy),
         gossip: vec![],
+        coord: None,
     };
     let out = deliver(
         &mut m,
@@ -400,6 +418,7 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         target: NodeId(0),
         buddy: None,
         gossip: vec![],
+        coord: None,
     };
     deliver(
         &mut m,
@@ -515,6 +534,7 @@ fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
         target: NodeId(0),
         buddy: None,
         gossip: vec![],
+        coord: None,
     };
     let out = deliver(
         &mut m,
@@ -672,6 +692,7 @@ fn observers_are_answered_but_never_added() {
             target: NodeId(0),
             buddy: None,
             gossip: vec![],
+            coord: None,
         },
     );
     env.flags = wire::FLAG_OBSERVER;
@@ -867,6 +888,7 @@ fn the_last_chance_probe_lets_a_live_suspect_refute() {
     let ack = Body::Ack {
         seq,
         gossip: vec![],
+        coord: None,
     };
     deliver(&mut m, env_from(5, Role::Worker, 1, ack), t + millis(5));
     let x = m.member(NodeId(5)).unwrap();
@@ -954,6 +976,7 @@ fn a_stray_ack_does_not_cancel_a_help_we_owe() {
     let stray = Body::Ack {
         seq: our_seq,
         gossip: vec![],
+        coord: None,
     };
     let out = deliver(
         &mut m,
@@ -966,6 +989,7 @@ fn a_stray_ack_does_not_cancel_a_help_we_owe() {
     let ack = Body::Ack {
         seq: our_seq,
         gossip: vec![],
+        coord: None,
     };
     let out = deliver(
         &mut m,
@@ -1016,6 +1040,7 @@ fn a_duplicated_nack_counts_once() {
                 Body::Ping { seq, .. } if helper != 5 => vec![Body::Ack {
                     seq,
                     gossip: vec![],
+                    coord: None,
                 }],
                 Body::PingReq { seq, target, .. } if helper == 6 => {
                     let nack = Body::Nack {
@@ -1061,6 +1086,7 @@ fn a_suspicion_started_while_unhealthy_shortens_when_local_health_recovers() {
                         Body::Ping { seq, .. } => Body::Ack {
                             seq,
                             gossip: vec![],
+                            coord: None,
                         },
                         Body::PingReq { seq, target, .. } => Body::Nack {
                             seq,
@@ -1154,4 +1180,200 @@ fn a_failed_probe_every_helper_nacked_counts_for_our_health() {
         }
     }
     assert!(checked, "5 was suspected");
+}
+
+/// Latency-adaptive timeouts (AD-35, membership.md §8, issue 3), with the spec's numbers.
+mod adaptive {
+    use super::*;
+    use crate::coords::{Coordinate, VivaldiConfig, WireCoord};
+
+    /// Converge our own coordinate against a far peer (node 5, 300 ms), then add a near
+    /// peer (node 6) placed 1 ms from us, both with low error.
+    fn converged_machine(cfg: Config) -> Membership {
+        let mut m = machine_with(Role::Worker, cfg);
+        confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+        confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+        let vcfg = VivaldiConfig::default();
+        let mut far = Coordinate::origin(&vcfg);
+        far.vec[0] = 0.300;
+        far.error = 0.05;
+        let far = WireCoord::from_coordinate(&far);
+        let mut rng = DetRng::new(7);
+        for i in 0..60 {
+            let now = Instant::ZERO + secs(i);
+            m.coords.observe(NodeId(5), &far, now);
+            m.coords
+                .sample(NodeId(5), millis(300), now, &mut rng)
+                .unwrap();
+        }
+        let mut near = *m.coords.own();
+        near.vec[1] += 0.001;
+        near.error = 0.05;
+        m.coords.observe(
+            NodeId(6),
+            &WireCoord::from_coordinate(&near),
+            Instant::ZERO + secs(59),
+        );
+        assert!(m.coords.converged(), "{:?}", m.coords.own());
+        m
+    }
+
+    #[test]
+    fn near_peers_keep_aggressive_timeouts_far_ones_get_conservative_ones() {
+        // Issue 3's numbers: base probe timeout 500 ms, far peer 300 ms away.
+        let cfg = Config {
+            probe_timeout: millis(500),
+            ..Config::default()
+        };
+        let m = converged_machine(cfg);
+        let now = Instant::ZERO + secs(60);
+        let near_ucb = m.coords.rtt_ucb_ms(NodeId(6), now);
+        let far_ucb = m.coords.rtt_ucb_ms(NodeId(5), now);
+        assert!(near_ucb < 10.0, "{near_ucb}");
+        // Measured 300 ms; sigma = max(e, e_p) x 300 ms with both errors small.
+        assert!((300.0..400.0).contains(&far_ucb), "{far_ucb}");
+        // Converged (quality 1): confidence_adj 1. Near: latency_mult 1 -> T_p = T.
+        assert_eq!(m.latency_factors(NodeId(6), now), (1.0, 1.0));
+        assert_eq!(m.probe_timeout_for(NodeId(6), now), millis(500));
+        // Far: latency_mult = 2 x UCB / T, so the first attempt (0.5 T_p) covers the UCB.
+        let (lat, conf) = m.latency_factors(NodeId(5), now);
+        assert_eq!(conf, 1.0);
+        assert_eq!(lat, 2.0 * far_ucb / 500.0);
+        let far = m.probe_timeout_for(NodeId(5), now);
+        assert_eq!(far, scale(millis(500), lat));
+        assert!(far.as_secs_f64() * 0.5 * 1000.0 >= far_ucb - 1e-6);
+        assert!(far > millis(600), "{far:?}");
+        // No coordinate: UCB 200 ms -> 2 x 200 / 500 < 1 -> 1; quality 0 -> x1.5.
+        assert_eq!(m.latency_factors(NodeId(9), now), (1.0, 1.5));
+        assert_eq!(m.probe_timeout_for(NodeId(9), now), millis(750));
+        // Never above 10x, never above the 5 s clamp: a 10 ms base and a 300 ms peer.
+        let mut m = m;
+        m.cfg.probe_timeout = millis(10);
+        assert_eq!(m.latency_factors(NodeId(5), now).0, 10.0);
+        assert_eq!(m.probe_timeout_for(NodeId(5), now), millis(100));
+    }
+
+    #[test]
+    fn low_confidence_stretches_by_up_to_half() {
+        let mut m = machine_with(Role::Worker, Config::default());
+        confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+        confirm(&mut m, 7, Role::Worker, Instant::ZERO);
+        let mut rng = DetRng::new(8);
+        let mut peer = Coordinate::origin(&VivaldiConfig::default());
+        peer.vec[0] = 0.002;
+        peer.error = 0.05;
+        let wire = WireCoord::from_coordinate(&peer);
+        m.coords.observe(NodeId(6), &wire, Instant::ZERO);
+        m.coords.observe(NodeId(7), &wire, Instant::ZERO);
+        // Five samples of 6, none of 7: 7 is estimated by coordinates whose quality is
+        // at most 5/10, so confidence_adj >= 1.25.
+        for i in 0..5 {
+            m.coords
+                .sample(NodeId(6), millis(2), Instant::ZERO + secs(i), &mut rng)
+                .unwrap();
+        }
+        let now = Instant::ZERO + secs(5);
+        let q = m.coords.pair_quality(NodeId(7), now);
+        let (_, conf) = m.latency_factors(NodeId(7), now);
+        assert!(q <= 0.5);
+        assert_eq!(conf, 1.0 + 0.5 * (1.0 - q));
+        assert!((1.25..=1.5).contains(&conf));
+        // 6 is measured with a full filter: full confidence.
+        assert_eq!(m.latency_factors(NodeId(6), now), (1.0, 1.0));
+        // Off: R_p = 1 whatever the coordinates say.
+        m.cfg.adaptive_timeouts = false;
+        assert_eq!(m.latency_factors(NodeId(7), now), (1.0, 1.0));
+        assert_eq!(m.probe_timeout_for(NodeId(7), now), secs(1));
+    }
+
+    #[test]
+    fn far_suspicions_get_latency_headroom_not_a_tenfold_wait() {
+        // Worker bounds 5/30 s, T = 200 ms. Near peer: no stretch, the spec's bounds.
+        let cfg = Config {
+            probe_timeout: millis(200),
+            ..Config::default()
+        };
+        let m = converged_machine(cfg);
+        let now = Instant::ZERO + secs(60);
+        assert_eq!(
+            m.suspicion_bounds_towards(NodeId(6), now),
+            (secs(5), secs(30))
+        );
+        // Far peer: the bounds grow by exactly what the probe timeout grew by.
+        let headroom = m.probe_timeout_for(NodeId(5), now) - millis(200);
+        assert!(headroom > millis(400), "{headroom:?}");
+        assert_eq!(
+            m.suspicion_bounds_towards(NodeId(5), now),
+            (secs(5) + headroom, secs(30) + headroom)
+        );
+        // Unknown peer: 2 x 200 / 200 = 2, x1.5 for no quality: T_p = 600 ms, +400 ms.
+        assert_eq!(
+            m.suspicion_bounds_towards(NodeId(9), now),
+            (secs(5) + millis(400), secs(30) + millis(400))
+        );
+    }
+
+    /// The prober learns from the ACK of a round's first PING, and only from it (Karn).
+    #[test]
+    fn rtt_samples_come_from_unambiguous_acks_only() {
+        let mut m = machine_with(Role::Worker, Config::default());
+        confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+        let mut peer = Coordinate::origin(&VivaldiConfig::default());
+        peer.vec[0] = 0.02;
+        peer.error = 0.3;
+        let coord = Some(WireCoord::from_coordinate(&peer));
+        let mut answered_first = false;
+        let mut answered_retry = false;
+        let mut pings_this_round = 0;
+        let mut now = Instant::ZERO;
+        while !(answered_first && answered_retry) && now < Instant::ZERO + secs(60) {
+            now = m.next_deadline().unwrap();
+            let outs = m.step(Input::Tick, now);
+            for o in outs {
+                let Output::Transmit { bytes, .. } = o else {
+                    continue;
+                };
+                let e = wire::decode(&bytes, Channel::Datagram).unwrap();
+                let Body::Ping {
+                    seq, coord: ours, ..
+                } = e.body
+                else {
+                    continue;
+                };
+                assert!(ours.is_some(), "every PING carries our coordinate");
+                pings_this_round += 1;
+                let ack = |seq| Body::Ack {
+                    seq,
+                    gossip: vec![],
+                    coord,
+                };
+                if !answered_first {
+                    // First round: answer the first PING after 20 ms.
+                    deliver(
+                        &mut m,
+                        env_from(6, Role::Worker, 0, ack(seq)),
+                        now + millis(20),
+                    );
+                    answered_first = true;
+                    assert_eq!(m.coords.samples(), 1);
+                    assert!(m.coords.estimate(NodeId(6), now).is_some());
+                    pings_this_round = 0;
+                } else if pings_this_round == 2 {
+                    // Next round: the first PING goes unanswered, the retry is answered.
+                    deliver(
+                        &mut m,
+                        env_from(6, Role::Worker, 0, ack(seq)),
+                        now + millis(20),
+                    );
+                    answered_retry = true;
+                }
+            }
+        }
+        assert!(answered_retry);
+        assert_eq!(
+            m.coords.samples(),
+            1,
+            "an ACK after a retry is not a sample"
+        );
+    }
 }

@@ -170,7 +170,7 @@ impl Membership {
             if due <= now && !in_flight {
                 let (addr, role, attempt) = (m.addr, m.role, m.proactive_made);
                 let seq = self.seq();
-                let t = self.probe_timeout();
+                let t = self.probe_timeout_for(node, now);
                 let key = self.at(now + t, Timer::ProactiveTimeout { seq });
                 self.proactive.insert(seq, (node, key));
                 let mm = self.members.get_mut(&node).expect("exists");

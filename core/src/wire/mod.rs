@@ -5,6 +5,7 @@
 //! [`MAX_FRAME`], a datagram carries at most [`MAX_GOSSIP_PER_DATAGRAM`] gossip updates
 //! (membership.md §5, §10).
 
+use crate::coords::WireCoord;
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
 use serde::{Deserialize, Serialize};
 
@@ -84,15 +85,19 @@ pub enum NackReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Body {
     /// Direct probe. `buddy` is the Lifeguard buddy SUSPECT so a suspect refutes at once.
+    /// `coord` is the sender's Vivaldi coordinate (AD-35), stored by the receiver.
     Ping {
         seq: u32,
         target: NodeId,
         buddy: Option<Claim>,
         gossip: Vec<Claim>,
+        coord: Option<WireCoord>,
     },
+    /// `coord` is the responder's coordinate; the prober learns from the RTT.
     Ack {
         seq: u32,
         gossip: Vec<Claim>,
+        coord: Option<WireCoord>,
     },
     PingReq {
         seq: u32,
@@ -257,4 +262,4 @@ pub fn decode(bytes: &[u8], channel: Channel) -> Result<Envelope, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

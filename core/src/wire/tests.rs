@@ -52,6 +52,24 @@ fn arb_reason() -> impl Strategy<Value = NackReason> {
     ]
 }
 
+/// Any coordinate, including absurd ones (a receiver must reject those, never panic).
+pub(crate) fn arb_coord() -> impl Strategy<Value = crate::coords::WireCoord> {
+    (
+        prop::array::uniform8(any::<i32>()),
+        any::<u32>(),
+        any::<i32>(),
+        any::<u16>(),
+    )
+        .prop_map(
+            |(vec, height, adjustment, error)| crate::coords::WireCoord {
+                vec,
+                height,
+                adjustment,
+                error,
+            },
+        )
+}
+
 fn arb_body() -> impl Strategy<Value = Body> {
     let gossip = || proptest::collection::vec(arb_claim(), 0..6);
     prop_oneof![
@@ -59,15 +77,18 @@ fn arb_body() -> impl Strategy<Value = Body> {
             any::<u32>(),
             any::<u32>(),
             proptest::option::of(arb_claim()),
-            gossip()
+            gossip(),
+            proptest::option::of(arb_coord()),
         )
-            .prop_map(|(seq, t, buddy, gossip)| Body::Ping {
+            .prop_map(|(seq, t, buddy, gossip, coord)| Body::Ping {
                 seq,
                 target: NodeId(t),
                 buddy,
-                gossip
+                gossip,
+                coord,
             }),
-        (any::<u32>(), gossip()).prop_map(|(seq, gossip)| Body::Ack { seq, gossip }),
+        (any::<u32>(), gossip(), proptest::option::of(arb_coord()))
+            .prop_map(|(seq, gossip, coord)| Body::Ack { seq, gossip, coord }),
         (
             any::<u32>(),
             any::<u32>(),
@@ -244,6 +265,7 @@ fn a_loaded_ping_fits_the_spec_budget() {
             target: NodeId(999_999),
             buddy: Some(claim),
             gossip: vec![claim; 5],
+            coord: None,
         },
     };
     let len = encode(&env, Channel::Datagram).unwrap().len();
