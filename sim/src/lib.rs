@@ -5,6 +5,7 @@
 //! seeds in parallel, one world per thread, with results independent of the thread count.
 
 pub mod check;
+pub mod coords;
 pub mod network;
 pub mod report;
 pub mod scenario;

@@ -14,7 +14,35 @@ pub struct Report {
     pub throughput: Throughput,
     pub messages: Messages,
     pub membership: MembershipReport,
+    /// Vivaldi accuracy (issue 3); absent with coordinates off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coords: Option<CoordsReport>,
     pub invariants: Invariants,
+}
+
+/// Relative RTT errors `|estimate - true| / true` over the pairs that share a coordinate
+/// space (members of one cluster; a gate's observer of a DC and that DC's members),
+/// against the simulator's true RTTs at the end of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordsReport {
+    /// The coordinates' distance (what serf's client would estimate).
+    pub median_rel_error: f64,
+    pub p90_rel_error: f64,
+    /// Pairs scored (a deterministic sample of at most 20,000).
+    pub pairs: usize,
+    /// The machines' own estimate: their filtered direct measurement when fresh, else
+    /// the coordinates (what timeouts use).
+    pub estimate_median_rel_error: f64,
+    pub estimate_p90_rel_error: f64,
+    /// The coordinates' error every simulated 10 s.
+    pub series: Vec<CoordsSample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordsSample {
+    pub at_ms: u64,
+    pub median_rel_error: f64,
+    pub p90_rel_error: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +95,7 @@ pub struct TablesAtEnd {
     pub helps_max: usize,
     pub proactive_max: usize,
     pub rate_buckets_max: usize,
+    pub coord_peers_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

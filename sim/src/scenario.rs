@@ -141,6 +141,10 @@ pub struct MembershipOverrides {
     pub indirect_helpers: Option<usize>,
     pub retransmit_mult: Option<f64>,
     pub gossip_per_datagram: Option<usize>,
+    /// Vivaldi coordinates on PINGs and ACKs (default on).
+    pub coordinates: Option<bool>,
+    /// Probe and suspicion timeouts follow the RTT bound (default on).
+    pub adaptive_timeouts: Option<bool>,
 }
 
 impl MembershipOverrides {
@@ -162,7 +166,9 @@ impl MembershipOverrides {
             lifeguard,
             indirect_helpers,
             retransmit_mult,
-            gossip_per_datagram
+            gossip_per_datagram,
+            coordinates,
+            adaptive_timeouts
         );
         c.suspicion_min = self.suspicion_min.or(c.suspicion_min);
         c.suspicion_max = self.suspicion_max.or(c.suspicion_max);

@@ -6,8 +6,11 @@
 //! sequence), and the trace hash covers every input and output of every node in order.
 
 use crate::check::{Checker, Truth};
+use crate::coords::{self, CoordsTracker};
 use crate::network::Network;
-use crate::report::{Invariants, MembershipReport, Messages, Report, TablesAtEnd, Throughput};
+use crate::report::{
+    CoordsReport, Invariants, MembershipReport, Messages, Report, TablesAtEnd, Throughput,
+};
 use crate::scenario::{Fault, NodeSpec, Scenario};
 use meridian_core::io::{Event, Output};
 use meridian_core::membership::Config;
@@ -114,14 +117,18 @@ impl Clock {
         self.base_true != self.base_local || self.drift_ppm != 0.0
     }
     fn local(&mut self, t: u64) -> u64 {
+        self.last_local = self.peek_local(t);
+        self.last_local
+    }
+    /// The local time at `t` without advancing the clock (for read-only observers).
+    fn peek_local(&self, t: u64) -> u64 {
         let l = if !self.skewed() {
             t
         } else {
             let dt = t.saturating_sub(self.base_true) as f64;
             self.base_local + (dt * (1.0 + self.drift_ppm / 1e6)) as u64
         };
-        self.last_local = self.last_local.max(l);
-        self.last_local
+        self.last_local.max(l)
     }
     fn true_time_of(self, local: u64, now: u64) -> u64 {
         if !self.skewed() {
@@ -167,6 +174,9 @@ pub struct World<'a> {
     trace: Option<&'a mut dyn Write>,
     seeds: Vec<Vec<Addr>>,
     observe: Vec<Vec<(DcId, Vec<Addr>)>>,
+    /// Vivaldi accuracy, scored every 10 simulated s (None with coordinates off).
+    coords: Option<CoordsTracker>,
+    next_coords_sample: u64,
 }
 
 impl<'a> World<'a> {
@@ -216,6 +226,11 @@ impl<'a> World<'a> {
             trace,
             seeds,
             observe,
+            coords: scenario
+                .membership_config()
+                .coordinates
+                .then(CoordsTracker::default),
+            next_coords_sample: coords::SERIES_EVERY_US,
         };
         // Nodes boot over the first second, in a seeded order.
         for i in 0..n {
@@ -240,6 +255,13 @@ impl<'a> World<'a> {
             if time > end {
                 break;
             }
+            // Score the coordinates as they stood at each 10 s mark (reading machine
+            // state only: the trace and every decision are unaffected).
+            while self.coords.is_some() && self.next_coords_sample <= time {
+                let at = self.next_coords_sample;
+                self.next_coords_sample += coords::SERIES_EVERY_US;
+                self.score_coords(at, false);
+            }
             self.now = time;
             self.events += 1;
             match ev {
@@ -263,6 +285,12 @@ impl<'a> World<'a> {
             self.checker.settle(self.now);
         }
         self.now = end;
+        while self.coords.is_some() && self.next_coords_sample <= end {
+            let at = self.next_coords_sample;
+            self.next_coords_sample += coords::SERIES_EVERY_US;
+            self.score_coords(at, false);
+        }
+        let coords_report = self.score_coords(end, true);
         let partitions = self
             .scenario
             .faults
@@ -299,6 +327,7 @@ impl<'a> World<'a> {
                 partitions: c.partitions.clone(),
                 tables_at_end,
             },
+            coords: coords_report,
             invariants: Invariants {
                 checked: c.checked,
                 violations_total: c.violations_total,
@@ -308,6 +337,32 @@ impl<'a> World<'a> {
     }
 
     /// Table sizes over every membership machine of every live node.
+    /// Score the live nodes' coordinates against the true RTTs at simulated time `at`:
+    /// one series point, or (`finish`) the final report.
+    fn score_coords(&mut self, at: u64, finish: bool) -> Option<CoordsReport> {
+        let machines: Vec<(usize, &Node, Instant)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.up)
+            .filter_map(|(i, n)| {
+                n.machine
+                    .as_ref()
+                    .map(|m| (i, m, Instant(n.clock.peek_local(at))))
+            })
+            .collect();
+        let net = &self.net;
+        let rtt = |a: usize, b: usize| net.rtt_us(a, b) as f64 / 1000.0;
+        if finish {
+            let tracker = self.coords.take()?;
+            return Some(tracker.finish(&machines, &rtt));
+        }
+        let mut tracker = self.coords.take()?;
+        tracker.sample(at, &machines, &rtt);
+        self.coords = Some(tracker);
+        None
+    }
+
     fn tables_at_end(&self) -> TablesAtEnd {
         let mut t = TablesAtEnd {
             members_min: usize::MAX,
@@ -327,6 +382,7 @@ impl<'a> World<'a> {
             t.helps_max = t.helps_max.max(s.helps);
             t.proactive_max = t.proactive_max.max(s.proactive);
             t.rate_buckets_max = t.rate_buckets_max.max(s.rate_buckets);
+            t.coord_peers_max = t.coord_peers_max.max(s.coord_peers);
         }
         if t.members_min == usize::MAX {
             t.members_min = 0;

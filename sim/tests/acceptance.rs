@@ -196,6 +196,10 @@ fn departed_members_are_cleaned_up_after_their_tombstone() {
             t.rate_buckets_max <= 13,
             "no bucket for a departed sender: {t:?}"
         );
+        assert!(
+            t.coord_peers_max <= 13,
+            "no coordinate kept for a departed member: {t:?}"
+        );
     }
 }
 

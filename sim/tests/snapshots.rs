@@ -25,3 +25,8 @@ fn three_dc_partition_report() {
 fn lifeguard_slow_node_report() {
     snapshot("lifeguard-slow-node");
 }
+
+#[test]
+fn world_cities_report_with_coords() {
+    snapshot("world-cities");
+}

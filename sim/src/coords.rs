@@ -1,0 +1,147 @@
+//! Scoring Vivaldi coordinates against the simulator's true RTTs (issue 3): the error of
+//! every tracked pair's estimate, at the end of a run and every simulated 10 s.
+
+use crate::report::{CoordsReport, CoordsSample};
+use meridian_core::coords::{estimate_between, CoordEngine, Coordinate};
+use meridian_core::membership::Mode;
+use meridian_core::node::Node;
+use meridian_core::{ClusterId, Instant, NodeId};
+
+/// At most this many pairs are scored per measurement (a deterministic stride over all
+/// of them), so the series stays cheap at 1,000 nodes.
+pub const MAX_PAIRS: usize = 20_000;
+/// The series' spacing.
+pub const SERIES_EVERY_US: u64 = 10_000_000;
+
+/// One node's coordinate in one cluster's space.
+struct Entry<'a> {
+    node: usize,
+    cluster: ClusterId,
+    member: bool,
+    coord: Coordinate,
+    engine: &'a CoordEngine,
+    local: Instant,
+}
+
+/// Relative errors `|est - true| / true` of the pairs that share a coordinate space:
+/// two members of one cluster, or a gate's observer of a DC and that DC's members.
+/// Pairs where either side has no sample yet are skipped. Returns
+/// `(coordinate errors, engine-estimate errors)`; the second (only `with_estimates`)
+/// uses what the machine itself would use (its own direct measurement when fresh).
+pub fn errors(
+    machines: &[(usize, &Node, Instant)],
+    true_rtt_ms: &dyn Fn(usize, usize) -> f64,
+    with_estimates: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut entries = Vec::new();
+    for (i, node, local) in machines {
+        for m in node.memberships() {
+            let c = m.coordinates();
+            if c.samples() == 0 {
+                continue;
+            }
+            entries.push(Entry {
+                node: *i,
+                cluster: m.identity().cluster,
+                member: matches!(m.mode(), Mode::Member),
+                coord: *c.own(),
+                engine: c,
+                local: *local,
+            });
+        }
+    }
+    entries.sort_by_key(|e| (e.cluster.0, e.node));
+    let mut pairs = Vec::new();
+    for (a, ea) in entries.iter().enumerate() {
+        for eb in entries[a + 1..].iter() {
+            if eb.cluster != ea.cluster {
+                break;
+            }
+            // Observers embed against members, not against each other.
+            if !(ea.member || eb.member) || ea.node == eb.node {
+                continue;
+            }
+            pairs.push((ea, eb));
+        }
+    }
+    let stride = pairs.len().div_ceil(MAX_PAIRS).max(1);
+    let mut coord_err = Vec::new();
+    let mut est_err = Vec::new();
+    for (ea, eb) in pairs.into_iter().step_by(stride) {
+        let truth = true_rtt_ms(ea.node, eb.node);
+        if truth <= 0.0 {
+            continue;
+        }
+        let coord = estimate_between(&ea.coord, &eb.coord).rtt_ms;
+        coord_err.push((coord - truth).abs() / truth);
+        // The machine's own estimate, from the side that holds the pair (`a`).
+        if with_estimates {
+            if let Some(est) = ea.engine.estimate(NodeId(eb.node as u32), ea.local) {
+                est_err.push((est.rtt_ms - truth).abs() / truth);
+            }
+        }
+    }
+    (coord_err, est_err)
+}
+
+/// `(median, p90)` of a list of errors (NaN-free by construction).
+pub fn median_p90(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut at = |q: f64| {
+        let k = ((v.len() - 1) as f64 * q).round() as usize;
+        *v.select_nth_unstable_by(k, |a, b| a.total_cmp(b)).1
+    };
+    let median = at(0.5);
+    (round4(median), round4(at(0.9)))
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Builds the report: the series as the run goes, the final numbers at the end.
+#[derive(Default)]
+pub struct CoordsTracker {
+    series: Vec<CoordsSample>,
+}
+
+impl CoordsTracker {
+    pub fn sample(
+        &mut self,
+        at_us: u64,
+        machines: &[(usize, &Node, Instant)],
+        rtt: &dyn Fn(usize, usize) -> f64,
+    ) {
+        let (coord, _) = errors(machines, rtt, false);
+        if coord.is_empty() {
+            return;
+        }
+        let (median, p90) = median_p90(coord);
+        self.series.push(CoordsSample {
+            at_ms: at_us / 1000,
+            median_rel_error: median,
+            p90_rel_error: p90,
+        });
+    }
+
+    pub fn finish(
+        self,
+        machines: &[(usize, &Node, Instant)],
+        rtt: &dyn Fn(usize, usize) -> f64,
+    ) -> CoordsReport {
+        let (coord, est) = errors(machines, rtt, true);
+        let pairs = coord.len();
+        let (median, p90) = median_p90(coord);
+        let (est_median, est_p90) = median_p90(est);
+        CoordsReport {
+            median_rel_error: median,
+            p90_rel_error: p90,
+            pairs,
+            estimate_median_rel_error: est_median,
+            estimate_p90_rel_error: est_p90,
+            series: self.series,
+        }
+    }
+}
