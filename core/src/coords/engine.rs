@@ -81,6 +81,8 @@ pub struct CoordStats {
     pub rejected: u64,
     pub resets: u64,
     pub peers_expired: u64,
+    /// Peers forgotten to make room in a full table.
+    pub evicted: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -133,8 +135,11 @@ impl CoordEngine {
     }
 
     /// A coordinate `node` sent us (in a PING or ACK): kept for estimates and for the
-    /// next sample. Invalid coordinates are counted and ignored; a full table takes no
-    /// newcomers (the member table bounds it first in practice).
+    /// next sample. Invalid coordinates are counted and ignored. A full table makes room
+    /// by forgetting the quarter of its peers heard from longest ago (in one pass, so the
+    /// cost per newcomer stays O(1) amortised): in a cluster larger than the table the
+    /// recent peers are the useful ones, and every ACK brings its sender's coordinate
+    /// anew, so learning never depends on what was evicted.
     pub fn observe(&mut self, node: NodeId, wire: &WireCoord, now: Instant) -> bool {
         if let Some(p) = self.peers.get_mut(&node) {
             if p.wire == *wire {
@@ -153,8 +158,21 @@ impl CoordEngine {
             return true;
         }
         if self.peers.len() >= self.max_peers {
-            self.stats.rejected += 1;
-            return false;
+            if self.max_peers == 0 {
+                self.stats.rejected += 1;
+                return false;
+            }
+            let mut ages: Vec<(Instant, NodeId)> = self
+                .peers
+                .iter()
+                .map(|(id, p)| (p.last_seen, *id))
+                .collect();
+            let drop = ages.len().div_ceil(4);
+            ages.select_nth_unstable(drop - 1);
+            for (_, id) in &ages[..drop] {
+                self.peers.remove(id);
+            }
+            self.stats.evicted += drop as u64;
         }
         self.peers.insert(
             node,
@@ -506,12 +524,29 @@ mod tests {
         let t = Instant::ZERO;
         assert!(eng.observe(NodeId(1), &wire_at(0.01, 0.5), t));
         assert!(eng.observe(NodeId(2), &wire_at(0.02, 0.5), t + secs(100)));
-        assert!(!eng.observe(NodeId(3), &wire_at(0.03, 0.5), t), "full");
         assert_eq!(eng.expire(t + secs(300)), 0, "300 s is still fresh");
         assert_eq!(eng.expire(t + secs(301)), 1);
         assert!(eng.peer(NodeId(1)).is_none() && eng.peer(NodeId(2)).is_some());
         eng.remove(NodeId(2));
         assert_eq!(eng.peer_count(), 0);
+        // Full: a newcomer evicts the stalest quarter (here: one of two).
+        assert!(eng.observe(NodeId(4), &wire_at(0.01, 0.5), t + secs(400)));
+        assert!(eng.observe(NodeId(5), &wire_at(0.01, 0.5), t + secs(401)));
+        assert!(eng.observe(NodeId(4), &wire_at(0.01, 0.5), t + secs(402)));
+        assert!(eng.observe(NodeId(6), &wire_at(0.01, 0.5), t + secs(403)));
+        assert_eq!(eng.peer_count(), 2);
+        assert!(eng.peer(NodeId(5)).is_none(), "5 was the stalest");
+        assert!(eng.peer(NodeId(4)).is_some() && eng.peer(NodeId(6)).is_some());
+        assert_eq!(eng.stats.evicted, 1);
+        // A bigger table drops its stalest quarter at once, never more than it holds.
+        let mut big = CoordEngine::new(VivaldiConfig::default(), 8, &mut rng);
+        for i in 0..8u32 {
+            big.observe(NodeId(i), &wire_at(0.01, 0.5), t + secs(i as u64));
+        }
+        big.observe(NodeId(100), &wire_at(0.01, 0.5), t + secs(50));
+        assert_eq!(big.peer_count(), 7);
+        assert!((0..2).all(|i| big.peer(NodeId(i)).is_none()));
+        assert!((2..8).all(|i| big.peer(NodeId(i)).is_some()));
     }
 
     #[test]

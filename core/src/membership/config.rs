@@ -68,6 +68,8 @@ pub struct Config {
     /// Probe and suspicion timeouts follow the RTT upper confidence bound and coordinate
     /// quality (membership.md §8). Needs `coordinates`.
     pub adaptive_timeouts: bool,
+    /// Peer coordinates kept per machine (the stalest is forgotten for a newcomer).
+    pub coord_peers_max: usize,
     /// At most one `Event::Coordinate` per this interval.
     #[serde(with = "crate::membership::config::ms")]
     pub coord_event_interval: Duration,
@@ -105,6 +107,7 @@ impl Default for Config {
             unconfirmed_warning: secs(60),
             coordinates: true,
             adaptive_timeouts: true,
+            coord_peers_max: 256,
             coord_event_interval: secs(10),
         }
     }

@@ -262,7 +262,11 @@ impl Membership {
     ) -> Self {
         let mut rng = DetRng::new(seed);
         let mut coord_rng = DetRng::new(crate::rng::derive_seed(seed, COORD_RNG_STREAM));
-        let coords = CoordEngine::new(VivaldiConfig::default(), cfg.max_members, &mut coord_rng);
+        let coords = CoordEngine::new(
+            VivaldiConfig::default(),
+            cfg.coord_peers_max,
+            &mut coord_rng,
+        );
         let first_round =
             now + Duration::from_micros(rng.range_u64(0, cfg.probe_interval.as_micros() as u64));
         let first_push_pull = now
