@@ -303,56 +303,87 @@ fn a_proactive_ack_confirms_the_peer() {
         .any(|(_, e)| matches!(e, Event::UnconfirmedRemoved { .. })));
 }
 
+/// Drive `m` at its deadlines until `until` or until `step` returns true. Peer 6 nacks
+/// every indirect request and, if `six_acks`, answers every PING; every other peer is
+/// silent. `step` sees each step's time, the LHM before it, and its outputs.
+fn drive(
+    m: &mut Membership,
+    until: Instant,
+    six_acks: bool,
+    mut step: impl FnMut(&Membership, Instant, u8, &[Output]) -> bool,
+) {
+    let mut now = Instant::ZERO;
+    while now < until {
+        now = m.next_deadline().unwrap();
+        let before = m.lhm_score();
+        let outs = m.step(Input::Tick, now);
+        for o in &outs {
+            let Output::Transmit { to, bytes } = o else {
+                continue;
+            };
+            if *to != Addr::from_u32(6) {
+                continue;
+            }
+            let reply = match wire::decode(bytes, Channel::Datagram).unwrap().body {
+                Body::Ping { seq, .. } if six_acks => Body::Ack {
+                    seq,
+                    gossip: vec![],
+                    coord: None,
+                },
+                Body::PingReq { seq, target, .. } => Body::Nack {
+                    seq,
+                    target,
+                    reason: NackReason::Timeout,
+                },
+                _ => continue,
+            };
+            deliver(m, env_from(6, Role::Worker, 0, reply), now + millis(1));
+        }
+        if step(m, now, before, &outs) {
+            return;
+        }
+    }
+}
+
+/// The status `node` moved to in `outs`, if any.
+fn status_of(outs: &[Output], node: u32) -> Option<Status> {
+    outs.iter().find_map(|o| match o {
+        Output::Event(Event::Member {
+            node: n,
+            to: Some(v),
+            ..
+        }) if n.0 == node => Some(v.status),
+        _ => None,
+    })
+}
+
 #[test]
 fn silent_confirmed_member_is_suspected_then_dead_with_lifeguard_timeout() {
     let mut m = machine(Role::Worker);
     confirm(&mut m, 5, Role::Worker, Instant::ZERO);
     confirm(&mut m, 6, Role::Worker, Instant::ZERO);
-    // 6 answers everything; 5 is silent. Drive by hand: answer 6's pings and nack requests.
-    let mut now = Instant::ZERO;
+    // 6 answers everything; 5 is silent.
     let mut suspected_at = None;
     let mut dead_at = None;
     let mut expired = None;
-    while now < Instant::ZERO + secs(200) && dead_at.is_none() {
-        let d = m.next_deadline().unwrap();
-        now = d;
-        let outs = m.step(Input::Tick, now);
-        for o in outs {
-            match o {
-                Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
-                    let e = wire::decode(&bytes, Channel::Datagram).unwrap();
-                    let reply = match e.body {
-                        Body::Ping { seq, .. } => Body::Ack {
-                            seq,
-                            gossip: vec![],
-                            coord: None,
-                        },
-                        Body::PingReq { seq, target, .. } => Body::Nack {
-                            seq,
-                            target,
-                            reason: NackReason::Timeout,
-                        },
-                        _ => continue,
-                    };
-                    deliver(&mut m, env_from(6, Role::Worker, 0, reply), now + millis(1));
-                }
-                Output::Event(Event::Member {
-                    node: NodeId(5),
-                    to: Some(v),
-                    ..
-                }) => {
-                    if v.status == Status::Suspect && suspected_at.is_none() {
-                        suspected_at = Some(now);
-                    }
-                    if v.status == Status::Dead {
-                        dead_at = Some(now);
-                    }
-                }
-                Output::Event(Event::SuspicionExpired { earliest, .. }) => expired = Some(earliest),
+    drive(
+        &mut m,
+        Instant::ZERO + secs(200),
+        true,
+        |_, now, _, outs| {
+            match status_of(outs, 5) {
+                Some(Status::Suspect) if suspected_at.is_none() => suspected_at = Some(now),
+                Some(Status::Dead) => dead_at = Some(now),
                 _ => {}
             }
-        }
-    }
+            for o in outs {
+                if let Output::Event(Event::SuspicionExpired { earliest, .. }) = o {
+                    expired = Some(*earliest);
+                }
+            }
+            dead_at.is_some()
+        },
+    );
     let s = suspected_at.expect("suspected");
     // The helper nacked, so our LHM stays 0 (a failure every helper vouched for costs
     // nothing). Worker bounds 5/30 s; N = 2 live members, C = 0 -> max = 30 s, then the
@@ -1072,50 +1103,27 @@ fn a_suspicion_started_while_unhealthy_shortens_when_local_health_recovers() {
     confirm(&mut m, 5, Role::Worker, Instant::ZERO);
     confirm(&mut m, 6, Role::Worker, Instant::ZERO);
     m.step(Input::SetLocalHealth { score: 3 }, Instant::ZERO);
-    let mut now = Instant::ZERO;
     let mut suspected = None;
     let mut dead_at = None;
     let mut lowest_after_suspicion = u8::MAX;
-    while now < Instant::ZERO + secs(400) && dead_at.is_none() {
-        now = m.next_deadline().unwrap();
-        for o in m.step(Input::Tick, now) {
-            match o {
-                Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
-                    let e = wire::decode(&bytes, Channel::Datagram).unwrap();
-                    let reply = match e.body {
-                        Body::Ping { seq, .. } => Body::Ack {
-                            seq,
-                            gossip: vec![],
-                            coord: None,
-                        },
-                        Body::PingReq { seq, target, .. } => Body::Nack {
-                            seq,
-                            target,
-                            reason: NackReason::Timeout,
-                        },
-                        _ => continue,
-                    };
-                    deliver(&mut m, env_from(6, Role::Worker, 0, reply), now + millis(1));
+    drive(
+        &mut m,
+        Instant::ZERO + secs(400),
+        true,
+        |m, now, _, outs| {
+            match status_of(outs, 5) {
+                Some(Status::Suspect) if suspected.is_none() => {
+                    suspected = Some((now, m.lhm_score()));
                 }
-                Output::Event(Event::Member {
-                    node: NodeId(5),
-                    to: Some(v),
-                    ..
-                }) => {
-                    if v.status == Status::Suspect && suspected.is_none() {
-                        suspected = Some((now, m.lhm_score()));
-                    }
-                    if v.status == Status::Dead {
-                        dead_at = Some(now);
-                    }
-                }
+                Some(Status::Dead) => dead_at = Some(now),
                 _ => {}
             }
-        }
-        if suspected.is_some() {
-            lowest_after_suspicion = lowest_after_suspicion.min(m.lhm_score());
-        }
-    }
+            if suspected.is_some() {
+                lowest_after_suspicion = lowest_after_suspicion.min(m.lhm_score());
+            }
+            dead_at.is_some()
+        },
+    );
     let (s, score_at_start) = suspected.expect("suspected");
     let dead = dead_at.expect("dead");
     // Our probes of 6 keep succeeding, so the LHM falls back to 0 during the suspicion.
@@ -1139,46 +1147,29 @@ fn a_failed_probe_every_helper_nacked_counts_for_our_health() {
     confirm(&mut m, 5, Role::Worker, Instant::ZERO);
     confirm(&mut m, 6, Role::Worker, Instant::ZERO);
     m.step(Input::SetLocalHealth { score: 3 }, Instant::ZERO);
-    let mut now = Instant::ZERO;
     let mut checked = false;
-    while now < Instant::ZERO + secs(120) && !checked {
-        now = m.next_deadline().unwrap();
-        let before = m.lhm_score();
-        let mut suspected_now = false;
-        let mut lhm_now = None;
-        for o in m.step(Input::Tick, now) {
-            match o {
-                // 6 nacks every indirect request but never answers a direct ping, so
-                // no round against 6 ever succeeds: only the vouched rounds can lower it.
-                Output::Transmit { to, bytes } if to == Addr::from_u32(6) => {
-                    let e = wire::decode(&bytes, Channel::Datagram).unwrap();
-                    if let Body::PingReq { seq, target, .. } = e.body {
-                        let nack = Body::Nack {
-                            seq,
-                            target,
-                            reason: NackReason::Timeout,
-                        };
-                        deliver(&mut m, env_from(6, Role::Worker, 0, nack), now + millis(1));
-                    }
-                }
-                Output::Event(Event::Member {
-                    node: NodeId(5),
-                    to: Some(v),
-                    ..
-                }) if v.status == Status::Suspect => suspected_now = true,
-                Output::Event(Event::Lhm { score, .. }) => lhm_now = Some(score),
-                _ => {}
+    // 6 nacks every indirect request but never answers a direct ping, so no round
+    // against 6 ever succeeds: only the vouched rounds can lower the LHM.
+    drive(
+        &mut m,
+        Instant::ZERO + secs(120),
+        false,
+        |_, _, before, outs| {
+            if status_of(outs, 5) == Some(Status::Suspect) {
+                let lhm_now = outs.iter().rev().find_map(|o| match o {
+                    Output::Event(Event::Lhm { score, .. }) => Some(*score),
+                    _ => None,
+                });
+                assert_eq!(
+                    lhm_now,
+                    Some(before - 1),
+                    "the vouched round lowers the LHM"
+                );
+                checked = true;
             }
-        }
-        if suspected_now {
-            assert_eq!(
-                lhm_now,
-                Some(before - 1),
-                "the vouched round lowers the LHM"
-            );
-            checked = true;
-        }
-    }
+            checked
+        },
+    );
     assert!(checked, "5 was suspected");
 }
 
