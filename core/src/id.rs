@@ -14,6 +14,34 @@ pub struct NodeId(pub u32);
 )]
 pub struct DcId(pub u16);
 
+/// A job, unique in the deployment (assigned by the gate that accepts it).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct JobId(pub u64);
+
+/// AD-10's dispatch token (leadership.md §2.4, jobs.md §1): `(term << 32) | counter`,
+/// `term` the issuing leader's cluster term, `counter` the job's 32-bit count, bumped by
+/// every claim, takeover and dispatch and never reset. So a job's tokens strictly
+/// increase, and every token issued under term N+1 outranks every term-N token, even
+/// if the new leader lost the counter.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct FenceToken(pub u64);
+
+impl FenceToken {
+    pub const fn new(term: u32, counter: u32) -> FenceToken {
+        FenceToken(((term as u64) << 32) | counter as u64)
+    }
+    pub const fn term(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    pub const fn counter(self) -> u32 {
+        self.0 as u32
+    }
+}
+
 /// A member's incarnation number (membership.md §2): only its owner increments it.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
