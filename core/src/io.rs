@@ -68,6 +68,8 @@ pub enum Event {
         cluster: ClusterId,
         score: u8,
     },
+    /// Cluster leadership (leadership.md §1), from the node's election machine.
+    Election(crate::leadership::ElectionEvent),
     /// Our Vivaldi coordinate after an update, sampled (at most one per
     /// `coord_event_interval`), so a node's coordinate can be plotted over time.
     Coordinate {

@@ -8,6 +8,7 @@
 
 use crate::report::{Detection, FalsePositive, PartitionReport, SideReport, Violation};
 use meridian_core::io::{Event, MemberView};
+use meridian_core::leadership::ElectionEvent;
 use meridian_core::membership::confirmation::strategy;
 use meridian_core::membership::lifeguard::LHM_MAX_SCORE;
 use meridian_core::membership::Status;
@@ -74,6 +75,11 @@ pub struct Checker {
     /// Per subject: the highest incarnation at which some node declared it dead by its
     /// own, justified verdict. Adopting that verdict from gossip is not a new declaration.
     justified_death: Vec<Option<u32>>,
+    /// Election safety (leadership.md §4.1): the leader of each `(group, term)`.
+    leader_of_term: std::collections::BTreeMap<(u32, u64), usize>,
+    pub elections: u64,
+    pub leaders_per_term_max: u64,
+    pub elected_per_group: std::collections::BTreeMap<u32, u64>,
 }
 
 impl Checker {
@@ -97,6 +103,10 @@ impl Checker {
             active_crash: vec![None; n],
             verdict_evidence: vec![None; n],
             justified_death: vec![None; n],
+            leader_of_term: Default::default(),
+            elections: 0,
+            leaders_per_term_max: 0,
+            elected_per_group: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
             checked: 0,
@@ -324,6 +334,27 @@ impl Checker {
                             self.name(node.0)
                         ),
                     );
+                }
+            }
+            Event::Election(ElectionEvent::LeaderElected { group, term, node }) => {
+                self.elections += 1;
+                *self.elected_per_group.entry(group.0).or_default() += 1;
+                let leader = node.0 as usize;
+                match self.leader_of_term.insert((group.0, *term), leader) {
+                    Some(prev) if prev != leader => {
+                        self.leaders_per_term_max = self.leaders_per_term_max.max(2);
+                        self.violation(
+                            now,
+                            "election-safety",
+                            format!(
+                                "group {} term {term}: {} and {} both elected",
+                                group.0,
+                                self.name(prev as u32),
+                                self.name(node.0)
+                            ),
+                        );
+                    }
+                    _ => self.leaders_per_term_max = self.leaders_per_term_max.max(1),
                 }
             }
             Event::Lhm { score, .. } if *score > LHM_MAX_SCORE => {

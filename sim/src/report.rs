@@ -14,6 +14,9 @@ pub struct Report {
     pub throughput: Throughput,
     pub messages: Messages,
     pub membership: MembershipReport,
+    /// Cluster leadership (leadership.md §1): one election per DC's managers and one for
+    /// the gates.
+    pub leadership: LeadershipReport,
     /// Vivaldi accuracy (issue 3); absent with coordinates off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coords: Option<CoordsReport>,
@@ -135,6 +138,19 @@ pub struct Detection {
     pub all_dead_ms: Option<u64>,
 }
 
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeadershipReport {
+    /// `LeaderElected` events, all groups.
+    pub elections: u64,
+    /// The most distinct leaders any `(group, term)` had (election safety: at most 1).
+    pub leaders_per_term_max: u64,
+    /// Per group ("gates" or the DC's name): how many leaders were elected.
+    pub leader_changes: std::collections::BTreeMap<String, u64>,
+    /// Per group, the leader every live voter follows at the end (null if they do not
+    /// agree, or follow nobody).
+    pub leaders_at_end: std::collections::BTreeMap<String, Option<String>>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Invariants {
     pub checked: u64,
@@ -213,6 +229,27 @@ impl Report {
                 rel(d.first_suspect_ms),
                 rel(d.first_dead_ms),
                 rel(d.all_dead_ms)
+            );
+        }
+        let l = &self.leadership;
+        if l.elections > 0 {
+            let leaders: Vec<String> = l
+                .leaders_at_end
+                .iter()
+                .map(|(g, who)| format!("{g}: {}", who.as_deref().unwrap_or("none agreed")))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  leadership: {} elections; leaders at the end: {}",
+                l.elections,
+                leaders.join(", ")
+            );
+        }
+        if let Some(c) = &self.coords {
+            let _ = writeln!(
+                s,
+                "  coordinates: median relative RTT error {:.3} (p90 {:.3}) over {} pairs; the nodes' own estimates {:.3} (p90 {:.3})",
+                c.median_rel_error, c.p90_rel_error, c.pairs, c.estimate_median_rel_error, c.estimate_p90_rel_error
             );
         }
         let inv = &self.invariants;

@@ -9,10 +9,12 @@ use crate::check::{Checker, Truth};
 use crate::coords::{self, CoordsTracker};
 use crate::network::Network;
 use crate::report::{
-    CoordsReport, Invariants, MembershipReport, Messages, Report, TablesAtEnd, Throughput,
+    CoordsReport, Invariants, LeadershipReport, MembershipReport, Messages, Report, TablesAtEnd,
+    Throughput,
 };
 use crate::scenario::{Fault, NodeSpec, Scenario};
 use meridian_core::io::{Event, Output};
+use meridian_core::leadership::{ElectionConfig, ElectionEvent};
 use meridian_core::membership::Config;
 use meridian_core::node::{Input, Node, NodeConfig};
 use meridian_core::rng::{derive_seed, DetRng};
@@ -153,6 +155,8 @@ struct SimNode {
     tick_generation: u64,
     tick_at: Option<u64>,
     stored_inc: u32,
+    /// The election's persisted `(term, voted_for)` (survives restarts, like `stored_inc`).
+    stored_vote: (u64, Option<NodeId>),
 }
 
 pub struct World<'a> {
@@ -203,6 +207,7 @@ impl<'a> World<'a> {
                 tick_generation: 0,
                 tick_at: None,
                 stored_inc: 0,
+                stored_vote: (0, None),
             })
             .collect();
         let mut w = World {
@@ -302,6 +307,7 @@ impl<'a> World<'a> {
         let wall = started.elapsed();
         let wall_s = wall.as_secs_f64().max(1e-9);
         let tables_at_end = self.tables_at_end();
+        let leadership = self.leadership_report();
         let c = self.checker;
         Report {
             scenario: self.scenario.name.clone(),
@@ -327,6 +333,7 @@ impl<'a> World<'a> {
                 partitions: c.partitions.clone(),
                 tables_at_end,
             },
+            leadership,
             coords: coords_report,
             invariants: Invariants {
                 checked: c.checked,
@@ -361,6 +368,55 @@ impl<'a> World<'a> {
         tracker.sample(at, &machines, &rtt);
         self.coords = Some(tracker);
         None
+    }
+
+    /// Group 0 is the gates'; group `d + 1` DC `d`'s managers'.
+    fn group_name(&self, group: u32) -> String {
+        match group {
+            0 => "gates".to_string(),
+            g => self
+                .scenario
+                .dcs
+                .get(g as usize - 1)
+                .map_or_else(|| format!("group-{g}"), |d| d.name.clone()),
+        }
+    }
+
+    fn leadership_report(&self) -> LeadershipReport {
+        let c = &self.checker;
+        let mut leaders_at_end = std::collections::BTreeMap::new();
+        let mut views: std::collections::BTreeMap<u32, Vec<Option<NodeId>>> = Default::default();
+        for n in self.nodes.iter().filter(|n| n.up) {
+            if let Some(e) = n.machine.as_ref().and_then(|m| m.election()) {
+                let group = match n.spec.role {
+                    Role::Gate => 0,
+                    _ => n.spec.dc as u32 + 1,
+                };
+                views.entry(group).or_default().push(e.leader());
+            }
+        }
+        for (group, v) in views {
+            let agreed = v
+                .first()
+                .copied()
+                .flatten()
+                .filter(|l| v.iter().all(|x| *x == Some(*l)))
+                .filter(|l| self.nodes[l.0 as usize].up);
+            leaders_at_end.insert(
+                self.group_name(group),
+                agreed.map(|l| self.nodes[l.0 as usize].spec.name.clone()),
+            );
+        }
+        LeadershipReport {
+            elections: c.elections,
+            leaders_per_term_max: c.leaders_per_term_max,
+            leader_changes: c
+                .elected_per_group
+                .iter()
+                .map(|(g, n)| (self.group_name(*g), *n))
+                .collect(),
+            leaders_at_end,
+        }
     }
 
     fn tables_at_end(&self) -> TablesAtEnd {
@@ -403,7 +459,27 @@ impl<'a> World<'a> {
             incarnation: Incarnation(inc),
             // A restart gets a fresh stream, still a pure function of (seed, node, inc).
             seed: derive_seed(self.seed, ((inc as u64) << 32) | i as u64),
+            voters: self.voters(i),
+            election: ElectionConfig::default(),
+            persisted_vote: self.nodes[i].stored_vote,
         }
+    }
+
+    /// The configured election group of node `i`: its DC's managers (managers), all gates
+    /// (gates), nobody (workers).
+    fn voters(&self, i: usize) -> Vec<(NodeId, Addr)> {
+        let me = &self.nodes[i].spec;
+        if me.role == Role::Worker {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                n.spec.role == me.role && (me.role == Role::Gate || n.spec.dc == me.dc)
+            })
+            .map(|(j, _)| (NodeId(j as u32), Addr::from_u32(j as u32)))
+            .collect()
     }
 
     fn start(&mut self, i: usize, restart: bool) {
@@ -651,6 +727,10 @@ impl<'a> World<'a> {
         if let Event::SelfIncarnation { inc, .. } = &e {
             // The incarnation store persists before the bump is announced.
             self.nodes[i].stored_inc = self.nodes[i].stored_inc.max(inc.0);
+        }
+        if let Event::Election(ElectionEvent::Persist { term, voted_for }) = &e {
+            // The store persists before the vote leaves.
+            self.nodes[i].stored_vote = (*term, *voted_for);
         }
         let net = &self.net;
         let cut_since = |a: usize, b: usize, since: u64| net.cut_since(a, b, since);

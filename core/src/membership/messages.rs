@@ -188,6 +188,9 @@ impl Membership {
                     self.send_push_pull(env.sender_addr, true, out);
                 }
             }
+            // The node routes elections to its election machine; one arriving here was
+            // misrouted (the sender still counted as contact above).
+            Body::Election { .. } => self.stats.misdirected += 1,
         }
     }
 

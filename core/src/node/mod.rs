@@ -9,13 +9,21 @@
 //! gossips nothing. Members answer an observer's probes without adding it, so a DC
 //! cluster's membership stays exactly its managers and workers. This replaces the
 //! original's ad-hoc cross-cluster probes with the one machine everyone already runs.
+//!
+//! Leadership (leadership.md §1): managers elect one leader per DC among the DC's
+//! configured managers, gates one among all configured gates. The election's messages
+//! travel as datagrams of the node's own cluster; SWIM only tells it which voters are
+//! visible, and the node's health (LHM, degradation) decides its eligibility.
 
 use crate::id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
+use crate::leadership::{Election, ElectionConfig, ElectionInput, ElectionOutput, GroupId};
+use crate::membership::lifeguard::DegradationLevel;
 use crate::membership::{self, Config, Identity, Membership, Mode};
 use crate::rng::derive_seed;
 use crate::time::Instant;
 use crate::wire::{self, Channel};
+use crate::wire::{Body, Envelope};
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -31,6 +39,12 @@ pub struct NodeConfig {
     /// Starting incarnation (from the store: `stored + 10`, or 0 without one).
     pub incarnation: Incarnation,
     pub seed: u64,
+    /// The configured election group (managers: their DC's managers; gates: all gates;
+    /// workers: none), with addresses.
+    pub voters: Vec<(NodeId, Addr)>,
+    pub election: ElectionConfig,
+    /// `(term, voted_for)` from the store, persisted before every vote.
+    pub persisted_vote: (u64, Option<NodeId>),
 }
 
 pub enum Input<'a> {
@@ -42,8 +56,22 @@ pub enum Input<'a> {
     HeardFrom(NodeId),
 }
 
+/// The node's election machine and what it needs to talk.
+struct Leadership {
+    election: Election,
+    group: GroupId,
+    voters: Vec<(NodeId, Addr)>,
+    me: NodeId,
+    addr: Addr,
+    cluster: ClusterId,
+    /// Health last given to the election: (LHM, degradation).
+    health: (u8, DegradationLevel),
+}
+
 pub struct Node {
     role: Role,
+    /// `None` for workers (and for a group of nobody).
+    leadership: Option<Box<Leadership>>,
     /// Own cluster first, then observers. A `Vec`, not an inline `SmallVec`: a machine
     /// is ~1.6 KB and most nodes have one (a simulation holds thousands of nodes).
     memberships: Vec<Membership>,
@@ -102,9 +130,30 @@ impl Node {
                 memberships.push(obs);
             }
         }
+        let leadership = (!cfg.voters.is_empty() && cfg.role != Role::Worker).then(|| {
+            let group = GroupId(own_cluster.0 as u32);
+            Box::new(Leadership {
+                election: Election::new(
+                    cfg.election.clone(),
+                    group,
+                    cfg.node,
+                    cfg.voters.iter().map(|(n, _)| *n),
+                    cfg.persisted_vote,
+                    derive_seed(cfg.seed, 0xE1EC),
+                    now,
+                ),
+                group,
+                voters: cfg.voters.clone(),
+                me: cfg.node,
+                addr: cfg.addr,
+                cluster: own_cluster,
+                health: (0, DegradationLevel::Normal),
+            })
+        });
         (
             Node {
                 role: cfg.role,
+                leadership,
                 memberships,
                 decode_errors: 0,
                 unknown_cluster: 0,
@@ -130,6 +179,11 @@ impl Node {
                         m.step_into(membership::Input::Tick, now, &mut out);
                     }
                 }
+                if let Some(l) = self.leadership.as_mut() {
+                    if l.election.next_deadline().is_some_and(|d| d <= now) {
+                        l.step(ElectionInput::Tick, now, &mut out);
+                    }
+                }
             }
             Input::Leave => {
                 for m in self.memberships.iter_mut() {
@@ -148,7 +202,47 @@ impl Node {
             }
         }
         self.share_health(now, &mut out);
+        self.inform_election(now, &mut out);
         out
+    }
+
+    /// What membership just reported that the election needs: which voters are visible,
+    /// and our own health.
+    fn inform_election(&mut self, now: Instant, out: &mut Outputs) {
+        let Some(l) = self.leadership.as_mut() else {
+            return;
+        };
+        let mut inputs: smallvec::SmallVec<[ElectionInput; 4]> = smallvec::SmallVec::new();
+        let mut health = l.health;
+        for o in out.iter() {
+            let Output::Event(e) = o else { continue };
+            match e {
+                Event::Member {
+                    cluster, node, to, ..
+                } if *cluster == l.cluster && l.voters.iter().any(|(v, _)| v == node) => {
+                    let visible = to.is_some_and(|v| v.confirmed && v.status.is_live());
+                    inputs.push(ElectionInput::PeerVisible {
+                        node: *node,
+                        visible,
+                    });
+                }
+                Event::Lhm { cluster, score } if *cluster == l.cluster => health.0 = *score,
+                Event::Degradation { cluster, level } if *cluster == l.cluster => health.1 = *level,
+                _ => {}
+            }
+        }
+        if health != l.health {
+            l.health = health;
+            inputs.push(ElectionInput::Health {
+                lhm: health.0,
+                // membership.md §6.2: MODERATE refuses new leadership, HEAVY+ steps down.
+                refuse_new: health.1 >= DegradationLevel::Moderate,
+                step_down: health.1 >= DegradationLevel::Heavy,
+            });
+        }
+        for input in inputs {
+            l.step(input, now, out);
+        }
     }
 
     /// Observers borrow the node's health score from its own cluster's machine.
@@ -173,6 +267,23 @@ impl Node {
         out: &mut Outputs,
     ) {
         match wire::decode(bytes, channel) {
+            Ok(Envelope {
+                cluster,
+                sender,
+                body: Body::Election { group, msg },
+                ..
+            }) => match self.leadership.as_mut() {
+                Some(l) if cluster == l.cluster => l.step(
+                    ElectionInput::Message {
+                        from: sender,
+                        group,
+                        msg,
+                    },
+                    now,
+                    out,
+                ),
+                _ => self.unknown_cluster += 1,
+            },
             Ok(env) => match self
                 .memberships
                 .iter_mut()
@@ -189,10 +300,20 @@ impl Node {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
+        let election = self
+            .leadership
+            .as_ref()
+            .and_then(|l| l.election.next_deadline());
         self.memberships
             .iter()
             .filter_map(|m| m.next_deadline())
+            .chain(election)
             .min()
+    }
+
+    /// The node's election, if it votes in one.
+    pub fn election(&self) -> Option<&Election> {
+        self.leadership.as_deref().map(|l| &l.election)
     }
 
     /// The node's membership machines: its own cluster first, then observers.
@@ -205,5 +326,47 @@ impl Node {
     }
     pub fn unknown_cluster(&self) -> u64 {
         self.unknown_cluster
+    }
+}
+
+impl Leadership {
+    /// Step the election and turn what it emits into datagrams and events.
+    fn step(&mut self, input: ElectionInput, now: Instant, out: &mut Outputs) {
+        for o in self.election.step(input, now) {
+            match o {
+                ElectionOutput::Broadcast(msg) => {
+                    for (n, addr) in &self.voters {
+                        if *n != self.me {
+                            self.transmit(*addr, msg, out);
+                        }
+                    }
+                }
+                ElectionOutput::Send { to, msg } => {
+                    if let Some((_, addr)) = self.voters.iter().find(|(n, _)| *n == to) {
+                        self.transmit(*addr, msg, out);
+                    }
+                }
+                ElectionOutput::Event(e) => out.push(Output::Event(Event::Election(e))),
+            }
+        }
+    }
+
+    fn transmit(&self, to: Addr, msg: crate::leadership::ElectionMsg, out: &mut Outputs) {
+        let env = Envelope {
+            version: wire::WIRE_VERSION,
+            cluster: self.cluster,
+            sender: self.me,
+            sender_addr: self.addr,
+            sender_inc: Incarnation(0),
+            sender_role: Role::Unknown,
+            flags: 0,
+            body: Body::Election {
+                group: self.group,
+                msg,
+            },
+        };
+        if let Ok(bytes) = wire::encode_datagram(&env) {
+            out.push(Output::Transmit { to, bytes });
+        }
     }
 }

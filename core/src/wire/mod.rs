@@ -7,6 +7,7 @@
 
 use crate::coords::WireCoord;
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
+use crate::leadership::{ElectionMsg, GroupId};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of [`Envelope`] or [`Body`].
@@ -134,6 +135,12 @@ pub enum Body {
     PushPull {
         reply: bool,
         entries: Vec<Claim>,
+    },
+    /// Cluster leader election (leadership.md §1.3): its own kind, naming the group; the
+    /// node hands it to its election machine, never to membership.
+    Election {
+        group: GroupId,
+        msg: ElectionMsg,
     },
 }
 

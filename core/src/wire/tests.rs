@@ -126,6 +126,30 @@ fn arb_body() -> impl Strategy<Value = Body> {
             }
         ),
         Just(Body::Leave),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u8>(),
+            any::<bool>(),
+            0u8..8
+        )
+            .prop_map(|(g, term, lhm, granted, kind)| {
+                use crate::leadership::ElectionMsg as M;
+                let msg = match kind {
+                    0 => M::PreVoteReq { term, lhm },
+                    1 => M::PreVoteResp { term, granted },
+                    2 => M::LeaderClaim { term, lhm },
+                    3 => M::LeaderVote { term, granted },
+                    4 => M::LeaderElected { term },
+                    5 => M::Heartbeat { term },
+                    6 => M::HeartbeatAck { term },
+                    _ => M::StepDown { term },
+                };
+                Body::Election {
+                    group: crate::leadership::GroupId(g),
+                    msg,
+                }
+            }),
         gossip().prop_map(|gossip| Body::Notice { gossip }),
     ]
 }
