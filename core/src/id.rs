@@ -107,8 +107,14 @@ impl Addr {
         &self.bytes[..self.len as usize]
     }
     /// The simulator's addresses: a node index as 4 bytes.
-    pub fn from_u32(v: u32) -> Addr {
-        Addr::new(&v.to_be_bytes()).expect("4 bytes fit")
+    pub const fn from_u32(v: u32) -> Addr {
+        let b = v.to_be_bytes();
+        let mut bytes = [0; Self::CAPACITY];
+        bytes[0] = b[0];
+        bytes[1] = b[1];
+        bytes[2] = b[2];
+        bytes[3] = b[3];
+        Addr { len: 4, bytes }
     }
     pub fn to_u32(&self) -> Option<u32> {
         Some(u32::from_be_bytes(self.as_bytes().try_into().ok()?))

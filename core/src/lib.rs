@@ -7,6 +7,7 @@
 pub mod coords;
 pub mod id;
 pub mod io;
+pub mod jobs;
 pub mod leadership;
 pub mod membership;
 pub mod node;

@@ -1,0 +1,648 @@
+//! A manager's side of the job plane: only the DC leader accepts jobs (others redirect to
+//! the leader they know); it splits a job into workflows, dispatches each to the worker
+//! with the most free slots under a fresh fence token (leadership.md §2.4: the counter
+//! bumps on every dispatch), re-dispatches the workflows of workers that die, and reports
+//! the DC's result to the gate until acknowledged; then every trace of the job goes.
+//!
+//! Not yet here (issue 4, next part): replicating jobs to the other managers and the new
+//! leader's takeover (AD-12 state sync, `JobLeaderWorkerTransfer`), so a job whose DC
+//! leader dies mid-job is not finished by its successor.
+
+use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
+use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
+use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
+use crate::time::{secs, Instant};
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagerConfig {
+    /// A dispatch without an answer is taken back after this long.
+    pub dispatch_timeout: Duration,
+    /// An unacknowledged `JobDone` is resent after this long.
+    pub retry: Duration,
+    /// The leader tells its workers it leads this often.
+    pub hello_interval: Duration,
+    pub max_jobs: usize,
+    /// Workflows per job at most (a bigger submission is refused).
+    pub max_workflows: u32,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            dispatch_timeout: secs(10),
+            retry: secs(2),
+            hello_interval: secs(2),
+            max_jobs: 10_000,
+            max_workflows: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wf {
+    Pending,
+    Dispatched {
+        worker: NodeId,
+        token: FenceToken,
+        at: Instant,
+        acked: bool,
+    },
+    Done,
+}
+
+#[derive(Clone, Debug)]
+struct Job {
+    gate_addr: Addr,
+    workflows: Vec<Wf>,
+    /// The latest token issued for the job.
+    token: FenceToken,
+    /// Set once every workflow is done: when to resend `JobDone`.
+    report_next: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Worker {
+    addr: Addr,
+    free_slots: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct ManagerJobs {
+    cfg: ManagerConfig,
+    me: NodeId,
+    dc: DcId,
+    /// Our term while we lead the DC.
+    leading: Option<u64>,
+    leader: Option<(NodeId, Addr)>,
+    workers: BTreeMap<NodeId, Worker>,
+    jobs: BTreeMap<JobId, Job>,
+    issuer: TokenIssuer,
+    /// Gate tokens of the jobs we accepted (a resent or stale submission is recognised).
+    gates: JobRegistry,
+    next_hello: Option<Instant>,
+}
+
+pub enum ManagerInput {
+    Msg {
+        from: Addr,
+        msg: JobMsg,
+    },
+    /// Who leads the DC now (from the election), and the term.
+    Leader {
+        leader: Option<(NodeId, Addr)>,
+        term: u64,
+    },
+    /// A worker of the DC became reachable (or stopped being so), per membership.
+    Worker {
+        node: NodeId,
+        addr: Addr,
+        alive: bool,
+    },
+    Tick,
+}
+
+impl ManagerJobs {
+    pub fn new(cfg: ManagerConfig, me: NodeId, dc: DcId) -> ManagerJobs {
+        ManagerJobs {
+            gates: JobRegistry::new(cfg.max_jobs),
+            cfg,
+            me,
+            dc,
+            leading: None,
+            leader: None,
+            workers: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            issuer: TokenIssuer::default(),
+            next_hello: None,
+        }
+    }
+
+    /// Per-job entries held: 0 once every job is reported and acknowledged.
+    pub fn table_len(&self) -> usize {
+        self.jobs.len() + self.issuer.len() + self.gates.len()
+    }
+    pub fn has_job(&self, job: JobId) -> bool {
+        self.jobs.contains_key(&job)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self.cfg.dispatch_timeout;
+        let dispatch = self
+            .jobs
+            .values()
+            .flat_map(|j| j.workflows.iter())
+            .filter_map(|w| match w {
+                Wf::Dispatched {
+                    at, acked: false, ..
+                } => Some(*at + timeout),
+                _ => None,
+            })
+            .min();
+        let report = self.jobs.values().filter_map(|j| j.report_next).min();
+        [self.next_hello, dispatch, report]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn step(&mut self, input: ManagerInput, now: Instant) -> JobOutputs {
+        let mut out = JobOutputs::new();
+        match input {
+            ManagerInput::Msg { from, msg } => self.on_msg(from, msg, now, &mut out),
+            ManagerInput::Leader { leader, term } => {
+                self.leader = leader;
+                let lead = leader.is_some_and(|(n, _)| n == self.me);
+                self.leading = lead.then_some(term);
+                self.next_hello = lead.then_some(now);
+                if lead {
+                    self.tick(now, &mut out);
+                }
+            }
+            ManagerInput::Worker { node, addr, alive } => {
+                if alive {
+                    self.workers.entry(node).or_insert(Worker {
+                        addr,
+                        free_slots: 0,
+                    });
+                } else if self.workers.remove(&node).is_some() {
+                    // Its workflows go back to the queue (a late result still counts).
+                    for job in self.jobs.values_mut() {
+                        for w in job.workflows.iter_mut() {
+                            if matches!(w, Wf::Dispatched { worker, .. } if *worker == node) {
+                                *w = Wf::Pending;
+                            }
+                        }
+                    }
+                    self.dispatch(now, &mut out);
+                }
+            }
+            ManagerInput::Tick => self.tick(now, &mut out),
+        }
+        out
+    }
+
+    fn on_msg(&mut self, from: Addr, msg: JobMsg, now: Instant, out: &mut JobOutputs) {
+        match msg {
+            JobMsg::Submit {
+                job,
+                workflows,
+                gate,
+                gate_addr,
+                gate_token,
+            } => {
+                let ack = |accepted, leader| JobOutput::Send {
+                    to: gate_addr,
+                    msg: JobMsg::SubmitAck {
+                        job,
+                        dc: self.dc,
+                        accepted,
+                        leader,
+                    },
+                };
+                let Some(term) = self.leading else {
+                    out.push(ack(false, self.leader));
+                    return;
+                };
+                if workflows == 0 || workflows > self.cfg.max_workflows {
+                    out.push(ack(false, None));
+                    return;
+                }
+                match self
+                    .gates
+                    .claim(FenceDomain::GateJob, job, gate_token, gate)
+                {
+                    Ok(Verdict::Resend) => out.push(ack(true, None)),
+                    Ok(Verdict::Accepted) if !self.jobs.contains_key(&job) => {
+                        let Ok(token) = self.issuer.next(job, term, None) else {
+                            out.push(ack(false, None));
+                            return;
+                        };
+                        self.jobs.insert(
+                            job,
+                            Job {
+                                gate_addr,
+                                workflows: vec![Wf::Pending; workflows as usize],
+                                token,
+                                report_next: None,
+                            },
+                        );
+                        out.push(JobOutput::Event(JobEvent::Accepted {
+                            job,
+                            dc: self.dc,
+                            token,
+                        }));
+                        out.push(ack(true, None));
+                        self.dispatch(now, out);
+                    }
+                    // A newer claim for a job we hold (a gate took it over): re-point.
+                    Ok(Verdict::Accepted) => {
+                        if let Some(j) = self.jobs.get_mut(&job) {
+                            j.gate_addr = gate_addr;
+                        }
+                        out.push(ack(true, None));
+                    }
+                    Ok(Verdict::Stale) => {
+                        out.push(JobOutput::Event(JobEvent::StaleRejected {
+                            job,
+                            token: gate_token,
+                        }));
+                        out.push(ack(false, None));
+                    }
+                    Err(_) => out.push(ack(false, None)),
+                }
+            }
+            JobMsg::DispatchAck {
+                job,
+                workflow,
+                token,
+                accepted,
+            } => {
+                let Some(w) = self
+                    .jobs
+                    .get_mut(&job)
+                    .and_then(|j| j.workflows.get_mut(workflow as usize))
+                else {
+                    return;
+                };
+                if let Wf::Dispatched {
+                    worker,
+                    token: t,
+                    acked,
+                    ..
+                } = w
+                {
+                    if *t == token {
+                        if accepted {
+                            *acked = true;
+                        } else {
+                            let worker = *worker;
+                            *w = Wf::Pending;
+                            if let Some(wk) = self.workers.get_mut(&worker) {
+                                wk.free_slots = 0; // full: wait for its next hello
+                            }
+                            self.dispatch(now, out);
+                        }
+                    }
+                }
+            }
+            JobMsg::WorkflowDone { job, workflow, .. } => {
+                out.push(JobOutput::Send {
+                    to: from,
+                    msg: JobMsg::WorkflowDoneAck { job, workflow },
+                });
+                if let Some(wk) = self.workers.values_mut().find(|w| w.addr == from) {
+                    wk.free_slots = wk.free_slots.saturating_add(1);
+                }
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                if let Some(w) = j.workflows.get_mut(workflow as usize) {
+                    *w = Wf::Done;
+                }
+                if j.report_next.is_none() && j.workflows.iter().all(|w| *w == Wf::Done) {
+                    j.report_next = Some(now + self.cfg.retry);
+                    out.push(JobOutput::Send {
+                        to: j.gate_addr,
+                        msg: JobMsg::JobDone {
+                            job,
+                            dc: self.dc,
+                            token: j.token,
+                        },
+                    });
+                }
+                self.dispatch(now, out);
+            }
+            JobMsg::JobDoneAck { job, dc }
+                if dc == self.dc
+                    && self.jobs.get(&job).is_some_and(|j| j.report_next.is_some()) =>
+            {
+                self.jobs.remove(&job);
+                self.issuer.forget(job);
+                self.gates.forget_job(job);
+                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+            }
+            JobMsg::WorkerHello { free_slots } => {
+                if let Some(wk) = self.workers.values_mut().find(|w| w.addr == from) {
+                    wk.free_slots = free_slots;
+                }
+                self.dispatch(now, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        if let (Some(term), Some(t)) = (self.leading, self.next_hello) {
+            if t <= now {
+                self.next_hello = Some(now + self.cfg.hello_interval);
+                for w in self.workers.values() {
+                    out.push(JobOutput::Send {
+                        to: w.addr,
+                        msg: JobMsg::LeaderHello { term },
+                    });
+                }
+            }
+        }
+        let timeout = self.cfg.dispatch_timeout;
+        for (job, j) in self.jobs.iter_mut() {
+            for w in j.workflows.iter_mut() {
+                if matches!(w, Wf::Dispatched { at, acked: false, .. } if *at + timeout <= now) {
+                    *w = Wf::Pending; // no answer: the dispatch was lost
+                }
+            }
+            if j.report_next.is_some_and(|t| t <= now) {
+                j.report_next = Some(now + self.cfg.retry);
+                out.push(JobOutput::Send {
+                    to: j.gate_addr,
+                    msg: JobMsg::JobDone {
+                        job: *job,
+                        dc: self.dc,
+                        token: j.token,
+                    },
+                });
+            }
+        }
+        self.dispatch(now, out);
+    }
+
+    /// While leading: each pending workflow to the worker with the most free slots
+    /// (ties to the lowest id), each under a fresh token.
+    fn dispatch(&mut self, now: Instant, out: &mut JobOutputs) {
+        let Some(term) = self.leading else {
+            return;
+        };
+        let me = self.me;
+        let Some(my_addr) = self.leader.map(|(_, a)| a) else {
+            return;
+        };
+        for (job, j) in self.jobs.iter_mut() {
+            for (i, w) in j.workflows.iter_mut().enumerate() {
+                if *w != Wf::Pending {
+                    continue;
+                }
+                let Some((&node, wk)) = self
+                    .workers
+                    .iter_mut()
+                    .filter(|(_, w)| w.free_slots > 0)
+                    .max_by_key(|(id, w)| (w.free_slots, core::cmp::Reverse(**id)))
+                else {
+                    return;
+                };
+                let Ok(token) = self.issuer.next(*job, term, Some(j.token)) else {
+                    continue;
+                };
+                j.token = token;
+                wk.free_slots -= 1;
+                *w = Wf::Dispatched {
+                    worker: node,
+                    token,
+                    at: now,
+                    acked: false,
+                };
+                out.push(JobOutput::Send {
+                    to: wk.addr,
+                    msg: JobMsg::Dispatch {
+                        job: *job,
+                        workflow: i as WorkflowIndex,
+                        token,
+                        manager: me,
+                        manager_addr: my_addr,
+                    },
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::FenceToken;
+
+    const ME: NodeId = NodeId(1);
+    const GATE: Addr = Addr::from_u32(100);
+
+    fn leader(term: u64) -> ManagerInput {
+        ManagerInput::Leader {
+            leader: Some((ME, Addr::from_u32(1))),
+            term,
+        }
+    }
+
+    fn submit(job: u64, workflows: u32) -> ManagerInput {
+        ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Submit {
+                job: JobId(job),
+                workflows,
+                gate: NodeId(100),
+                gate_addr: GATE,
+                gate_token: FenceToken::new(1, 1),
+            },
+        }
+    }
+
+    fn hello(worker: u32, free: u16) -> ManagerInput {
+        ManagerInput::Msg {
+            from: Addr::from_u32(worker),
+            msg: JobMsg::WorkerHello { free_slots: free },
+        }
+    }
+
+    fn dispatches(out: &JobOutputs) -> Vec<(Addr, WorkflowIndex, FenceToken)> {
+        out.iter()
+            .filter_map(|o| match o {
+                JobOutput::Send {
+                    to,
+                    msg:
+                        JobMsg::Dispatch {
+                            workflow, token, ..
+                        },
+                } => Some((*to, *workflow, *token)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn manager_with_workers() -> ManagerJobs {
+        let t = Instant::ZERO;
+        let mut m = ManagerJobs::new(ManagerConfig::default(), ME, DcId(0));
+        for w in [10, 11] {
+            m.step(
+                ManagerInput::Worker {
+                    node: NodeId(w),
+                    addr: Addr::from_u32(w),
+                    alive: true,
+                },
+                t,
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn only_the_leader_accepts_and_followers_redirect() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        let other = (NodeId(2), Addr::from_u32(2));
+        m.step(
+            ManagerInput::Leader {
+                leader: Some(other),
+                term: 3,
+            },
+            t,
+        );
+        let out = m.step(submit(5, 2), t);
+        assert_eq!(
+            out.to_vec(),
+            vec![JobOutput::Send {
+                to: GATE,
+                msg: JobMsg::SubmitAck {
+                    job: JobId(5),
+                    dc: DcId(0),
+                    accepted: false,
+                    leader: Some(other)
+                }
+            }]
+        );
+        assert_eq!(m.table_len(), 0);
+    }
+
+    #[test]
+    fn workflows_go_to_free_slots_under_increasing_tokens() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(leader(3), t);
+        m.step(hello(10, 2), t);
+        m.step(hello(11, 1), t);
+        let out = m.step(submit(5, 4), t);
+        assert!(out.contains(&JobOutput::Event(JobEvent::Accepted {
+            job: JobId(5),
+            dc: DcId(0),
+            token: FenceToken::new(3, 1)
+        })));
+        // Three free slots, four workflows: three dispatched, most-free worker first,
+        // each under the next token of term 3.
+        let d = dispatches(&out);
+        assert_eq!(
+            d,
+            vec![
+                (Addr::from_u32(10), 0, FenceToken::new(3, 2)),
+                (Addr::from_u32(10), 1, FenceToken::new(3, 3)),
+                (Addr::from_u32(11), 2, FenceToken::new(3, 4)),
+            ]
+        );
+        // A worker's result frees a slot: the fourth goes out.
+        let out = m.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(11),
+                msg: JobMsg::WorkflowDone {
+                    job: JobId(5),
+                    workflow: 2,
+                    token: FenceToken::new(3, 4),
+                },
+            },
+            t + secs(5),
+        );
+        assert_eq!(
+            dispatches(&out),
+            vec![(Addr::from_u32(11), 3, FenceToken::new(3, 5))]
+        );
+    }
+
+    #[test]
+    fn a_dead_workers_workflows_are_dispatched_again_and_the_job_reports_once_done() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        m.step(hello(10, 1), t);
+        m.step(hello(11, 1), t);
+        m.step(submit(9, 2), t);
+        // Worker 10 dies with workflow 0: it goes to worker 11 once that has room.
+        m.step(
+            ManagerInput::Worker {
+                node: NodeId(10),
+                addr: Addr::from_u32(10),
+                alive: false,
+            },
+            t + secs(1),
+        );
+        let done = |wf, token| ManagerInput::Msg {
+            from: Addr::from_u32(11),
+            msg: JobMsg::WorkflowDone {
+                job: JobId(9),
+                workflow: wf,
+                token,
+            },
+        };
+        let out = m.step(done(1, FenceToken::new(1, 3)), t + secs(2));
+        assert_eq!(
+            dispatches(&out),
+            vec![(Addr::from_u32(11), 0, FenceToken::new(1, 4))]
+        );
+        let out = m.step(done(0, FenceToken::new(1, 4)), t + secs(3));
+        let report = JobMsg::JobDone {
+            job: JobId(9),
+            dc: DcId(0),
+            token: FenceToken::new(1, 4),
+        };
+        assert!(out.contains(&JobOutput::Send {
+            to: GATE,
+            msg: report
+        }));
+        // Resent until acknowledged, then everything about the job goes.
+        let out = m.step(ManagerInput::Tick, t + secs(5));
+        assert!(out.contains(&JobOutput::Send {
+            to: GATE,
+            msg: report
+        }));
+        let out = m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::JobDoneAck {
+                    job: JobId(9),
+                    dc: DcId(0),
+                },
+            },
+            t + secs(6),
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
+        assert_eq!(m.table_len(), 0);
+    }
+
+    #[test]
+    fn a_resent_submission_is_acknowledged_and_a_stale_one_refused() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        m.step(submit(4, 1), t);
+        let out = m.step(submit(4, 1), t);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            JobOutput::Send {
+                msg: JobMsg::SubmitAck { accepted: true, .. },
+                ..
+            }
+        )));
+        assert_eq!(m.jobs.len(), 1);
+        // A newer gate claim takes over; the older one is then stale.
+        let newer = ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Submit {
+                job: JobId(4),
+                workflows: 1,
+                gate: NodeId(101),
+                gate_addr: Addr::from_u32(101),
+                gate_token: FenceToken::new(2, 2),
+            },
+        };
+        m.step(newer, t);
+        let out = m.step(submit(4, 1), t);
+        assert!(out.contains(&JobOutput::Event(JobEvent::StaleRejected {
+            job: JobId(4),
+            token: FenceToken::new(1, 1)
+        })));
+    }
+}
