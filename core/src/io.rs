@@ -70,6 +70,8 @@ pub enum Event {
     },
     /// Cluster leadership (leadership.md §1), from the node's election machine.
     Election(crate::leadership::ElectionEvent),
+    /// The job plane (issue 4).
+    Job(crate::jobs::JobEvent),
     /// Our Vivaldi coordinate after an update, sampled (at most one per
     /// `coord_event_interval`), so a node's coordinate can be plotted over time.
     Coordinate {

@@ -15,7 +15,7 @@ pub mod rng;
 pub mod time;
 pub mod wire;
 
-pub use id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
+pub use id::{Addr, ClusterId, DcId, FenceToken, Incarnation, JobId, NodeId, Role};
 pub use time::Instant;
 
 /// A hash map with a fixed (non-random) hasher, so iteration order depends only on

@@ -8,12 +8,13 @@
 
 use crate::report::{Detection, FalsePositive, PartitionReport, SideReport, Violation};
 use meridian_core::io::{Event, MemberView};
+use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::ElectionEvent;
 use meridian_core::membership::confirmation::strategy;
 use meridian_core::membership::lifeguard::LHM_MAX_SCORE;
 use meridian_core::membership::Status;
 use meridian_core::wire::MAX_DATAGRAM;
-use meridian_core::{Instant, Role};
+use meridian_core::{FenceToken, Instant, JobId, Role};
 
 const ABSENT: u8 = 0;
 const MAX_VIOLATIONS_KEPT: usize = 200;
@@ -80,6 +81,19 @@ pub struct Checker {
     pub elections: u64,
     pub leaders_per_term_max: u64,
     pub elected_per_group: std::collections::BTreeMap<u32, u64>,
+    /// Per job id: (attempted at µs, accepted by a gate with this many DCs, ended at µs
+    /// with this state).
+    pub jobs: Vec<JobTrack>,
+    /// Highest dispatch token that started each workflow, per (job, DC, workflow)
+    /// (jobs.md §7.1). Dropped when the job ends.
+    started_token: std::collections::BTreeMap<(u64, usize, u32), FenceToken>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct JobTrack {
+    pub attempted_at: u64,
+    pub dcs: Option<u16>,
+    pub ended: Option<(u64, JobState)>,
 }
 
 impl Checker {
@@ -107,6 +121,8 @@ impl Checker {
             elections: 0,
             leaders_per_term_max: 0,
             elected_per_group: Default::default(),
+            jobs: Vec::new(),
+            started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
             checked: 0,
@@ -181,6 +197,15 @@ impl Checker {
                 detail,
             });
         }
+    }
+
+    /// A client tries to submit job `job` (ids are dense, in submission order).
+    pub fn on_submit_attempt(&mut self, job: JobId, now: u64) {
+        let i = job.0 as usize;
+        if self.jobs.len() <= i {
+            self.jobs.resize_with(i + 1, JobTrack::default);
+        }
+        self.jobs[i].attempted_at = now;
     }
 
     /// A node (re)starts with a fresh, empty view and incarnation `inc`.
@@ -356,6 +381,46 @@ impl Checker {
                     }
                     _ => self.leaders_per_term_max = self.leaders_per_term_max.max(1),
                 }
+            }
+            Event::Job(JobEvent::Submitted { job, dcs }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    t.dcs = Some(*dcs);
+                }
+            }
+            Event::Job(JobEvent::Finished { job, state }) => {
+                let again = self
+                    .jobs
+                    .get(job.0 as usize)
+                    .is_some_and(|t| t.ended.is_some());
+                if again {
+                    self.violation(
+                        now,
+                        "job-terminal-once",
+                        format!("job {} ended twice", job.0),
+                    );
+                } else if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    t.ended = Some((now, *state));
+                }
+                self.started_token.retain(|(j, _, _), _| *j != job.0);
+            }
+            Event::Job(JobEvent::WorkflowStarted {
+                job,
+                workflow,
+                token,
+            }) => {
+                // Each DC runs its own copy of the job's workflows, under its own tokens.
+                let key = (job.0, self.dc[o], *workflow);
+                if self.started_token.get(&key).is_some_and(|t| token <= t) {
+                    self.violation(
+                        now,
+                        "stale-dispatch-effect",
+                        format!(
+                            "{} started job {} workflow {workflow} with stale token {:#x}",
+                            self.names[o], job.0, token.0
+                        ),
+                    );
+                }
+                self.started_token.insert(key, *token);
             }
             Event::Lhm { score, .. } if *score > LHM_MAX_SCORE => {
                 self.violation(now, "lhm-range", format!("{} LHM {score}", self.names[o]));

@@ -17,6 +17,9 @@ pub struct Report {
     /// Cluster leadership (leadership.md §1): one election per DC's managers and one for
     /// the gates.
     pub leadership: LeadershipReport,
+    /// The job plane (issue 4); absent without `[[job]]` entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsReport>,
     /// Vivaldi accuracy (issue 3); absent with coordinates off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coords: Option<CoordsReport>,
@@ -99,6 +102,8 @@ pub struct TablesAtEnd {
     pub proactive_max: usize,
     pub rate_buckets_max: usize,
     pub coord_peers_max: usize,
+    /// Per-job entries (gate, manager or worker job tables) of the busiest live node.
+    pub job_entries_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +141,33 @@ pub struct Detection {
     pub first_suspect_ms: Option<u64>,
     pub first_dead_ms: Option<u64>,
     pub all_dead_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobsReport {
+    /// Jobs a gate accepted.
+    pub submitted: u64,
+    pub completed: u64,
+    /// Always 0 until the job timeouts of issue 5.
+    pub timed_out: u64,
+    pub failed: u64,
+    /// Submitted, in no terminal state, and tracked by no live node at the end.
+    pub lost: u64,
+    /// Submitted, not yet terminal, still tracked somewhere at the end.
+    pub in_flight: u64,
+    /// Submissions to a gate that was down (never entered the system).
+    pub refused: u64,
+    pub per_job: Vec<JobEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobEntry {
+    pub id: u64,
+    pub submitted_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// completed | failed | in_flight | lost | refused
+    pub state: String,
+    pub dcs: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

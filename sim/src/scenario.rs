@@ -49,11 +49,70 @@ pub struct Scenario {
     pub membership: MembershipOverrides,
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobSpec>,
     /// Filled in by [`load`]: where relative paths (the RTT matrix) are resolved.
     #[serde(skip)]
     pub base_dir: PathBuf,
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// A `[[job]]` entry: a job (or a series of `count` jobs, one every `every`) submitted to
+/// `gate`, run in `datacenters` DCs with `workflows` workflows each, every workflow
+/// lasting `U[workflow_duration]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    #[serde(deserialize_with = "de_duration")]
+    pub at: Duration,
+    pub gate: String,
+    #[serde(default = "one")]
+    pub datacenters: usize,
+    pub workflows: u32,
+    #[serde(deserialize_with = "de_duration_range")]
+    pub workflow_duration: (Duration, Duration),
+    /// The job's timeout; carried for the timeout machines of issue 5 (not acted on yet).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default = "one_u32")]
+    pub count: u32,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub every: Option<Duration>,
+    /// From `after` on, the workflows running in DC `dc` make no progress (they never
+    /// finish): what the timeouts of issue 5 must catch.
+    #[serde(default)]
+    pub stall: Option<Stall>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stall {
+    pub dc: String,
+    #[serde(deserialize_with = "de_duration")]
+    pub after: Duration,
+}
+
+fn one() -> usize {
+    1
+}
+fn one_u32() -> u32 {
+    1
+}
+
+fn de_duration_range<'de, D: Deserializer<'de>>(d: D) -> Result<(Duration, Duration), D::Error> {
+    let v = <[String; 2]>::deserialize(d)?;
+    let parse = |s: &str| {
+        humantime::parse_duration(s)
+            .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e}")))
+    };
+    let (lo, hi) = (parse(&v[0])?, parse(&v[1])?);
+    if lo > hi {
+        return Err(serde::de::Error::custom(
+            "the range's low end exceeds its high end",
+        ));
+    }
+    Ok((lo, hi))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +457,46 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
     }
     let nodes = s.nodes();
     let known_node = |name: &str| nodes.iter().any(|n| n.name == name);
+    for (i, j) in s.jobs.iter().enumerate() {
+        let key = |k: &str| format!("job[{i}].{k}");
+        if !nodes
+            .iter()
+            .any(|n| n.name == j.gate && n.role == meridian_core::Role::Gate)
+        {
+            return Err(err(
+                path,
+                key("gate"),
+                format!("{:?} is not a gate", j.gate),
+            ));
+        }
+        let with_managers = s.dcs.iter().filter(|d| d.managers > 0).count();
+        if j.datacenters == 0 || j.datacenters > with_managers {
+            return Err(err(
+                path,
+                key("datacenters"),
+                format!("must be 1..={with_managers} (DCs with managers)"),
+            ));
+        }
+        if j.workflows == 0 || j.workflows > 10_000 {
+            return Err(err(path, key("workflows"), "must be 1..=10000"));
+        }
+        if j.count == 0 || (j.count > 1 && j.every.is_none_or(|e| e.is_zero())) {
+            return Err(err(
+                path,
+                key("every"),
+                "a series (count > 1) needs a positive `every`",
+            ));
+        }
+        if let Some(st) = &j.stall {
+            if !s.dcs.iter().any(|d| d.name == st.dc) {
+                return Err(err(
+                    path,
+                    key("stall.dc"),
+                    format!("unknown DC {:?}", st.dc),
+                ));
+            }
+        }
+    }
     for (i, f) in s.faults.iter().enumerate() {
         let key = |k: &str| format!("fault[{i}].{k}");
         if f.at() > s.duration {

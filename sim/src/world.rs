@@ -9,16 +9,17 @@ use crate::check::{Checker, Truth};
 use crate::coords::{self, CoordsTracker};
 use crate::network::Network;
 use crate::report::{
-    CoordsReport, Invariants, LeadershipReport, MembershipReport, Messages, Report, TablesAtEnd,
-    Throughput,
+    CoordsReport, Invariants, JobEntry, JobsReport, LeadershipReport, MembershipReport, Messages,
+    Report, TablesAtEnd, Throughput,
 };
 use crate::scenario::{Fault, NodeSpec, Scenario};
 use meridian_core::io::{Event, Output};
+use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::{ElectionConfig, ElectionEvent};
 use meridian_core::membership::Config;
 use meridian_core::node::{Input, Node, NodeConfig};
 use meridian_core::rng::{derive_seed, DetRng};
-use meridian_core::{Addr, DcId, Incarnation, Instant, NodeId, Role};
+use meridian_core::{Addr, DcId, Incarnation, Instant, JobId, NodeId, Role};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
@@ -49,6 +50,18 @@ enum Ev {
     Resume {
         node: u32,
         generation: u64,
+    },
+    /// The `k`-th submission of `[[job]]` entry `spec`.
+    Submit {
+        spec: usize,
+        k: u32,
+    },
+    /// The workload model: a workflow a worker started has run its course.
+    WorkflowDone {
+        node: u32,
+        boot: u64,
+        job: JobId,
+        workflow: u32,
     },
 }
 
@@ -157,6 +170,8 @@ struct SimNode {
     stored_inc: u32,
     /// The election's persisted `(term, voted_for)` (survives restarts, like `stored_inc`).
     stored_vote: (u64, Option<NodeId>),
+    /// Counts the node's starts: completions of workflows a crashed worker ran are void.
+    boot: u64,
 }
 
 pub struct World<'a> {
@@ -181,6 +196,8 @@ pub struct World<'a> {
     /// Vivaldi accuracy, scored every 10 simulated s (None with coordinates off).
     coords: Option<CoordsTracker>,
     next_coords_sample: u64,
+    /// The `[[job]]` entry of every submitted job, by job id.
+    job_spec: Vec<usize>,
 }
 
 impl<'a> World<'a> {
@@ -208,6 +225,7 @@ impl<'a> World<'a> {
                 tick_at: None,
                 stored_inc: 0,
                 stored_vote: (0, None),
+                boot: 0,
             })
             .collect();
         let mut w = World {
@@ -236,6 +254,7 @@ impl<'a> World<'a> {
                 .coordinates
                 .then(CoordsTracker::default),
             next_coords_sample: coords::SERIES_EVERY_US,
+            job_spec: Vec::new(),
         };
         // Nodes boot over the first second, in a seeded order.
         for i in 0..n {
@@ -244,6 +263,14 @@ impl<'a> World<'a> {
         }
         for (index, f) in scenario.faults.iter().enumerate() {
             w.push(f.at().as_micros() as u64, Ev::Fault { index });
+        }
+        for (spec, j) in scenario.jobs.iter().enumerate() {
+            for k in 0..j.count {
+                let at = j.at + j.every.unwrap_or_default() * k;
+                if at <= scenario.duration {
+                    w.push(at.as_micros() as u64, Ev::Submit { spec, k });
+                }
+            }
         }
         w
     }
@@ -286,6 +313,18 @@ impl<'a> World<'a> {
                         self.paused[node as usize] = false;
                     }
                 }
+                Ev::Submit { spec, k } => self.submit(spec, k),
+                Ev::WorkflowDone {
+                    node,
+                    boot,
+                    job,
+                    workflow,
+                } => {
+                    let i = node as usize;
+                    if self.nodes[i].up && self.nodes[i].boot == boot {
+                        self.feed(i, Input::WorkflowFinished { job, workflow });
+                    }
+                }
             }
             self.checker.settle(self.now);
         }
@@ -308,6 +347,7 @@ impl<'a> World<'a> {
         let wall_s = wall.as_secs_f64().max(1e-9);
         let tables_at_end = self.tables_at_end();
         let leadership = self.leadership_report();
+        let jobs = self.jobs_report();
         let c = self.checker;
         Report {
             scenario: self.scenario.name.clone(),
@@ -334,6 +374,7 @@ impl<'a> World<'a> {
                 tables_at_end,
             },
             leadership,
+            jobs,
             coords: coords_report,
             invariants: Invariants {
                 checked: c.checked,
@@ -380,6 +421,54 @@ impl<'a> World<'a> {
                 .get(g as usize - 1)
                 .map_or_else(|| format!("group-{g}"), |d| d.name.clone()),
         }
+    }
+
+    fn jobs_report(&self) -> Option<JobsReport> {
+        if self.scenario.jobs.is_empty() {
+            return None;
+        }
+        let mut r = JobsReport::default();
+        for (id, t) in self.checker.jobs.iter().enumerate() {
+            let job = JobId(id as u64);
+            let state = match (t.dcs, t.ended) {
+                (None, _) => {
+                    r.refused += 1;
+                    "refused"
+                }
+                (Some(_), Some((_, JobState::Completed))) => {
+                    r.completed += 1;
+                    "completed"
+                }
+                (Some(_), Some((_, JobState::Failed))) => {
+                    r.failed += 1;
+                    "failed"
+                }
+                (Some(_), None) => {
+                    let tracked = self
+                        .nodes
+                        .iter()
+                        .any(|n| n.up && n.machine.as_ref().is_some_and(|m| m.tracks_job(job)));
+                    if tracked {
+                        r.in_flight += 1;
+                        "in_flight"
+                    } else {
+                        r.lost += 1;
+                        "lost"
+                    }
+                }
+            };
+            if t.dcs.is_some() {
+                r.submitted += 1;
+            }
+            r.per_job.push(JobEntry {
+                id: id as u64,
+                submitted_ms: t.attempted_at / 1000,
+                ended_ms: t.ended.map(|(at, _)| at / 1000),
+                state: state.to_string(),
+                dcs: t.dcs.unwrap_or(0),
+            });
+        }
+        Some(r)
     }
 
     fn leadership_report(&self) -> LeadershipReport {
@@ -443,6 +532,14 @@ impl<'a> World<'a> {
         if t.members_min == usize::MAX {
             t.members_min = 0;
         }
+        t.job_entries_max = self
+            .nodes
+            .iter()
+            .filter(|n| n.up)
+            .filter_map(|n| n.machine.as_ref())
+            .map(|m| m.job_table_len())
+            .max()
+            .unwrap_or(0);
         t
     }
 
@@ -492,6 +589,7 @@ impl<'a> World<'a> {
             0
         };
         self.nodes[i].stored_inc = inc;
+        self.nodes[i].boot += 1;
         let cfg = self.node_config(i, inc);
         let local = self.nodes[i].clock.local(self.now);
         let (machine, outs) = Node::new(cfg, Instant(local));
@@ -586,6 +684,84 @@ impl<'a> World<'a> {
             self.output(to, o, Instant(local));
         }
         self.reschedule(to);
+    }
+
+    /// Step node `i` with `input` now, route its outputs, re-arm its timer.
+    fn feed(&mut self, i: usize, input: Input<'_>) {
+        let local = self.nodes[i].clock.local(self.now);
+        self.hash.update(&[0x1B]);
+        self.hash.update(&(i as u32).to_le_bytes());
+        self.hash.update(&local.to_le_bytes());
+        let outs = self.nodes[i]
+            .machine
+            .as_mut()
+            .expect("up nodes have a machine")
+            .step(input, Instant(local));
+        for o in outs {
+            self.output(i, o, Instant(local));
+        }
+        self.reschedule(i);
+    }
+
+    /// A client submits the `k`-th job of `[[job]]` entry `spec` to its gate: run in
+    /// `datacenters` DCs (those with managers, consecutive from a rotating start).
+    fn submit(&mut self, spec: usize, _k: u32) {
+        let j = &self.scenario.jobs[spec];
+        let job = JobId(self.job_spec.len() as u64);
+        self.job_spec.push(spec);
+        let with_managers: Vec<usize> = (0..self.scenario.dcs.len())
+            .filter(|d| self.scenario.dcs[*d].managers > 0)
+            .collect();
+        let start = job.0 as usize % with_managers.len();
+        let dcs: Vec<DcId> = (0..j.datacenters)
+            .map(|k| DcId(with_managers[(start + k) % with_managers.len()] as u16))
+            .collect();
+        let workflows = j.workflows;
+        let Some(gate) = self.nodes.iter().position(|n| n.spec.name == j.gate) else {
+            return;
+        };
+        self.checker.on_submit_attempt(job, self.now);
+        if !self.nodes[gate].up || self.paused[gate] {
+            return; // nobody took the submission: it never entered the system
+        }
+        self.feed(
+            gate,
+            Input::SubmitJob {
+                job,
+                dcs,
+                workflows,
+            },
+        );
+    }
+
+    /// The workload model: a started workflow finishes after `U[workflow_duration]`,
+    /// unless its DC is stalled (then never).
+    fn workflow_started(&mut self, i: usize, job: JobId, workflow: u32) {
+        let Some(spec) = self
+            .job_spec
+            .get(job.0 as usize)
+            .map(|s| &self.scenario.jobs[*s])
+        else {
+            return;
+        };
+        if let Some(st) = &spec.stall {
+            let dc = &self.scenario.dcs[self.nodes[i].spec.dc].name;
+            if *dc == st.dc && self.now >= st.after.as_micros() as u64 {
+                return;
+            }
+        }
+        let (lo, hi) = spec.workflow_duration;
+        let d = self.node_rng[i].range_u64(lo.as_micros() as u64, hi.as_micros() as u64 + 1);
+        let boot = self.nodes[i].boot;
+        self.push(
+            self.now + d,
+            Ev::WorkflowDone {
+                node: i as u32,
+                boot,
+                job,
+                workflow,
+            },
+        );
     }
 
     fn tick(&mut self, i: usize, generation: u64) {
@@ -727,6 +903,9 @@ impl<'a> World<'a> {
         if let Event::SelfIncarnation { inc, .. } = &e {
             // The incarnation store persists before the bump is announced.
             self.nodes[i].stored_inc = self.nodes[i].stored_inc.max(inc.0);
+        }
+        if let Event::Job(JobEvent::WorkflowStarted { job, workflow, .. }) = &e {
+            self.workflow_started(i, *job, *workflow);
         }
         if let Event::Election(ElectionEvent::Persist { term, voted_for }) = &e {
             // The store persists before the vote leaves.

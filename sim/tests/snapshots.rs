@@ -30,3 +30,8 @@ fn lifeguard_slow_node_report() {
 fn world_cities_report_with_coords() {
     snapshot("world-cities");
 }
+
+#[test]
+fn jobs_basic_report() {
+    snapshot("jobs-basic");
+}

@@ -21,7 +21,8 @@ pub struct ManagerConfig {
     pub dispatch_timeout: Duration,
     /// An unacknowledged `JobDone` is resent after this long.
     pub retry: Duration,
-    /// The leader tells its workers it leads this often.
+    /// The leader re-tells its workers it leads this often (and at once when it starts
+    /// leading or a worker appears).
     pub hello_interval: Duration,
     pub max_jobs: usize,
     /// Workflows per job at most (a bigger submission is refused).
@@ -33,7 +34,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             dispatch_timeout: secs(10),
             retry: secs(2),
-            hello_interval: secs(2),
+            hello_interval: secs(30),
             max_jobs: 10_000,
             max_workflows: 10_000,
         }
@@ -162,10 +163,17 @@ impl ManagerJobs {
             }
             ManagerInput::Worker { node, addr, alive } => {
                 if alive {
+                    let new = !self.workers.contains_key(&node);
                     self.workers.entry(node).or_insert(Worker {
                         addr,
                         free_slots: 0,
                     });
+                    if let (true, Some(term)) = (new, self.leading) {
+                        out.push(JobOutput::Send {
+                            to: addr,
+                            msg: JobMsg::LeaderHello { term },
+                        });
+                    }
                 } else if self.workers.remove(&node).is_some() {
                     // Its workflows go back to the queue (a late result still counts).
                     for job in self.jobs.values_mut() {

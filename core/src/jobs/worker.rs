@@ -7,13 +7,14 @@ use crate::id::{Addr, DcId, FenceToken, JobId};
 use crate::leadership::{FenceDomain, JobRegistry, Verdict};
 use crate::time::{secs, Instant};
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerConfig {
     /// Workflows run at once.
     pub slots: u16,
-    /// How often the worker tells the DC leader its free slots.
+    /// How often the worker re-tells the DC leader its free slots (it also does on
+    /// every new leader; each result frees a slot the manager counts itself).
     pub hello_interval: Duration,
     /// An unacknowledged result is resent after this long.
     pub retry: Duration,
@@ -28,7 +29,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             slots: 4,
-            hello_interval: secs(2),
+            hello_interval: secs(30),
             retry: secs(2),
             forget_after: secs(600),
             max_jobs: 10_000,
@@ -56,8 +57,13 @@ pub struct WorkerJobs {
     leader: Option<Addr>,
     running: BTreeMap<(JobId, WorkflowIndex), Running>,
     unacked: BTreeMap<(JobId, WorkflowIndex), Unacked>,
-    /// Highest dispatch token accepted per workflow, and when its result was acked.
-    accepted: BTreeMap<(JobId, WorkflowIndex), (FenceToken, Option<Instant>)>,
+    /// Highest dispatch token accepted per workflow.
+    accepted: BTreeMap<(JobId, WorkflowIndex), FenceToken>,
+    /// Acknowledged workflows in acknowledgement order, each forgotten `forget_after`
+    /// later (a queue, so expiry costs O(1) per workflow).
+    forget: VecDeque<(Instant, JobId, WorkflowIndex)>,
+    /// Workflows per job still in `accepted`: a job at 0 loses its register too.
+    per_job: BTreeMap<JobId, u32>,
     registry: JobRegistry,
     next_hello: Instant,
 }
@@ -86,6 +92,8 @@ impl WorkerJobs {
             running: BTreeMap::new(),
             unacked: BTreeMap::new(),
             accepted: BTreeMap::new(),
+            forget: VecDeque::new(),
+            per_job: BTreeMap::new(),
         }
     }
 
@@ -95,16 +103,28 @@ impl WorkerJobs {
 
     /// Per-job entries held (running, unacknowledged, registers): 0 once all are done.
     pub fn table_len(&self) -> usize {
-        self.running.len() + self.unacked.len() + self.accepted.len() + self.registry.len()
+        self.running.len()
+            + self.unacked.len()
+            + self.accepted.len()
+            + self.forget.len()
+            + self.per_job.len()
+            + self.registry.len()
+    }
+
+    /// Whether a workflow of `job` runs here or awaits its acknowledgement.
+    pub fn has_job(&self, job: JobId) -> bool {
+        self.running
+            .keys()
+            .chain(self.unacked.keys())
+            .any(|(j, _)| *j == job)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let resend = self.unacked.values().map(|u| u.next_send).min();
         let forget = self
-            .accepted
-            .values()
-            .filter_map(|(_, acked)| acked.map(|t| t + self.cfg.forget_after))
-            .min();
+            .forget
+            .front()
+            .map(|(t, ..)| *t + self.cfg.forget_after);
         [Some(self.next_hello), resend, forget]
             .into_iter()
             .flatten()
@@ -170,7 +190,7 @@ impl WorkerJobs {
                     out.push(reply(false));
                     return;
                 }
-                let stale_for_workflow = self.accepted.get(&key).is_some_and(|(t, _)| token <= *t);
+                let stale_for_workflow = self.accepted.get(&key).is_some_and(|t| token <= *t);
                 let verdict = if stale_for_workflow {
                     Ok(Verdict::Stale)
                 } else {
@@ -179,7 +199,9 @@ impl WorkerJobs {
                 };
                 match verdict {
                     Ok(Verdict::Accepted | Verdict::Resend) => {
-                        self.accepted.insert(key, (token, None));
+                        if self.accepted.insert(key, token).is_none() {
+                            *self.per_job.entry(job).or_default() += 1;
+                        }
                         self.running.insert(
                             key,
                             Running {
@@ -204,9 +226,7 @@ impl WorkerJobs {
             JobMsg::WorkflowDoneAck { job, workflow }
                 if self.unacked.remove(&(job, workflow)).is_some() =>
             {
-                if let Some(a) = self.accepted.get_mut(&(job, workflow)) {
-                    a.1 = Some(now);
-                }
+                self.forget.push_back((now, job, workflow));
             }
             JobMsg::LeaderHello { .. } if self.leader != Some(from) => {
                 self.leader = Some(from);
@@ -252,19 +272,24 @@ impl WorkerJobs {
         }
         // Forget acknowledged workflows after `forget_after`; a job with nothing left
         // loses its register too.
-        let forget_after = self.cfg.forget_after;
-        let before: Vec<JobId> = self.accepted.keys().map(|(j, _)| *j).collect();
-        self.accepted
-            .retain(|_, (_, acked)| acked.is_none_or(|t| now < t + forget_after));
-        let mut gone: Vec<JobId> = before
-            .into_iter()
-            .filter(|j| !self.accepted.keys().any(|(k, _)| k == j))
-            .collect();
-        gone.dedup();
-        for job in gone {
-            if !self.running.keys().any(|(j, _)| *j == job)
-                && !self.unacked.keys().any(|(j, _)| *j == job)
-            {
+        while let Some(&(at, job, workflow)) = self.forget.front() {
+            if now < at + self.cfg.forget_after {
+                break;
+            }
+            self.forget.pop_front();
+            let key = (job, workflow);
+            if self.running.contains_key(&key) || self.unacked.contains_key(&key) {
+                continue; // dispatched again since: keep its register
+            }
+            if self.accepted.remove(&key).is_none() {
+                continue;
+            }
+            let left = self.per_job.get_mut(&job).map(|n| {
+                *n -= 1;
+                *n
+            });
+            if left == Some(0) {
+                self.per_job.remove(&job);
                 self.registry.forget_job(job);
                 out.push(JobOutput::Event(JobEvent::Forgotten { job }));
             }

@@ -190,7 +190,7 @@ impl Membership {
             }
             // The node routes elections to its election machine; one arriving here was
             // misrouted (the sender still counted as contact above).
-            Body::Election { .. } => self.stats.misdirected += 1,
+            Body::Election { .. } | Body::Job(_) => self.stats.misdirected += 1,
         }
     }
 

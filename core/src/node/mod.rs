@@ -15,9 +15,16 @@
 //! travel as datagrams of the node's own cluster; SWIM only tells it which voters are
 //! visible, and the node's health (LHM, degradation) decides its eligibility.
 
+use crate::id::JobId;
 use crate::id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
-use crate::leadership::{Election, ElectionConfig, ElectionInput, ElectionOutput, GroupId};
+use crate::jobs::gate::{GateConfig, GateInput, GateJobs};
+use crate::jobs::manager::{ManagerConfig, ManagerInput, ManagerJobs};
+use crate::jobs::worker::{WorkerConfig, WorkerInput, WorkerJobs};
+use crate::jobs::{JobOutput, JobOutputs, WorkflowIndex};
+use crate::leadership::{
+    Election, ElectionConfig, ElectionEvent, ElectionInput, ElectionOutput, GroupId,
+};
 use crate::membership::lifeguard::DegradationLevel;
 use crate::membership::{self, Config, Identity, Membership, Mode};
 use crate::rng::derive_seed;
@@ -48,12 +55,63 @@ pub struct NodeConfig {
 }
 
 pub enum Input<'a> {
-    Datagram { from: Addr, bytes: &'a [u8] },
-    Frame { from: Addr, bytes: &'a [u8] },
+    Datagram {
+        from: Addr,
+        bytes: &'a [u8],
+    },
+    Frame {
+        from: Addr,
+        bytes: &'a [u8],
+    },
     Tick,
     Leave,
-    LoopLag { ratio: f64 },
+    LoopLag {
+        ratio: f64,
+    },
     HeardFrom(NodeId),
+    /// A client submits a job to this gate: `workflows` workflows in each of `dcs`.
+    SubmitJob {
+        job: JobId,
+        dcs: Vec<DcId>,
+        workflows: u32,
+    },
+    /// The workload says a workflow this worker runs has finished.
+    WorkflowFinished {
+        job: JobId,
+        workflow: WorkflowIndex,
+    },
+}
+
+/// The node's role in the job plane.
+#[allow(clippy::large_enum_variant)] // one per node, boxed in `Node`
+enum JobPlane {
+    Gate(GateJobs),
+    Manager(ManagerJobs),
+    Worker(WorkerJobs),
+}
+
+impl JobPlane {
+    fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            JobPlane::Gate(g) => g.next_deadline(),
+            JobPlane::Manager(m) => m.next_deadline(),
+            JobPlane::Worker(w) => w.next_deadline(),
+        }
+    }
+    fn tick(&mut self, now: Instant) -> JobOutputs {
+        match self {
+            JobPlane::Gate(g) => g.step(GateInput::Tick, now),
+            JobPlane::Manager(m) => m.step(ManagerInput::Tick, now),
+            JobPlane::Worker(w) => w.step(WorkerInput::Tick, now),
+        }
+    }
+    fn msg(&mut self, from: Addr, msg: crate::jobs::JobMsg, now: Instant) -> JobOutputs {
+        match self {
+            JobPlane::Gate(g) => g.step(GateInput::Msg { from, msg }, now),
+            JobPlane::Manager(m) => m.step(ManagerInput::Msg { from, msg }, now),
+            JobPlane::Worker(w) => w.step(WorkerInput::Msg { from, msg }, now),
+        }
+    }
 }
 
 /// The node's election machine and what it needs to talk.
@@ -70,6 +128,10 @@ struct Leadership {
 
 pub struct Node {
     role: Role,
+    node: NodeId,
+    addr: Addr,
+    own_cluster: ClusterId,
+    jobs: Box<JobPlane>,
     /// `None` for workers (and for a group of nobody).
     leadership: Option<Box<Leadership>>,
     /// Own cluster first, then observers. A `Vec`, not an inline `SmallVec`: a machine
@@ -150,9 +212,20 @@ impl Node {
                 health: (0, DegradationLevel::Normal),
             })
         });
+        let jobs = Box::new(match cfg.role {
+            Role::Gate => JobPlane::Gate(GateJobs::new(GateConfig::default(), cfg.node, cfg.addr)),
+            Role::Manager | Role::Unknown => {
+                JobPlane::Manager(ManagerJobs::new(ManagerConfig::default(), cfg.node, cfg.dc))
+            }
+            Role::Worker => JobPlane::Worker(WorkerJobs::new(WorkerConfig::default(), cfg.dc, now)),
+        });
         (
             Node {
                 role: cfg.role,
+                node: cfg.node,
+                addr: cfg.addr,
+                own_cluster,
+                jobs,
                 leadership,
                 memberships,
                 decode_errors: 0,
@@ -184,6 +257,33 @@ impl Node {
                         l.step(ElectionInput::Tick, now, &mut out);
                     }
                 }
+                if self.jobs.next_deadline().is_some_and(|d| d <= now) {
+                    let o = self.jobs.tick(now);
+                    self.job_outputs(o, &mut out);
+                }
+            }
+            Input::SubmitJob {
+                job,
+                dcs,
+                workflows,
+            } => {
+                if let JobPlane::Gate(g) = self.jobs.as_mut() {
+                    let o = g.step(
+                        GateInput::Submit {
+                            job,
+                            dcs,
+                            workflows,
+                        },
+                        now,
+                    );
+                    self.job_outputs(o, &mut out);
+                }
+            }
+            Input::WorkflowFinished { job, workflow } => {
+                if let JobPlane::Worker(w) = self.jobs.as_mut() {
+                    let o = w.step(WorkerInput::Finished { job, workflow }, now);
+                    self.job_outputs(o, &mut out);
+                }
             }
             Input::Leave => {
                 for m in self.memberships.iter_mut() {
@@ -203,7 +303,139 @@ impl Node {
         }
         self.share_health(now, &mut out);
         self.inform_election(now, &mut out);
+        self.inform_jobs(now, &mut out);
         out
+    }
+
+    /// What membership and the election just reported that the job plane needs: the
+    /// workers a manager can use, the managers a gate can ask, who leads.
+    fn inform_jobs(&mut self, now: Instant, out: &mut Outputs) {
+        let mut manager_in: smallvec::SmallVec<[ManagerInput; 4]> = smallvec::SmallVec::new();
+        let mut gate_in: smallvec::SmallVec<[GateInput; 4]> = smallvec::SmallVec::new();
+        for o in out.iter() {
+            let Output::Event(e) = o else { continue };
+            match (e, self.jobs.as_ref()) {
+                (
+                    Event::Member {
+                        cluster,
+                        node,
+                        role: Role::Worker,
+                        to,
+                        ..
+                    },
+                    JobPlane::Manager(_),
+                ) if *cluster == self.own_cluster => {
+                    let addr = self.member_addr(*cluster, *node);
+                    manager_in.push(ManagerInput::Worker {
+                        node: *node,
+                        addr: addr.unwrap_or_default(),
+                        alive: to.is_some_and(|v| v.confirmed && v.status.is_live())
+                            && addr.is_some(),
+                    });
+                }
+                (
+                    Event::Member {
+                        cluster,
+                        node,
+                        role: Role::Manager,
+                        to,
+                        ..
+                    },
+                    JobPlane::Gate(_),
+                ) if *cluster != ClusterId::GATES => {
+                    let addr = self.member_addr(*cluster, *node);
+                    gate_in.push(GateInput::Manager {
+                        dc: DcId(cluster.0 - 1),
+                        node: *node,
+                        addr: addr.unwrap_or_default(),
+                        alive: to.is_some_and(|v| v.confirmed && v.status.is_live())
+                            && addr.is_some(),
+                    });
+                }
+                (Event::Election(ElectionEvent::LeaderChanged { leader, term, .. }), plane) => {
+                    match plane {
+                        JobPlane::Manager(_) => {
+                            let leader = leader.and_then(|n| self.voter_addr(n).map(|a| (n, a)));
+                            manager_in.push(ManagerInput::Leader {
+                                leader,
+                                term: *term,
+                            });
+                        }
+                        JobPlane::Gate(_) => gate_in.push(GateInput::Term(*term)),
+                        JobPlane::Worker(_) => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        for input in manager_in {
+            if let JobPlane::Manager(m) = self.jobs.as_mut() {
+                let o = m.step(input, now);
+                self.job_outputs(o, out);
+            }
+        }
+        for input in gate_in {
+            if let JobPlane::Gate(g) = self.jobs.as_mut() {
+                let o = g.step(input, now);
+                self.job_outputs(o, out);
+            }
+        }
+    }
+
+    fn member_addr(&self, cluster: ClusterId, node: NodeId) -> Option<Addr> {
+        self.memberships
+            .iter()
+            .find(|m| m.identity().cluster == cluster)
+            .and_then(|m| m.member(node))
+            .map(|m| m.addr)
+    }
+
+    fn voter_addr(&self, node: NodeId) -> Option<Addr> {
+        self.leadership
+            .as_ref()
+            .and_then(|l| l.voters.iter().find(|(n, _)| *n == node).map(|(_, a)| *a))
+    }
+
+    /// Job messages become frames; job events, node events.
+    fn job_outputs(&self, o: JobOutputs, out: &mut Outputs) {
+        for jo in o {
+            match jo {
+                JobOutput::Send { to, msg } => {
+                    let env = Envelope {
+                        version: wire::WIRE_VERSION,
+                        cluster: self.own_cluster,
+                        sender: self.node,
+                        sender_addr: self.addr,
+                        sender_inc: Incarnation(0),
+                        sender_role: self.role,
+                        flags: 0,
+                        body: Body::Job(msg),
+                    };
+                    if let Ok(bytes) = wire::encode(&env, Channel::Frame) {
+                        out.push(Output::Frame { to, bytes });
+                    }
+                }
+                JobOutput::Event(e) => out.push(Output::Event(Event::Job(e))),
+            }
+        }
+    }
+
+    /// Per-job entries this node holds (a leak check: 0 once its jobs are done).
+    pub fn job_table_len(&self) -> usize {
+        match self.jobs.as_ref() {
+            JobPlane::Gate(g) => g.table_len(),
+            JobPlane::Manager(m) => m.table_len(),
+            JobPlane::Worker(w) => w.table_len(),
+        }
+    }
+
+    /// Whether this node still tracks `job` (gate or manager).
+    pub fn tracks_job(&self, job: JobId) -> bool {
+        match self.jobs.as_ref() {
+            JobPlane::Gate(g) => g.has_job(job),
+            JobPlane::Manager(m) => m.has_job(job),
+            JobPlane::Worker(w) => w.has_job(job),
+        }
     }
 
     /// What membership just reported that the election needs: which voters are visible,
@@ -284,6 +516,14 @@ impl Node {
                 ),
                 _ => self.unknown_cluster += 1,
             },
+            Ok(Envelope {
+                sender_addr,
+                body: Body::Job(msg),
+                ..
+            }) => {
+                let o = self.jobs.msg(sender_addr, msg, now);
+                self.job_outputs(o, out);
+            }
             Ok(env) => match self
                 .memberships
                 .iter_mut()
@@ -308,6 +548,7 @@ impl Node {
             .iter()
             .filter_map(|m| m.next_deadline())
             .chain(election)
+            .chain(self.jobs.next_deadline())
             .min()
     }
 

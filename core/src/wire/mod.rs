@@ -7,6 +7,7 @@
 
 use crate::coords::WireCoord;
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
+use crate::jobs::JobMsg;
 use crate::leadership::{ElectionMsg, GroupId};
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +143,8 @@ pub enum Body {
         group: GroupId,
         msg: ElectionMsg,
     },
+    /// The job plane (issue 4), over the reliable channel only.
+    Job(JobMsg),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
@@ -189,7 +192,7 @@ impl Channel {
 impl Body {
     fn channel(&self) -> Channel {
         match self {
-            Body::PushPull { .. } => Channel::Frame,
+            Body::PushPull { .. } | Body::Job(_) => Channel::Frame,
             _ => Channel::Datagram,
         }
     }

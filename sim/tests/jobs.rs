@@ -1,0 +1,133 @@
+//! The job plane in the simulator (issue 4): jobs run to completion through gates, DC
+//! leader managers and workers; dead workers' workflows are dispatched again; nothing
+//! is lost and every per-job table empties.
+
+mod common;
+
+use meridian_sim::report::Report;
+
+fn jobs(r: &Report) -> &meridian_sim::report::JobsReport {
+    r.jobs.as_ref().expect("the scenario has jobs")
+}
+
+/// Issue 4, acceptance 2: `jobs-basic.toml`, 50 seeds: every job completes, none lost.
+#[test]
+fn jobs_basic_every_job_completes_over_50_seeds() {
+    let s = common::load("jobs-basic.toml", &[]);
+    for r in meridian_sim::sweep(&s, 1..51, 2) {
+        let j = jobs(&r);
+        assert_eq!(j.submitted, 40, "seed {}", r.seed);
+        assert_eq!(
+            j.completed,
+            40,
+            "seed {}: {:?}",
+            r.seed,
+            j.per_job.iter().find(|e| e.state != "completed")
+        );
+        assert_eq!(
+            (j.lost, j.failed, j.in_flight),
+            (0, 0, 0),
+            "seed {}",
+            r.seed
+        );
+        assert!(
+            r.invariants.violations.is_empty(),
+            "seed {}: {:?}",
+            r.seed,
+            r.invariants.violations
+        );
+        // Each job ended after its workflows could have run (>= 5 s) and well before
+        // the end of the run.
+        for e in &j.per_job {
+            let took = e.ended_ms.unwrap() - e.submitted_ms;
+            assert!((5_000..120_000).contains(&took), "seed {}: {e:?}", r.seed);
+        }
+    }
+}
+
+/// Workers that die take their workflows back to the manager: the jobs still complete.
+#[test]
+fn dead_workers_workflows_are_dispatched_again() {
+    let mut s = common::load("jobs-basic.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "40s"
+        action = "crash"
+        nodes = ["us-east/worker-0", "us-east/worker-1", "eu-west/worker-2"]
+        [[fault]]
+        at = "90s"
+        action = "crash"
+        nodes = ["us-east/worker-3", "eu-west/worker-5"]
+    "#,
+    );
+    for seed in 1..11 {
+        let r = meridian_sim::run(&s, seed);
+        let j = jobs(&r);
+        assert_eq!(
+            j.completed,
+            40,
+            "seed {seed}: {:?}",
+            j.per_job.iter().find(|e| e.state != "completed")
+        );
+        assert_eq!(j.lost, 0);
+        assert!(r.invariants.violations.is_empty(), "seed {seed}");
+    }
+}
+
+/// A submission to a gate that is down never enters the system: refused, not lost.
+#[test]
+fn a_down_gate_refuses_submissions() {
+    let mut s = common::load("jobs-basic.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "10s"
+        action = "crash"
+        nodes = ["us-east/gate-0"]
+    "#,
+    );
+    let r = meridian_sim::run(&s, 1);
+    let j = jobs(&r);
+    assert_eq!((j.submitted, j.refused, j.lost), (0, 40, 0));
+}
+
+/// Issue 4, acceptance 5 (leak check): after 100,000 job lifecycles every per-job table of
+/// every node is empty again (gates, managers, and workers once their fence registers'
+/// 600 s have passed).
+#[test]
+fn every_per_job_table_empties_after_many_lifecycles() {
+    let text = r#"
+        name = "job-churn"
+        duration = "25m"
+        seed = 1
+        [[dc]]
+        name = "a"
+        gates = 1
+        managers = 3
+        workers = 12
+        [network]
+        intra_dc_rtt_ms = 1.0
+        [[job]]
+        at = "20s"
+        gate = "a/gate-0"
+        workflows = 1
+        workflow_duration = ["50ms", "150ms"]
+        count = 100000
+        every = "8ms"
+    "#;
+    let s = meridian_sim::scenario::parse(text, std::path::Path::new("churn.toml"), &[]).unwrap();
+    let r = meridian_sim::run(&s, 1);
+    let j = jobs(&r);
+    assert_eq!(j.submitted, 100_000);
+    assert_eq!(
+        j.completed,
+        100_000,
+        "{:?}",
+        j.per_job.iter().find(|e| e.state != "completed")
+    );
+    assert_eq!(r.membership.tables_at_end.job_entries_max, 0);
+    assert!(r.invariants.violations.is_empty());
+}
