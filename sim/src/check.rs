@@ -84,6 +84,7 @@ pub struct Checker {
     /// Per job id: (attempted at µs, accepted by a gate with this many DCs, ended at µs
     /// with this state).
     pub jobs: Vec<JobTrack>,
+    pub takeovers: u64,
     /// Highest dispatch token that started each workflow, per (job, DC, workflow)
     /// (jobs.md §7.1). Dropped when the job ends.
     started_token: std::collections::BTreeMap<(u64, usize, u32), FenceToken>,
@@ -122,6 +123,7 @@ impl Checker {
             leaders_per_term_max: 0,
             elected_per_group: Default::default(),
             jobs: Vec::new(),
+            takeovers: 0,
             started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
@@ -382,6 +384,7 @@ impl Checker {
                     _ => self.leaders_per_term_max = self.leaders_per_term_max.max(1),
                 }
             }
+            Event::Job(JobEvent::TakenOver { .. }) => self.takeovers += 1,
             Event::Job(JobEvent::Submitted { job, dcs }) => {
                 if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.dcs = Some(*dcs);

@@ -157,6 +157,8 @@ pub struct JobsReport {
     pub in_flight: u64,
     /// Submissions to a gate that was down (never entered the system).
     pub refused: u64,
+    /// Jobs a new DC leader took over from its predecessor.
+    pub takeovers: u64,
     pub per_job: Vec<JobEntry>,
 }
 

@@ -248,6 +248,15 @@ pub enum Fault {
         at: Duration,
         nodes: Vec<String>,
     },
+    /// Crash whichever manager leads DC `dc` at that moment (or the gate leader with
+    /// `dc = "gates"`); with `restart_after`, restart the same node that much later.
+    CrashLeader {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        dc: String,
+        #[serde(default, deserialize_with = "de_opt_duration")]
+        restart_after: Option<Duration>,
+    },
     /// Graceful leave (the node announces it, then stops).
     Leave {
         #[serde(deserialize_with = "de_duration")]
@@ -315,6 +324,7 @@ impl Fault {
         match self {
             Fault::Crash { at, .. }
             | Fault::Restart { at, .. }
+            | Fault::CrashLeader { at, .. }
             | Fault::Leave { at, .. }
             | Fault::Partition { at, .. }
             | Fault::Heal { at }
@@ -518,6 +528,15 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
             | Fault::Leave { nodes, .. }
             | Fault::Pause { nodes, .. }
             | Fault::Skew { nodes, .. } => check_nodes(nodes)?,
+            Fault::CrashLeader { dc, .. } => {
+                if dc != "gates" && !s.dcs.iter().any(|d| d.name == *dc) {
+                    return Err(err(
+                        path,
+                        key("dc"),
+                        format!("unknown DC {dc:?} (or \"gates\")"),
+                    ));
+                }
+            }
             Fault::Slow {
                 nodes, delay_ms, ..
             } => {

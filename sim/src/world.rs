@@ -51,6 +51,10 @@ enum Ev {
         node: u32,
         generation: u64,
     },
+    /// Restart a node a fault crashed (`crash_leader` with `restart_after`).
+    Restart {
+        node: u32,
+    },
     /// The `k`-th submission of `[[job]]` entry `spec`.
     Submit {
         spec: usize,
@@ -314,6 +318,7 @@ impl<'a> World<'a> {
                     }
                 }
                 Ev::Submit { spec, k } => self.submit(spec, k),
+                Ev::Restart { node } => self.start(node as usize, true),
                 Ev::WorkflowDone {
                     node,
                     boot,
@@ -427,7 +432,10 @@ impl<'a> World<'a> {
         if self.scenario.jobs.is_empty() {
             return None;
         }
-        let mut r = JobsReport::default();
+        let mut r = JobsReport {
+            takeovers: self.checker.takeovers,
+            ..JobsReport::default()
+        };
         for (id, t) in self.checker.jobs.iter().enumerate() {
             let job = JobId(id as u64);
             let state = match (t.dcs, t.ended) {
@@ -954,6 +962,33 @@ impl<'a> World<'a> {
             Fault::Restart { nodes, .. } => {
                 for i in self.resolve(&nodes) {
                     self.start(i, true);
+                }
+            }
+            Fault::CrashLeader {
+                dc, restart_after, ..
+            } => {
+                let gates = dc == "gates";
+                let leader = self.nodes.iter().position(|n| {
+                    n.up && (if gates {
+                        n.spec.role == Role::Gate
+                    } else {
+                        n.spec.role == Role::Manager && self.scenario.dcs[n.spec.dc].name == dc
+                    }) && n
+                        .machine
+                        .as_ref()
+                        .and_then(|m| m.election())
+                        .is_some_and(|e| {
+                            e.role() == meridian_core::leadership::ElectionRole::Leader
+                        })
+                });
+                if let Some(i) = leader {
+                    self.stop(i, true);
+                    if let Some(after) = restart_after {
+                        self.push(
+                            self.now + after.as_micros() as u64,
+                            Ev::Restart { node: i as u32 },
+                        );
+                    }
                 }
             }
             Fault::Leave { nodes, .. } => {

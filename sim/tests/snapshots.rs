@@ -35,3 +35,8 @@ fn world_cities_report_with_coords() {
 fn jobs_basic_report() {
     snapshot("jobs-basic");
 }
+
+#[test]
+fn leader_failover_mid_job_report() {
+    snapshot("leader-failover-mid-job");
+}

@@ -4,9 +4,13 @@
 //! bumps on every dispatch), re-dispatches the workflows of workers that die, and reports
 //! the DC's result to the gate until acknowledged; then every trace of the job goes.
 //!
-//! Not yet here (issue 4, next part): replicating jobs to the other managers and the new
-//! leader's takeover (AD-12 state sync, `JobLeaderWorkerTransfer`), so a job whose DC
-//! leader dies mid-job is not finished by its successor.
+//! Takeover (AD-12/31, leadership.md §2.2): the leader replicates each job it accepts,
+//! each workflow that completes and each job it finishes to the DC's other managers. A
+//! manager that becomes leader adopts every replica it holds under the next token of its
+//! own term (outranking everything its predecessor issued), waits `takeover_grace` for
+//! the workers to report what they are running (`Running`, sent to every new leader),
+//! then dispatches what nobody runs. Results in flight follow the leader (workers resend
+//! to whoever leads), so nothing is lost and little runs twice.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
@@ -27,6 +31,9 @@ pub struct ManagerConfig {
     pub max_jobs: usize,
     /// Workflows per job at most (a bigger submission is refused).
     pub max_workflows: u32,
+    /// After a takeover, how long to wait for workers' `Running` reports before
+    /// dispatching the adopted workflows nobody reported.
+    pub takeover_grace: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -37,6 +44,7 @@ impl Default for ManagerConfig {
             hello_interval: secs(30),
             max_jobs: 10_000,
             max_workflows: 10_000,
+            takeover_grace: secs(3),
         }
     }
 }
@@ -55,12 +63,26 @@ enum Wf {
 
 #[derive(Clone, Debug)]
 struct Job {
+    gate: NodeId,
     gate_addr: Addr,
     workflows: Vec<Wf>,
     /// The latest token issued for the job.
     token: FenceToken,
     /// Set once every workflow is done: when to resend `JobDone`.
     report_next: Option<Instant>,
+    /// A job just taken over is not dispatched before this (see `takeover_grace`).
+    hold_until: Option<Instant>,
+}
+
+/// What a follower keeps of a job its leader runs.
+#[derive(Clone, Debug)]
+struct Replica {
+    workflows: u32,
+    gate: NodeId,
+    gate_addr: Addr,
+    gate_token: FenceToken,
+    token: FenceToken,
+    done: std::collections::BTreeSet<WorkflowIndex>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +101,10 @@ pub struct ManagerJobs {
     leader: Option<(NodeId, Addr)>,
     workers: BTreeMap<NodeId, Worker>,
     jobs: BTreeMap<JobId, Job>,
+    /// Jobs the leader runs, as replicated to us (followers).
+    replicas: BTreeMap<JobId, Replica>,
+    /// The DC's other managers.
+    peers: Vec<(NodeId, Addr)>,
     issuer: TokenIssuer,
     /// Gate tokens of the jobs we accepted (a resent or stale submission is recognised).
     gates: JobRegistry,
@@ -105,8 +131,16 @@ pub enum ManagerInput {
 }
 
 impl ManagerJobs {
-    pub fn new(cfg: ManagerConfig, me: NodeId, dc: DcId) -> ManagerJobs {
+    /// `peers`: the DC's configured managers (ourselves excluded or not).
+    pub fn new(
+        cfg: ManagerConfig,
+        me: NodeId,
+        dc: DcId,
+        peers: Vec<(NodeId, Addr)>,
+    ) -> ManagerJobs {
         ManagerJobs {
+            replicas: BTreeMap::new(),
+            peers: peers.into_iter().filter(|(n, _)| *n != me).collect(),
             gates: JobRegistry::new(cfg.max_jobs),
             cfg,
             me,
@@ -122,10 +156,10 @@ impl ManagerJobs {
 
     /// Per-job entries held: 0 once every job is reported and acknowledged.
     pub fn table_len(&self) -> usize {
-        self.jobs.len() + self.issuer.len() + self.gates.len()
+        self.jobs.len() + self.replicas.len() + self.issuer.len() + self.gates.len()
     }
     pub fn has_job(&self, job: JobId) -> bool {
-        self.jobs.contains_key(&job)
+        self.jobs.contains_key(&job) || self.replicas.contains_key(&job)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -142,7 +176,8 @@ impl ManagerJobs {
             })
             .min();
         let report = self.jobs.values().filter_map(|j| j.report_next).min();
-        [self.next_hello, dispatch, report]
+        let hold = self.jobs.values().filter_map(|j| j.hold_until).min();
+        [self.next_hello, dispatch, report, hold]
             .into_iter()
             .flatten()
             .min()
@@ -155,8 +190,14 @@ impl ManagerJobs {
             ManagerInput::Leader { leader, term } => {
                 self.leader = leader;
                 let lead = leader.is_some_and(|(n, _)| n == self.me);
+                let was = self.leading.is_some();
                 self.leading = lead.then_some(term);
                 self.next_hello = lead.then_some(now);
+                if lead && !was {
+                    self.take_over(term, now, &mut out);
+                } else if !lead && was {
+                    self.step_aside();
+                }
                 if lead {
                     self.tick(now, &mut out);
                 }
@@ -230,10 +271,12 @@ impl ManagerJobs {
                         self.jobs.insert(
                             job,
                             Job {
+                                gate,
                                 gate_addr,
                                 workflows: vec![Wf::Pending; workflows as usize],
                                 token,
                                 report_next: None,
+                                hold_until: None,
                             },
                         );
                         out.push(JobOutput::Event(JobEvent::Accepted {
@@ -242,11 +285,23 @@ impl ManagerJobs {
                             token,
                         }));
                         out.push(ack(true, None));
+                        self.to_peers(
+                            JobMsg::Replicate {
+                                job,
+                                workflows,
+                                gate,
+                                gate_addr,
+                                gate_token,
+                                token,
+                            },
+                            out,
+                        );
                         self.dispatch(now, out);
                     }
                     // A newer claim for a job we hold (a gate took it over): re-point.
                     Ok(Verdict::Accepted) => {
                         if let Some(j) = self.jobs.get_mut(&job) {
+                            j.gate = gate;
                             j.gate_addr = gate_addr;
                         }
                         out.push(ack(true, None));
@@ -306,9 +361,22 @@ impl ManagerJobs {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return;
                 };
+                let newly = j
+                    .workflows
+                    .get(workflow as usize)
+                    .is_some_and(|w| *w != Wf::Done);
                 if let Some(w) = j.workflows.get_mut(workflow as usize) {
                     *w = Wf::Done;
                 }
+                if newly {
+                    let msg = JobMsg::ReplicaDone { job, workflow };
+                    for (_, addr) in &self.peers {
+                        out.push(JobOutput::Send { to: *addr, msg });
+                    }
+                }
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return;
+                };
                 if j.report_next.is_none() && j.workflows.iter().all(|w| *w == Wf::Done) {
                     j.report_next = Some(now + self.cfg.retry);
                     out.push(JobOutput::Send {
@@ -330,6 +398,60 @@ impl ManagerJobs {
                 self.issuer.forget(job);
                 self.gates.forget_job(job);
                 out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+                self.to_peers(JobMsg::ReplicaForget { job }, out);
+            }
+            JobMsg::Replicate {
+                job,
+                workflows,
+                gate,
+                gate_addr,
+                gate_token,
+                token,
+            } if (self.replicas.len() < self.cfg.max_jobs || self.replicas.contains_key(&job)) => {
+                let r = self.replicas.entry(job).or_insert(Replica {
+                    workflows,
+                    gate,
+                    gate_addr,
+                    gate_token,
+                    token,
+                    done: Default::default(),
+                });
+                r.token = r.token.max(token);
+            }
+            JobMsg::ReplicaDone { job, workflow } => {
+                if let Some(r) = self.replicas.get_mut(&job) {
+                    r.done.insert(workflow);
+                }
+            }
+            JobMsg::ReplicaForget { job }
+                if self.replicas.remove(&job).is_some() && !self.jobs.contains_key(&job) =>
+            {
+                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+            }
+            JobMsg::Running {
+                job,
+                workflow,
+                token,
+            } => {
+                let worker = self
+                    .workers
+                    .iter()
+                    .find(|(_, w)| w.addr == from)
+                    .map(|(n, _)| *n);
+                let w = self
+                    .jobs
+                    .get_mut(&job)
+                    .and_then(|j| j.workflows.get_mut(workflow as usize));
+                if let (Some(w), Some(worker)) = (w, worker) {
+                    if *w != Wf::Done {
+                        *w = Wf::Dispatched {
+                            worker,
+                            token,
+                            at: now,
+                            acked: true,
+                        };
+                    }
+                }
             }
             JobMsg::WorkerHello { free_slots } => {
                 if let Some(wk) = self.workers.values_mut().find(|w| w.addr == from) {
@@ -375,6 +497,105 @@ impl ManagerJobs {
         self.dispatch(now, out);
     }
 
+    fn to_peers(&self, msg: JobMsg, out: &mut JobOutputs) {
+        for (_, addr) in &self.peers {
+            out.push(JobOutput::Send { to: *addr, msg });
+        }
+    }
+
+    /// We now lead: adopt every replicated job under the next token of our term, and
+    /// give the workers `takeover_grace` to say what they run before dispatching.
+    fn take_over(&mut self, term: u64, now: Instant, out: &mut JobOutputs) {
+        let replicas = core::mem::take(&mut self.replicas);
+        for (job, r) in replicas {
+            if self.jobs.contains_key(&job) {
+                continue;
+            }
+            let Ok(token) = self.issuer.next(job, term, Some(r.token)) else {
+                continue;
+            };
+            if self
+                .gates
+                .claim(FenceDomain::GateJob, job, r.gate_token, r.gate)
+                .is_err()
+            {
+                continue;
+            }
+            let workflows = (0..r.workflows)
+                .map(|i| {
+                    if r.done.contains(&i) {
+                        Wf::Done
+                    } else {
+                        Wf::Pending
+                    }
+                })
+                .collect();
+            self.jobs.insert(
+                job,
+                Job {
+                    gate: r.gate,
+                    gate_addr: r.gate_addr,
+                    workflows,
+                    token,
+                    report_next: None,
+                    hold_until: Some(now + self.cfg.takeover_grace),
+                },
+            );
+            out.push(JobOutput::Event(JobEvent::TakenOver {
+                job,
+                dc: self.dc,
+                token,
+            }));
+            // The others keep it as a replica of ours now.
+            self.to_peers(
+                JobMsg::Replicate {
+                    job,
+                    workflows: r.workflows,
+                    gate: r.gate,
+                    gate_addr: r.gate_addr,
+                    gate_token: r.gate_token,
+                    token,
+                },
+                out,
+            );
+            for i in r.done.iter() {
+                self.to_peers(JobMsg::ReplicaDone { job, workflow: *i }, out);
+            }
+        }
+    }
+
+    /// We no longer lead: our jobs become replicas (the new leader took them over, or
+    /// will; should we lead again, we adopt them again).
+    fn step_aside(&mut self) {
+        let jobs = core::mem::take(&mut self.jobs);
+        for (job, j) in jobs {
+            let done = j
+                .workflows
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| **w == Wf::Done)
+                .map(|(i, _)| i as WorkflowIndex)
+                .collect();
+            let gate_token = self
+                .gates
+                .token(FenceDomain::GateJob, job)
+                .unwrap_or_default();
+            self.replicas.insert(
+                job,
+                Replica {
+                    workflows: j.workflows.len() as u32,
+                    gate: j.gate,
+                    gate_addr: j.gate_addr,
+                    gate_token,
+                    token: j.token,
+                    done,
+                },
+            );
+            self.issuer.forget(job);
+            self.gates.forget_job(job);
+        }
+    }
+
     /// While leading: each pending workflow to the worker with the most free slots
     /// (ties to the lowest id), each under a fresh token.
     fn dispatch(&mut self, now: Instant, out: &mut JobOutputs) {
@@ -386,6 +607,10 @@ impl ManagerJobs {
             return;
         };
         for (job, j) in self.jobs.iter_mut() {
+            if j.hold_until.is_some_and(|t| now < t) {
+                continue;
+            }
+            j.hold_until = None;
             for (i, w) in j.workflows.iter_mut().enumerate() {
                 if *w != Wf::Pending {
                     continue;
@@ -476,7 +701,12 @@ mod tests {
 
     fn manager_with_workers() -> ManagerJobs {
         let t = Instant::ZERO;
-        let mut m = ManagerJobs::new(ManagerConfig::default(), ME, DcId(0));
+        let mut m = ManagerJobs::new(
+            ManagerConfig::default(),
+            ME,
+            DcId(0),
+            vec![(ME, Addr::from_u32(1)), (NodeId(2), Addr::from_u32(2))],
+        );
         for w in [10, 11] {
             m.step(
                 ManagerInput::Worker {
@@ -652,5 +882,99 @@ mod tests {
             job: JobId(4),
             token: FenceToken::new(1, 1)
         })));
+    }
+
+    #[test]
+    fn jobs_are_replicated_and_a_new_leader_takes_them_over() {
+        let t = Instant::ZERO;
+        let peer = Addr::from_u32(2);
+        // The leader replicates what it accepts and what completes.
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        let out = m.step(submit(9, 3), t);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            JobOutput::Send { to, msg: JobMsg::Replicate { job: JobId(9), workflows: 3, .. } }
+                if *to == peer
+        )));
+        // A follower (node 1 here) holds a replica, then becomes leader in term 2.
+        let mut f = manager_with_workers();
+        f.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), peer)),
+                term: 1,
+            },
+            t,
+        );
+        let from = |msg| ManagerInput::Msg { from: peer, msg };
+        f.step(
+            from(JobMsg::Replicate {
+                job: JobId(9),
+                workflows: 3,
+                gate: NodeId(100),
+                gate_addr: GATE,
+                gate_token: FenceToken::new(1, 1),
+                token: FenceToken::new(1, 3),
+            }),
+            t,
+        );
+        f.step(
+            from(JobMsg::ReplicaDone {
+                job: JobId(9),
+                workflow: 0,
+            }),
+            t,
+        );
+        assert!(f.has_job(JobId(9)));
+        f.step(hello(10, 4), t);
+        f.step(hello(11, 4), t);
+        let out = f.step(leader(2), t + secs(10));
+        // Taken over under the next token of term 2 (counter continues: 3 -> 4).
+        assert!(out.contains(&JobOutput::Event(JobEvent::TakenOver {
+            job: JobId(9),
+            dc: DcId(0),
+            token: FenceToken::new(2, 4)
+        })));
+        assert!(
+            dispatches(&out).is_empty(),
+            "waits for the workers' reports"
+        );
+        // Worker 10 still runs workflow 1 (dispatched by the old leader).
+        f.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(10),
+                msg: JobMsg::Running {
+                    job: JobId(9),
+                    workflow: 1,
+                    token: FenceToken::new(1, 3),
+                },
+            },
+            t + secs(11),
+        );
+        // After the 3 s grace only workflow 2 (nobody runs it) is dispatched.
+        let out = f.step(ManagerInput::Tick, t + secs(13));
+        assert_eq!(
+            dispatches(&out),
+            vec![(Addr::from_u32(10), 2, FenceToken::new(2, 5))]
+        );
+        // Both results come in: the job is reported to the gate under the new token.
+        let done = |wf, token| ManagerInput::Msg {
+            from: Addr::from_u32(10),
+            msg: JobMsg::WorkflowDone {
+                job: JobId(9),
+                workflow: wf,
+                token,
+            },
+        };
+        f.step(done(1, FenceToken::new(1, 3)), t + secs(14));
+        let out = f.step(done(2, FenceToken::new(2, 5)), t + secs(15));
+        assert!(out.contains(&JobOutput::Send {
+            to: GATE,
+            msg: JobMsg::JobDone {
+                job: JobId(9),
+                dc: DcId(0),
+                token: FenceToken::new(2, 5)
+            }
+        }));
     }
 }

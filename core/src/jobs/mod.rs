@@ -80,6 +80,33 @@ pub enum JobMsg {
     LeaderHello {
         term: u64,
     },
+    // Variants are only ever appended: their index is their wire encoding.
+    /// Worker -> a new DC leader: a workflow it is running (one message each), so a
+    /// leader that took a job over does not dispatch it twice.
+    Running {
+        job: JobId,
+        workflow: WorkflowIndex,
+        token: FenceToken,
+    },
+    /// Leader -> the DC's other managers: a job it accepted (leadership.md §2.1's
+    /// announcement), so whoever leads next can take it over.
+    Replicate {
+        job: JobId,
+        workflows: u32,
+        gate: NodeId,
+        gate_addr: Addr,
+        gate_token: FenceToken,
+        token: FenceToken,
+    },
+    /// Leader -> the other managers: one of the job's workflows is done.
+    ReplicaDone {
+        job: JobId,
+        workflow: WorkflowIndex,
+    },
+    /// Leader -> the other managers: the job is reported and acknowledged: forget it.
+    ReplicaForget {
+        job: JobId,
+    },
 }
 
 /// What the job plane reports.
@@ -106,6 +133,12 @@ pub enum JobEvent {
     Finished { job: JobId, state: JobState },
     /// A job's state left this node (every per-job table entry is gone).
     Forgotten { job: JobId },
+    /// A new DC leader took over a job its predecessor led, under a newer token.
+    TakenOver {
+        job: JobId,
+        dc: DcId,
+        token: FenceToken,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -230,13 +230,24 @@ impl WorkerJobs {
             }
             JobMsg::LeaderHello { .. } if self.leader != Some(from) => {
                 self.leader = Some(from);
-                // Tell the new leader at once what we can take.
+                // Tell the new leader at once what we can take and what we run (it may
+                // have just taken those jobs over).
                 out.push(JobOutput::Send {
                     to: from,
                     msg: JobMsg::WorkerHello {
                         free_slots: self.free_slots(),
                     },
                 });
+                for ((job, workflow), r) in &self.running {
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::Running {
+                            job: *job,
+                            workflow: *workflow,
+                            token: r.token,
+                        },
+                    });
+                }
             }
             _ => {}
         }

@@ -214,9 +214,12 @@ impl Node {
         });
         let jobs = Box::new(match cfg.role {
             Role::Gate => JobPlane::Gate(GateJobs::new(GateConfig::default(), cfg.node, cfg.addr)),
-            Role::Manager | Role::Unknown => {
-                JobPlane::Manager(ManagerJobs::new(ManagerConfig::default(), cfg.node, cfg.dc))
-            }
+            Role::Manager | Role::Unknown => JobPlane::Manager(ManagerJobs::new(
+                ManagerConfig::default(),
+                cfg.node,
+                cfg.dc,
+                cfg.voters.clone(),
+            )),
             Role::Worker => JobPlane::Worker(WorkerJobs::new(WorkerConfig::default(), cfg.dc, now)),
         });
         (
