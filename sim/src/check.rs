@@ -85,6 +85,7 @@ pub struct Checker {
     /// with this state).
     pub jobs: Vec<JobTrack>,
     pub takeovers: u64,
+    pub gate_takeovers: u64,
     /// Highest dispatch token that started each workflow, per (job, DC, workflow)
     /// (jobs.md §7.1). Dropped when the job ends.
     started_token: std::collections::BTreeMap<(u64, usize, u32), FenceToken>,
@@ -124,6 +125,7 @@ impl Checker {
             elected_per_group: Default::default(),
             jobs: Vec::new(),
             takeovers: 0,
+            gate_takeovers: 0,
             started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
@@ -385,6 +387,7 @@ impl Checker {
                 }
             }
             Event::Job(JobEvent::TakenOver { .. }) => self.takeovers += 1,
+            Event::Job(JobEvent::GateTakenOver { .. }) => self.gate_takeovers += 1,
             Event::Job(JobEvent::Submitted { job, dcs }) => {
                 if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.dcs = Some(*dcs);

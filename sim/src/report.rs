@@ -159,6 +159,8 @@ pub struct JobsReport {
     pub refused: u64,
     /// Jobs a new DC leader took over from its predecessor.
     pub takeovers: u64,
+    /// Jobs a gate took over from a dead job-leading gate.
+    pub gate_takeovers: u64,
     pub per_job: Vec<JobEntry>,
 }
 

@@ -434,6 +434,7 @@ impl<'a> World<'a> {
         }
         let mut r = JobsReport {
             takeovers: self.checker.takeovers,
+            gate_takeovers: self.checker.gate_takeovers,
             ..JobsReport::default()
         };
         for (id, t) in self.checker.jobs.iter().enumerate() {

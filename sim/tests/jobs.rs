@@ -178,3 +178,38 @@ fn leader_failover_mid_job_500_seeds() {
     // Jobs were in flight at each crash: the successors took many over.
     assert!(takeovers > 500, "{takeovers} takeovers");
 }
+
+/// Gate failover (leadership.md §2.2): the gate that accepted the jobs crashes; the ring
+/// successors take its jobs over after the grace; every accepted job completes once.
+#[test]
+fn gate_failover_every_accepted_job_completes() {
+    let s = common::load("gate-failover.toml", &[]);
+    let mut gate_takeovers = 0;
+    for r in meridian_sim::sweep(&s, 1..51, 2) {
+        let j = jobs(&r);
+        assert!(j.submitted > 0 && j.refused > 0, "seed {}", r.seed);
+        assert_eq!(
+            j.completed,
+            j.submitted,
+            "seed {}: {:?}",
+            r.seed,
+            j.per_job
+                .iter()
+                .find(|e| e.state != "completed" && e.state != "refused")
+        );
+        assert_eq!(
+            (j.lost, j.failed, j.in_flight),
+            (0, 0, 0),
+            "seed {}",
+            r.seed
+        );
+        assert!(
+            r.invariants.violations.is_empty(),
+            "seed {}: {:?}",
+            r.seed,
+            r.invariants.violations
+        );
+        gate_takeovers += j.gate_takeovers;
+    }
+    assert!(gate_takeovers > 100, "{gate_takeovers}");
+}

@@ -40,3 +40,8 @@ fn jobs_basic_report() {
 fn leader_failover_mid_job_report() {
     snapshot("leader-failover-mid-job");
 }
+
+#[test]
+fn gate_failover_report() {
+    snapshot("gate-failover");
+}

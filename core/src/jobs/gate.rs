@@ -3,13 +3,21 @@
 //! leader), retries until a DC accepts, records each DC's fenced result, and once every
 //! DC has reported records the job's final status and forgets it.
 //!
-//! Not yet here (issue 4, next part): gate job leadership by the hash ring and takeover
-//! when the accepting gate dies (leadership.md §2.2).
+//! Gate failover (leadership.md §2.2): the accepting gate leads the job and replicates
+//! it (DCs, token, which DCs are done) to the other gates. When it dies, its jobs are
+//! orphaned; after a 10 s grace the job's owner on a consistent-hash ring of the live
+//! gates (150 virtual nodes each) waits `U[0.5, 2]` s, checks the job is still orphaned,
+//! and takes it over under the next token of its own term: it re-sends the job to every
+//! DC not yet done, which re-points the DC's manager at it (a newer gate claim), so
+//! results that were on their way to the dead gate come to the new owner. The ring hashes
+//! with splitmix64 rather than the original's MD5: determinism is what matters, and no
+//! Python peer shares the ring.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, JobState};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
-use crate::time::{secs, Instant};
+use crate::rng::{splitmix64, DetRng};
+use crate::time::{millis, secs, Instant};
 use core::time::Duration;
 use std::collections::BTreeMap;
 
@@ -20,6 +28,14 @@ pub struct GateConfig {
     /// A job no DC accepts for this long fails (leadership.md §2.2: ownerless 300 s).
     pub give_up: Duration,
     pub max_jobs: usize,
+    /// An orphaned job is taken over after this grace...
+    pub orphan_grace: Duration,
+    /// ...checked this often...
+    pub orphan_check: Duration,
+    /// ...plus `U[takeover_jitter]`.
+    pub takeover_jitter: (Duration, Duration),
+    /// Virtual nodes per gate on the ring.
+    pub ring_vnodes: u32,
 }
 
 impl Default for GateConfig {
@@ -28,8 +44,25 @@ impl Default for GateConfig {
             retry: secs(5),
             give_up: secs(300),
             max_jobs: 10_000,
+            orphan_grace: secs(10),
+            orphan_check: secs(2),
+            takeover_jitter: (millis(500), secs(2)),
+            ring_vnodes: 150,
         }
     }
+}
+
+/// What the other gates keep of a job one of them leads.
+#[derive(Clone, Copy, Debug)]
+struct GateReplica {
+    workflows: u32,
+    dcs_mask: u64,
+    done_mask: u64,
+    token: FenceToken,
+    owner: NodeId,
+    /// Since when its owner has been dead, and when we (the ring owner) act.
+    orphaned_at: Option<Instant>,
+    take_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +97,12 @@ pub struct GateJobs {
     issuer: TokenIssuer,
     /// Each DC's result token per job (`JobDone` older than one seen is stale).
     results: JobRegistry,
+    /// The other gates (all configured), and which of them are alive.
+    peers: Vec<(NodeId, Addr)>,
+    alive: std::collections::BTreeSet<NodeId>,
+    replicas: BTreeMap<JobId, GateReplica>,
+    next_orphan_check: Option<Instant>,
+    rng: DetRng,
 }
 
 pub enum GateInput {
@@ -86,12 +125,30 @@ pub enum GateInput {
     },
     /// The gate cluster's term changed.
     Term(u64),
+    /// Another gate became reachable or stopped being so (gate membership).
+    Peer {
+        node: NodeId,
+        alive: bool,
+    },
     Tick,
 }
 
 impl GateJobs {
-    pub fn new(cfg: GateConfig, me: NodeId, addr: Addr) -> GateJobs {
+    /// `peers`: every configured gate (ourselves included or not).
+    pub fn new(
+        cfg: GateConfig,
+        me: NodeId,
+        addr: Addr,
+        peers: Vec<(NodeId, Addr)>,
+        seed: u64,
+    ) -> GateJobs {
+        let peers: Vec<(NodeId, Addr)> = peers.into_iter().filter(|(n, _)| *n != me).collect();
         GateJobs {
+            alive: peers.iter().map(|(n, _)| *n).collect(),
+            peers,
+            replicas: BTreeMap::new(),
+            next_orphan_check: None,
+            rng: DetRng::new(seed),
             results: JobRegistry::new(cfg.max_jobs),
             cfg,
             me,
@@ -104,13 +161,20 @@ impl GateJobs {
     }
 
     pub fn table_len(&self) -> usize {
-        self.jobs.len() + self.issuer.len() + self.results.len()
+        self.jobs.len() + self.issuer.len() + self.results.len() + self.replicas.len()
     }
     pub fn has_job(&self, job: JobId) -> bool {
-        self.jobs.contains_key(&job)
+        self.jobs.contains_key(&job) || self.replicas.contains_key(&job)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
+        let orphans = self
+            .replicas
+            .values()
+            .filter_map(|r| r.take_at)
+            .min()
+            .into_iter()
+            .chain(self.next_orphan_check);
         self.jobs
             .values()
             .flat_map(|j| {
@@ -120,6 +184,7 @@ impl GateJobs {
                     .filter(|t| !t.accepted)
                     .map(move |t| t.next_try.min(give_up))
             })
+            .chain(orphans)
             .min()
     }
 
@@ -149,6 +214,17 @@ impl GateJobs {
                     job,
                     dcs: dcs.len() as u16,
                 }));
+                let dcs_mask = dcs.iter().fold(0u64, |m, d| m | 1 << (d.0 % 64));
+                self.to_peers(
+                    JobMsg::GateReplicate {
+                        job,
+                        workflows,
+                        dcs_mask,
+                        token,
+                        owner: self.me,
+                    },
+                    &mut out,
+                );
                 let targets = dcs
                     .into_iter()
                     .map(|dc| Target {
@@ -186,6 +262,21 @@ impl GateJobs {
                 }
             }
             GateInput::Term(term) => self.term = self.term.max(term),
+            GateInput::Peer { node, alive } => {
+                if alive {
+                    self.alive.insert(node);
+                    for r in self.replicas.values_mut().filter(|r| r.owner == node) {
+                        r.orphaned_at = None;
+                        r.take_at = None;
+                    }
+                } else if self.alive.remove(&node) {
+                    for r in self.replicas.values_mut().filter(|r| r.owner == node) {
+                        r.orphaned_at.get_or_insert(now);
+                    }
+                    self.next_orphan_check
+                        .get_or_insert(now + self.cfg.orphan_check);
+                }
+            }
             GateInput::Tick => self.tick(now, &mut out),
         }
         out
@@ -259,11 +350,181 @@ impl GateJobs {
                 t.accepted = true;
                 t.done = true;
                 out.push(ack);
+                let msg = JobMsg::GateReplicaDone { job, dc };
+                for (_, addr) in &self.peers {
+                    out.push(JobOutput::Send { to: *addr, msg });
+                }
                 if j.targets.iter().all(|t| t.done) {
                     self.finish(job, JobState::Completed, out);
                 }
             }
+            JobMsg::GateReplicate {
+                job,
+                workflows,
+                dcs_mask,
+                token,
+                owner,
+            } => {
+                if self.jobs.contains_key(&job) && owner != self.me {
+                    // Another gate took over a job we lead (we were thought dead, or
+                    // two of us read the ring differently): the newer token wins, the
+                    // lower id on a tie; the loser stops.
+                    let ours = self.jobs[&job].token;
+                    if ours < token || (ours == token && owner < self.me) {
+                        self.jobs.remove(&job);
+                        self.issuer.forget(job);
+                        self.results.forget_job(job);
+                    } else {
+                        return;
+                    }
+                }
+                if self.replicas.len() >= self.cfg.max_jobs && !self.replicas.contains_key(&job) {
+                    return;
+                }
+                let orphaned_at = (!self.alive.contains(&owner)).then_some(now);
+                let r = self.replicas.entry(job).or_insert(GateReplica {
+                    workflows,
+                    dcs_mask,
+                    done_mask: 0,
+                    token,
+                    owner,
+                    orphaned_at,
+                    take_at: None,
+                });
+                if token >= r.token {
+                    r.token = token;
+                    r.owner = owner;
+                    r.orphaned_at = orphaned_at;
+                    r.take_at = None;
+                }
+                if orphaned_at.is_some() {
+                    self.next_orphan_check
+                        .get_or_insert(now + self.cfg.orphan_check);
+                }
+            }
+            JobMsg::GateReplicaDone { job, dc } => {
+                if let Some(r) = self.replicas.get_mut(&job) {
+                    r.done_mask |= 1 << (dc.0 % 64);
+                }
+            }
+            JobMsg::GateReplicaForget { job } => {
+                self.replicas.remove(&job);
+            }
             _ => {}
+        }
+    }
+
+    fn to_peers(&self, msg: JobMsg, out: &mut JobOutputs) {
+        for (_, addr) in &self.peers {
+            out.push(JobOutput::Send { to: *addr, msg });
+        }
+    }
+
+    /// The owner of `job` on the ring of the live gates (us included).
+    fn ring_owner(&self, job: JobId) -> NodeId {
+        let point = |node: NodeId, i: u32| -> u32 {
+            (splitmix64(((node.0 as u64) << 32) | i as u64) >> 32) as u32
+        };
+        let key = (splitmix64(job.0 ^ 0x6A0B_5EED) >> 32) as u32;
+        let mut best: Option<(u32, NodeId)> = None; // first point >= key
+        let mut lowest: Option<(u32, NodeId)> = None; // wrap-around
+        for node in self.alive.iter().copied().chain([self.me]) {
+            for i in 0..self.cfg.ring_vnodes {
+                let p = (point(node, i), node);
+                if p.0 >= key && best.is_none_or(|b| p < b) {
+                    best = Some(p);
+                }
+                if lowest.is_none_or(|l| p < l) {
+                    lowest = Some(p);
+                }
+            }
+        }
+        best.or(lowest).map_or(self.me, |(_, n)| n)
+    }
+
+    /// Orphans past their grace that the ring gives us: schedule, then take over.
+    fn check_orphans(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.next_orphan_check.is_some_and(|t| t <= now) {
+            self.next_orphan_check = None;
+            let mut pending = false;
+            let jobs: Vec<JobId> = self.replicas.keys().copied().collect();
+            for job in jobs {
+                let r = self.replicas[&job];
+                let Some(since) = r.orphaned_at else { continue };
+                if r.take_at.is_some() {
+                    continue;
+                }
+                if now < since + self.cfg.orphan_grace {
+                    pending = true;
+                    continue;
+                }
+                if self.ring_owner(job) == self.me {
+                    let (lo, hi) = self.cfg.takeover_jitter;
+                    let wait = lo
+                        + Duration::from_micros(
+                            self.rng.range_u64(0, (hi - lo).as_micros() as u64 + 1),
+                        );
+                    self.replicas.get_mut(&job).expect("listed").take_at = Some(now + wait);
+                }
+            }
+            if pending {
+                self.next_orphan_check = Some(now + self.cfg.orphan_check);
+            }
+        }
+        let due: Vec<JobId> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.take_at.is_some_and(|t| t <= now))
+            .map(|(j, _)| *j)
+            .collect();
+        for job in due {
+            let r = self.replicas.remove(&job).expect("listed");
+            // Still orphaned (its owner did not come back) and not finished?
+            if r.orphaned_at.is_none() || self.jobs.contains_key(&job) {
+                self.replicas
+                    .insert(job, GateReplica { take_at: None, ..r });
+                continue;
+            }
+            let Ok(token) = self.issuer.next(job, self.term, Some(r.token)) else {
+                continue;
+            };
+            let targets = (0..64u16)
+                .filter(|d| r.dcs_mask & (1 << d) != 0)
+                .map(|d| {
+                    let done = r.done_mask & (1 << d) != 0;
+                    Target {
+                        dc: DcId(d),
+                        to: None,
+                        accepted: done,
+                        done,
+                        next_try: now,
+                        tries: 0,
+                    }
+                })
+                .collect();
+            self.jobs.insert(
+                job,
+                Job {
+                    token,
+                    workflows: r.workflows,
+                    targets,
+                    submitted_at: now,
+                },
+            );
+            out.push(JobOutput::Event(JobEvent::GateTakenOver { job, token }));
+            self.to_peers(
+                JobMsg::GateReplicate {
+                    job,
+                    workflows: r.workflows,
+                    dcs_mask: r.dcs_mask,
+                    token,
+                    owner: self.me,
+                },
+                out,
+            );
+            if self.jobs[&job].targets.iter().all(|t| t.done) {
+                self.finish(job, JobState::Completed, out);
+            }
         }
     }
 
@@ -273,9 +534,11 @@ impl GateJobs {
         self.results.forget_job(job);
         out.push(JobOutput::Event(JobEvent::Finished { job, state }));
         out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+        self.to_peers(JobMsg::GateReplicaForget { job }, out);
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        self.check_orphans(now, out);
         let mut failed = Vec::new();
         let give_up = self.cfg.give_up;
         let retry = self.cfg.retry;
@@ -324,7 +587,7 @@ mod tests {
     const M2: Addr = Addr::from_u32(2);
 
     fn gate() -> GateJobs {
-        let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100));
+        let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), vec![], 1);
         for (n, a) in [(1, M1), (2, M2)] {
             g.step(
                 GateInput::Manager {
@@ -480,5 +743,103 @@ mod tests {
             token: FenceToken::new(2, 9)
         })));
         assert!(g.has_job(JobId(3)), "DC 1 has not reported");
+    }
+
+    #[test]
+    fn the_ring_successor_takes_an_orphaned_job_over_after_the_grace() {
+        let t = Instant::ZERO;
+        let a = (NodeId(1), Addr::from_u32(201));
+        let c = (NodeId(3), Addr::from_u32(203));
+        let mk = |me: NodeId| {
+            let mut g = GateJobs::new(
+                GateConfig::default(),
+                me,
+                Addr::from_u32(200 + me.0),
+                vec![a, (NodeId(2), Addr::from_u32(202)), c],
+                7,
+            );
+            g.step(
+                GateInput::Manager {
+                    dc: DcId(0),
+                    node: NodeId(10),
+                    addr: M1,
+                    alive: true,
+                },
+                t,
+            );
+            g.step(GateInput::Term(4), t);
+            g
+        };
+        let mut b = mk(NodeId(2));
+        // A job A leads whose ring owner (among B and C, once A is dead) is B.
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: false,
+            },
+            t,
+        );
+        let job = (0..100)
+            .map(JobId)
+            .find(|j| b.ring_owner(*j) == NodeId(2))
+            .unwrap();
+        let other = (0..100)
+            .map(JobId)
+            .find(|j| b.ring_owner(*j) == NodeId(3))
+            .unwrap();
+        let mut b = mk(NodeId(2));
+        for j in [job, other] {
+            b.step(
+                GateInput::Msg {
+                    from: a.1,
+                    msg: JobMsg::GateReplicate {
+                        job: j,
+                        workflows: 2,
+                        dcs_mask: 1,
+                        token: FenceToken::new(3, 1),
+                        owner: NodeId(1),
+                    },
+                },
+                t,
+            );
+        }
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: false,
+            },
+            t + secs(1),
+        );
+        // Nothing within the 10 s grace.
+        let mut now = t + secs(1);
+        let mut taken = None;
+        while now < t + secs(20) {
+            now = b.next_deadline().unwrap();
+            for o in b.step(GateInput::Tick, now) {
+                if let JobOutput::Event(JobEvent::GateTakenOver { job: j, token }) = o {
+                    taken = Some((now, j, token));
+                }
+            }
+            if taken.is_some() {
+                break;
+            }
+        }
+        let (at, j, token) = taken.expect("taken over");
+        assert_eq!(j, job, "only the job the ring gives us");
+        // Orphaned at 1 s; checks every 2 s: first at 11 s or later; then U[0.5, 2] s.
+        assert!(
+            at >= t + secs(11) + millis(500) && at <= t + secs(13) + secs(2),
+            "{at:?}"
+        );
+        // The next token under our term (4), the counter continuing from A's.
+        assert_eq!(token, FenceToken::new(4, 2));
+        assert!(b.has_job(job));
+        // The DC is asked again, under the new token: its manager re-points.
+        assert!(b.jobs[&job]
+            .targets
+            .iter()
+            .all(|t| t.to.is_some() && !t.done));
+        // The other orphan is C's to take, not ours.
+        assert!(!b.jobs.contains_key(&other));
     }
 }

@@ -107,6 +107,24 @@ pub enum JobMsg {
     ReplicaForget {
         job: JobId,
     },
+    /// Job-leading gate -> the other gates: the job, its DCs (bit `d` = DC `d`), its
+    /// token and owner, so the hash-ring successor can take it over.
+    GateReplicate {
+        job: JobId,
+        workflows: u32,
+        dcs_mask: u64,
+        token: FenceToken,
+        owner: NodeId,
+    },
+    /// Job-leading gate -> the other gates: DC `dc` reported the job done.
+    GateReplicaDone {
+        job: JobId,
+        dc: DcId,
+    },
+    /// Job-leading gate -> the other gates: the job ended.
+    GateReplicaForget {
+        job: JobId,
+    },
 }
 
 /// What the job plane reports.
@@ -139,6 +157,8 @@ pub enum JobEvent {
         dc: DcId,
         token: FenceToken,
     },
+    /// The hash-ring successor of a dead job-leading gate took the job over.
+    GateTakenOver { job: JobId, token: FenceToken },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -213,7 +213,13 @@ impl Node {
             })
         });
         let jobs = Box::new(match cfg.role {
-            Role::Gate => JobPlane::Gate(GateJobs::new(GateConfig::default(), cfg.node, cfg.addr)),
+            Role::Gate => JobPlane::Gate(GateJobs::new(
+                GateConfig::default(),
+                cfg.node,
+                cfg.addr,
+                cfg.voters.clone(),
+                derive_seed(cfg.seed, 0x6A7E),
+            )),
             Role::Manager | Role::Unknown => JobPlane::Manager(ManagerJobs::new(
                 ManagerConfig::default(),
                 cfg.node,
@@ -353,6 +359,21 @@ impl Node {
                         addr: addr.unwrap_or_default(),
                         alive: to.is_some_and(|v| v.confirmed && v.status.is_live())
                             && addr.is_some(),
+                    });
+                }
+                (
+                    Event::Member {
+                        cluster,
+                        node,
+                        role: Role::Gate,
+                        to,
+                        ..
+                    },
+                    JobPlane::Gate(_),
+                ) if *cluster == ClusterId::GATES => {
+                    gate_in.push(GateInput::Peer {
+                        node: *node,
+                        alive: to.is_some_and(|v| v.status.is_live()),
                     });
                 }
                 (Event::Election(ElectionEvent::LeaderChanged { leader, term, .. }), plane) => {
