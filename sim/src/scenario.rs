@@ -248,6 +248,13 @@ pub enum Fault {
         at: Duration,
         nodes: Vec<String>,
     },
+    /// Cut whichever manager leads DC `dc` at that moment (or the gate leader with
+    /// `dc = "gates"`) off from every other node (a partition; `heal` ends it).
+    IsolateLeader {
+        #[serde(deserialize_with = "de_duration")]
+        at: Duration,
+        dc: String,
+    },
     /// Crash whichever manager leads DC `dc` at that moment (or the gate leader with
     /// `dc = "gates"`); with `restart_after`, restart the same node that much later.
     CrashLeader {
@@ -325,6 +332,7 @@ impl Fault {
             Fault::Crash { at, .. }
             | Fault::Restart { at, .. }
             | Fault::CrashLeader { at, .. }
+            | Fault::IsolateLeader { at, .. }
             | Fault::Leave { at, .. }
             | Fault::Partition { at, .. }
             | Fault::Heal { at }
@@ -528,7 +536,7 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
             | Fault::Leave { nodes, .. }
             | Fault::Pause { nodes, .. }
             | Fault::Skew { nodes, .. } => check_nodes(nodes)?,
-            Fault::CrashLeader { dc, .. } => {
+            Fault::CrashLeader { dc, .. } | Fault::IsolateLeader { dc, .. } => {
                 if dc != "gates" && !s.dcs.iter().any(|d| d.name == *dc) {
                     return Err(err(
                         path,

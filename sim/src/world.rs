@@ -344,7 +344,7 @@ impl<'a> World<'a> {
             .scenario
             .faults
             .iter()
-            .any(|f| matches!(f, Fault::Partition { .. }));
+            .any(|f| matches!(f, Fault::Partition { .. } | Fault::IsolateLeader { .. }));
         self.checker.on_heal(end);
         let bound = completeness_bounds(&self.cfg, &self.checker, &self.nodes);
         self.checker.finish(end, |s| bound[s], partitions);
@@ -478,6 +478,32 @@ impl<'a> World<'a> {
             });
         }
         Some(r)
+    }
+
+    /// The live node that leads DC `dc`'s managers (or the gates, `dc = "gates"`) now.
+    fn leader_of(&self, dc: &str) -> Option<usize> {
+        let gates = dc == "gates";
+        self.nodes.iter().position(|n| {
+            n.up && (if gates {
+                n.spec.role == Role::Gate
+            } else {
+                n.spec.role == Role::Manager && self.scenario.dcs[n.spec.dc].name == dc
+            }) && n
+                .machine
+                .as_ref()
+                .and_then(|m| m.election())
+                .is_some_and(|e| e.role() == meridian_core::leadership::ElectionRole::Leader)
+        })
+    }
+
+    fn fault_partition(&mut self, groups: Vec<Vec<String>>, one_way: bool) {
+        let specs: Vec<NodeSpec> = self.nodes.iter().map(|n| n.spec.clone()).collect();
+        self.net
+            .partition(&groups, one_way, self.scenario, &specs, self.now);
+        let net = &self.net;
+        let side: Vec<u16> = (0..self.nodes.len()).map(|i| net.group_of(i)).collect();
+        self.checker
+            .on_partition(self.now, &|a, b| net.cut(a, b), side);
     }
 
     fn leadership_report(&self) -> LeadershipReport {
@@ -965,24 +991,16 @@ impl<'a> World<'a> {
                     self.start(i, true);
                 }
             }
+            Fault::IsolateLeader { dc, .. } => {
+                if let Some(i) = self.leader_of(&dc) {
+                    let groups = vec![vec![self.nodes[i].spec.name.clone()]];
+                    self.fault_partition(groups, false);
+                }
+            }
             Fault::CrashLeader {
                 dc, restart_after, ..
             } => {
-                let gates = dc == "gates";
-                let leader = self.nodes.iter().position(|n| {
-                    n.up && (if gates {
-                        n.spec.role == Role::Gate
-                    } else {
-                        n.spec.role == Role::Manager && self.scenario.dcs[n.spec.dc].name == dc
-                    }) && n
-                        .machine
-                        .as_ref()
-                        .and_then(|m| m.election())
-                        .is_some_and(|e| {
-                            e.role() == meridian_core::leadership::ElectionRole::Leader
-                        })
-                });
-                if let Some(i) = leader {
+                if let Some(i) = self.leader_of(&dc) {
                     self.stop(i, true);
                     if let Some(after) = restart_after {
                         self.push(
@@ -1011,15 +1029,7 @@ impl<'a> World<'a> {
             }
             Fault::Partition {
                 groups, one_way, ..
-            } => {
-                let specs: Vec<NodeSpec> = self.nodes.iter().map(|n| n.spec.clone()).collect();
-                self.net
-                    .partition(&groups, one_way, self.scenario, &specs, self.now);
-                let net = &self.net;
-                let side: Vec<u16> = (0..self.nodes.len()).map(|i| net.group_of(i)).collect();
-                self.checker
-                    .on_partition(self.now, &|a, b| net.cut(a, b), side);
-            }
+            } => self.fault_partition(groups, one_way),
             Fault::Corrupt { rate, .. } => self.net.corrupt = rate,
             Fault::Duplicate { rate, .. } => self.net.duplicate = rate,
             Fault::Heal { .. } => {

@@ -213,3 +213,55 @@ fn gate_failover_every_accepted_job_completes() {
     }
     assert!(gate_takeovers > 100, "{gate_takeovers}");
 }
+
+/// Issue 4, acceptance 4 with jobs running: the eu-west leader is cut off from every
+/// other node mid-stream. It steps down (check-quorum), the majority elects a leader that
+/// takes its jobs over, and after the heal there is one leader; every job completes once,
+/// and no stale dispatch ever starts a workflow (checked on every event).
+#[test]
+fn an_isolated_dc_leader_with_jobs_running() {
+    let mut s = common::load("jobs-basic.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "60s"
+        action = "isolate_leader"
+        dc = "eu-west"
+        [[fault]]
+        at = "150s"
+        action = "heal"
+    "#,
+    );
+    let mut takeovers = 0;
+    for r in meridian_sim::sweep(&s, 1..51, 2) {
+        let j = jobs(&r);
+        assert_eq!(
+            j.completed,
+            40,
+            "seed {}: {:?}",
+            r.seed,
+            j.per_job.iter().find(|e| e.state != "completed")
+        );
+        assert_eq!(j.lost, 0);
+        assert!(
+            r.invariants.violations.is_empty(),
+            "seed {}: {:?}",
+            r.seed,
+            r.invariants.violations
+        );
+        assert_eq!(r.leadership.leaders_per_term_max, 1);
+        assert!(
+            r.leadership.leader_changes["eu-west"] >= 2,
+            "seed {}",
+            r.seed
+        );
+        assert!(
+            r.leadership.leaders_at_end["eu-west"].is_some(),
+            "seed {}",
+            r.seed
+        );
+        takeovers += j.takeovers;
+    }
+    assert!(takeovers > 50, "{takeovers}");
+}

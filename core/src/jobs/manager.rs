@@ -34,6 +34,11 @@ pub struct ManagerConfig {
     /// After a takeover, how long to wait for workers' `Running` reports before
     /// dispatching the adopted workflows nobody reported.
     pub takeover_grace: Duration,
+    /// The leader re-announces its live jobs to the other managers this often...
+    pub replica_refresh: Duration,
+    /// ...and a replica not re-announced for this long is dropped (a job that ended
+    /// while we could not hear the leader must not stay with us for ever).
+    pub replica_ttl: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -45,6 +50,8 @@ impl Default for ManagerConfig {
             max_jobs: 10_000,
             max_workflows: 10_000,
             takeover_grace: secs(3),
+            replica_refresh: secs(30),
+            replica_ttl: secs(95),
         }
     }
 }
@@ -83,6 +90,7 @@ struct Replica {
     gate_token: FenceToken,
     token: FenceToken,
     done: std::collections::BTreeSet<WorkflowIndex>,
+    refreshed_at: Instant,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +117,9 @@ pub struct ManagerJobs {
     /// Gate tokens of the jobs we accepted (a resent or stale submission is recognised).
     gates: JobRegistry,
     next_hello: Option<Instant>,
+    next_refresh: Option<Instant>,
+    /// When the stalest replica would expire (followers).
+    next_replica_expiry: Option<Instant>,
 }
 
 pub enum ManagerInput {
@@ -151,6 +162,8 @@ impl ManagerJobs {
             jobs: BTreeMap::new(),
             issuer: TokenIssuer::default(),
             next_hello: None,
+            next_refresh: None,
+            next_replica_expiry: None,
         }
     }
 
@@ -177,10 +190,17 @@ impl ManagerJobs {
             .min();
         let report = self.jobs.values().filter_map(|j| j.report_next).min();
         let hold = self.jobs.values().filter_map(|j| j.hold_until).min();
-        [self.next_hello, dispatch, report, hold]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_hello,
+            dispatch,
+            report,
+            hold,
+            self.next_refresh,
+            self.next_replica_expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn step(&mut self, input: ManagerInput, now: Instant) -> JobOutputs {
@@ -193,10 +213,11 @@ impl ManagerJobs {
                 let was = self.leading.is_some();
                 self.leading = lead.then_some(term);
                 self.next_hello = lead.then_some(now);
+                self.next_refresh = lead.then_some(now + self.cfg.replica_refresh);
                 if lead && !was {
                     self.take_over(term, now, &mut out);
                 } else if !lead && was {
-                    self.step_aside();
+                    self.step_aside(now);
                 }
                 if lead {
                     self.tick(now, &mut out);
@@ -407,7 +428,11 @@ impl ManagerJobs {
                 gate_addr,
                 gate_token,
                 token,
-            } if (self.replicas.len() < self.cfg.max_jobs || self.replicas.contains_key(&job)) => {
+            } => {
+                let known = self.replicas.contains_key(&job);
+                if !known && self.replicas.len() >= self.cfg.max_jobs {
+                    return;
+                }
                 let r = self.replicas.entry(job).or_insert(Replica {
                     workflows,
                     gate,
@@ -415,18 +440,23 @@ impl ManagerJobs {
                     gate_token,
                     token,
                     done: Default::default(),
+                    refreshed_at: now,
                 });
                 r.token = r.token.max(token);
+                r.refreshed_at = now;
+                self.next_replica_expiry
+                    .get_or_insert(now + self.cfg.replica_ttl);
             }
             JobMsg::ReplicaDone { job, workflow } => {
                 if let Some(r) = self.replicas.get_mut(&job) {
                     r.done.insert(workflow);
                 }
             }
-            JobMsg::ReplicaForget { job }
-                if self.replicas.remove(&job).is_some() && !self.jobs.contains_key(&job) =>
-            {
-                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+            JobMsg::ReplicaForget { job } => {
+                let had = self.replicas.remove(&job).is_some();
+                if had && !self.jobs.contains_key(&job) {
+                    out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+                }
             }
             JobMsg::Running {
                 job,
@@ -464,6 +494,41 @@ impl ManagerJobs {
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.next_refresh.is_some_and(|t| t <= now) {
+            self.next_refresh = Some(now + self.cfg.replica_refresh);
+            let announce: Vec<JobMsg> = self
+                .jobs
+                .iter()
+                .map(|(job, j)| JobMsg::Replicate {
+                    job: *job,
+                    workflows: j.workflows.len() as u32,
+                    gate: j.gate,
+                    gate_addr: j.gate_addr,
+                    gate_token: self
+                        .gates
+                        .token(FenceDomain::GateJob, *job)
+                        .unwrap_or_default(),
+                    token: j.token,
+                })
+                .collect();
+            for msg in announce {
+                self.to_peers(msg, out);
+            }
+        }
+        if self.next_replica_expiry.is_some_and(|t| t <= now) {
+            let ttl = self.cfg.replica_ttl;
+            let stale: Vec<JobId> = self
+                .replicas
+                .iter()
+                .filter(|(_, r)| now.saturating_since(r.refreshed_at) >= ttl)
+                .map(|(j, _)| *j)
+                .collect();
+            for job in stale {
+                self.replicas.remove(&job);
+                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+            }
+            self.next_replica_expiry = self.replicas.values().map(|r| r.refreshed_at + ttl).min();
+        }
         if let (Some(term), Some(t)) = (self.leading, self.next_hello) {
             if t <= now {
                 self.next_hello = Some(now + self.cfg.hello_interval);
@@ -566,7 +631,9 @@ impl ManagerJobs {
 
     /// We no longer lead: our jobs become replicas (the new leader took them over, or
     /// will; should we lead again, we adopt them again).
-    fn step_aside(&mut self) {
+    fn step_aside(&mut self, now: Instant) {
+        self.next_refresh = None;
+        self.next_replica_expiry = Some(now + self.cfg.replica_ttl);
         let jobs = core::mem::take(&mut self.jobs);
         for (job, j) in jobs {
             let done = j
@@ -589,6 +656,7 @@ impl ManagerJobs {
                     gate_token,
                     token: j.token,
                     done,
+                    refreshed_at: now,
                 },
             );
             self.issuer.forget(job);

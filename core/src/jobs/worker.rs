@@ -223,10 +223,11 @@ impl WorkerJobs {
                     Err(_) => out.push(reply(false)),
                 }
             }
-            JobMsg::WorkflowDoneAck { job, workflow }
-                if self.unacked.remove(&(job, workflow)).is_some() =>
-            {
-                self.forget.push_back((now, job, workflow));
+            JobMsg::WorkflowDoneAck { job, workflow } => {
+                let was_unacked = self.unacked.remove(&(job, workflow)).is_some();
+                if was_unacked {
+                    self.forget.push_back((now, job, workflow));
+                }
             }
             JobMsg::LeaderHello { .. } if self.leader != Some(from) => {
                 self.leader = Some(from);
