@@ -86,6 +86,8 @@ pub struct Checker {
     pub jobs: Vec<JobTrack>,
     pub takeovers: u64,
     pub gate_takeovers: u64,
+    /// leadership.md §4.4: who claimed each `(job, DC or gate, token)`.
+    claims: std::collections::BTreeMap<(u64, u16, u64), usize>,
     /// Highest dispatch token that started each workflow, per (job, DC, workflow)
     /// (jobs.md §7.1). Dropped when the job ends.
     started_token: std::collections::BTreeMap<(u64, usize, u32), FenceToken>,
@@ -126,6 +128,7 @@ impl Checker {
             jobs: Vec::new(),
             takeovers: 0,
             gate_takeovers: 0,
+            claims: Default::default(),
             started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
@@ -192,6 +195,11 @@ impl Checker {
         }
     }
 
+    /// A violation found outside the event stream (the world's own checks).
+    pub fn violation_at(&mut self, now: u64, invariant: &str, detail: String) {
+        self.violation(now, invariant, detail);
+    }
+
     fn violation(&mut self, now: u64, invariant: &str, detail: String) {
         self.violations_total += 1;
         if self.violations.len() < MAX_VIOLATIONS_KEPT {
@@ -200,6 +208,21 @@ impl Checker {
                 invariant: invariant.to_string(),
                 detail,
             });
+        }
+    }
+
+    /// leadership.md §4.4: no two nodes claim the same `(job, domain, token)`.
+    fn claim(&mut self, o: usize, key: (u64, u16, u64), now: u64) {
+        match self.claims.insert(key, o) {
+            Some(prev) if prev != o => self.violation(
+                now,
+                "unique-owner",
+                format!(
+                    "{} and {} both claimed job {} under token {:#x}",
+                    self.names[prev], self.names[o], key.0, key.2
+                ),
+            ),
+            _ => {}
         }
     }
 
@@ -386,8 +409,17 @@ impl Checker {
                     _ => self.leaders_per_term_max = self.leaders_per_term_max.max(1),
                 }
             }
-            Event::Job(JobEvent::TakenOver { .. }) => self.takeovers += 1,
-            Event::Job(JobEvent::GateTakenOver { .. }) => self.gate_takeovers += 1,
+            Event::Job(JobEvent::TakenOver { job, dc, token })
+            | Event::Job(JobEvent::Accepted { job, dc, token }) => {
+                if matches!(e, Event::Job(JobEvent::TakenOver { .. })) {
+                    self.takeovers += 1;
+                }
+                self.claim(o, (job.0, dc.0, token.0), now);
+            }
+            Event::Job(JobEvent::GateTakenOver { job, token }) => {
+                self.gate_takeovers += 1;
+                self.claim(o, (job.0, u16::MAX, token.0), now);
+            }
             Event::Job(JobEvent::Submitted { job, dcs }) => {
                 if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.dcs = Some(*dcs);
@@ -408,6 +440,7 @@ impl Checker {
                     t.ended = Some((now, *state));
                 }
                 self.started_token.retain(|(j, _, _), _| *j != job.0);
+                self.claims.retain(|(j, _, _), _| *j != job.0);
             }
             Event::Job(JobEvent::WorkflowStarted {
                 job,

@@ -77,6 +77,25 @@ impl Network {
         }
     }
 
+    /// No loss, corruption, duplication or partition in force: the conditions under
+    /// which leadership.md §4.5 bounds re-convergence.
+    pub fn is_clean(&self) -> bool {
+        self.loss == 0.0
+            && self.node_loss.iter().all(|l| *l == 0.0)
+            && self.corrupt == 0.0
+            && self.duplicate == 0.0
+            && self.groups.is_none()
+    }
+
+    /// The largest RTT between any two nodes with jitter at its worst, microseconds.
+    pub fn max_rtt_us(&self) -> u64 {
+        let base = match &self.matrix_us {
+            Some(m) => m.iter().copied().max().unwrap_or(0),
+            None => self.dc_rtt_us.iter().copied().max().unwrap_or(0),
+        };
+        (base as f64 * (1.0 + self.jitter)) as u64
+    }
+
     /// The true round-trip time between two nodes, microseconds.
     pub fn rtt_us(&self, a: usize, b: usize) -> u64 {
         match &self.matrix_us {

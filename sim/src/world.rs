@@ -51,6 +51,10 @@ enum Ev {
         node: u32,
         generation: u64,
     },
+    /// leadership.md §4.5: check that every group agrees on one leader.
+    CheckLeaders {
+        healed_at: u64,
+    },
     /// Restart a node a fault crashed (`crash_leader` with `restart_after`).
     Restart {
         node: u32,
@@ -161,6 +165,10 @@ impl Clock {
     }
 }
 
+/// leadership.md §4.5's B without the delay term: lease 5 + heartbeat 2 + 3 x (pre-vote 2
+/// + max vote window 7) + flapping cooldown 5 + ... = 34 s.
+const HEAL_CONVERGENCE_US: u64 = 34_000_000;
+
 struct SimNode {
     spec: NodeSpec,
     machine: Option<Node>,
@@ -202,6 +210,9 @@ pub struct World<'a> {
     next_coords_sample: u64,
     /// The `[[job]]` entry of every submitted job, by job id.
     job_spec: Vec<usize>,
+    /// When the latest fault struck (leadership re-convergence is only bounded on a
+    /// quiet network).
+    last_fault_at: u64,
 }
 
 impl<'a> World<'a> {
@@ -259,6 +270,7 @@ impl<'a> World<'a> {
                 .then(CoordsTracker::default),
             next_coords_sample: coords::SERIES_EVERY_US,
             job_spec: Vec::new(),
+            last_fault_at: 0,
         };
         // Nodes boot over the first second, in a seeded order.
         for i in 0..n {
@@ -318,7 +330,11 @@ impl<'a> World<'a> {
                     }
                 }
                 Ev::Submit { spec, k } => self.submit(spec, k),
-                Ev::Restart { node } => self.start(node as usize, true),
+                Ev::Restart { node } => {
+                    self.start(node as usize, true);
+                    self.check_leaders_later();
+                }
+                Ev::CheckLeaders { healed_at } => self.check_leaders(healed_at),
                 Ev::WorkflowDone {
                     node,
                     boot,
@@ -478,6 +494,72 @@ impl<'a> World<'a> {
             });
         }
         Some(r)
+    }
+
+    /// leadership.md §4.5: after a heal, a leader's crash or its restart at H, every
+    /// group agrees on one leader by H + B, B = lease + heartbeat + 3 (pre-vote + max
+    /// vote window) + flapping cooldown + 2d = 34 s + 2d (d: the largest one-way delay).
+    fn check_leaders_later(&mut self) {
+        let d = self.net.max_rtt_us() / 2;
+        self.push(
+            self.now + HEAL_CONVERGENCE_US + 2 * d,
+            Ev::CheckLeaders {
+                healed_at: self.now,
+            },
+        );
+    }
+
+    /// leadership.md §4.5 at H + B: each group's live voters follow one live leader. The
+    /// bound holds for a clean network (no loss, no partition, no paused or slowed
+    /// node, no other fault since H); otherwise, or for a group whose voters are mostly
+    /// down (no quorum), there is nothing to check.
+    fn check_leaders(&mut self, healed_at: u64) {
+        let disturbed = self.last_fault_at > healed_at
+            || !self.net.is_clean()
+            || self.paused.iter().any(|p| *p)
+            || self.nodes.iter().any(|n| n.slow_us.is_some());
+        if disturbed {
+            return;
+        }
+        let mut groups: std::collections::BTreeMap<u32, (Vec<Option<NodeId>>, usize)> =
+            Default::default();
+        for n in &self.nodes {
+            if n.spec.role == Role::Worker {
+                continue;
+            }
+            let group = match n.spec.role {
+                Role::Gate => 0,
+                _ => n.spec.dc as u32 + 1,
+            };
+            let e = groups.entry(group).or_default();
+            e.1 += 1;
+            if let Some(el) =
+                n.up.then(|| n.machine.as_ref().and_then(|m| m.election()))
+                    .flatten()
+            {
+                e.0.push(el.leader());
+            }
+        }
+        for (group, (views, voters)) in groups {
+            if views.len() < voters / 2 + 1 {
+                continue;
+            }
+            let first = views[0];
+            let agreed = first
+                .is_some_and(|l| views.iter().all(|v| *v == first) && self.nodes[l.0 as usize].up);
+            if !agreed {
+                let name = self.group_name(group);
+                self.checker.violation_at(
+                    self.now,
+                    "heal-convergence",
+                    format!(
+                        "{name}: no agreed leader {} s after the heal, crash or restart at {} s",
+                        (self.now - healed_at) / 1_000_000,
+                        healed_at / 1_000_000
+                    ),
+                );
+            }
+        }
     }
 
     /// The live node that leads DC `dc`'s managers (or the gates, `dc = "gates"`) now.
@@ -972,6 +1054,7 @@ impl<'a> World<'a> {
     }
 
     fn fault(&mut self, index: usize) {
+        self.last_fault_at = self.now;
         let f = self.scenario.faults[index].clone();
         self.hash.update(&[0xFA]);
         self.hash.update(&(index as u32).to_le_bytes());
@@ -1002,6 +1085,7 @@ impl<'a> World<'a> {
             } => {
                 if let Some(i) = self.leader_of(&dc) {
                     self.stop(i, true);
+                    self.check_leaders_later();
                     if let Some(after) = restart_after {
                         self.push(
                             self.now + after.as_micros() as u64,
@@ -1035,6 +1119,7 @@ impl<'a> World<'a> {
             Fault::Heal { .. } => {
                 self.net.heal(self.now);
                 self.checker.on_heal(self.now);
+                self.check_leaders_later();
             }
             Fault::Loss { rate, nodes, .. } => {
                 let list = nodes.map(|n| self.resolve(&n));
