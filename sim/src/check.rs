@@ -86,6 +86,10 @@ pub struct Checker {
     pub jobs: Vec<JobTrack>,
     pub takeovers: u64,
     pub gate_takeovers: u64,
+    /// leadership.md §4.2: the token a worker's register for a job last accepted (its
+    /// `WorkflowStarted` events are its accepted operations). Not persisted: a restart
+    /// starts over.
+    worker_register: std::collections::BTreeMap<(usize, u64), FenceToken>,
     /// leadership.md §4.4: who claimed each `(job, DC or gate, token)`.
     claims: std::collections::BTreeMap<(u64, u16, u64), usize>,
     /// Highest dispatch token that started each workflow, per (job, DC, workflow)
@@ -129,6 +133,7 @@ impl Checker {
             takeovers: 0,
             gate_takeovers: 0,
             claims: Default::default(),
+            worker_register: Default::default(),
             started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
@@ -237,6 +242,7 @@ impl Checker {
 
     /// A node (re)starts with a fresh, empty view and incarnation `inc`.
     pub fn on_start(&mut self, i: usize, inc: u32) {
+        self.worker_register.retain(|(node, _), _| *node != i);
         self.column(i, false);
         self.row(i, false);
         self.up[i] = true;
@@ -441,6 +447,7 @@ impl Checker {
                 }
                 self.started_token.retain(|(j, _, _), _| *j != job.0);
                 self.claims.retain(|(j, _, _), _| *j != job.0);
+                self.worker_register.retain(|(_, j), _| *j != job.0);
             }
             Event::Job(JobEvent::WorkflowStarted {
                 job,
@@ -460,6 +467,20 @@ impl Checker {
                     );
                 }
                 self.started_token.insert(key, *token);
+                // leadership.md §4.2: the worker's register for the job never goes back.
+                if let Some(prev) = self.worker_register.insert((o, job.0), *token) {
+                    if *token < prev {
+                        self.violation(
+                            now,
+                            "monotone-register",
+                            format!(
+                                "{}: job {} register {:#x} -> {:#x}",
+                                self.names[o], job.0, prev.0, token.0
+                            ),
+                        );
+                        self.worker_register.insert((o, job.0), prev);
+                    }
+                }
             }
             Event::Lhm { score, .. } if *score > LHM_MAX_SCORE => {
                 self.violation(now, "lhm-range", format!("{} LHM {score}", self.names[o]));
