@@ -10,32 +10,41 @@ fn jobs(r: &Report) -> &meridian_sim::report::JobsReport {
     r.jobs.as_ref().expect("the scenario has jobs")
 }
 
+/// Every accepted job completed exactly once, nothing lost, failed or left in flight,
+/// and every invariant held.
+fn assert_all_completed(r: &Report) {
+    let j = jobs(r);
+    assert_eq!(
+        j.completed,
+        j.submitted,
+        "seed {}: {:?}",
+        r.seed,
+        j.per_job
+            .iter()
+            .find(|e| e.state != "completed" && e.state != "refused")
+    );
+    assert_eq!(
+        (j.lost, j.failed, j.in_flight),
+        (0, 0, 0),
+        "seed {}",
+        r.seed
+    );
+    assert!(
+        r.invariants.violations.is_empty(),
+        "seed {}: {:?}",
+        r.seed,
+        r.invariants.violations
+    );
+}
+
 /// Issue 4, acceptance 2: `jobs-basic.toml`, 50 seeds: every job completes, none lost.
 #[test]
 fn jobs_basic_every_job_completes_over_50_seeds() {
     let s = common::load("jobs-basic.toml", &[]);
     for r in meridian_sim::sweep(&s, 1..51, 2) {
+        assert_all_completed(&r);
         let j = jobs(&r);
         assert_eq!(j.submitted, 40, "seed {}", r.seed);
-        assert_eq!(
-            j.completed,
-            40,
-            "seed {}: {:?}",
-            r.seed,
-            j.per_job.iter().find(|e| e.state != "completed")
-        );
-        assert_eq!(
-            (j.lost, j.failed, j.in_flight),
-            (0, 0, 0),
-            "seed {}",
-            r.seed
-        );
-        assert!(
-            r.invariants.violations.is_empty(),
-            "seed {}: {:?}",
-            r.seed,
-            r.invariants.violations
-        );
         // Each job ended after its workflows could have run (>= 5 s) and well before
         // the end of the run.
         for e in &j.per_job {
@@ -64,15 +73,8 @@ fn dead_workers_workflows_are_dispatched_again() {
     );
     for seed in 1..11 {
         let r = meridian_sim::run(&s, seed);
-        let j = jobs(&r);
-        assert_eq!(
-            j.completed,
-            40,
-            "seed {seed}: {:?}",
-            j.per_job.iter().find(|e| e.state != "completed")
-        );
-        assert_eq!(j.lost, 0);
-        assert!(r.invariants.violations.is_empty(), "seed {seed}");
+        assert_all_completed(&r);
+        assert_eq!(jobs(&r).submitted, 40);
     }
 }
 
@@ -120,16 +122,9 @@ fn every_per_job_table_empties_after_many_lifecycles() {
     "#;
     let s = meridian_sim::scenario::parse(text, std::path::Path::new("churn.toml"), &[]).unwrap();
     let r = meridian_sim::run(&s, 1);
-    let j = jobs(&r);
-    assert_eq!(j.submitted, 100_000);
-    assert_eq!(
-        j.completed,
-        100_000,
-        "{:?}",
-        j.per_job.iter().find(|e| e.state != "completed")
-    );
+    assert_all_completed(&r);
+    assert_eq!(jobs(&r).submitted, 100_000);
     assert_eq!(r.membership.tables_at_end.job_entries_max, 0);
-    assert!(r.invariants.violations.is_empty());
 }
 
 /// Issue 4, acceptance 3: `leader-failover-mid-job.toml` over seeds 1..500. Both DCs'
@@ -143,26 +138,9 @@ fn leader_failover_mid_job_500_seeds() {
     let s = common::load("leader-failover-mid-job.toml", &[]);
     let mut takeovers = 0;
     for r in meridian_sim::sweep(&s, 1..501, 2) {
+        assert_all_completed(&r);
         let j = jobs(&r);
-        assert_eq!(
-            j.completed,
-            40,
-            "seed {}: {:?}",
-            r.seed,
-            j.per_job.iter().find(|e| e.state != "completed")
-        );
-        assert_eq!(
-            (j.lost, j.failed, j.in_flight),
-            (0, 0, 0),
-            "seed {}",
-            r.seed
-        );
-        assert!(
-            r.invariants.violations.is_empty(),
-            "seed {}: {:?}",
-            r.seed,
-            r.invariants.violations
-        );
+        assert_eq!(j.submitted, 40, "seed {}", r.seed);
         let l = &r.leadership;
         assert_eq!(l.leaders_per_term_max, 1, "seed {}", r.seed);
         assert!(
@@ -186,29 +164,9 @@ fn gate_failover_every_accepted_job_completes() {
     let s = common::load("gate-failover.toml", &[]);
     let mut gate_takeovers = 0;
     for r in meridian_sim::sweep(&s, 1..51, 2) {
+        assert_all_completed(&r);
         let j = jobs(&r);
         assert!(j.submitted > 0 && j.refused > 0, "seed {}", r.seed);
-        assert_eq!(
-            j.completed,
-            j.submitted,
-            "seed {}: {:?}",
-            r.seed,
-            j.per_job
-                .iter()
-                .find(|e| e.state != "completed" && e.state != "refused")
-        );
-        assert_eq!(
-            (j.lost, j.failed, j.in_flight),
-            (0, 0, 0),
-            "seed {}",
-            r.seed
-        );
-        assert!(
-            r.invariants.violations.is_empty(),
-            "seed {}: {:?}",
-            r.seed,
-            r.invariants.violations
-        );
         gate_takeovers += j.gate_takeovers;
     }
     assert!(gate_takeovers > 100, "{gate_takeovers}");
@@ -235,21 +193,9 @@ fn an_isolated_dc_leader_with_jobs_running() {
     );
     let mut takeovers = 0;
     for r in meridian_sim::sweep(&s, 1..51, 2) {
+        assert_all_completed(&r);
         let j = jobs(&r);
-        assert_eq!(
-            j.completed,
-            40,
-            "seed {}: {:?}",
-            r.seed,
-            j.per_job.iter().find(|e| e.state != "completed")
-        );
-        assert_eq!(j.lost, 0);
-        assert!(
-            r.invariants.violations.is_empty(),
-            "seed {}: {:?}",
-            r.seed,
-            r.invariants.violations
-        );
+        assert_eq!(j.submitted, 40, "seed {}", r.seed);
         assert_eq!(r.leadership.leaders_per_term_max, 1);
         assert!(
             r.leadership.leader_changes["eu-west"] >= 2,
