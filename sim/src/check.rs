@@ -43,6 +43,10 @@ pub struct Truth<'a> {
     pub cut_since: &'a dyn Fn(usize, usize, u64) -> bool,
 }
 
+/// leadership.md §4.6's bound for a gate takeover, from the moment the new owner saw
+/// the old one dead: grace 10 s + check period 2 s + jitter 2 s, plus 1 ms of slack.
+const ORPHAN_TAKEOVER_MAX_US: u64 = 14_001_000;
+
 pub struct Checker {
     n: usize,
     role: Vec<Role>,
@@ -90,6 +94,10 @@ pub struct Checker {
     /// `WorkflowStarted` events are its accepted operations). Not persisted: a restart
     /// starts over.
     worker_register: std::collections::BTreeMap<(usize, u64), FenceToken>,
+    /// leadership.md §4.6: which gate leads each job, and when each gate saw each other
+    /// gate die (gate cluster).
+    job_gate: std::collections::BTreeMap<u64, usize>,
+    gate_dead_seen: std::collections::BTreeMap<(usize, usize), u64>,
     /// leadership.md §4.4: who claimed each `(job, DC or gate, token)`.
     claims: std::collections::BTreeMap<(u64, u16, u64), usize>,
     /// Highest dispatch token that started each workflow, per (job, DC, workflow)
@@ -134,6 +142,8 @@ impl Checker {
             gate_takeovers: 0,
             claims: Default::default(),
             worker_register: Default::default(),
+            job_gate: Default::default(),
+            gate_dead_seen: Default::default(),
             started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
@@ -351,6 +361,14 @@ impl Checker {
             } => {
                 self.on_member(o, node.0 as usize, *role, *from, *to, now, truth);
                 self.verdict_evidence[o] = None;
+                if *role == Role::Gate && self.role[o] == Role::Gate {
+                    let key = (o, node.0 as usize);
+                    if to.is_none_or(|v| !v.status.is_live()) {
+                        self.gate_dead_seen.entry(key).or_insert(now);
+                    } else {
+                        self.gate_dead_seen.remove(&key);
+                    }
+                }
             }
             Event::SelfIncarnation { cluster, inc } => {
                 let own = self.role[o] == Role::Gate && cluster.0 == 0
@@ -425,11 +443,31 @@ impl Checker {
             Event::Job(JobEvent::GateTakenOver { job, token }) => {
                 self.gate_takeovers += 1;
                 self.claim(o, (job.0, u16::MAX, token.0), now);
+                // leadership.md §4.6: re-led within grace (10 s) + check period (2 s) +
+                // jitter (<= 2 s) of the new owner learning that the old one died.
+                if let Some(prev) = self.job_gate.insert(job.0, o) {
+                    if let Some(seen) = self.gate_dead_seen.get(&(o, prev)) {
+                        if now.saturating_sub(*seen) > ORPHAN_TAKEOVER_MAX_US {
+                            self.violation(
+                                now,
+                                "orphan-liveness",
+                                format!(
+                                    "{} took job {} over {} ms after seeing {} dead",
+                                    self.names[o],
+                                    job.0,
+                                    (now - seen) / 1000,
+                                    self.names[prev]
+                                ),
+                            );
+                        }
+                    }
+                }
             }
             Event::Job(JobEvent::Submitted { job, dcs }) => {
                 if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.dcs = Some(*dcs);
                 }
+                self.job_gate.insert(job.0, o);
             }
             Event::Job(JobEvent::Finished { job, state }) => {
                 let again = self
@@ -448,6 +486,7 @@ impl Checker {
                 self.started_token.retain(|(j, _, _), _| *j != job.0);
                 self.claims.retain(|(j, _, _), _| *j != job.0);
                 self.worker_register.retain(|(_, j), _| *j != job.0);
+                self.job_gate.remove(&job.0);
             }
             Event::Job(JobEvent::WorkflowStarted {
                 job,
