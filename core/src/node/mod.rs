@@ -334,12 +334,11 @@ impl Node {
                     },
                     JobPlane::Manager(_),
                 ) if *cluster == self.own_cluster => {
-                    let addr = self.member_addr(*cluster, *node);
+                    let (addr, alive) = self.usable(*cluster, *node, *to);
                     manager_in.push(ManagerInput::Worker {
                         node: *node,
-                        addr: addr.unwrap_or_default(),
-                        alive: to.is_some_and(|v| v.confirmed && v.status.is_live())
-                            && addr.is_some(),
+                        addr,
+                        alive,
                     });
                 }
                 (
@@ -352,13 +351,12 @@ impl Node {
                     },
                     JobPlane::Gate(_),
                 ) if *cluster != ClusterId::GATES => {
-                    let addr = self.member_addr(*cluster, *node);
+                    let (addr, alive) = self.usable(*cluster, *node, *to);
                     gate_in.push(GateInput::Manager {
                         dc: DcId(cluster.0 - 1),
                         node: *node,
-                        addr: addr.unwrap_or_default(),
-                        alive: to.is_some_and(|v| v.confirmed && v.status.is_live())
-                            && addr.is_some(),
+                        addr,
+                        alive,
                     });
                 }
                 (
@@ -404,6 +402,19 @@ impl Node {
                 self.job_outputs(o, out);
             }
         }
+    }
+
+    /// A member the job plane may use: its address, and whether it is confirmed and
+    /// alive (or suspected) in `cluster` now.
+    fn usable(
+        &self,
+        cluster: ClusterId,
+        node: NodeId,
+        to: Option<crate::io::MemberView>,
+    ) -> (Addr, bool) {
+        let addr = self.member_addr(cluster, node);
+        let alive = to.is_some_and(|v| v.confirmed && v.status.is_live()) && addr.is_some();
+        (addr.unwrap_or_default(), alive)
     }
 
     fn member_addr(&self, cluster: ClusterId, node: NodeId) -> Option<Addr> {
