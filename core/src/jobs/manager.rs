@@ -118,6 +118,8 @@ pub struct ManagerJobs {
     gates: JobRegistry,
     next_hello: Option<Instant>,
     next_refresh: Option<Instant>,
+    /// No unanswered dispatch times out before this (a lower bound; see `tick`).
+    dispatch_due: Option<Instant>,
     /// When the stalest replica would expire (followers).
     next_replica_expiry: Option<Instant>,
 }
@@ -163,6 +165,7 @@ impl ManagerJobs {
             issuer: TokenIssuer::default(),
             next_hello: None,
             next_refresh: None,
+            dispatch_due: None,
             next_replica_expiry: None,
         }
     }
@@ -175,19 +178,10 @@ impl ManagerJobs {
         self.jobs.contains_key(&job) || self.replicas.contains_key(&job)
     }
 
+    /// O(jobs), not O(workflows): the node asks after every step. The dispatch-timeout
+    /// deadline is kept as a lower bound (`dispatch_due`), exact after each scan.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timeout = self.cfg.dispatch_timeout;
-        let dispatch = self
-            .jobs
-            .values()
-            .flat_map(|j| j.workflows.iter())
-            .filter_map(|w| match w {
-                Wf::Dispatched {
-                    at, acked: false, ..
-                } => Some(*at + timeout),
-                _ => None,
-            })
-            .min();
+        let dispatch = self.dispatch_due;
         let report = self.jobs.values().filter_map(|j| j.report_next).min();
         let hold = self.jobs.values().filter_map(|j| j.hold_until).min();
         [
@@ -541,10 +535,24 @@ impl ManagerJobs {
             }
         }
         let timeout = self.cfg.dispatch_timeout;
+        let scan = self.dispatch_due.is_some_and(|t| t <= now);
+        if scan {
+            self.dispatch_due = None;
+        }
         for (job, j) in self.jobs.iter_mut() {
-            for w in j.workflows.iter_mut() {
-                if matches!(w, Wf::Dispatched { at, acked: false, .. } if *at + timeout <= now) {
-                    *w = Wf::Pending; // no answer: the dispatch was lost
+            if scan {
+                for w in j.workflows.iter_mut() {
+                    if let Wf::Dispatched {
+                        at, acked: false, ..
+                    } = w
+                    {
+                        let due = *at + timeout;
+                        if due <= now {
+                            *w = Wf::Pending; // no answer: the dispatch was lost
+                        } else {
+                            self.dispatch_due = Some(self.dispatch_due.map_or(due, |d| d.min(due)));
+                        }
+                    }
                 }
             }
             if j.report_next.is_some_and(|t| t <= now) {
@@ -702,6 +710,8 @@ impl ManagerJobs {
                     at: now,
                     acked: false,
                 };
+                let due = now + self.cfg.dispatch_timeout;
+                self.dispatch_due = Some(self.dispatch_due.map_or(due, |d| d.min(due)));
                 out.push(JobOutput::Send {
                     to: wk.addr,
                     msg: JobMsg::Dispatch {
