@@ -169,6 +169,9 @@ impl Clock {
 /// + max vote window 7) + flapping cooldown 5 + ... = 34 s.
 const HEAL_CONVERGENCE_US: u64 = 34_000_000;
 
+/// Ticks of one node at one instant after which the simulator calls it a spin.
+const SPIN_LIMIT: u32 = 100;
+
 struct SimNode {
     spec: NodeSpec,
     machine: Option<Node>,
@@ -184,6 +187,8 @@ struct SimNode {
     stored_vote: (u64, Option<NodeId>),
     /// Counts the node's starts: completions of workflows a crashed worker ran are void.
     boot: u64,
+    /// Ticks at the same instant in a row (a machine whose deadline does not advance).
+    same_instant_ticks: (u64, u32),
 }
 
 pub struct World<'a> {
@@ -241,6 +246,7 @@ impl<'a> World<'a> {
                 stored_inc: 0,
                 stored_vote: (0, None),
                 boot: 0,
+                same_instant_ticks: (u64::MAX, 0),
             })
             .collect();
         let mut w = World {
@@ -897,6 +903,14 @@ impl<'a> World<'a> {
         self.hash.update(&[0x71]);
         self.hash.update(&(i as u32).to_le_bytes());
         self.hash.update(&local.to_le_bytes());
+        // A machine must move its deadline past the instant it was ticked at (a timer
+        // added while a step runs may cost one more tick at the same instant, not 100).
+        let spins = if n.same_instant_ticks.0 == self.now {
+            n.same_instant_ticks.1 + 1
+        } else {
+            0
+        };
+        n.same_instant_ticks = (self.now, spins);
         let outs = n
             .machine
             .as_mut()
@@ -904,6 +918,20 @@ impl<'a> World<'a> {
             .step(Input::Tick, Instant(local));
         for o in outs {
             self.output(i, o, Instant(local));
+        }
+        if spins == SPIN_LIMIT {
+            self.checker.violation_at(
+                self.now,
+                "deadline-not-advanced",
+                format!(
+                    "{} ticked {SPIN_LIMIT} times at the same instant",
+                    self.nodes[i].spec.name
+                ),
+            );
+        }
+        if spins >= SPIN_LIMIT {
+            self.arm_tick(i, self.now + 1_000); // keep the run going, 1 ms later
+            return;
         }
         self.reschedule(i);
     }

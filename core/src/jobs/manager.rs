@@ -675,6 +675,13 @@ impl ManagerJobs {
     /// While leading: each pending workflow to the worker with the most free slots
     /// (ties to the lowest id), each under a fresh token.
     fn dispatch(&mut self, now: Instant, out: &mut JobOutputs) {
+        // Holds that ran out end here, whatever happens below (the loop may stop early
+        // when no worker has room, and a past hold would make the deadline spin).
+        for j in self.jobs.values_mut() {
+            if j.hold_until.is_some_and(|t| t <= now) {
+                j.hold_until = None;
+            }
+        }
         let Some(term) = self.leading else {
             return;
         };
@@ -683,10 +690,9 @@ impl ManagerJobs {
             return;
         };
         for (job, j) in self.jobs.iter_mut() {
-            if j.hold_until.is_some_and(|t| now < t) {
+            if j.hold_until.is_some() {
                 continue;
             }
-            j.hold_until = None;
             for (i, w) in j.workflows.iter_mut().enumerate() {
                 if *w != Wf::Pending {
                     continue;
@@ -1054,5 +1060,40 @@ mod tests {
                 token: FenceToken::new(2, 5)
             }
         }));
+    }
+
+    /// A takeover hold that runs out while no worker has a free slot must not leave the
+    /// deadline in the past (the node would be ticked at the same instant for ever).
+    #[test]
+    fn an_expired_hold_never_leaves_the_deadline_behind() {
+        let t = Instant::ZERO;
+        let mut f = manager_with_workers();
+        // Two jobs: dispatching stops at the first when no worker has room.
+        for job in [3, 4] {
+            f.step(
+                ManagerInput::Msg {
+                    from: Addr::from_u32(2),
+                    msg: JobMsg::Replicate {
+                        job: JobId(job),
+                        workflows: 2,
+                        gate: NodeId(100),
+                        gate_addr: GATE,
+                        gate_token: FenceToken::new(1, 1),
+                        token: FenceToken::new(1, 1),
+                    },
+                },
+                t,
+            );
+        }
+        // Leading, but no worker has said it has room.
+        f.step(leader(2), t + secs(1));
+        let mut now = t + secs(1);
+        for _ in 0..5 {
+            let d = f.next_deadline().expect("hello and hold");
+            assert!(d > now, "deadline {d:?} not after {now:?}");
+            now = d;
+            f.step(ManagerInput::Tick, now);
+        }
+        assert!(f.next_deadline().is_none_or(|d| d > now));
     }
 }
