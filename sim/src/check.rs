@@ -98,10 +98,12 @@ pub struct Checker {
     /// gate die (gate cluster).
     job_gate: std::collections::BTreeMap<u64, usize>,
     gate_dead_seen: std::collections::BTreeMap<(usize, usize), u64>,
+    /// Per gate: when its view of which gates live last changed (the ring changed).
+    gate_ring_changed: std::collections::BTreeMap<usize, u64>,
     /// leadership.md §4.4: who claimed each `(job, DC or gate, token)`.
     claims: std::collections::BTreeMap<(u64, u16, u64), usize>,
-    /// Highest dispatch token that started each workflow, per (job, DC, workflow)
-    /// (jobs.md §7.1). Dropped when the job ends.
+    /// Highest dispatch token that started each workflow at each worker, per (job,
+    /// worker, workflow) (jobs.md §7.1). Dropped when the job ends.
     started_token: std::collections::BTreeMap<(u64, usize, u32), FenceToken>,
 }
 
@@ -144,6 +146,7 @@ impl Checker {
             worker_register: Default::default(),
             job_gate: Default::default(),
             gate_dead_seen: Default::default(),
+            gate_ring_changed: Default::default(),
             started_token: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
@@ -363,10 +366,15 @@ impl Checker {
                 self.verdict_evidence[o] = None;
                 if *role == Role::Gate && self.role[o] == Role::Gate {
                     let key = (o, node.0 as usize);
-                    if to.is_none_or(|v| !v.status.is_live()) {
+                    let was_live = from.is_some_and(|v| v.status.is_live());
+                    let is_live = to.is_some_and(|v| v.status.is_live());
+                    if !is_live {
                         self.gate_dead_seen.entry(key).or_insert(now);
                     } else {
                         self.gate_dead_seen.remove(&key);
+                    }
+                    if was_live != is_live {
+                        self.gate_ring_changed.insert(o, now);
                     }
                 }
             }
@@ -445,8 +453,13 @@ impl Checker {
                 self.claim(o, (job.0, u16::MAX, token.0), now);
                 // leadership.md §4.6: re-led within grace (10 s) + check period (2 s) +
                 // jitter (<= 2 s) of the new owner learning that the old one died.
+                // (From the later of: seeing the old owner dead, and the last change
+                // of the taker's ring: a first successor may have died as well.)
                 if let Some(prev) = self.job_gate.insert(job.0, o) {
                     if let Some(seen) = self.gate_dead_seen.get(&(o, prev)) {
+                        let ring = self.gate_ring_changed.get(&o).copied().unwrap_or(0);
+                        let seen = (*seen).max(ring);
+                        let seen = &seen;
                         if now.saturating_sub(*seen) > ORPHAN_TAKEOVER_MAX_US {
                             self.violation(
                                 now,
@@ -470,16 +483,19 @@ impl Checker {
                 self.job_gate.insert(job.0, o);
             }
             Event::Job(JobEvent::Finished { job, state }) => {
-                let again = self
-                    .jobs
-                    .get(job.0 as usize)
-                    .is_some_and(|t| t.ended.is_some());
-                if again {
-                    self.violation(
-                        now,
-                        "job-terminal-once",
-                        format!("job {} ended twice", job.0),
-                    );
+                // Exactly one terminal state: two gates may both report the end of a
+                // job whose leadership moved while it finished (at-least-once final
+                // status, deduplicated by the client's token), but never two different
+                // ends.
+                let earlier = self.jobs.get(job.0 as usize).and_then(|t| t.ended);
+                if let Some((_, first)) = earlier {
+                    if first != *state {
+                        self.violation(
+                            now,
+                            "job-terminal-once",
+                            format!("job {} ended {first:?} and then {state:?}", job.0),
+                        );
+                    }
                 } else if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.ended = Some((now, *state));
                 }
@@ -493,8 +509,11 @@ impl Checker {
                 workflow,
                 token,
             }) => {
-                // Each DC runs its own copy of the job's workflows, under its own tokens.
-                let key = (job.0, self.dc[o], *workflow);
+                // Per receiver (leadership.md §4.3 binds only receivers that have seen
+                // the newer token): a worker that was paused while its dispatch was
+                // taken back and given to another may still start it on resume; that is
+                // at-least-once execution, not a stale effect at that worker.
+                let key = (job.0, o, *workflow);
                 if self.started_token.get(&key).is_some_and(|t| token <= t) {
                     self.violation(
                         now,

@@ -1,7 +1,8 @@
 //! Chaos: random clusters under random fault schedules (crash, restart, leave,
 //! symmetric and one-way partitions, heals, pauses, slowness, clock skew, loss, latency
-//! changes, corruption), generated from a seed. Whatever happens, every invariant the
-//! simulator checks must hold and nothing may panic. (False positives are not asserted:
+//! changes, corruption, leader crashes and isolation) with a job stream, generated from
+//! a seed. Whatever happens, every invariant the simulator checks must hold and nothing
+//! may panic or spin. (False positives are not asserted:
 //! sustained loss or a pause longer than the suspicion timeout legitimately kills.)
 
 use meridian_core::rng::DetRng;
@@ -137,6 +138,30 @@ fn scenario(k: u64) -> String {
             }
             _ => {}
         }
+    }
+    // A job stream and a leader fault on top (drawn last, so the membership faults
+    // above are those of the earlier generator).
+    if let Some(gate) = nodes.iter().find(|n| n.contains("/gate-")) {
+        let _ = writeln!(
+            s,
+            "[[job]]\nat = \"15s\"\ngate = {gate:?}\ndatacenters = {}\nworkflows = {}\nworkflow_duration = [\"1s\", \"20s\"]\ncount = {}\nevery = \"5s\"",
+            1 + r.below(dcs),
+            1 + r.below(5),
+            10 + r.below(21)
+        );
+    }
+    if r.chance(0.5) {
+        let dc = if r.chance(0.3) {
+            "gates".to_string()
+        } else {
+            format!("dc{}", r.below(dcs))
+        };
+        let action = pick(&mut r, &["crash_leader", "isolate_leader"]);
+        let _ = writeln!(
+            s,
+            "[[fault]]\nat = \"{}s\"\naction = \"{action}\"\ndc = {dc:?}",
+            30 + r.below(200)
+        );
     }
     s
 }

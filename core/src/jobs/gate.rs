@@ -458,7 +458,11 @@ impl GateJobs {
                     pending = true;
                     continue;
                 }
-                if self.ring_owner(job) == self.me {
+                if self.ring_owner(job) != self.me {
+                    // Another live gate owns it; should that one die too, the ring
+                    // changes: keep looking until the orphan is re-led.
+                    pending = true;
+                } else {
                     let (lo, hi) = self.cfg.takeover_jitter;
                     let wait = lo
                         + Duration::from_micros(
