@@ -281,6 +281,13 @@ impl Report {
                 leaders.join(", ")
             );
         }
+        if let Some(j) = &self.jobs {
+            let _ = writeln!(
+                s,
+                "  jobs: {} submitted, {} completed, {} failed, {} lost, {} in flight, {} refused; {} DC-leader and {} gate takeovers",
+                j.submitted, j.completed, j.failed, j.lost, j.in_flight, j.refused, j.takeovers, j.gate_takeovers
+            );
+        }
         if let Some(c) = &self.coords {
             let _ = writeln!(
                 s,
