@@ -40,6 +40,15 @@ fn elected(events: &[(f64, String, Value)], group: u64) -> Vec<(f64, String, u64
         .collect()
 }
 
+/// The node `group` last elected before `t_ms`.
+fn last_leader_before(events: &[(f64, String, Value)], group: u64, t_ms: f64) -> String {
+    elected(events, group)
+        .into_iter()
+        .rfind(|(t, _, _)| *t < t_ms)
+        .expect("a leader before the fault")
+        .1
+}
+
 #[test]
 fn every_group_elects_one_leader_and_all_agree() {
     let s = common::load("three-dc-partition.toml", &[]);
@@ -60,16 +69,14 @@ fn a_crashed_dc_leader_is_replaced_within_16_s() {
     let mut base = common::load("three-dc-partition.toml", &[]);
     base.faults.clear();
     base.duration = std::time::Duration::from_secs(120);
+    common::add_faults(
+        &mut base,
+        "[[fault]]\nat = \"60s\"\naction = \"crash_leader\"\ndc = \"us-east\"\n",
+    );
     for seed in 1..6 {
-        let (_, events) = election_events(&base, seed);
-        // us-east is DC 0: group 1.
-        let first = elected(&events, 1)[0].1.clone();
-        let mut s = base.clone();
-        common::add_faults(
-            &mut s,
-            &format!("[[fault]]\nat = \"60s\"\naction = \"crash\"\nnodes = [\"{first}\"]\n"),
-        );
-        let (r, events) = election_events(&s, seed);
+        let (r, events) = election_events(&base, seed);
+        // us-east is DC 0: group 1. Its leader at the crash is the last one elected.
+        let first = last_leader_before(&events, 1, 60_000.0);
         let after: Vec<_> = elected(&events, 1)
             .into_iter()
             .filter(|(t, _, _)| *t > 60_000.0)
@@ -96,18 +103,14 @@ fn an_isolated_dc_leader_steps_down_and_the_majority_takes_over() {
     let mut base = common::load("three-dc-partition.toml", &[]);
     base.faults.clear();
     base.duration = std::time::Duration::from_secs(240);
+    common::add_faults(
+        &mut base,
+        "[[fault]]\nat = \"60s\"\naction = \"isolate_leader\"\ndc = \"us-east\"\n\
+         [[fault]]\nat = \"150s\"\naction = \"heal\"\n",
+    );
     for seed in 1..6 {
-        let (_, events) = election_events(&base, seed);
-        let first = elected(&events, 1)[0].1.clone();
-        let mut s = base.clone();
-        common::add_faults(
-            &mut s,
-            &format!(
-                "[[fault]]\nat = \"60s\"\naction = \"partition\"\ngroups = [[\"{first}\"]]\n\
-                 [[fault]]\nat = \"150s\"\naction = \"heal\"\n"
-            ),
-        );
-        let (r, events) = election_events(&s, seed);
+        let (r, events) = election_events(&base, seed);
+        let first = last_leader_before(&events, 1, 60_000.0);
         let stepped_down = events.iter().find(|(t, n, e)| {
             *t > 60_000.0
                 && *n == first

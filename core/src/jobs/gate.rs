@@ -76,6 +76,20 @@ struct Target {
     tries: u32,
 }
 
+impl Target {
+    /// A DC to (re)send the job to at `now`, unless it already reported it `done`.
+    fn new(dc: DcId, done: bool, now: Instant) -> Target {
+        Target {
+            dc,
+            to: None,
+            accepted: done,
+            done,
+            next_try: now,
+            tries: 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Job {
     token: FenceToken,
@@ -227,14 +241,7 @@ impl GateJobs {
                 );
                 let targets = dcs
                     .into_iter()
-                    .map(|dc| Target {
-                        dc,
-                        to: None,
-                        accepted: false,
-                        done: false,
-                        next_try: now,
-                        tries: 0,
-                    })
+                    .map(|dc| Target::new(dc, false, now))
                     .collect();
                 self.jobs.insert(
                     job,
@@ -494,17 +501,7 @@ impl GateJobs {
             };
             let targets = (0..64u16)
                 .filter(|d| r.dcs_mask & (1 << d) != 0)
-                .map(|d| {
-                    let done = r.done_mask & (1 << d) != 0;
-                    Target {
-                        dc: DcId(d),
-                        to: None,
-                        accepted: done,
-                        done,
-                        next_try: now,
-                        tries: 0,
-                    }
-                })
+                .map(|d| Target::new(DcId(d), r.done_mask & (1 << d) != 0, now))
                 .collect();
             self.jobs.insert(
                 job,
