@@ -42,6 +42,15 @@ impl FenceToken {
     }
 }
 
+/// The adaptive job timeout's fence (jobs.md §1, §4.2): bumped once each time a new
+/// leader resumes tracking a job. A different counter from [`FenceToken`] (which orders
+/// dispatches), so it is a different type: a gate's decision carries the fence it last
+/// heard from the DC, and a manager refuses one below its own.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct TimeoutFence(pub u64);
+
 /// A member's incarnation number (membership.md §2): only its owner increments it.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,

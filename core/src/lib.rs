@@ -13,6 +13,7 @@ pub mod membership;
 pub mod node;
 pub mod rng;
 pub mod time;
+pub mod timeout;
 pub mod wire;
 
 pub use id::{Addr, ClusterId, DcId, FenceToken, Incarnation, JobId, NodeId, Role};
