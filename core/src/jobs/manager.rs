@@ -11,12 +11,29 @@
 //! the workers to report what they are running (`Running`, sent to every new leader),
 //! then dispatches what nobody runs. Results in flight follow the leader (workers resend
 //! to whoever leads), so nothing is lost and little runs twice.
+//!
+//! Timeouts (AD-26/33/34, jobs.md §2-§4): every workflow state change goes through the
+//! job's [`Lifecycle`], whose progress notices feed the job's [`JobTimeout`]; workers'
+//! extension requests go through their [`WorkerExtensions`], and a grant lengthens the
+//! timeout of every job the worker runs (and its suspicion timer). Every 30 s the leader
+//! checks each job: a single-DC job is timed out here; a multi-DC job is reported to its
+//! gate (progress every 10 s, a timeout report until answered), which decides; 300 s
+//! without an answer and the manager acts alone, once. The timeout state is replicated
+//! with the job, so a new leader resumes it under the next timeout fence and neither
+//! loses the timeout nor fires it again.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
 use crate::time::{secs, Instant};
+use crate::timeout::extension::{Denial, ExtensionConfig, ExtensionResponse, WorkerExtensions};
+use crate::timeout::gate::{DcStatus, ProgressReport};
+use crate::timeout::job::{
+    Check, GlobalVerdict, JobTimeout, Strategy, TimeoutBy, TimeoutConfig, TimeoutReason,
+};
+use crate::timeout::workflow::{Lifecycle, ListenerId, TransitionReason, WorkflowState};
 use core::time::Duration;
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,11 +51,16 @@ pub struct ManagerConfig {
     /// After a takeover, how long to wait for workers' `Running` reports before
     /// dispatching the adopted workflows nobody reported.
     pub takeover_grace: Duration,
-    /// The leader re-announces its live jobs to the other managers this often...
+    /// The leader re-announces its live jobs (with their timeout state) to the other
+    /// managers this often...
     pub replica_refresh: Duration,
     /// ...and a replica not re-announced for this long is dropped (a job that ended
     /// while we could not hear the leader must not stay with us for ever).
     pub replica_ttl: Duration,
+    /// Transitions kept per job (the lifecycle's history bound).
+    pub history_cap: usize,
+    pub timeout: TimeoutConfig,
+    pub extension: ExtensionConfig,
 }
 
 impl Default for ManagerConfig {
@@ -50,35 +72,173 @@ impl Default for ManagerConfig {
             max_jobs: 10_000,
             max_workflows: 10_000,
             takeover_grace: secs(3),
-            replica_refresh: secs(30),
+            // The replicated timeout state is at most this stale at a takeover: the
+            // progress-report cadence, so a new leader never sees a job as idler
+            // than its gate does.
+            replica_refresh: secs(10),
             replica_ttl: secs(95),
+            history_cap: 64,
+            timeout: TimeoutConfig::default(),
+            extension: ExtensionConfig::default(),
         }
     }
 }
 
+/// The job's timeout state listens to its lifecycle.
+const TIMEOUT_LISTENER: ListenerId = ListenerId(0);
+
+/// Where a dispatched (or running, or cancelling) workflow is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wf {
-    Pending,
-    Dispatched {
-        worker: NodeId,
-        token: FenceToken,
-        at: Instant,
-        acked: bool,
-    },
-    Done,
+struct Dispatch {
+    worker: NodeId,
+    token: FenceToken,
+    at: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Running,
+    Completed,
+    TimedOut,
 }
 
 #[derive(Clone, Debug)]
 struct Job {
+    id: JobId,
+    dc: DcId,
     gate: NodeId,
     gate_addr: Addr,
-    workflows: Vec<Wf>,
+    life: Lifecycle,
+    dispatch: Vec<Option<Dispatch>>,
     /// The latest token issued for the job.
     token: FenceToken,
-    /// Set once every workflow is done: when to resend `JobDone`.
+    status: Status,
+    /// AD-34 tracking; frozen once the job ends (checks skip terminal jobs) and gone
+    /// with the job.
+    timeout: JobTimeout,
+    /// Workers whose grants count in this job's timeout.
+    ext_workers: SmallVec<[NodeId; 4]>,
+    /// Set once the job ended: when to resend its final report (and pending cancels).
     report_next: Option<Instant>,
+    /// The gate acknowledged the final report.
+    final_acked: bool,
     /// A job just taken over is not dispatched before this (see `takeover_grace`).
     hold_until: Option<Instant>,
+}
+
+impl Job {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: JobId,
+        dc: DcId,
+        gate: NodeId,
+        gate_addr: Addr,
+        workflows: u32,
+        token: FenceToken,
+        timeout: JobTimeout,
+        history_cap: usize,
+    ) -> Job {
+        let mut life = Lifecycle::new(workflows, history_cap);
+        life.register_progress_listener(TIMEOUT_LISTENER);
+        Job {
+            id,
+            dc,
+            gate,
+            gate_addr,
+            life,
+            dispatch: vec![None; workflows as usize],
+            token,
+            status: Status::Running,
+            timeout,
+            ext_workers: SmallVec::new(),
+            report_next: None,
+            final_acked: false,
+            hold_until: None,
+        }
+    }
+
+    fn all_completed(&self) -> bool {
+        self.life
+            .states()
+            .all(|(_, s)| s == WorkflowState::Completed)
+    }
+
+    fn runs_on(&self, worker: NodeId) -> bool {
+        self.life.states().any(|(i, s)| {
+            matches!(s, WorkflowState::Dispatched | WorkflowState::Running)
+                && self.dispatch[i as usize].is_some_and(|d| d.worker == worker)
+        })
+    }
+
+    /// The worker no longer runs any of our workflows: its grants stop counting as
+    /// "workers with extensions" (the total stays, jobs.md §4.3).
+    fn release(&mut self, worker: NodeId) {
+        if self.ext_workers.contains(&worker) && !self.runs_on(worker) {
+            self.ext_workers.retain(|w| *w != worker);
+            self.timeout.cleanup_worker_extensions();
+        }
+    }
+}
+
+/// One legal lifecycle step of `wf`: the transition event, and its progress notice to
+/// the job's timeout. An edge the table lacks changes nothing and is reported (it would
+/// be a bug here: every caller takes a legal edge).
+fn step_wf(
+    j: &mut Job,
+    wf: WorkflowIndex,
+    to: WorkflowState,
+    reason: TransitionReason,
+    now: Instant,
+    out: &mut JobOutputs,
+) -> bool {
+    let (id, dc) = (j.id, j.dc);
+    let from = j.life.state(wf);
+    match j.life.transition(wf, to, reason, now) {
+        Ok(notices) => {
+            for n in notices {
+                if n.listener == TIMEOUT_LISTENER {
+                    j.timeout.report_progress(now);
+                }
+            }
+            out.push(JobOutput::Event(JobEvent::WorkflowTransition {
+                job: id,
+                dc,
+                workflow: wf,
+                from,
+                to,
+            }));
+            true
+        }
+        Err(e) => {
+            out.push(JobOutput::Event(JobEvent::InvalidTransition {
+                job: id,
+                workflow: wf,
+                from: e.from,
+                to: e.to,
+            }));
+            false
+        }
+    }
+}
+
+/// Worker-failure recovery of a dispatched or running workflow, back to Pending.
+fn recover_wf(
+    j: &mut Job,
+    wf: WorkflowIndex,
+    reason: TransitionReason,
+    now: Instant,
+    out: &mut JobOutputs,
+) {
+    if step_wf(j, wf, WorkflowState::Failed, reason, now, out) {
+        for to in [
+            WorkflowState::FailedCancelingDependents,
+            WorkflowState::FailedReadyForRetry,
+            WorkflowState::Pending,
+        ] {
+            step_wf(j, wf, to, TransitionReason::Recovery, now, out);
+        }
+    }
+    j.dispatch[wf as usize] = None;
 }
 
 /// What a follower keeps of a job its leader runs.
@@ -91,12 +251,15 @@ struct Replica {
     token: FenceToken,
     done: std::collections::BTreeSet<WorkflowIndex>,
     refreshed_at: Instant,
+    /// The leader's timeout state, rebased on our clock at receipt.
+    timeout: JobTimeout,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Worker {
     addr: Addr,
     free_slots: u16,
+    ext: WorkerExtensions,
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +281,8 @@ pub struct ManagerJobs {
     gates: JobRegistry,
     next_hello: Option<Instant>,
     next_refresh: Option<Instant>,
+    /// The 30 s timeout check (leader).
+    next_check: Option<Instant>,
     /// No unanswered dispatch times out before this (a lower bound; see `tick`).
     dispatch_due: Option<Instant>,
     /// When the stalest replica would expire (followers).
@@ -165,6 +330,7 @@ impl ManagerJobs {
             issuer: TokenIssuer::default(),
             next_hello: None,
             next_refresh: None,
+            next_check: None,
             dispatch_due: None,
             next_replica_expiry: None,
         }
@@ -184,6 +350,19 @@ impl ManagerJobs {
         let dispatch = self.dispatch_due;
         let report = self.jobs.values().filter_map(|j| j.report_next).min();
         let hold = self.jobs.values().filter_map(|j| j.hold_until).min();
+        let tcfg = &self.cfg.timeout;
+        let progress = self.leading.and_then(|_| {
+            self.jobs
+                .values()
+                .filter_map(|j| j.timeout.next_report_at(tcfg, j.status != Status::Running))
+                .min()
+        });
+        let grace = self.leading.and_then(|_| {
+            self.workers
+                .values()
+                .filter_map(|w| w.ext.grace_ends_at(&self.cfg.extension))
+                .min()
+        });
         [
             self.next_hello,
             dispatch,
@@ -191,6 +370,9 @@ impl ManagerJobs {
             hold,
             self.next_refresh,
             self.next_replica_expiry,
+            self.next_check,
+            progress,
+            grace,
         ]
         .into_iter()
         .flatten()
@@ -208,6 +390,7 @@ impl ManagerJobs {
                 self.leading = lead.then_some(term);
                 self.next_hello = lead.then_some(now);
                 self.next_refresh = lead.then_some(now + self.cfg.replica_refresh);
+                self.next_check = lead.then_some(now + self.cfg.timeout.check_interval);
                 if lead && !was {
                     self.take_over(term, now, &mut out);
                 } else if !lead && was {
@@ -219,32 +402,85 @@ impl ManagerJobs {
             }
             ManagerInput::Worker { node, addr, alive } => {
                 if alive {
-                    let new = !self.workers.contains_key(&node);
-                    self.workers.entry(node).or_insert(Worker {
-                        addr,
-                        free_slots: 0,
-                    });
-                    if let (true, Some(term)) = (new, self.leading) {
-                        out.push(JobOutput::Send {
-                            to: addr,
-                            msg: JobMsg::LeaderHello { term },
-                        });
-                    }
-                } else if self.workers.remove(&node).is_some() {
-                    // Its workflows go back to the queue (a late result still counts).
-                    for job in self.jobs.values_mut() {
-                        for w in job.workflows.iter_mut() {
-                            if matches!(w, Wf::Dispatched { worker, .. } if *worker == node) {
-                                *w = Wf::Pending;
+                    match self.workers.get_mut(&node) {
+                        // Heard alive again (a suspicion refuted: it answered a liveness
+                        // check): a new extension cycle (jobs.md §2, "Reset").
+                        Some(w) => w.ext.reset(),
+                        None => {
+                            self.workers.insert(
+                                node,
+                                Worker {
+                                    addr,
+                                    free_slots: 0,
+                                    ext: WorkerExtensions::default(),
+                                },
+                            );
+                            if let Some(term) = self.leading {
+                                out.push(JobOutput::Send {
+                                    to: addr,
+                                    msg: JobMsg::LeaderHello { term },
+                                });
                             }
                         }
                     }
+                } else if self.workers.remove(&node).is_some() {
+                    // Its workflows go back to the queue (a late result still counts);
+                    // cancels it can no longer confirm are done.
+                    self.reclaim(node, TransitionReason::WorkerFailed, None, now, &mut out);
                     self.dispatch(now, &mut out);
                 }
             }
             ManagerInput::Tick => self.tick(now, &mut out),
         }
         out
+    }
+
+    /// Take back every workflow `worker` was given: dispatched or running ones go back
+    /// to Pending (sending a cancel to `cancel_at` if the worker lives on), cancelling
+    /// ones count as cancelled.
+    fn reclaim(
+        &mut self,
+        worker: NodeId,
+        reason: TransitionReason,
+        cancel_at: Option<Addr>,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) {
+        for (&id, j) in self.jobs.iter_mut() {
+            for i in 0..j.life.len() as WorkflowIndex {
+                let Some(d) = j.dispatch[i as usize].filter(|d| d.worker == worker) else {
+                    continue;
+                };
+                match j.life.state(i) {
+                    WorkflowState::Dispatched | WorkflowState::Running => {
+                        if let Some(addr) = cancel_at {
+                            out.push(JobOutput::Send {
+                                to: addr,
+                                msg: JobMsg::CancelWorkflow {
+                                    job: id,
+                                    workflow: i,
+                                },
+                            });
+                        }
+                        let _ = d;
+                        recover_wf(j, i, reason, now, out);
+                    }
+                    WorkflowState::Cancelling if cancel_at.is_none() => {
+                        step_wf(
+                            j,
+                            i,
+                            WorkflowState::Cancelled,
+                            TransitionReason::CancelConfirmed,
+                            now,
+                            out,
+                        );
+                        j.dispatch[i as usize] = None;
+                    }
+                    _ => {}
+                }
+            }
+            j.release(worker);
+        }
     }
 
     fn on_msg(&mut self, from: Addr, msg: JobMsg, now: Instant, out: &mut JobOutputs) {
@@ -255,6 +491,8 @@ impl ManagerJobs {
                 gate,
                 gate_addr,
                 gate_token,
+                timeout_ms,
+                dcs,
             } => {
                 let ack = |accepted, leader| JobOutput::Send {
                     to: gate_addr,
@@ -283,34 +521,33 @@ impl ManagerJobs {
                             out.push(ack(false, None));
                             return;
                         };
-                        self.jobs.insert(
+                        // jobs.md §4.1: a job run by several DCs has its gate decide.
+                        let strategy = if dcs > 1 {
+                            Strategy::GateCoordinated
+                        } else {
+                            Strategy::LocalAuthority
+                        };
+                        let timeout =
+                            JobTimeout::start(strategy, timeout_ms.map(Duration::from_millis), now);
+                        let j = Job::new(
                             job,
-                            Job {
-                                gate,
-                                gate_addr,
-                                workflows: vec![Wf::Pending; workflows as usize],
-                                token,
-                                report_next: None,
-                                hold_until: None,
-                            },
+                            self.dc,
+                            gate,
+                            gate_addr,
+                            workflows,
+                            token,
+                            timeout,
+                            self.cfg.history_cap,
                         );
+                        let replicate = self.replicate_msg(job, &j, now);
+                        self.jobs.insert(job, j);
                         out.push(JobOutput::Event(JobEvent::Accepted {
                             job,
                             dc: self.dc,
                             token,
                         }));
                         out.push(ack(true, None));
-                        self.to_peers(
-                            JobMsg::Replicate {
-                                job,
-                                workflows,
-                                gate,
-                                gate_addr,
-                                gate_token,
-                                token,
-                            },
-                            out,
-                        );
+                        self.to_peers(replicate, out);
                         self.dispatch(now, out);
                     }
                     // A newer claim for a job we hold (a gate took it over): re-point.
@@ -337,32 +574,30 @@ impl ManagerJobs {
                 token,
                 accepted,
             } => {
-                let Some(w) = self
-                    .jobs
-                    .get_mut(&job)
-                    .and_then(|j| j.workflows.get_mut(workflow as usize))
-                else {
+                let Some(j) = self.jobs.get_mut(&job) else {
                     return;
                 };
-                if let Wf::Dispatched {
-                    worker,
-                    token: t,
-                    acked,
-                    ..
-                } = w
-                {
-                    if *t == token {
-                        if accepted {
-                            *acked = true;
-                        } else {
-                            let worker = *worker;
-                            *w = Wf::Pending;
-                            if let Some(wk) = self.workers.get_mut(&worker) {
-                                wk.free_slots = 0; // full: wait for its next hello
-                            }
-                            self.dispatch(now, out);
-                        }
+                let Some(d) = j.dispatch.get(workflow as usize).copied().flatten() else {
+                    return;
+                };
+                if d.token != token || j.life.state(workflow) != WorkflowState::Dispatched {
+                    return;
+                }
+                if accepted {
+                    step_wf(
+                        j,
+                        workflow,
+                        WorkflowState::Running,
+                        TransitionReason::Accepted,
+                        now,
+                        out,
+                    );
+                } else {
+                    recover_wf(j, workflow, TransitionReason::Refused, now, out);
+                    if let Some(wk) = self.workers.get_mut(&d.worker) {
+                        wk.free_slots = 0; // full: wait for its next hello
                     }
+                    self.dispatch(now, out);
                 }
             }
             JobMsg::WorkflowDone { job, workflow, .. } => {
@@ -370,50 +605,155 @@ impl ManagerJobs {
                     to: from,
                     msg: JobMsg::WorkflowDoneAck { job, workflow },
                 });
-                if let Some(wk) = self.workers.values_mut().find(|w| w.addr == from) {
+                let worker = self.worker_at(from);
+                if let Some(wk) = worker.and_then(|n| self.workers.get_mut(&n)) {
                     wk.free_slots = wk.free_slots.saturating_add(1);
+                    // Completing a workflow starts a new extension cycle (jobs.md §2).
+                    wk.ext.reset();
                 }
+                self.workflow_done(job, workflow, worker, now, out);
+                self.dispatch(now, out);
+            }
+            JobMsg::WorkflowCancelled { job, workflow } => {
+                let worker = self.worker_at(from);
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return;
                 };
-                let newly = j
-                    .workflows
-                    .get(workflow as usize)
-                    .is_some_and(|w| *w != Wf::Done);
-                if let Some(w) = j.workflows.get_mut(workflow as usize) {
-                    *w = Wf::Done;
-                }
-                if newly {
-                    let msg = JobMsg::ReplicaDone { job, workflow };
-                    for (_, addr) in &self.peers {
-                        out.push(JobOutput::Send { to: *addr, msg });
+                if j.life.state(workflow) == WorkflowState::Cancelling {
+                    let on = j.dispatch[workflow as usize].map(|d| d.worker);
+                    step_wf(
+                        j,
+                        workflow,
+                        WorkflowState::Cancelled,
+                        TransitionReason::CancelConfirmed,
+                        now,
+                        out,
+                    );
+                    j.dispatch[workflow as usize] = None;
+                    if let Some(wk) = on.filter(|n| Some(*n) == worker) {
+                        if let Some(w) = self.workers.get_mut(&wk) {
+                            w.free_slots = w.free_slots.saturating_add(1);
+                        }
                     }
                 }
-                let Some(j) = self.jobs.get_mut(&job) else {
-                    return;
-                };
-                if j.report_next.is_none() && j.workflows.iter().all(|w| *w == Wf::Done) {
-                    j.report_next = Some(now + self.cfg.retry);
-                    out.push(JobOutput::Send {
-                        to: j.gate_addr,
-                        msg: JobMsg::JobDone {
-                            job,
-                            dc: self.dc,
-                            token: j.token,
-                        },
-                    });
-                }
-                self.dispatch(now, out);
+                self.forget_if_settled(job, out);
             }
             JobMsg::JobDoneAck { job, dc }
                 if dc == self.dc
                     && self.jobs.get(&job).is_some_and(|j| j.report_next.is_some()) =>
             {
-                self.jobs.remove(&job);
-                self.issuer.forget(job);
-                self.gates.forget_job(job);
-                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
-                self.to_peers(JobMsg::ReplicaForget { job }, out);
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.final_acked = true;
+                }
+                self.forget_if_settled(job, out);
+            }
+            JobMsg::TimeoutReportAck { job, dc } if dc == self.dc => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.timeout.report_acked();
+                }
+            }
+            JobMsg::GlobalTimeout { job, reason, fence } => {
+                // No tracking for the job (not ours, or long gone): ignore (jobs.md §4.5).
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                let terminal = j.status != Status::Running;
+                match j.timeout.on_global(fence, terminal) {
+                    GlobalVerdict::Apply => {
+                        self.time_out(job, reason, TimeoutBy::Global, now, out);
+                    }
+                    verdict => {
+                        out.push(JobOutput::Event(JobEvent::GlobalTimeoutRefused {
+                            job,
+                            dc: self.dc,
+                            fence,
+                            stale: verdict == GlobalVerdict::Stale,
+                        }));
+                        // A correction: the gate learns the job's real status.
+                        if terminal {
+                            let status = match j.status {
+                                Status::Completed => DcStatus::Completed,
+                                _ => DcStatus::TimedOut,
+                            };
+                            out.push(JobOutput::Send {
+                                to: from,
+                                msg: self.final_status(job, status),
+                            });
+                        }
+                    }
+                }
+            }
+            JobMsg::ExtensionRequest { request } => {
+                if self.leading.is_none() {
+                    return;
+                }
+                let Some(node) = self.worker_at(from) else {
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::ExtensionResponse {
+                            response: ExtensionResponse {
+                                granted: false,
+                                extension_us: 0,
+                                deadline_in_us: 0,
+                                remaining_extensions: 0,
+                                denial: Some(Denial::UnknownWorker),
+                                is_exhaustion_warning: false,
+                                grace_period_remaining_us: 0,
+                                in_grace_period: false,
+                            },
+                        },
+                    });
+                    return;
+                };
+                let cfg = &self.cfg.extension;
+                let wk = self.workers.get_mut(&node).expect("found by address");
+                let handled = wk.ext.handle(cfg, &request, now);
+                let evict = handled.grant.is_none() && wk.ext.should_evict(cfg, now);
+                out.push(JobOutput::Send {
+                    to: from,
+                    msg: JobMsg::ExtensionResponse {
+                        response: handled.response,
+                    },
+                });
+                match (handled.grant, handled.response.denial) {
+                    (Some(grant), _) => {
+                        // jobs.md §2 coupling: every job the worker runs, and membership.
+                        let mut jobs = 0u16;
+                        for (&id, j) in self.jobs.iter_mut() {
+                            if j.status != Status::Running || !j.runs_on(node) {
+                                continue;
+                            }
+                            let new = !j.ext_workers.contains(&node);
+                            if new {
+                                j.ext_workers.push(node);
+                            }
+                            j.timeout.record_worker_extension(grant, new, now);
+                            jobs = jobs.saturating_add(1);
+                            out.push(JobOutput::Event(JobEvent::JobExtended {
+                                job: id,
+                                dc: self.dc,
+                                worker: node,
+                                grant_us: grant.as_micros() as u64,
+                            }));
+                        }
+                        out.push(JobOutput::Event(JobEvent::ExtensionGranted {
+                            worker: node,
+                            grant_us: grant.as_micros() as u64,
+                            jobs,
+                        }));
+                        out.push(JobOutput::ExtendSuspicion { node, by: grant });
+                    }
+                    (None, Some(denial)) => {
+                        out.push(JobOutput::Event(JobEvent::ExtensionDenied {
+                            worker: node,
+                            denial,
+                        }));
+                    }
+                    (None, None) => {}
+                }
+                if evict {
+                    self.evict(node, now, out);
+                }
             }
             JobMsg::Replicate {
                 job,
@@ -422,11 +762,16 @@ impl ManagerJobs {
                 gate_addr,
                 gate_token,
                 token,
+                timeout,
             } => {
+                if self.leading.is_some() {
+                    return; // a deposed leader's late word: we lead now
+                }
                 let known = self.replicas.contains_key(&job);
                 if !known && self.replicas.len() >= self.cfg.max_jobs {
                     return;
                 }
+                let state = JobTimeout::from_wire(&timeout, now);
                 let r = self.replicas.entry(job).or_insert(Replica {
                     workflows,
                     gate,
@@ -435,8 +780,15 @@ impl ManagerJobs {
                     token,
                     done: Default::default(),
                     refreshed_at: now,
+                    timeout: state.clone(),
                 });
-                r.token = r.token.max(token);
+                if token >= r.token {
+                    r.token = token;
+                    r.timeout = state;
+                    r.gate = gate;
+                    r.gate_addr = gate_addr;
+                    r.gate_token = r.gate_token.max(gate_token);
+                }
                 r.refreshed_at = now;
                 self.next_replica_expiry
                     .get_or_insert(now + self.cfg.replica_ttl);
@@ -457,24 +809,31 @@ impl ManagerJobs {
                 workflow,
                 token,
             } => {
-                let worker = self
-                    .workers
-                    .iter()
-                    .find(|(_, w)| w.addr == from)
-                    .map(|(n, _)| *n);
-                let w = self
-                    .jobs
-                    .get_mut(&job)
-                    .and_then(|j| j.workflows.get_mut(workflow as usize));
-                if let (Some(w), Some(worker)) = (w, worker) {
-                    if *w != Wf::Done {
-                        *w = Wf::Dispatched {
+                let Some(worker) = self.worker_at(from) else {
+                    return;
+                };
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                if workflow as usize >= j.dispatch.len() {
+                    return;
+                }
+                match j.status {
+                    // It runs a workflow of a job that ended: stop it.
+                    Status::TimedOut => out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::CancelWorkflow { job, workflow },
+                    }),
+                    Status::Running if !j.life.state(workflow).is_terminal() => {
+                        // Reconstruction after a takeover, not progress: no transition.
+                        j.life.restore(workflow, WorkflowState::Running);
+                        j.dispatch[workflow as usize] = Some(Dispatch {
                             worker,
                             token,
                             at: now,
-                            acked: true,
-                        };
+                        });
                     }
+                    _ => {}
                 }
             }
             JobMsg::WorkerHello { free_slots } => {
@@ -487,23 +846,309 @@ impl ManagerJobs {
         }
     }
 
+    fn worker_at(&self, addr: Addr) -> Option<NodeId> {
+        self.workers
+            .iter()
+            .find(|(_, w)| w.addr == addr)
+            .map(|(n, _)| *n)
+    }
+
+    /// A worker's result for `workflow` (from `worker`, if we know it).
+    fn workflow_done(
+        &mut self,
+        job: JobId,
+        workflow: WorkflowIndex,
+        worker: Option<NodeId>,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) {
+        let dc = self.dc;
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if workflow as usize >= j.dispatch.len() {
+            return;
+        }
+        match (j.status, j.life.state(workflow)) {
+            // A result still counts whatever we last thought (a late one after the
+            // dispatch was taken back, say): walk the legal edges to Completed.
+            (Status::Running, s) if !s.is_terminal() && s != WorkflowState::Cancelling => {
+                let path: &[WorkflowState] = match s {
+                    WorkflowState::Pending => &[
+                        WorkflowState::Dispatched,
+                        WorkflowState::Running,
+                        WorkflowState::Completed,
+                    ],
+                    WorkflowState::Dispatched => {
+                        &[WorkflowState::Running, WorkflowState::Completed]
+                    }
+                    _ => &[WorkflowState::Completed],
+                };
+                for to in path {
+                    step_wf(j, workflow, *to, TransitionReason::Finished, now, out);
+                }
+                j.dispatch[workflow as usize] = None;
+                if let Some(w) = worker {
+                    j.release(w);
+                }
+                let msg = JobMsg::ReplicaDone { job, workflow };
+                for (_, addr) in &self.peers {
+                    out.push(JobOutput::Send { to: *addr, msg });
+                }
+                if j.all_completed() {
+                    // Done: stop tracking the timeout; report until acknowledged.
+                    j.status = Status::Completed;
+                    j.report_next = Some(now + self.cfg.retry);
+                    out.push(JobOutput::Send {
+                        to: j.gate_addr,
+                        msg: JobMsg::JobDone {
+                            job,
+                            dc,
+                            token: j.token,
+                        },
+                    });
+                }
+            }
+            // It ended while we were cancelling it.
+            (Status::TimedOut, WorkflowState::Cancelling) => {
+                step_wf(
+                    j,
+                    workflow,
+                    WorkflowState::Cancelled,
+                    TransitionReason::CancelConfirmed,
+                    now,
+                    out,
+                );
+                j.dispatch[workflow as usize] = None;
+                self.forget_if_settled(job, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The final status message for `job` as it stands.
+    fn final_status(&self, job: JobId, status: DcStatus) -> JobMsg {
+        let j = &self.jobs[&job];
+        JobMsg::FinalStatus {
+            job,
+            dc: self.dc,
+            manager: self.me,
+            status,
+            fence: j.timeout.fence,
+            token: j.token,
+        }
+    }
+
+    /// The timeout action (jobs.md §4.6): status timeout, pending workflows out of the
+    /// queue, cancels to the workers of running ones, the gate told (until it
+    /// acknowledges), tracking stopped. At most once per job: a job that ended is skipped.
+    fn time_out(
+        &mut self,
+        job: JobId,
+        reason: TimeoutReason,
+        by: TimeoutBy,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) {
+        let dc = self.dc;
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.status != Status::Running {
+            return;
+        }
+        j.status = Status::TimedOut;
+        j.timeout.reason = Some(reason);
+        for i in 0..j.life.len() as WorkflowIndex {
+            let state = j.life.state(i);
+            if state.is_terminal() {
+                continue;
+            }
+            step_wf(
+                j,
+                i,
+                WorkflowState::Cancelling,
+                TransitionReason::Cancel,
+                now,
+                out,
+            );
+            let on = j.dispatch[i as usize]
+                .filter(|_| matches!(state, WorkflowState::Dispatched | WorkflowState::Running))
+                .and_then(|d| self.workers.get(&d.worker).map(|w| w.addr));
+            match on {
+                Some(addr) => out.push(JobOutput::Send {
+                    to: addr,
+                    msg: JobMsg::CancelWorkflow { job, workflow: i },
+                }),
+                None => {
+                    step_wf(
+                        j,
+                        i,
+                        WorkflowState::Cancelled,
+                        TransitionReason::CancelConfirmed,
+                        now,
+                        out,
+                    );
+                    j.dispatch[i as usize] = None;
+                }
+            }
+        }
+        j.ext_workers.clear();
+        j.report_next = Some(now + self.cfg.retry);
+        out.push(JobOutput::Event(JobEvent::TimedOut {
+            job,
+            dc,
+            by,
+            reason,
+        }));
+        let gate = j.gate_addr;
+        out.push(JobOutput::Send {
+            to: gate,
+            msg: self.final_status(job, DcStatus::TimedOut),
+        });
+        // The others learn at once that it is over (a new leader must not time it out
+        // again).
+        let msg = self.replicate_msg(job, &self.jobs[&job], now);
+        self.to_peers(msg, out);
+    }
+
+    /// Forget a job that ended once the gate has its final report and no cancel is
+    /// outstanding.
+    fn forget_if_settled(&mut self, job: JobId, out: &mut JobOutputs) {
+        let settled = self.jobs.get(&job).is_some_and(|j| {
+            j.final_acked
+                && j.status != Status::Running
+                && j.life.count_in(WorkflowState::Cancelling) == 0
+        });
+        if settled {
+            self.jobs.remove(&job);
+            self.issuer.forget(job);
+            self.gates.forget_job(job);
+            out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+            self.to_peers(JobMsg::ReplicaForget { job }, out);
+        }
+    }
+
+    /// An evicted worker (jobs.md §2): its workflows are taken back and cancelled on it.
+    fn evict(&mut self, node: NodeId, now: Instant, out: &mut JobOutputs) {
+        let Some(wk) = self.workers.get_mut(&node) else {
+            return;
+        };
+        wk.ext.reset();
+        wk.free_slots = 0; // until it says again what it can take
+        let addr = wk.addr;
+        out.push(JobOutput::Event(JobEvent::WorkerEvicted { worker: node }));
+        self.reclaim(node, TransitionReason::WorkerFailed, Some(addr), now, out);
+        self.dispatch(now, out);
+    }
+
+    fn replicate_msg(&self, job: JobId, j: &Job, now: Instant) -> JobMsg {
+        JobMsg::Replicate {
+            job,
+            workflows: j.life.len() as u32,
+            gate: j.gate,
+            gate_addr: j.gate_addr,
+            gate_token: self
+                .gates
+                .token(FenceDomain::GateJob, job)
+                .unwrap_or_default(),
+            token: j.token,
+            timeout: j.timeout.to_wire(now),
+        }
+    }
+
+    /// The leader's timeout duties at `now` (jobs.md §4.4): the 30 s check, the 10 s
+    /// progress reports of gate-coordinated jobs, and evicting workers whose grace ran out.
+    fn timeouts(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.leading.is_none() {
+            return;
+        }
+        let dc = self.dc;
+        let me = self.me;
+        let tcfg = self.cfg.timeout.clone();
+        if self.next_check.is_some_and(|t| t <= now) {
+            self.next_check = Some(now + tcfg.check_interval);
+            let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+            for job in ids {
+                let j = self.jobs.get_mut(&job).expect("listed");
+                let terminal = j.status != Status::Running;
+                let elapsed_ms = now.saturating_since(j.timeout.started_at).as_millis() as u64;
+                match j.timeout.check(&tcfg, terminal, now) {
+                    Check::Nothing => {}
+                    Check::TimeOut { reason, by } => self.time_out(job, reason, by, now, out),
+                    check @ (Check::Report { reason } | Check::Resend { reason }) => {
+                        let fence = j.timeout.fence;
+                        let gate = j.gate_addr;
+                        out.push(JobOutput::Send {
+                            to: gate,
+                            msg: JobMsg::TimeoutReport {
+                                job,
+                                dc,
+                                manager: me,
+                                reason,
+                                elapsed_ms,
+                                fence,
+                            },
+                        });
+                        if matches!(check, Check::Report { .. }) {
+                            out.push(JobOutput::Event(JobEvent::TimeoutReported {
+                                job,
+                                dc,
+                                reason,
+                            }));
+                            // The report is part of the replicated state: a new leader
+                            // re-sends it instead of deciding again.
+                            let msg = self.replicate_msg(job, &self.jobs[&job], now);
+                            self.to_peers(msg, out);
+                        }
+                    }
+                }
+            }
+        }
+        for (&job, j) in self.jobs.iter_mut() {
+            let terminal = j.status != Status::Running;
+            if let Some(recent) = j.timeout.progress_report(&tcfg, terminal, now) {
+                let completed = j.life.count_in(WorkflowState::Completed);
+                let t = &j.timeout;
+                out.push(JobOutput::Send {
+                    to: j.gate_addr,
+                    msg: JobMsg::ProgressReport {
+                        job,
+                        dc,
+                        manager: me,
+                        report: ProgressReport {
+                            workflows_total: j.life.len() as u32,
+                            workflows_completed: completed,
+                            workflows_failed: 0,
+                            has_recent_progress: recent,
+                            fence: t.fence,
+                            total_extensions_us: t.total_extensions.as_micros() as u64,
+                            max_worker_extension_us: t.max_worker_extension.as_micros() as u64,
+                            workers_with_extensions: t.workers_with_extensions,
+                        },
+                    },
+                });
+            }
+        }
+        let ecfg = &self.cfg.extension;
+        let evict: Vec<NodeId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.ext.should_evict(ecfg, now))
+            .map(|(n, _)| *n)
+            .collect();
+        for node in evict {
+            self.evict(node, now, out);
+        }
+    }
+
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
         if self.next_refresh.is_some_and(|t| t <= now) {
             self.next_refresh = Some(now + self.cfg.replica_refresh);
             let announce: Vec<JobMsg> = self
                 .jobs
                 .iter()
-                .map(|(job, j)| JobMsg::Replicate {
-                    job: *job,
-                    workflows: j.workflows.len() as u32,
-                    gate: j.gate,
-                    gate_addr: j.gate_addr,
-                    gate_token: self
-                        .gates
-                        .token(FenceDomain::GateJob, *job)
-                        .unwrap_or_default(),
-                    token: j.token,
-                })
+                .map(|(job, j)| self.replicate_msg(*job, j, now))
                 .collect();
             for msg in announce {
                 self.to_peers(msg, out);
@@ -539,34 +1184,64 @@ impl ManagerJobs {
         if scan {
             self.dispatch_due = None;
         }
-        for (job, j) in self.jobs.iter_mut() {
+        let dc = self.dc;
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for job in ids {
+            let j = self.jobs.get_mut(&job).expect("listed");
             if scan {
-                for w in j.workflows.iter_mut() {
-                    if let Wf::Dispatched {
-                        at, acked: false, ..
-                    } = w
-                    {
-                        let due = *at + timeout;
-                        if due <= now {
-                            *w = Wf::Pending; // no answer: the dispatch was lost
-                        } else {
-                            self.dispatch_due = Some(self.dispatch_due.map_or(due, |d| d.min(due)));
-                        }
+                for i in 0..j.life.len() as WorkflowIndex {
+                    if j.life.state(i) != WorkflowState::Dispatched {
+                        continue;
+                    }
+                    let Some(d) = j.dispatch[i as usize] else {
+                        continue;
+                    };
+                    let due = d.at + timeout;
+                    if due <= now {
+                        // No answer: the dispatch was lost.
+                        recover_wf(j, i, TransitionReason::DispatchLost, now, out);
+                        j.release(d.worker);
+                    } else {
+                        self.dispatch_due = Some(self.dispatch_due.map_or(due, |x| x.min(due)));
                     }
                 }
             }
             if j.report_next.is_some_and(|t| t <= now) {
                 j.report_next = Some(now + self.cfg.retry);
-                out.push(JobOutput::Send {
-                    to: j.gate_addr,
-                    msg: JobMsg::JobDone {
-                        job: *job,
-                        dc: self.dc,
-                        token: j.token,
-                    },
-                });
+                if !j.final_acked {
+                    let msg = match j.status {
+                        Status::Completed => JobMsg::JobDone {
+                            job,
+                            dc,
+                            token: j.token,
+                        },
+                        _ => JobMsg::FinalStatus {
+                            job,
+                            dc,
+                            manager: self.me,
+                            status: DcStatus::TimedOut,
+                            fence: j.timeout.fence,
+                            token: j.token,
+                        },
+                    };
+                    out.push(JobOutput::Send {
+                        to: j.gate_addr,
+                        msg,
+                    });
+                }
+                for i in j.life.workflows_in(WorkflowState::Cancelling) {
+                    if let Some(w) =
+                        j.dispatch[i as usize].and_then(|d| self.workers.get(&d.worker))
+                    {
+                        out.push(JobOutput::Send {
+                            to: w.addr,
+                            msg: JobMsg::CancelWorkflow { job, workflow: i },
+                        });
+                    }
+                }
             }
         }
+        self.timeouts(now, out);
         self.dispatch(now, out);
     }
 
@@ -577,7 +1252,9 @@ impl ManagerJobs {
     }
 
     /// We now lead: adopt every replicated job under the next token of our term, and
-    /// give the workers `takeover_grace` to say what they run before dispatching.
+    /// give the workers `takeover_grace` to say what they run before dispatching. Each
+    /// adopted job's timeout resumes under the next timeout fence (jobs.md §4.7); its
+    /// gate hears who leads it now, and a timeout report still unanswered goes again.
     fn take_over(&mut self, term: u64, now: Instant, out: &mut JobOutputs) {
         let replicas = core::mem::take(&mut self.replicas);
         for (job, r) in replicas {
@@ -594,43 +1271,71 @@ impl ManagerJobs {
             {
                 continue;
             }
-            let workflows = (0..r.workflows)
-                .map(|i| {
-                    if r.done.contains(&i) {
-                        Wf::Done
-                    } else {
-                        Wf::Pending
-                    }
-                })
-                .collect();
-            self.jobs.insert(
+            let mut timeout = r.timeout.clone();
+            timeout.resume();
+            let ended = timeout.acted();
+            let mut j = Job::new(
                 job,
-                Job {
-                    gate: r.gate,
-                    gate_addr: r.gate_addr,
-                    workflows,
-                    token,
-                    report_next: None,
-                    hold_until: Some(now + self.cfg.takeover_grace),
-                },
+                self.dc,
+                r.gate,
+                r.gate_addr,
+                r.workflows,
+                token,
+                timeout,
+                self.cfg.history_cap,
             );
+            for i in 0..r.workflows {
+                if r.done.contains(&i) {
+                    j.life.restore(i, WorkflowState::Completed);
+                } else if ended {
+                    // Its predecessor timed it out: what still runs is stopped as the
+                    // workers report it (`Running` gets a cancel back).
+                    j.life.restore(i, WorkflowState::Cancelled);
+                }
+            }
+            if ended {
+                j.status = Status::TimedOut;
+                j.report_next = Some(now);
+            } else if j.all_completed() {
+                j.status = Status::Completed;
+                j.report_next = Some(now);
+            } else {
+                j.hold_until = Some(now + self.cfg.takeover_grace);
+            }
+            let t = &j.timeout;
+            if t.strategy == Strategy::GateCoordinated && j.status == Status::Running {
+                out.push(JobOutput::Send {
+                    to: r.gate_addr,
+                    msg: JobMsg::LeaderTransfer {
+                        job,
+                        dc: self.dc,
+                        new_leader: self.me,
+                        fence: t.fence,
+                    },
+                });
+                if let (true, Some(reason)) = (t.report_pending, t.reason) {
+                    out.push(JobOutput::Send {
+                        to: r.gate_addr,
+                        msg: JobMsg::TimeoutReport {
+                            job,
+                            dc: self.dc,
+                            manager: self.me,
+                            reason,
+                            elapsed_ms: now.saturating_since(t.started_at).as_millis() as u64,
+                            fence: t.fence,
+                        },
+                    });
+                }
+            }
             out.push(JobOutput::Event(JobEvent::TakenOver {
                 job,
                 dc: self.dc,
                 token,
             }));
             // The others keep it as a replica of ours now.
-            self.to_peers(
-                JobMsg::Replicate {
-                    job,
-                    workflows: r.workflows,
-                    gate: r.gate,
-                    gate_addr: r.gate_addr,
-                    gate_token: r.gate_token,
-                    token,
-                },
-                out,
-            );
+            let msg = self.replicate_msg(job, &j, now);
+            self.jobs.insert(job, j);
+            self.to_peers(msg, out);
             for i in r.done.iter() {
                 self.to_peers(JobMsg::ReplicaDone { job, workflow: *i }, out);
             }
@@ -638,19 +1343,15 @@ impl ManagerJobs {
     }
 
     /// We no longer lead: our jobs become replicas (the new leader took them over, or
-    /// will; should we lead again, we adopt them again).
+    /// will; should we lead again, we adopt them again). Losing leadership stops the
+    /// checks and nothing else (jobs.md §4.7, Q8).
     fn step_aside(&mut self, now: Instant) {
         self.next_refresh = None;
+        self.next_check = None;
         self.next_replica_expiry = Some(now + self.cfg.replica_ttl);
         let jobs = core::mem::take(&mut self.jobs);
         for (job, j) in jobs {
-            let done = j
-                .workflows
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| **w == Wf::Done)
-                .map(|(i, _)| i as WorkflowIndex)
-                .collect();
+            let done = j.life.workflows_in(WorkflowState::Completed).collect();
             let gate_token = self
                 .gates
                 .token(FenceDomain::GateJob, job)
@@ -658,17 +1359,21 @@ impl ManagerJobs {
             self.replicas.insert(
                 job,
                 Replica {
-                    workflows: j.workflows.len() as u32,
+                    workflows: j.life.len() as u32,
                     gate: j.gate,
                     gate_addr: j.gate_addr,
                     gate_token,
                     token: j.token,
                     done,
                     refreshed_at: now,
+                    timeout: j.timeout,
                 },
             );
             self.issuer.forget(job);
             self.gates.forget_job(job);
+        }
+        for w in self.workers.values_mut() {
+            w.ext.reset();
         }
     }
 
@@ -690,11 +1395,11 @@ impl ManagerJobs {
             return;
         };
         for (job, j) in self.jobs.iter_mut() {
-            if j.hold_until.is_some() {
+            if j.hold_until.is_some() || j.status != Status::Running {
                 continue;
             }
-            for (i, w) in j.workflows.iter_mut().enumerate() {
-                if *w != Wf::Pending {
+            for i in 0..j.life.len() as WorkflowIndex {
+                if j.life.state(i) != WorkflowState::Pending {
                     continue;
                 }
                 let Some((&node, wk)) = self
@@ -710,19 +1415,26 @@ impl ManagerJobs {
                 };
                 j.token = token;
                 wk.free_slots -= 1;
-                *w = Wf::Dispatched {
+                step_wf(
+                    j,
+                    i,
+                    WorkflowState::Dispatched,
+                    TransitionReason::Dispatched,
+                    now,
+                    out,
+                );
+                j.dispatch[i as usize] = Some(Dispatch {
                     worker: node,
                     token,
                     at: now,
-                    acked: false,
-                };
+                });
                 let due = now + self.cfg.dispatch_timeout;
                 self.dispatch_due = Some(self.dispatch_due.map_or(due, |d| d.min(due)));
                 out.push(JobOutput::Send {
                     to: wk.addr,
                     msg: JobMsg::Dispatch {
                         job: *job,
-                        workflow: i as WorkflowIndex,
+                        workflow: i,
                         token,
                         manager: me,
                         manager_addr: my_addr,
@@ -757,6 +1469,8 @@ mod tests {
                 gate: NodeId(100),
                 gate_addr: GATE,
                 gate_token: FenceToken::new(1, 1),
+                timeout_ms: None,
+                dcs: 1,
             },
         }
     }
@@ -958,6 +1672,8 @@ mod tests {
                 gate: NodeId(101),
                 gate_addr: Addr::from_u32(101),
                 gate_token: FenceToken::new(2, 2),
+                timeout_ms: None,
+                dcs: 1,
             },
         };
         m.step(newer, t);
@@ -999,6 +1715,7 @@ mod tests {
                 gate_addr: GATE,
                 gate_token: FenceToken::new(1, 1),
                 token: FenceToken::new(1, 3),
+                timeout: JobTimeout::start(Strategy::LocalAuthority, None, t).to_wire(t),
             }),
             t,
         );
@@ -1080,6 +1797,7 @@ mod tests {
                         gate_addr: GATE,
                         gate_token: FenceToken::new(1, 1),
                         token: FenceToken::new(1, 1),
+                        timeout: JobTimeout::start(Strategy::LocalAuthority, None, t).to_wire(t),
                     },
                 },
                 t,
@@ -1095,5 +1813,339 @@ mod tests {
             f.step(ManagerInput::Tick, now);
         }
         assert!(f.next_deadline().is_none_or(|d| d > now));
+    }
+
+    fn submit_with(job: u64, workflows: u32, timeout_s: Option<u64>, dcs: u16) -> ManagerInput {
+        ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Submit {
+                job: JobId(job),
+                workflows,
+                gate: NodeId(100),
+                gate_addr: GATE,
+                gate_token: FenceToken::new(1, 1),
+                timeout_ms: timeout_s.map(|s| s * 1000),
+                dcs,
+            },
+        }
+    }
+
+    fn from_worker(worker: u32, msg: JobMsg) -> ManagerInput {
+        ManagerInput::Msg {
+            from: Addr::from_u32(worker),
+            msg,
+        }
+    }
+
+    /// A leader with worker 10 (4 slots) running every workflow of job 7 (accepted).
+    fn running_job(timeout_s: Option<u64>, dcs: u16, workflows: u32) -> ManagerJobs {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        m.step(hello(10, 4), t);
+        let out = m.step(submit_with(7, workflows, timeout_s, dcs), t);
+        for (_, wf, token) in dispatches(&out) {
+            m.step(
+                from_worker(
+                    10,
+                    JobMsg::DispatchAck {
+                        job: JobId(7),
+                        workflow: wf,
+                        token,
+                        accepted: true,
+                    },
+                ),
+                t,
+            );
+        }
+        m
+    }
+
+    fn timed_out(out: &JobOutputs) -> Vec<(TimeoutBy, TimeoutReason)> {
+        out.iter()
+            .filter_map(|o| match o {
+                JobOutput::Event(JobEvent::TimedOut { by, reason, .. }) => Some((*by, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sends<'a>(out: &'a JobOutputs) -> impl Iterator<Item = (Addr, JobMsg)> + 'a {
+        out.iter().filter_map(|o| match o {
+            JobOutput::Send { to, msg } => Some((*to, *msg)),
+            _ => None,
+        })
+    }
+
+    /// jobs.md §4.4 + §4.6, local authority: past its timeout (checked every 30 s) the
+    /// job is timed out once: its workflows cancelled on their worker, the gate told
+    /// until it acknowledges; the job is forgotten once the cancels are confirmed.
+    #[test]
+    fn a_single_dc_job_past_its_timeout_is_timed_out_once_cancelled_and_forgotten() {
+        let t = Instant::ZERO;
+        let mut m = running_job(Some(60), 1, 2);
+        assert!(timed_out(&m.step(ManagerInput::Tick, t + secs(30))).is_empty());
+        // 60 s elapsed is not past a 60 s timeout.
+        assert!(timed_out(&m.step(ManagerInput::Tick, t + secs(60))).is_empty());
+        let out = m.step(ManagerInput::Tick, t + secs(90));
+        assert_eq!(
+            timed_out(&out),
+            vec![(TimeoutBy::Local, TimeoutReason::Timeout)]
+        );
+        let cancels: Vec<_> = sends(&out)
+            .filter(|(_, msg)| matches!(msg, JobMsg::CancelWorkflow { .. }))
+            .collect();
+        assert_eq!(cancels.len(), 2);
+        assert!(cancels.iter().all(|(to, _)| *to == Addr::from_u32(10)));
+        assert!(sends(&out).any(|(to, msg)| to == GATE
+            && matches!(
+                msg,
+                JobMsg::FinalStatus {
+                    status: DcStatus::TimedOut,
+                    ..
+                }
+            )));
+        // Never twice, and cancels and the final report are resent while unanswered.
+        let out = m.step(ManagerInput::Tick, t + secs(120));
+        assert!(timed_out(&out).is_empty());
+        assert!(sends(&out).any(|(_, msg)| matches!(msg, JobMsg::FinalStatus { .. })));
+        m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::JobDoneAck {
+                    job: JobId(7),
+                    dc: DcId(0),
+                },
+            },
+            t + secs(121),
+        );
+        assert!(m.has_job(JobId(7)), "cancels still outstanding");
+        for wf in 0..2 {
+            m.step(
+                from_worker(
+                    10,
+                    JobMsg::WorkflowCancelled {
+                        job: JobId(7),
+                        workflow: wf,
+                    },
+                ),
+                t + secs(122),
+            );
+        }
+        assert!(!m.has_job(JobId(7)));
+        assert_eq!(m.table_len(), 0);
+    }
+
+    /// jobs.md §2 coupling: a grant to a worker lengthens the timeout of every job it
+    /// runs (and goes to membership for its suspicion); without it the same job is
+    /// timed out a check earlier.
+    #[test]
+    fn an_extension_grant_lengthens_the_timeout_of_the_jobs_its_worker_runs() {
+        let t = Instant::ZERO;
+        let request = |items| {
+            from_worker(
+                10,
+                JobMsg::ExtensionRequest {
+                    request: crate::timeout::extension::ExtensionRequest {
+                        current_progress_ppm: 0,
+                        completed_items: Some(items),
+                        total_items: Some(10),
+                        active_workflows: 1,
+                        estimated_completion_ms: 0,
+                    },
+                },
+            )
+        };
+        let mut plain = running_job(Some(45), 1, 1);
+        let mut extended = running_job(Some(45), 1, 1);
+        let out = extended.step(request(1), t + secs(5));
+        assert!(out.contains(&JobOutput::ExtendSuspicion {
+            node: NodeId(10),
+            by: secs(15)
+        }));
+        assert!(out.contains(&JobOutput::Event(JobEvent::JobExtended {
+            job: JobId(7),
+            dc: DcId(0),
+            worker: NodeId(10),
+            grant_us: 15_000_000
+        })));
+        assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(10)
+            && matches!(msg, JobMsg::ExtensionResponse { response } if response.granted)));
+        // 60 s elapsed: past 45 s, not past 45 + 15 s.
+        assert_eq!(
+            timed_out(&plain.step(ManagerInput::Tick, t + secs(60))),
+            vec![(TimeoutBy::Local, TimeoutReason::Timeout)]
+        );
+        assert!(timed_out(&extended.step(ManagerInput::Tick, t + secs(60))).is_empty());
+        assert_eq!(
+            timed_out(&extended.step(ManagerInput::Tick, t + secs(90))).len(),
+            1
+        );
+        // A request without more progress is denied; three in a row evict the worker:
+        // its workflows are taken back and cancelled on it.
+        let mut m = running_job(Some(600), 1, 1);
+        m.step(request(3), t + secs(1));
+        let mut evicted = false;
+        for k in 0..3 {
+            let out = m.step(request(3), t + secs(3 + 2 * k));
+            evicted |= out.contains(&JobOutput::Event(JobEvent::WorkerEvicted {
+                worker: NodeId(10),
+            }));
+        }
+        assert!(evicted);
+    }
+
+    /// jobs.md §4.4, gate-coordinated: progress to the gate every 10 s; a timeout is
+    /// reported (and re-sent each check until acknowledged), never acted on alone; the
+    /// gate's decision under our fence is applied.
+    #[test]
+    fn a_multi_dc_job_reports_to_its_gate_and_waits_for_the_decision() {
+        let t = Instant::ZERO;
+        let mut m = running_job(Some(45), 2, 1);
+        let progress = |out: &JobOutputs| {
+            sends(out)
+                .filter(|(to, msg)| *to == GATE && matches!(msg, JobMsg::ProgressReport { .. }))
+                .count()
+        };
+        assert_eq!(m.next_deadline(), Some(t + secs(10)));
+        assert_eq!(progress(&m.step(ManagerInput::Tick, t + secs(10))), 1);
+        assert_eq!(progress(&m.step(ManagerInput::Tick, t + secs(15))), 0);
+        assert_eq!(progress(&m.step(ManagerInput::Tick, t + secs(20))), 1);
+        for s in [30, 40, 50] {
+            m.step(ManagerInput::Tick, t + secs(s));
+        }
+        let out = m.step(ManagerInput::Tick, t + secs(60));
+        assert!(timed_out(&out).is_empty(), "the gate decides");
+        let report = |out: &JobOutputs| {
+            sends(out)
+                .filter(|(_, msg)| matches!(msg, JobMsg::TimeoutReport { .. }))
+                .count()
+        };
+        assert_eq!(report(&out), 1);
+        assert_eq!(
+            report(&m.step(ManagerInput::Tick, t + secs(90))),
+            1,
+            "resent"
+        );
+        m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::TimeoutReportAck {
+                    job: JobId(7),
+                    dc: DcId(0),
+                },
+            },
+            t + secs(91),
+        );
+        assert_eq!(report(&m.step(ManagerInput::Tick, t + secs(120))), 0);
+        let out = m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::GlobalTimeout {
+                    job: JobId(7),
+                    reason: TimeoutReason::Timeout,
+                    fence: crate::id::TimeoutFence(0),
+                },
+            },
+            t + secs(125),
+        );
+        assert_eq!(
+            timed_out(&out),
+            vec![(TimeoutBy::Global, TimeoutReason::Timeout)]
+        );
+    }
+
+    /// jobs.md §4.7: a new leader resumes a replicated timeout under the next fence,
+    /// tells the gate it leads the job, re-sends the pending report, and refuses a
+    /// decision under the old fence; a job its predecessor already timed out is not
+    /// timed out again.
+    #[test]
+    fn a_new_leader_resumes_timeouts_under_the_next_fence() {
+        let t = Instant::ZERO;
+        let peer = Addr::from_u32(2);
+        let mut reported = JobTimeout::start(Strategy::GateCoordinated, Some(secs(45)), t);
+        assert!(matches!(
+            reported.check(&TimeoutConfig::default(), false, t + secs(60)),
+            Check::Report { .. }
+        ));
+        let mut acted = JobTimeout::start(Strategy::LocalAuthority, Some(secs(45)), t);
+        assert!(matches!(
+            acted.check(&TimeoutConfig::default(), false, t + secs(60)),
+            Check::TimeOut { .. }
+        ));
+        let mut f = manager_with_workers();
+        f.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), peer)),
+                term: 1,
+            },
+            t,
+        );
+        for (job, state) in [(7, &reported), (8, &acted)] {
+            f.step(
+                ManagerInput::Msg {
+                    from: peer,
+                    msg: JobMsg::Replicate {
+                        job: JobId(job),
+                        workflows: 1,
+                        gate: NodeId(100),
+                        gate_addr: GATE,
+                        gate_token: FenceToken::new(1, 1),
+                        token: FenceToken::new(1, 2),
+                        timeout: state.to_wire(t + secs(61)),
+                    },
+                },
+                t + secs(61),
+            );
+        }
+        let out = f.step(leader(2), t + secs(70));
+        let fence1 = crate::id::TimeoutFence(1);
+        assert!(out.contains(&JobOutput::Send {
+            to: GATE,
+            msg: JobMsg::LeaderTransfer {
+                job: JobId(7),
+                dc: DcId(0),
+                new_leader: ME,
+                fence: fence1
+            }
+        }));
+        assert!(sends(&out).any(|(_, msg)| matches!(
+            msg,
+            JobMsg::TimeoutReport { job: JobId(7), fence, .. } if fence == fence1
+        )));
+        let decide = |fence| ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::GlobalTimeout {
+                job: JobId(7),
+                reason: TimeoutReason::Stuck,
+                fence: crate::id::TimeoutFence(fence),
+            },
+        };
+        let out = f.step(decide(0), t + secs(71));
+        assert!(timed_out(&out).is_empty());
+        assert!(
+            out.contains(&JobOutput::Event(JobEvent::GlobalTimeoutRefused {
+                job: JobId(7),
+                dc: DcId(0),
+                fence: crate::id::TimeoutFence(0),
+                stale: true
+            }))
+        );
+        assert_eq!(timed_out(&f.step(decide(1), t + secs(72))).len(), 1);
+        // Job 8 was timed out by the old leader: its final status is re-sent, the
+        // timeout is not run again.
+        let mut all = JobOutputs::new();
+        for s in [73, 100, 130] {
+            all.extend(f.step(ManagerInput::Tick, t + secs(s)));
+        }
+        assert!(timed_out(&all).is_empty());
+        assert!(sends(&all).any(|(_, msg)| matches!(
+            msg,
+            JobMsg::FinalStatus {
+                job: JobId(8),
+                status: DcStatus::TimedOut,
+                ..
+            }
+        )));
     }
 }

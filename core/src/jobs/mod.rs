@@ -13,7 +13,12 @@ pub mod gate;
 pub mod manager;
 pub mod worker;
 
-use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
+use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
+use crate::timeout::extension::{Denial, ExtensionRequest, ExtensionResponse};
+use crate::timeout::gate::{DcStatus, ProgressReport};
+use crate::timeout::job::{TimeoutBy, TimeoutReason, TimeoutWire};
+use crate::timeout::workflow::WorkflowState;
+use core::time::Duration;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -29,6 +34,11 @@ pub enum JobMsg {
         gate: NodeId,
         gate_addr: Addr,
         gate_token: FenceToken,
+        /// The job's timeout in milliseconds (none: only stuck detection applies).
+        timeout_ms: Option<u64>,
+        /// How many DCs run the job: one means the DC times it out alone, more that its
+        /// gate decides (jobs.md §4.1).
+        dcs: u16,
     },
     /// Manager -> gate. Refused by a non-leader, with the leader it knows.
     SubmitAck {
@@ -97,6 +107,8 @@ pub enum JobMsg {
         gate_addr: Addr,
         gate_token: FenceToken,
         token: FenceToken,
+        /// The job's timeout tracking, instants relative to the sender's now (Q4).
+        timeout: TimeoutWire,
     },
     /// Leader -> the other managers: one of the job's workflows is done.
     ReplicaDone {
@@ -115,6 +127,7 @@ pub enum JobMsg {
         dcs_mask: u64,
         token: FenceToken,
         owner: NodeId,
+        timeout_ms: Option<u64>,
     },
     /// Job-leading gate -> the other gates: DC `dc` reported the job done.
     GateReplicaDone {
@@ -125,13 +138,78 @@ pub enum JobMsg {
     GateReplicaForget {
         job: JobId,
     },
+    /// Leader manager -> gate, every 10 s (gate-coordinated jobs), best effort.
+    ProgressReport {
+        job: JobId,
+        dc: DcId,
+        manager: NodeId,
+        report: ProgressReport,
+    },
+    /// Leader manager -> gate: the job timed out here; resent each check until the gate
+    /// acknowledges it or decides.
+    TimeoutReport {
+        job: JobId,
+        dc: DcId,
+        manager: NodeId,
+        reason: TimeoutReason,
+        elapsed_ms: u64,
+        fence: TimeoutFence,
+    },
+    TimeoutReportAck {
+        job: JobId,
+        dc: DcId,
+    },
+    /// Gate -> each DC's leader: the job is timed out everywhere. `fence` is the one
+    /// that DC last reported (jobs.md Q3). Resent until the DC's final status arrives.
+    GlobalTimeout {
+        job: JobId,
+        reason: TimeoutReason,
+        fence: TimeoutFence,
+    },
+    /// New leader manager -> gate: it now tracks the job (gate-coordinated).
+    LeaderTransfer {
+        job: JobId,
+        dc: DcId,
+        new_leader: NodeId,
+        fence: TimeoutFence,
+    },
+    /// Leader manager -> gate: the job ended here other than by completing (which
+    /// `JobDone` reports), or a correction. Resent until `JobDoneAck`.
+    FinalStatus {
+        job: JobId,
+        dc: DcId,
+        manager: NodeId,
+        status: DcStatus,
+        fence: TimeoutFence,
+        token: FenceToken,
+    },
+    /// Worker -> the DC leader: more healthcheck time, with proof of progress (AD-26).
+    ExtensionRequest {
+        request: ExtensionRequest,
+    },
+    ExtensionResponse {
+        response: ExtensionResponse,
+    },
+    /// Leader manager -> worker: stop this workflow (the job timed out, or the worker
+    /// was evicted). Resent until `WorkflowCancelled`.
+    CancelWorkflow {
+        job: JobId,
+        workflow: WorkflowIndex,
+    },
+    WorkflowCancelled {
+        job: JobId,
+        workflow: WorkflowIndex,
+    },
 }
 
 /// What the job plane reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobEvent {
     /// A gate accepted a job.
-    Submitted { job: JobId, dcs: u16 },
+    Submitted {
+        job: JobId,
+        dcs: u16,
+    },
     /// A DC's leader manager took the job.
     Accepted {
         job: JobId,
@@ -146,11 +224,19 @@ pub enum JobEvent {
         token: FenceToken,
     },
     /// A fenced message older than the receiver's register was refused (no effect).
-    StaleRejected { job: JobId, token: FenceToken },
+    StaleRejected {
+        job: JobId,
+        token: FenceToken,
+    },
     /// A gate recorded the job's final status.
-    Finished { job: JobId, state: JobState },
+    Finished {
+        job: JobId,
+        state: JobState,
+    },
     /// A job's state left this node (every per-job table entry is gone).
-    Forgotten { job: JobId },
+    Forgotten {
+        job: JobId,
+    },
     /// A new DC leader took over a job its predecessor led, under a newer token.
     TakenOver {
         job: JobId,
@@ -158,20 +244,95 @@ pub enum JobEvent {
         token: FenceToken,
     },
     /// The hash-ring successor of a dead job-leading gate took the job over.
-    GateTakenOver { job: JobId, token: FenceToken },
+    GateTakenOver {
+        job: JobId,
+        token: FenceToken,
+    },
+    /// A workflow changed state on the DC leader (AD-33; always a legal edge).
+    WorkflowTransition {
+        job: JobId,
+        dc: DcId,
+        workflow: WorkflowIndex,
+        from: WorkflowState,
+        to: WorkflowState,
+    },
+    /// A manager ran the job's timeout action (at most once per job and DC).
+    TimedOut {
+        job: JobId,
+        dc: DcId,
+        by: TimeoutBy,
+        reason: TimeoutReason,
+    },
+    /// A gate-coordinated manager reported a timeout to the gate (first report only).
+    TimeoutReported {
+        job: JobId,
+        dc: DcId,
+        reason: TimeoutReason,
+    },
+    /// A gate declared the job timed out in every DC (at most once per job).
+    GlobalTimeout {
+        job: JobId,
+        reason: TimeoutReason,
+    },
+    /// A manager refused a gate's decision: its fence was stale, or the job had ended.
+    GlobalTimeoutRefused {
+        job: JobId,
+        dc: DcId,
+        fence: TimeoutFence,
+        stale: bool,
+    },
+    ExtensionGranted {
+        worker: NodeId,
+        grant_us: u64,
+        /// Jobs whose effective timeout grew by it.
+        jobs: u16,
+    },
+    ExtensionDenied {
+        worker: NodeId,
+        denial: Denial,
+    },
+    /// A grant lengthened this job's effective timeout (one per job the worker runs).
+    JobExtended {
+        job: JobId,
+        dc: DcId,
+        worker: NodeId,
+        grant_us: u64,
+    },
+    /// A lifecycle step the table does not allow was asked for (a bug): nothing changed.
+    InvalidTransition {
+        job: JobId,
+        workflow: WorkflowIndex,
+        from: WorkflowState,
+        to: WorkflowState,
+    },
+    /// A worker denied three times running, or exhausted past its grace: its workflows
+    /// are taken back.
+    WorkerEvicted {
+        worker: NodeId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobState {
     Completed,
     Failed,
+    TimedOut,
 }
 
 /// What a job machine asks the node to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobOutput {
-    Send { to: Addr, msg: JobMsg },
+    Send {
+        to: Addr,
+        msg: JobMsg,
+    },
     Event(JobEvent),
+    /// A worker earned an extension: stretch its suspicion timer by as much (AD-26's
+    /// membership side; the node passes it to its DC membership).
+    ExtendSuspicion {
+        node: NodeId,
+        by: Duration,
+    },
 }
 
 pub type JobOutputs = SmallVec<[JobOutput; 4]>;

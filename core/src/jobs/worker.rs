@@ -1,11 +1,19 @@
 //! A worker's side of the job plane: slots, fenced dispatch acceptance (jobs.md §1:
 //! queue bound first, then the fence, per workflow `reject token <= last`), running
 //! workflows until the shell says they finished, and results resent until acknowledged.
+//!
+//! Extensions (AD-26, jobs.md §2): a worker running a workflow that reports item progress
+//! (the shell's `Progress` input) asks the DC leader for more healthcheck time once that
+//! workflow has run `extension_after`, then every `extension_interval`, showing its
+//! completed items; the manager judges whether that is progress. Workflows that report
+//! no progress never ask. A cancel from the leader (the job timed out, or this worker
+//! was evicted) stops a workflow at once.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::id::{Addr, DcId, FenceToken, JobId};
 use crate::leadership::{FenceDomain, JobRegistry, Verdict};
 use crate::time::{secs, Instant};
+use crate::timeout::extension::ExtensionRequest;
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -23,6 +31,10 @@ pub struct WorkerConfig {
     pub forget_after: Duration,
     /// Bound on the per-job fence registers.
     pub max_jobs: usize,
+    /// A progress-reporting workflow asks for an extension once it has run this long...
+    pub extension_after: Duration,
+    /// ...and again this often while it runs.
+    pub extension_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -33,6 +45,8 @@ impl Default for WorkerConfig {
             retry: secs(2),
             forget_after: secs(600),
             max_jobs: 10_000,
+            extension_after: secs(10),
+            extension_interval: secs(10),
         }
     }
 }
@@ -41,6 +55,9 @@ impl Default for WorkerConfig {
 struct Running {
     token: FenceToken,
     manager: Addr,
+    started_at: Instant,
+    /// Items done and in all, once the workload reported any.
+    progress: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +83,8 @@ pub struct WorkerJobs {
     per_job: BTreeMap<JobId, u32>,
     registry: JobRegistry,
     next_hello: Instant,
+    /// No extension request before this.
+    next_extension: Instant,
 }
 
 pub enum WorkerInput {
@@ -78,6 +97,13 @@ pub enum WorkerInput {
         job: JobId,
         workflow: WorkflowIndex,
     },
+    /// ...or that it has done `completed` of its `total` items.
+    Progress {
+        job: JobId,
+        workflow: WorkflowIndex,
+        completed: u64,
+        total: u64,
+    },
     Tick,
 }
 
@@ -86,6 +112,7 @@ impl WorkerJobs {
         WorkerJobs {
             registry: JobRegistry::new(cfg.max_jobs),
             next_hello: now + cfg.hello_interval,
+            next_extension: Instant::ZERO,
             cfg,
             dc,
             leader: None,
@@ -125,10 +152,48 @@ impl WorkerJobs {
             .forget
             .front()
             .map(|(t, ..)| *t + self.cfg.forget_after);
-        [Some(self.next_hello), resend, forget]
+        [Some(self.next_hello), resend, forget, self.extension_due()]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// When the next extension request is due: a progress-reporting workflow has run
+    /// `extension_after`, and the last request is `extension_interval` old.
+    fn extension_due(&self) -> Option<Instant> {
+        self.leader?;
+        let eligible = self
+            .running
+            .values()
+            .filter(|r| r.progress.is_some())
+            .map(|r| r.started_at + self.cfg.extension_after)
+            .min()?;
+        Some(eligible.max(self.next_extension))
+    }
+
+    /// The request: everything the progress-reporting workflows have done.
+    fn extension_request(&self, now: Instant) -> ExtensionRequest {
+        let after = self.cfg.extension_after;
+        let (done, total) = self
+            .running
+            .values()
+            .filter(|r| now.saturating_since(r.started_at) >= after)
+            .filter_map(|r| r.progress)
+            .fold((0u64, 0u64), |(d, t), (rd, rt)| {
+                (d.saturating_add(rd), t.saturating_add(rt))
+            });
+        let ppm = if total == 0 {
+            0
+        } else {
+            (done.min(total) as u128 * 1_000_000 / total as u128) as u32
+        };
+        ExtensionRequest {
+            current_progress_ppm: ppm,
+            completed_items: Some(done),
+            total_items: Some(total),
+            active_workflows: self.running.len().min(u16::MAX as usize) as u16,
+            estimated_completion_ms: 0,
+        }
     }
 
     pub fn step(&mut self, input: WorkerInput, now: Instant) -> JobOutputs {
@@ -154,6 +219,16 @@ impl WorkerJobs {
                             next_send: now + self.cfg.retry,
                         },
                     );
+                }
+            }
+            WorkerInput::Progress {
+                job,
+                workflow,
+                completed,
+                total,
+            } => {
+                if let Some(r) = self.running.get_mut(&(job, workflow)) {
+                    r.progress = Some((completed, total.max(completed)));
                 }
             }
             WorkerInput::Tick => self.tick(now, &mut out),
@@ -207,6 +282,8 @@ impl WorkerJobs {
                             Running {
                                 token,
                                 manager: manager_addr,
+                                started_at: now,
+                                progress: None,
                             },
                         );
                         out.push(JobOutput::Event(JobEvent::WorkflowStarted {
@@ -222,6 +299,18 @@ impl WorkerJobs {
                     }
                     Err(_) => out.push(reply(false)),
                 }
+            }
+            JobMsg::CancelWorkflow { job, workflow } => {
+                // Stop it if it runs (it is answered either way: the manager waits for
+                // the confirmation, and a lost one is asked for again). Its register
+                // is forgotten like an acknowledged workflow's.
+                if self.running.remove(&(job, workflow)).is_some() {
+                    self.forget.push_back((now, job, workflow));
+                }
+                out.push(JobOutput::Send {
+                    to: from,
+                    msg: JobMsg::WorkflowCancelled { job, workflow },
+                });
             }
             JobMsg::WorkflowDoneAck { job, workflow } => {
                 let was_unacked = self.unacked.remove(&(job, workflow)).is_some();
@@ -255,6 +344,17 @@ impl WorkerJobs {
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        if let (Some(due), Some(leader)) = (self.extension_due(), self.leader) {
+            if due <= now {
+                self.next_extension = now + self.cfg.extension_interval;
+                out.push(JobOutput::Send {
+                    to: leader,
+                    msg: JobMsg::ExtensionRequest {
+                        request: self.extension_request(now),
+                    },
+                });
+            }
+        }
         if now >= self.next_hello {
             self.next_hello = now + self.cfg.hello_interval;
             if let Some(leader) = self.leader {
@@ -463,5 +563,109 @@ mod tests {
                 msg: JobMsg::WorkflowDone { .. }
             } if *to == new_leader
         )));
+    }
+
+    fn requests(out: &JobOutputs) -> Vec<ExtensionRequest> {
+        out.iter()
+            .filter_map(|o| match o {
+                JobOutput::Send {
+                    msg: JobMsg::ExtensionRequest { request },
+                    to,
+                } if *to == M => Some(*request),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// AD-26, the worker's side: a workflow that reports item progress asks the leader
+    /// for an extension 10 s after it started, then every 10 s, with its items; one that
+    /// reports nothing never asks.
+    #[test]
+    fn progress_reporting_workflows_ask_for_extensions_every_10_s() {
+        let t = Instant::ZERO;
+        let mut w = WorkerJobs::new(WorkerConfig::default(), DC, t);
+        w.step(
+            WorkerInput::Msg {
+                from: M,
+                msg: JobMsg::LeaderHello { term: 1 },
+            },
+            t,
+        );
+        w.step(dispatch(1, 0, 1, 1), t);
+        w.step(dispatch(2, 0, 1, 1), t);
+        // Without progress reports: no request, and no deadline for one.
+        assert!(requests(&w.step(WorkerInput::Tick, t + secs(10))).is_empty());
+        assert!(w.next_deadline().is_some_and(|d| d >= t + secs(30)));
+        let progress = |completed| WorkerInput::Progress {
+            job: JobId(1),
+            workflow: 0,
+            completed,
+            total: 10,
+        };
+        w.step(progress(2), t + secs(11));
+        assert_eq!(w.next_deadline(), Some(t + secs(10)), "due since 10 s in");
+        let r = requests(&w.step(WorkerInput::Tick, t + secs(11)));
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (
+                r[0].completed_items,
+                r[0].total_items,
+                r[0].current_progress_ppm
+            ),
+            (Some(2), Some(10), 200_000)
+        );
+        assert_eq!(r[0].active_workflows, 2);
+        assert!(requests(&w.step(WorkerInput::Tick, t + secs(20))).is_empty());
+        w.step(progress(3), t + secs(20));
+        let r = requests(&w.step(WorkerInput::Tick, t + secs(21)));
+        assert_eq!(r[0].completed_items, Some(3));
+    }
+
+    /// A cancel stops a running workflow at once and is always confirmed; its register
+    /// is forgotten later like an acknowledged workflow's.
+    #[test]
+    fn a_cancel_stops_the_workflow_and_is_confirmed() {
+        let t = Instant::ZERO;
+        let mut w = WorkerJobs::new(WorkerConfig::default(), DC, t);
+        w.step(dispatch(1, 0, 1, 1), t);
+        assert!(w.has_job(JobId(1)));
+        let cancel = WorkerInput::Msg {
+            from: M,
+            msg: JobMsg::CancelWorkflow {
+                job: JobId(1),
+                workflow: 0,
+            },
+        };
+        let confirmed = JobOutput::Send {
+            to: M,
+            msg: JobMsg::WorkflowCancelled {
+                job: JobId(1),
+                workflow: 0,
+            },
+        };
+        assert!(w.step(cancel, t + secs(1)).contains(&confirmed));
+        assert!(!w.has_job(JobId(1)));
+        assert_eq!(w.free_slots(), WorkerConfig::default().slots);
+        // Its late finish is ignored (nothing to report).
+        let out = w.step(
+            WorkerInput::Finished {
+                job: JobId(1),
+                workflow: 0,
+            },
+            t + secs(2),
+        );
+        assert!(out.is_empty());
+        // A repeated cancel is confirmed again.
+        let again = WorkerInput::Msg {
+            from: M,
+            msg: JobMsg::CancelWorkflow {
+                job: JobId(1),
+                workflow: 0,
+            },
+        };
+        assert!(w.step(again, t + secs(3)).contains(&confirmed));
+        // forget_after (600 s) later every register is gone.
+        w.step(WorkerInput::Tick, t + secs(602));
+        assert_eq!(w.table_len(), 0);
     }
 }

@@ -98,6 +98,13 @@ pub enum Input<'a> {
     SetLocalHealth {
         score: u8,
     },
+    /// AD-26: the node's job plane granted `node` a healthcheck extension: a suspicion
+    /// of it runs `by` longer (`deadline = start + timeout(C) + sum(grants)`,
+    /// membership.md §6.3). Nothing happens if it is not suspected.
+    ExtensionGranted {
+        node: NodeId,
+        by: Duration,
+    },
 }
 
 /// Counters of what was dropped or done; read by the shells' reports and metrics.
@@ -363,6 +370,13 @@ impl Membership {
             Input::SetLocalHealth { score } => {
                 if self.lhm.set_score(score) {
                     self.lhm_event(now, out);
+                }
+            }
+            Input::ExtensionGranted { node, by } => {
+                if let Some(s) = self.suspicions.get_mut(&node) {
+                    s.granted += by;
+                    let deadline = s.deadline();
+                    self.at(deadline.max(now), Timer::Suspicion { node });
                 }
             }
         }

@@ -1368,3 +1368,65 @@ mod adaptive {
         );
     }
 }
+
+/// AD-26's membership side (membership.md §6.3, `deadline = start + timeout(C) +
+/// sum(grants)`): a healthcheck extension granted to a suspected worker pushes its
+/// suspicion's deadline (and so its death) back by the grant.
+#[test]
+fn an_extension_grant_stretches_a_suspicion_by_as_much() {
+    let dead_at = |grant: Option<Duration>| {
+        let mut m = machine(Role::Worker);
+        confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+        let suspect = Body::Notice {
+            gossip: vec![claim(ClaimKind::Suspect, 5, 0, Role::Worker, 6)],
+        };
+        deliver(
+            &mut m,
+            env_from(6, Role::Worker, 0, suspect),
+            Instant::ZERO + secs(10),
+        );
+        if let Some(by) = grant {
+            let before = m.suspicions[&NodeId(5)].deadline();
+            m.step(
+                Input::ExtensionGranted {
+                    node: NodeId(5),
+                    by,
+                },
+                Instant::ZERO + secs(12),
+            );
+            assert_eq!(m.suspicions[&NodeId(5)].deadline(), before + by);
+        }
+        while let Some(d) = m.next_deadline() {
+            if d > Instant::ZERO + secs(100) {
+                break;
+            }
+            for o in m.step(Input::Tick, d) {
+                if let Output::Event(Event::SuspicionExpired { earliest, .. }) = o {
+                    return (earliest, d);
+                }
+            }
+        }
+        panic!("the suspicion never expired");
+    };
+    // The deadline moves by exactly the grant (asserted inside), and so the verdict (the
+    // 30 s worker maximum from 10 s, then the last-chance probe) by at least as much.
+    let (_, verdict) = dead_at(None);
+    let (_, verdict_ext) = dead_at(Some(secs(15)));
+    assert!(verdict >= Instant::ZERO + secs(40), "{verdict:?}");
+    assert!(
+        verdict_ext >= verdict + secs(15),
+        "{verdict_ext:?} vs {verdict:?}"
+    );
+    // A grant for a member nobody suspects changes nothing.
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let before = m.next_deadline();
+    m.step(
+        Input::ExtensionGranted {
+            node: NodeId(5),
+            by: secs(15),
+        },
+        Instant::ZERO,
+    );
+    assert_eq!(m.next_deadline(), before);
+}

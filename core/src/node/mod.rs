@@ -74,11 +74,21 @@ pub enum Input<'a> {
         job: JobId,
         dcs: Vec<DcId>,
         workflows: u32,
+        /// The job's timeout (none: only stuck detection).
+        timeout: Option<core::time::Duration>,
     },
     /// The workload says a workflow this worker runs has finished.
     WorkflowFinished {
         job: JobId,
         workflow: WorkflowIndex,
+    },
+    /// The workload says a workflow this worker runs has completed `completed` of its
+    /// `total` items (the progress a worker shows to earn an extension).
+    WorkflowProgress {
+        job: JobId,
+        workflow: WorkflowIndex,
+        completed: u64,
+        total: u64,
     },
 }
 
@@ -268,13 +278,14 @@ impl Node {
                 }
                 if self.jobs.next_deadline().is_some_and(|d| d <= now) {
                     let o = self.jobs.tick(now);
-                    self.job_outputs(o, &mut out);
+                    self.job_outputs(o, now, &mut out);
                 }
             }
             Input::SubmitJob {
                 job,
                 dcs,
                 workflows,
+                timeout,
             } => {
                 if let JobPlane::Gate(g) = self.jobs.as_mut() {
                     let o = g.step(
@@ -282,16 +293,36 @@ impl Node {
                             job,
                             dcs,
                             workflows,
+                            timeout,
                         },
                         now,
                     );
-                    self.job_outputs(o, &mut out);
+                    self.job_outputs(o, now, &mut out);
+                }
+            }
+            Input::WorkflowProgress {
+                job,
+                workflow,
+                completed,
+                total,
+            } => {
+                if let JobPlane::Worker(w) = self.jobs.as_mut() {
+                    let o = w.step(
+                        WorkerInput::Progress {
+                            job,
+                            workflow,
+                            completed,
+                            total,
+                        },
+                        now,
+                    );
+                    self.job_outputs(o, now, &mut out);
                 }
             }
             Input::WorkflowFinished { job, workflow } => {
                 if let JobPlane::Worker(w) = self.jobs.as_mut() {
                     let o = w.step(WorkerInput::Finished { job, workflow }, now);
-                    self.job_outputs(o, &mut out);
+                    self.job_outputs(o, now, &mut out);
                 }
             }
             Input::Leave => {
@@ -393,13 +424,13 @@ impl Node {
         for input in manager_in {
             if let JobPlane::Manager(m) = self.jobs.as_mut() {
                 let o = m.step(input, now);
-                self.job_outputs(o, out);
+                self.job_outputs(o, now, out);
             }
         }
         for input in gate_in {
             if let JobPlane::Gate(g) = self.jobs.as_mut() {
                 let o = g.step(input, now);
-                self.job_outputs(o, out);
+                self.job_outputs(o, now, out);
             }
         }
     }
@@ -432,7 +463,7 @@ impl Node {
     }
 
     /// Job messages become frames; job events, node events.
-    fn job_outputs(&self, o: JobOutputs, out: &mut Outputs) {
+    fn job_outputs(&mut self, o: JobOutputs, now: Instant, out: &mut Outputs) {
         for jo in o {
             match jo {
                 JobOutput::Send { to, msg } => {
@@ -451,6 +482,13 @@ impl Node {
                     }
                 }
                 JobOutput::Event(e) => out.push(Output::Event(Event::Job(e))),
+                // AD-26: the grant also stretches the worker's suspicion in the DC's
+                // membership (our own cluster: first).
+                JobOutput::ExtendSuspicion { node, by } => {
+                    if let Some(m) = self.memberships.first_mut() {
+                        m.step_into(membership::Input::ExtensionGranted { node, by }, now, out);
+                    }
+                }
             }
         }
     }
@@ -557,7 +595,7 @@ impl Node {
                 ..
             }) => {
                 let o = self.jobs.msg(sender_addr, msg, now);
-                self.job_outputs(o, out);
+                self.job_outputs(o, now, out);
             }
             Ok(env) => match self
                 .memberships

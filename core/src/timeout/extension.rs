@@ -49,10 +49,11 @@ impl Default for ExtensionConfig {
 }
 
 /// What a worker shows to earn an extension (jobs.md §2, "what a worker must show").
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExtensionRequest {
-    /// 0..1, used when completed items are not comparable.
-    pub current_progress: f32,
+    /// Progress 0..1 in millionths, used when completed items are not comparable (an
+    /// integer, so comparisons are exact and messages hashable).
+    pub current_progress_ppm: u32,
     /// Absolute progress, preferred over the float.
     pub completed_items: Option<u64>,
     pub total_items: Option<u64>,
@@ -73,7 +74,7 @@ pub enum Denial {
     RateLimited,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExtensionResponse {
     pub granted: bool,
     /// The grant, in microseconds (0 if denied).
@@ -92,7 +93,7 @@ pub struct ExtensionResponse {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExtensionTracker {
     pub extension_count: u32,
-    pub last_progress: f32,
+    pub last_progress_ppm: u32,
     pub last_completed_items: Option<u64>,
     pub total_extended: Duration,
     pub last_extension_at: Option<Instant>,
@@ -122,7 +123,7 @@ impl ExtensionTracker {
         if self.extension_count > 0 {
             let progressed = match (req.completed_items, self.last_completed_items) {
                 (Some(now_items), Some(before)) => now_items > before,
-                _ => req.current_progress > self.last_progress,
+                _ => req.current_progress_ppm > self.last_progress_ppm,
             };
             if !progressed {
                 return Err(Denial::NoProgress);
@@ -130,7 +131,7 @@ impl ExtensionTracker {
         }
         let grant = Self::grant_for(cfg, self.extension_count);
         self.extension_count += 1;
-        self.last_progress = req.current_progress;
+        self.last_progress_ppm = req.current_progress_ppm;
         if req.completed_items.is_some() {
             self.last_completed_items = req.completed_items;
         }
@@ -267,7 +268,7 @@ mod tests {
 
     fn req(items: u64) -> ExtensionRequest {
         ExtensionRequest {
-            current_progress: 0.0,
+            current_progress_ppm: 0,
             completed_items: Some(items),
             total_items: Some(100),
             active_workflows: 1,
@@ -336,16 +337,19 @@ mod tests {
         let h = w.handle(&cfg, &req(6), t + secs(40));
         assert_eq!(h.grant, Some(millis(7_500)));
         assert_eq!(w.consecutive_denials, 0);
-        // Without item counts the float decides, strictly.
+        // Without item counts the fraction decides, strictly.
         let mut f = WorkerExtensions::default();
         let float = |p| ExtensionRequest {
-            current_progress: p,
+            current_progress_ppm: p,
             completed_items: None,
             ..req(0)
         };
-        assert!(f.handle(&cfg, &float(0.5), t).grant.is_some());
-        assert!(f.handle(&cfg, &float(0.5), t + secs(5)).grant.is_none());
-        assert!(f.handle(&cfg, &float(0.6), t + secs(10)).grant.is_some());
+        assert!(f.handle(&cfg, &float(500_000), t).grant.is_some());
+        assert!(f.handle(&cfg, &float(500_000), t + secs(5)).grant.is_none());
+        assert!(f
+            .handle(&cfg, &float(600_000), t + secs(10))
+            .grant
+            .is_some());
     }
 
     #[test]

@@ -155,6 +155,15 @@ impl JobTimeout {
         }
     }
 
+    /// Whether the timeout action already ran for the job (by the local authority, the
+    /// gate's decision or the fallback): a new leader must not run it again.
+    pub fn acted(&self) -> bool {
+        match self.strategy {
+            Strategy::LocalAuthority => self.locally_timed_out,
+            Strategy::GateCoordinated => self.globally_timed_out || self.fallback_fired,
+        }
+    }
+
     /// `timeout + total extensions` (None: no timeout).
     pub fn effective_timeout(&self) -> Option<Duration> {
         self.timeout.map(|t| t + self.total_extensions)
