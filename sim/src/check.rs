@@ -13,6 +13,8 @@ use meridian_core::leadership::ElectionEvent;
 use meridian_core::membership::confirmation::strategy;
 use meridian_core::membership::lifeguard::LHM_MAX_SCORE;
 use meridian_core::membership::Status;
+use meridian_core::timeout::job::TimeoutBy;
+use meridian_core::timeout::workflow::WorkflowState;
 use meridian_core::wire::MAX_DATAGRAM;
 use meridian_core::{FenceToken, Instant, JobId, Role};
 
@@ -105,6 +107,9 @@ pub struct Checker {
     /// Highest dispatch token that started each workflow at each worker, per (job,
     /// worker, workflow) (jobs.md §7.1). Dropped when the job ends.
     started_token: std::collections::BTreeMap<(u64, usize, u32), FenceToken>,
+    /// jobs.md §7.8: the last state each manager moved each workflow to, per (manager,
+    /// job, workflow). Dropped when the manager forgets the job or restarts.
+    wf_state: std::collections::BTreeMap<(usize, u64, u32), WorkflowState>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -112,7 +117,46 @@ pub struct JobTrack {
     pub attempted_at: u64,
     pub dcs: Option<u16>,
     pub ended: Option<(u64, JobState)>,
+    /// Global timeout declarations (jobs.md §7.3: at most one), first at µs.
+    pub global_timeouts: u32,
+    pub global_at: Option<u64>,
+    /// Timeout actions: (DC, by whom, at µs). At most one per DC (§7.3).
+    pub timed_out: Vec<(u16, TimeoutBy, u64)>,
+    /// First timeout report per DC: (DC, at µs).
+    pub reported: Vec<(u16, u64)>,
+    /// Extensions that lengthened the job's timeout, and by how much in all (µs).
+    pub extensions: u64,
+    pub extended_us: u64,
 }
+
+/// jobs.md §3's table, written out again here so the checker does not trust the code
+/// it checks.
+fn legal_edge(from: WorkflowState, to: WorkflowState) -> bool {
+    use WorkflowState as S;
+    matches!(
+        (from, to),
+        (S::Pending, S::Dispatched | S::Cancelling | S::Failed)
+            | (S::Dispatched, S::Running | S::Cancelling | S::Failed)
+            | (
+                S::Running,
+                S::Completed | S::Failed | S::Cancelling | S::Aggregated
+            )
+            | (S::Failed, S::FailedCancelingDependents | S::Cancelled)
+            | (S::FailedCancelingDependents, S::FailedReadyForRetry)
+            | (S::FailedReadyForRetry, S::Pending)
+            | (S::Cancelling, S::Cancelled)
+    )
+}
+
+fn terminal(s: WorkflowState) -> bool {
+    matches!(
+        s,
+        WorkflowState::Completed | WorkflowState::Cancelled | WorkflowState::Aggregated
+    )
+}
+
+/// jobs.md §7.5: a gate-coordinated manager's fallback waits this long after its report.
+const GATE_FALLBACK_US: u64 = 300_000_000;
 
 impl Checker {
     pub fn new(role: Vec<Role>, dc: Vec<usize>, names: Vec<String>) -> Checker {
@@ -148,6 +192,7 @@ impl Checker {
             gate_dead_seen: Default::default(),
             gate_ring_changed: Default::default(),
             started_token: Default::default(),
+            wf_state: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
             checked: 0,
@@ -256,6 +301,7 @@ impl Checker {
     /// A node (re)starts with a fresh, empty view and incarnation `inc`.
     pub fn on_start(&mut self, i: usize, inc: u32) {
         self.worker_register.retain(|(node, _), _| *node != i);
+        self.wf_state.retain(|(node, _, _), _| *node != i);
         self.column(i, false);
         self.row(i, false);
         self.up[i] = true;
@@ -498,11 +544,150 @@ impl Checker {
                     }
                 } else if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.ended = Some((now, *state));
+                    if *state == JobState::Completed && !t.timed_out.is_empty() {
+                        self.violation(
+                            now,
+                            "terminal-not-timed-out",
+                            format!("job {} completed after a DC timed it out", job.0),
+                        );
+                    }
                 }
                 self.started_token.retain(|(j, _, _), _| *j != job.0);
                 self.claims.retain(|(j, _, _), _| *j != job.0);
                 self.worker_register.retain(|(_, j), _| *j != job.0);
                 self.job_gate.remove(&job.0);
+            }
+            Event::Job(JobEvent::WorkflowTransition {
+                job,
+                workflow,
+                from,
+                to,
+                ..
+            }) => {
+                // jobs.md §7.8: every change is an edge of the table, and a terminal
+                // state is never left.
+                if !legal_edge(*from, *to) {
+                    self.violation(
+                        now,
+                        "workflow-transition",
+                        format!(
+                            "{}: job {} workflow {workflow}: {from:?} -> {to:?} is not in the table",
+                            self.names[o], job.0
+                        ),
+                    );
+                }
+                let key = (o, job.0, *workflow);
+                if let Some(prev) = self.wf_state.insert(key, *to) {
+                    if terminal(prev) {
+                        self.violation(
+                            now,
+                            "workflow-transition",
+                            format!(
+                                "{}: job {} workflow {workflow} left terminal {prev:?} for {to:?}",
+                                self.names[o], job.0
+                            ),
+                        );
+                    }
+                }
+            }
+            Event::Job(JobEvent::InvalidTransition {
+                job,
+                workflow,
+                from,
+                to,
+            }) => {
+                self.violation(
+                    now,
+                    "workflow-transition",
+                    format!(
+                        "{}: job {} workflow {workflow}: asked for {from:?} -> {to:?}",
+                        self.names[o], job.0
+                    ),
+                );
+            }
+            Event::Job(JobEvent::Forgotten { job }) => {
+                self.wf_state
+                    .retain(|(node, j, _), _| !(*node == o && *j == job.0));
+            }
+            Event::Job(JobEvent::GlobalTimeout { job, .. }) => {
+                let Some(t) = self.jobs.get_mut(job.0 as usize) else {
+                    return;
+                };
+                t.global_timeouts += 1;
+                t.global_at.get_or_insert(now);
+                let (n, ended) = (t.global_timeouts, t.ended);
+                if n > 1 {
+                    self.violation(
+                        now,
+                        "timeout-once",
+                        format!("job {} declared globally timed out {n} times", job.0),
+                    );
+                }
+                if let Some((_, JobState::Completed)) = ended {
+                    self.violation(
+                        now,
+                        "terminal-not-timed-out",
+                        format!("job {} declared timed out after it completed", job.0),
+                    );
+                }
+            }
+            Event::Job(JobEvent::TimeoutReported { job, dc, .. }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    if !t.reported.iter().any(|(d, _)| *d == dc.0) {
+                        t.reported.push((dc.0, now));
+                    }
+                }
+            }
+            Event::Job(JobEvent::JobExtended { job, grant_us, .. }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    t.extensions += 1;
+                    t.extended_us += grant_us;
+                }
+            }
+            Event::Job(JobEvent::TimedOut { job, dc, by, .. }) => {
+                let Some(t) = self.jobs.get_mut(job.0 as usize) else {
+                    return;
+                };
+                let twice = t.timed_out.iter().any(|(d, ..)| *d == dc.0);
+                t.timed_out.push((dc.0, *by, now));
+                let (dcs, ended, global_at) = (t.dcs, t.ended, t.global_at);
+                let reported = t.reported.iter().find(|(d, _)| *d == dc.0).map(|r| r.1);
+                let name = &self.names[o];
+                let mut bad: Vec<(&str, String)> = Vec::new();
+                if twice {
+                    bad.push((
+                        "timeout-once",
+                        format!("job {} timed out twice in DC {} ({name})", job.0, dc.0),
+                    ));
+                }
+                if let Some((_, JobState::Completed)) = ended {
+                    bad.push((
+                        "terminal-not-timed-out",
+                        format!("{name} timed out job {} after it completed", job.0),
+                    ));
+                }
+                // jobs.md §7.5: who may act, and when.
+                let ok = match by {
+                    TimeoutBy::Local => dcs == Some(1),
+                    TimeoutBy::Global => global_at.is_some(),
+                    TimeoutBy::Fallback => {
+                        dcs.is_some_and(|d| d > 1)
+                            && reported.is_some_and(|r| now >= r + GATE_FALLBACK_US)
+                    }
+                };
+                if !ok {
+                    bad.push((
+                        "timeout-authority",
+                        format!(
+                            "{name} timed out job {} ({by:?}) with {dcs:?} DCs, decision at \
+                             {global_at:?}, report at {reported:?}",
+                            job.0
+                        ),
+                    ));
+                }
+                for (inv, detail) in bad {
+                    self.violation(now, inv, detail);
+                }
             }
             Event::Job(JobEvent::WorkflowStarted {
                 job,

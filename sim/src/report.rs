@@ -148,8 +148,12 @@ pub struct JobsReport {
     /// Jobs a gate accepted.
     pub submitted: u64,
     pub completed: u64,
-    /// Always 0 until the job timeouts of issue 5.
+    /// Jobs whose final status is timed out (by any DC, or by the gate's decision).
     pub timed_out: u64,
+    /// Gate declarations of a global timeout (jobs.md §5), all jobs.
+    pub global_timeouts: u64,
+    /// Extensions (AD-26) that lengthened some job's timeout, all jobs.
+    pub extensions: u64,
     pub failed: u64,
     /// Submitted, in no terminal state, and tracked by no live node at the end.
     pub lost: u64,
@@ -169,9 +173,20 @@ pub struct JobEntry {
     pub id: u64,
     pub submitted_ms: u64,
     pub ended_ms: Option<u64>,
-    /// completed | failed | in_flight | lost | refused
+    /// completed | failed | timed_out | in_flight | lost | refused
     pub state: String,
     pub dcs: u16,
+    /// Who timed the job out: `local` (a single-DC job's leader manager), `global` (its
+    /// gate's decision) or `fallback` (a manager whose gate did not answer for 300 s).
+    pub timed_out_by: Option<String>,
+    /// Extensions granted to workers running this job, and their sum.
+    pub extensions: u64,
+    pub extended_ms: u64,
+    /// DCs that ran the timeout action for this job.
+    pub dcs_timed_out: u16,
+    /// Workers still running (or reporting) one of its workflows when the run ended:
+    /// 0 once a timed-out job has been stopped everywhere.
+    pub running_at_end: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -284,9 +299,25 @@ impl Report {
         if let Some(j) = &self.jobs {
             let _ = writeln!(
                 s,
-                "  jobs: {} submitted, {} completed, {} failed, {} lost, {} in flight, {} refused; {} DC-leader and {} gate takeovers",
-                j.submitted, j.completed, j.failed, j.lost, j.in_flight, j.refused, j.takeovers, j.gate_takeovers
+                "  jobs: {} submitted, {} completed, {} timed out, {} failed, {} lost, {} in flight, {} refused; {} DC-leader and {} gate takeovers",
+                j.submitted, j.completed, j.timed_out, j.failed, j.lost, j.in_flight, j.refused, j.takeovers, j.gate_takeovers
             );
+            if j.timed_out > 0 || j.extensions > 0 {
+                let by = |k: &str| {
+                    j.per_job
+                        .iter()
+                        .filter(|e| e.timed_out_by.as_deref() == Some(k))
+                        .count()
+                };
+                let _ = writeln!(
+                    s,
+                    "  timeouts: {} local, {} global, {} fallback; {} extensions granted",
+                    by("local"),
+                    by("global"),
+                    by("fallback"),
+                    j.extensions
+                );
+            }
         }
         if let Some(c) = &self.coords {
             let _ = writeln!(

@@ -72,15 +72,26 @@ pub struct JobSpec {
     pub workflows: u32,
     #[serde(deserialize_with = "de_duration_range")]
     pub workflow_duration: (Duration, Duration),
-    /// The job's timeout; carried for the timeout machines of issue 5 (not acted on yet).
+    /// The job's timeout (AD-34): past it (plus extensions granted) the job is timed
+    /// out. Without one only stuck detection (no progress for 120 s) ends a job.
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub timeout: Option<Duration>,
+    /// The DCs to run in, by name (instead of `datacenters` consecutive ones from a
+    /// rotating start).
+    #[serde(default)]
+    pub dcs: Option<Vec<String>>,
+    /// Each workflow reports one more completed item this often (of `duration / every`
+    /// items): the progress a worker shows to earn healthcheck extensions (AD-26).
+    /// Without it workflows report nothing and never ask for extensions.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub progress_every: Option<Duration>,
     #[serde(default = "one_u32")]
     pub count: u32,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub every: Option<Duration>,
-    /// From `after` on, the workflows running in DC `dc` make no progress (they never
-    /// finish): what the timeouts of issue 5 must catch.
+    /// From `after` on, the workflows running in DC `dc` make no progress: they report
+    /// no more items and never finish (those started earlier included): what the
+    /// timeouts must catch.
     #[serde(default)]
     pub stall: Option<Stall>,
 }
@@ -504,6 +515,23 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                 key("every"),
                 "a series (count > 1) needs a positive `every`",
             ));
+        }
+        if let Some(names) = &j.dcs {
+            if names.is_empty() {
+                return Err(err(path, key("dcs"), "must name at least one DC"));
+            }
+            for n in names {
+                if !s.dcs.iter().any(|d| d.name == *n && d.managers > 0) {
+                    return Err(err(
+                        path,
+                        key("dcs"),
+                        format!("{n:?} is not a DC with managers"),
+                    ));
+                }
+            }
+        }
+        if j.progress_every.is_some_and(|e| e.is_zero()) {
+            return Err(err(path, key("progress_every"), "must be positive"));
         }
         if let Some(st) = &j.stall {
             if !s.dcs.iter().any(|d| d.name == st.dc) {

@@ -19,6 +19,7 @@ use meridian_core::leadership::{ElectionConfig, ElectionEvent};
 use meridian_core::membership::Config;
 use meridian_core::node::{Input, Node, NodeConfig};
 use meridian_core::rng::{derive_seed, DetRng};
+use meridian_core::timeout::job::TimeoutBy;
 use meridian_core::{Addr, DcId, Incarnation, Instant, JobId, NodeId, Role};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -70,6 +71,15 @@ enum Ev {
         boot: u64,
         job: JobId,
         workflow: u32,
+    },
+    /// The workload model: a workflow has done `done` of its `total` items.
+    WorkflowProgress {
+        node: u32,
+        boot: u64,
+        job: JobId,
+        workflow: u32,
+        done: u64,
+        total: u64,
     },
 }
 
@@ -348,10 +358,18 @@ impl<'a> World<'a> {
                     workflow,
                 } => {
                     let i = node as usize;
-                    if self.nodes[i].up && self.nodes[i].boot == boot {
+                    if self.nodes[i].up && self.nodes[i].boot == boot && !self.stalled(i, job) {
                         self.feed(i, Input::WorkflowFinished { job, workflow });
                     }
                 }
+                Ev::WorkflowProgress {
+                    node,
+                    boot,
+                    job,
+                    workflow,
+                    done,
+                    total,
+                } => self.workflow_progress(node, boot, job, workflow, done, total),
             }
             self.checker.settle(self.now);
         }
@@ -474,6 +492,10 @@ impl<'a> World<'a> {
                     r.failed += 1;
                     "failed"
                 }
+                (Some(_), Some((_, JobState::TimedOut))) => {
+                    r.timed_out += 1;
+                    "timed_out"
+                }
                 (Some(_), None) => {
                     let tracked = self
                         .nodes
@@ -491,12 +513,35 @@ impl<'a> World<'a> {
             if t.dcs.is_some() {
                 r.submitted += 1;
             }
+            // Who timed it out: the gate's decision if there was one, else the first
+            // manager that acted (a single-DC job's leader, or a fallback).
+            let timed_out_by = if t.global_timeouts > 0 {
+                Some("global")
+            } else {
+                t.timed_out.iter().min_by_key(|x| x.2).map(|x| match x.1 {
+                    TimeoutBy::Local => "local",
+                    TimeoutBy::Global => "global",
+                    TimeoutBy::Fallback => "fallback",
+                })
+            };
+            r.global_timeouts += t.global_timeouts as u64;
+            r.extensions += t.extensions;
             r.per_job.push(JobEntry {
                 id: id as u64,
                 submitted_ms: t.attempted_at / 1000,
                 ended_ms: t.ended.map(|(at, _)| at / 1000),
                 state: state.to_string(),
                 dcs: t.dcs.unwrap_or(0),
+                timed_out_by: timed_out_by.map(str::to_string),
+                extensions: t.extensions,
+                extended_ms: t.extended_us / 1000,
+                dcs_timed_out: t.timed_out.len() as u16,
+                running_at_end: self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.up && n.spec.role == Role::Worker)
+                    .filter(|n| n.machine.as_ref().is_some_and(|m| m.tracks_job(job)))
+                    .count() as u16,
             });
         }
         Some(r)
@@ -836,9 +881,17 @@ impl<'a> World<'a> {
             .filter(|d| self.scenario.dcs[*d].managers > 0)
             .collect();
         let start = job.0 as usize % with_managers.len();
-        let dcs: Vec<DcId> = (0..j.datacenters)
-            .map(|k| DcId(with_managers[(start + k) % with_managers.len()] as u16))
-            .collect();
+        let dcs: Vec<DcId> = match &j.dcs {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| self.scenario.dcs.iter().position(|d| d.name == *n))
+                .map(|d| DcId(d as u16))
+                .collect(),
+            None => (0..j.datacenters)
+                .map(|k| DcId(with_managers[(start + k) % with_managers.len()] as u16))
+                .collect(),
+        };
+        let timeout = j.timeout;
         let workflows = j.workflows;
         let Some(gate) = self.nodes.iter().position(|n| n.spec.name == j.gate) else {
             return;
@@ -853,8 +906,66 @@ impl<'a> World<'a> {
                 job,
                 dcs,
                 workflows,
+                timeout,
             },
         );
+    }
+
+    /// Whether `job`'s workflows on node `i` make no progress now (its `stall`).
+    fn stalled(&self, i: usize, job: JobId) -> bool {
+        let Some(spec) = self
+            .job_spec
+            .get(job.0 as usize)
+            .map(|s| &self.scenario.jobs[*s])
+        else {
+            return false;
+        };
+        spec.stall.as_ref().is_some_and(|st| {
+            self.scenario.dcs[self.nodes[i].spec.dc].name == st.dc
+                && self.now >= st.after.as_micros() as u64
+        })
+    }
+
+    /// One more item done (unless stalled), and the next one scheduled.
+    fn workflow_progress(
+        &mut self,
+        node: u32,
+        boot: u64,
+        job: JobId,
+        workflow: u32,
+        done: u64,
+        total: u64,
+    ) {
+        let i = node as usize;
+        if !self.nodes[i].up || self.nodes[i].boot != boot || self.stalled(i, job) {
+            return;
+        }
+        self.feed(
+            i,
+            Input::WorkflowProgress {
+                job,
+                workflow,
+                completed: done,
+                total,
+            },
+        );
+        let every = self
+            .job_spec
+            .get(job.0 as usize)
+            .and_then(|s| self.scenario.jobs[*s].progress_every);
+        if let (Some(every), true) = (every, done + 1 < total) {
+            self.push(
+                self.now + every.as_micros() as u64,
+                Ev::WorkflowProgress {
+                    node,
+                    boot,
+                    job,
+                    workflow,
+                    done: done + 1,
+                    total,
+                },
+            );
+        }
     }
 
     /// The workload model: a started workflow finishes after `U[workflow_duration]`,
@@ -876,6 +987,21 @@ impl<'a> World<'a> {
         let (lo, hi) = spec.workflow_duration;
         let d = self.node_rng[i].range_u64(lo.as_micros() as u64, hi.as_micros() as u64 + 1);
         let boot = self.nodes[i].boot;
+        if let Some(every) = spec.progress_every {
+            let every = every.as_micros() as u64;
+            let total = (d / every).max(1);
+            self.push(
+                self.now + every,
+                Ev::WorkflowProgress {
+                    node: i as u32,
+                    boot,
+                    job,
+                    workflow,
+                    done: 1,
+                    total,
+                },
+            );
+        }
         self.push(
             self.now + d,
             Ev::WorkflowDone {

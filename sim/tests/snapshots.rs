@@ -45,3 +45,28 @@ fn leader_failover_mid_job_report() {
 fn gate_failover_report() {
     snapshot("gate-failover");
 }
+
+#[test]
+fn single_dc_timeouts_report() {
+    snapshot("single-dc-timeouts");
+}
+
+#[test]
+fn multi_dc_global_timeout_report() {
+    snapshot("multi-dc-global-timeout");
+}
+
+#[test]
+fn gate_unreachable_fallback_report() {
+    snapshot("gate-unreachable-fallback");
+}
+
+#[test]
+fn extensions_report() {
+    snapshot("extensions");
+}
+
+#[test]
+fn timeout_leader_failover_report() {
+    snapshot("timeout-leader-failover");
+}
