@@ -110,6 +110,8 @@ pub struct Checker {
     /// jobs.md §7.8: the last state each manager moved each workflow to, per (manager,
     /// job, workflow). Dropped when the manager forgets the job or restarts.
     wf_state: std::collections::BTreeMap<(usize, u64, u32), WorkflowState>,
+    /// jobs.md §7.6: each (manager, worker)'s last grant in its cycle: (nth, µs).
+    last_grant: std::collections::BTreeMap<(usize, u32), (u32, u64)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -157,6 +159,9 @@ fn terminal(s: WorkflowState) -> bool {
 
 /// jobs.md §7.5: a gate-coordinated manager's fallback waits this long after its report.
 const GATE_FALLBACK_US: u64 = 300_000_000;
+/// jobs.md §2: `min_grant` and `max_extensions`.
+const MIN_GRANT_US: u64 = 1_000_000;
+const MAX_EXTENSIONS: u32 = 5;
 
 impl Checker {
     pub fn new(role: Vec<Role>, dc: Vec<usize>, names: Vec<String>) -> Checker {
@@ -193,6 +198,7 @@ impl Checker {
             gate_ring_changed: Default::default(),
             started_token: Default::default(),
             wf_state: Default::default(),
+            last_grant: Default::default(),
             false_positives: 0,
             false_positive_details: Vec::new(),
             checked: 0,
@@ -302,6 +308,7 @@ impl Checker {
     pub fn on_start(&mut self, i: usize, inc: u32) {
         self.worker_register.retain(|(node, _), _| *node != i);
         self.wf_state.retain(|(node, _, _), _| *node != i);
+        self.last_grant.retain(|(node, _), _| *node != i);
         self.column(i, false);
         self.row(i, false);
         self.up[i] = true;
@@ -636,6 +643,28 @@ impl Checker {
                     if !t.reported.iter().any(|(d, _)| *d == dc.0) {
                         t.reported.push((dc.0, now));
                     }
+                }
+            }
+            Event::Job(JobEvent::ExtensionGranted {
+                worker,
+                grant_us,
+                nth,
+                ..
+            }) => {
+                // jobs.md §7.6: within a cycle grants never grow, each is at least the
+                // 1 s floor, and there are at most 5.
+                let prev = self.last_grant.insert((o, worker.0), (*nth, *grant_us));
+                let grew = *nth > 1 && prev.is_some_and(|(n, g)| n + 1 == *nth && *grant_us > g);
+                if grew || *grant_us < MIN_GRANT_US || *nth == 0 || *nth > MAX_EXTENSIONS {
+                    self.violation(
+                        now,
+                        "extension-grants",
+                        format!(
+                            "{} granted {} grant #{nth} of {grant_us} us after {prev:?}",
+                            self.names[o],
+                            self.name(worker.0)
+                        ),
+                    );
                 }
             }
             Event::Job(JobEvent::JobExtended { job, grant_us, .. }) => {

@@ -187,6 +187,9 @@ pub struct JobEntry {
     /// Workers still running (or reporting) one of its workflows when the run ended:
     /// 0 once a timed-out job has been stopped everywhere.
     pub running_at_end: u16,
+    /// For a job that ended: gates and managers still holding any state of it at the end
+    /// (jobs.md §7.10: tracking always ends; replicas go within their 95 s TTL).
+    pub tracked_at_end: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -536,15 +536,25 @@ impl<'a> World<'a> {
                 extensions: t.extensions,
                 extended_ms: t.extended_us / 1000,
                 dcs_timed_out: t.timed_out.len() as u16,
-                running_at_end: self
-                    .nodes
-                    .iter()
-                    .filter(|n| n.up && n.spec.role == Role::Worker)
-                    .filter(|n| n.machine.as_ref().is_some_and(|m| m.tracks_job(job)))
-                    .count() as u16,
+                running_at_end: self.holders_at_end(job, true),
+                tracked_at_end: if t.ended.is_some() {
+                    self.holders_at_end(job, false)
+                } else {
+                    0
+                },
             });
         }
         Some(r)
+    }
+
+    /// Live nodes that still hold `job` at the end: workers (running or reporting one
+    /// of its workflows), or gates and managers (tracking it or keeping a replica).
+    fn holders_at_end(&self, job: JobId, workers: bool) -> u16 {
+        self.nodes
+            .iter()
+            .filter(|n| n.up && (n.spec.role == Role::Worker) == workers)
+            .filter(|n| n.machine.as_ref().is_some_and(|m| m.tracks_job(job)))
+            .count() as u16
     }
 
     /// leadership.md §4.5: after a heal, a leader's crash or its restart at H, every

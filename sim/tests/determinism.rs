@@ -104,3 +104,29 @@ fn faults_of_every_kind_replay_identically() {
     assert!(a.messages.decode_errors > 0, "corruption reached the nodes");
     assert!(a.ok(), "{:?}", a.invariants.violations);
 }
+
+/// The job-timeout machinery (extensions, cancels, fallbacks, failover resumes) replays
+/// byte for byte, and a sweep's results do not depend on its thread count.
+#[test]
+fn job_timeouts_replay_identically_whatever_the_thread_count() {
+    for name in [
+        "extensions.toml",
+        "timeout-leader-failover.toml",
+        "gate-unreachable-fallback.toml",
+    ] {
+        let s = common::load(name, &[]);
+        let a = meridian_sim::run(&s, 11);
+        let b = meridian_sim::run(&s, 11);
+        assert_eq!(a.trace_hash, b.trace_hash, "{name}");
+        assert_eq!(a.events, b.events, "{name}");
+        let one: Vec<String> = meridian_sim::sweep(&s, 1..5, 1)
+            .into_iter()
+            .map(|r| r.trace_hash)
+            .collect();
+        let two: Vec<String> = meridian_sim::sweep(&s, 1..5, 2)
+            .into_iter()
+            .map(|r| r.trace_hash)
+            .collect();
+        assert_eq!(one, two, "{name}");
+    }
+}

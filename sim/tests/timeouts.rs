@@ -33,6 +33,18 @@ fn assert_clean(r: &Report) {
         "seed {}",
         r.seed
     );
+    // jobs.md §7.10: tracking always ends. A job that ended more than a replica TTL
+    // (95 s) before the end of the run is held by no gate, manager or worker.
+    for e in &j.per_job {
+        if e.ended_ms.is_some_and(|t| t + 100_000 < r.sim_duration_ms) {
+            assert_eq!(
+                (e.tracked_at_end, e.running_at_end),
+                (0, 0),
+                "seed {}: {e:?} still held",
+                r.seed
+            );
+        }
+    }
 }
 
 /// jobs.md §4.4, local authority: ordinary jobs complete; one past its 60 s timeout is

@@ -736,9 +736,11 @@ impl ManagerJobs {
                                 grant_us: grant.as_micros() as u64,
                             }));
                         }
+                        let nth = self.workers[&node].ext.tracker.extension_count;
                         out.push(JobOutput::Event(JobEvent::ExtensionGranted {
                             worker: node,
                             grant_us: grant.as_micros() as u64,
+                            nth,
                             jobs,
                         }));
                         out.push(JobOutput::ExtendSuspicion { node, by: grant });

@@ -284,6 +284,8 @@ pub enum JobEvent {
     ExtensionGranted {
         worker: NodeId,
         grant_us: u64,
+        /// Its place in the worker's cycle: 1 for the first grant after a reset.
+        nth: u32,
         /// Jobs whose effective timeout grew by it.
         jobs: u16,
     },
