@@ -15,10 +15,17 @@
 //!
 //! Timeouts (AD-34, jobs.md §5): a job sent to several DCs is tracked by the gate's
 //! [`GateTimeouts`], fed by the DC leaders' progress and timeout reports; when it decides,
-//! the gate tells every DC still running (each with the fence that DC last reported),
-//! records the job as timed out, and re-sends the decision until each DC's final status
-//! comes back (the spec sends once; a decision lost to a partition would leave a DC
-//! running a job its gate has ended).
+//! the gate tells every DC still running (each with the fence that DC last reported) and
+//! re-sends the decision until each DC's final status comes back (the spec sends once; a
+//! decision lost to a partition would leave a DC running a job its gate has ended).
+//!
+//! Spec deviation (jobs.md §5 marks the job timed out at the declaration): the gate
+//! records the job's outcome only once every target DC has reported its final status,
+//! so the outcome is what the DCs did. A gate cut off from the rest (its jobs taken over
+//! on the other side) could otherwise record "timed out" for a job that the DCs, deaf to
+//! its decision, completed under the new owner: two outcomes for one job. A decision no
+//! DC confirms within `give_up` is dropped without an outcome. Deciding also needs the
+//! gate to hear at least half of the gates ([`GateJobs::has_quorum`]).
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, JobState};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
@@ -69,12 +76,32 @@ struct GateReplica {
     workflows: u32,
     timeout_ms: Option<u64>,
     dcs_mask: u64,
+    /// DCs that reported a final status; of those, which timed out and which failed
+    /// (the rest completed).
     done_mask: u64,
+    timed_out_mask: u64,
+    failed_mask: u64,
     token: FenceToken,
     owner: NodeId,
     /// Since when its owner has been dead, and when we (the ring owner) act.
     orphaned_at: Option<Instant>,
     take_at: Option<Instant>,
+}
+
+impl GateReplica {
+    /// What DC `d` reported, if it did.
+    fn ended(&self, d: u16) -> Option<DcStatus> {
+        let bit = 1u64 << (d % 64);
+        if self.done_mask & bit == 0 {
+            None
+        } else if self.timed_out_mask & bit != 0 {
+            Some(DcStatus::TimedOut)
+        } else if self.failed_mask & bit != 0 {
+            Some(DcStatus::Failed)
+        } else {
+            Some(DcStatus::Completed)
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -94,18 +121,15 @@ struct Target {
 }
 
 impl Target {
-    /// A DC to (re)send the job to at `now`, unless it already reported it `done`.
-    fn new(dc: DcId, done: bool, now: Instant) -> Target {
+    /// A DC to (re)send the job to at `now`, unless it already reported its final
+    /// status (`ended`).
+    fn new(dc: DcId, ended: Option<DcStatus>, now: Instant) -> Target {
         Target {
             dc,
             to: None,
-            accepted: done,
-            done,
-            status: if done {
-                DcStatus::Completed
-            } else {
-                DcStatus::Running
-            },
+            accepted: ended.is_some(),
+            done: ended.is_some(),
+            status: ended.unwrap_or(DcStatus::Running),
             next_try: now,
             tries: 0,
             manager: None,
@@ -154,6 +178,10 @@ pub struct GateJobs {
     /// The other gates (all configured), and which of them are alive.
     peers: Vec<(NodeId, Addr)>,
     alive: std::collections::BTreeSet<NodeId>,
+    /// The other gates that answer us now (alive and not suspected).
+    reachable: std::collections::BTreeSet<NodeId>,
+    /// We recognise a gate-cluster leader (see [`GateInput::Quorum`]).
+    quorum: bool,
     replicas: BTreeMap<JobId, GateReplica>,
     next_orphan_check: Option<Instant>,
     rng: DetRng,
@@ -182,10 +210,17 @@ pub enum GateInput {
     },
     /// The gate cluster's term changed.
     Term(u64),
+    /// Whether this gate recognises a gate-cluster leader now (itself, holding
+    /// check-quorum, or one whose heartbeats it hears within the lease): the gate is on
+    /// the majority side of any split.
+    Quorum(bool),
     /// Another gate became reachable or stopped being so (gate membership).
     Peer {
         node: NodeId,
+        /// Alive or suspected (the ring keeps it until it is declared dead).
         alive: bool,
+        /// Alive and not suspected: it answers us now (what the quorum counts).
+        reachable: bool,
     },
     Tick,
 }
@@ -202,6 +237,8 @@ impl GateJobs {
         let peers: Vec<(NodeId, Addr)> = peers.into_iter().filter(|(n, _)| *n != me).collect();
         GateJobs {
             alive: peers.iter().map(|(n, _)| *n).collect(),
+            reachable: peers.iter().map(|(n, _)| *n).collect(),
+            quorum: false,
             peers,
             replicas: BTreeMap::new(),
             next_orphan_check: None,
@@ -241,12 +278,14 @@ impl GateJobs {
         self.jobs
             .values()
             .flat_map(|j| {
-                let give_up = j.submitted_at + self.cfg.give_up;
+                // Retries come every `retry`; the give-up is checked on them (at most one
+                // retry late), so a give-up that cannot be decided yet never leaves the
+                // deadline behind.
                 let declared = j.declared.is_some();
                 j.targets
                     .iter()
                     .filter(move |t| !t.accepted || (declared && !t.done))
-                    .map(move |t| t.next_try.min(give_up))
+                    .map(|t| t.next_try)
             })
             .chain(orphans)
             .chain(
@@ -301,7 +340,7 @@ impl GateJobs {
                 }
                 let targets = dcs
                     .into_iter()
-                    .map(|dc| Target::new(dc, false, now))
+                    .map(|dc| Target::new(dc, None, now))
                     .collect();
                 self.jobs.insert(
                     job,
@@ -331,7 +370,17 @@ impl GateJobs {
                 }
             }
             GateInput::Term(term) => self.term = self.term.max(term),
-            GateInput::Peer { node, alive } => {
+            GateInput::Quorum(q) => self.quorum = q,
+            GateInput::Peer {
+                node,
+                alive,
+                reachable,
+            } => {
+                if reachable {
+                    self.reachable.insert(node);
+                } else {
+                    self.reachable.remove(&node);
+                }
                 if alive {
                     self.alive.insert(node);
                     for r in self.replicas.values_mut().filter(|r| r.owner == node) {
@@ -409,19 +458,15 @@ impl GateJobs {
         t.status = status;
         out.push(ack);
         self.timeouts.on_final_status(job, dc, status);
-        let msg = JobMsg::GateReplicaDone { job, dc };
+        let msg = JobMsg::GateReplicaDone { job, dc, status };
         for (_, addr) in &self.peers {
             out.push(JobOutput::Send { to: *addr, msg });
         }
         let j = &self.jobs[&job];
         if j.targets.iter().all(|t| t.done) {
-            if j.declared.is_some() {
-                // Its outcome was recorded at the declaration.
-                self.forget(job, out);
-            } else {
-                let state = j.outcome();
-                self.finish(job, state, out);
-            }
+            // Declared or not, the outcome is what the DCs report.
+            let state = j.outcome();
+            self.finish(job, state, out);
         }
     }
 
@@ -444,23 +489,18 @@ impl GateJobs {
                 t.manager = manager.or(t.to);
                 t.fence = fence;
                 t.next_try = now; // sent below
+                t.tries = 0; // the first attempt goes to the manager we know
             }
         }
         out.push(JobOutput::Event(JobEvent::GlobalTimeout {
             job: d.job,
             reason: d.reason,
         }));
-        out.push(JobOutput::Event(JobEvent::Finished {
-            job: d.job,
-            state: JobState::TimedOut,
-        }));
-        // The others drop their replica: a gate that took the job over must not
-        // decide it again.
-        self.to_peers(JobMsg::GateReplicaForget { job: d.job }, out);
         self.send_decisions(d.job, now, out);
         let j = &self.jobs[&d.job];
         if j.targets.iter().all(|t| t.done) {
-            self.forget(d.job, out);
+            let state = j.outcome();
+            self.finish(d.job, state, out);
         }
     }
 
@@ -625,6 +665,8 @@ impl GateJobs {
                     timeout_ms,
                     dcs_mask,
                     done_mask: 0,
+                    timed_out_mask: 0,
+                    failed_mask: 0,
                     token,
                     owner,
                     orphaned_at,
@@ -641,9 +683,15 @@ impl GateJobs {
                         .get_or_insert(now + self.cfg.orphan_check);
                 }
             }
-            JobMsg::GateReplicaDone { job, dc } => {
+            JobMsg::GateReplicaDone { job, dc, status } => {
                 if let Some(r) = self.replicas.get_mut(&job) {
-                    r.done_mask |= 1 << (dc.0 % 64);
+                    let bit = 1 << (dc.0 % 64);
+                    r.done_mask |= bit;
+                    match status {
+                        DcStatus::TimedOut => r.timed_out_mask |= bit,
+                        DcStatus::Failed | DcStatus::Cancelled => r.failed_mask |= bit,
+                        DcStatus::Completed | DcStatus::Running => {}
+                    }
                 }
             }
             JobMsg::GateReplicaForget { job } => {
@@ -657,6 +705,23 @@ impl GateJobs {
         for (_, addr) in &self.peers {
             out.push(JobOutput::Send { to: *addr, msg });
         }
+    }
+
+    /// Whether we may take a job over, decide a timeout or fail a job: only on the
+    /// majority side of the gate cluster, i.e. while we recognise a gate-cluster leader
+    /// and hear at least half of the gates. A gate cut off from the rest (its jobs taken
+    /// over on the other side) must not act, or a job gets two leaders with two
+    /// outcomes. The election is the signal because it is prompt: a minority loses its
+    /// leader within a lease, while an isolated gate may take minutes to suspect its
+    /// peers (its probes slow down as its local health drops). So gate failover needs a
+    /// gate majority: with two gates, the survivor of one does not take jobs over.
+    fn has_quorum(&self) -> bool {
+        self.quorum && 2 * (self.reachable.len() + 1) > self.peers.len()
+    }
+
+    /// [`Self::has_quorum`], with a strict majority of the gates answering us.
+    fn has_majority(&self) -> bool {
+        self.quorum && 2 * (self.reachable.len() + 1) > self.peers.len() + 1
     }
 
     /// The owner of `job` on the ring of the live gates (us included).
@@ -697,11 +762,7 @@ impl GateJobs {
                     pending = true;
                     continue;
                 }
-                // A gate that sees fewer than half of the gates alive is likely cut off
-                // from the rest, not surrounded by dead peers: taking jobs over there would
-                // give a job two leaders with two different outcomes. It waits.
-                let quorum = 2 * (self.alive.len() + 1) > self.peers.len();
-                if !quorum || self.ring_owner(job) != self.me {
+                if !self.has_quorum() || self.ring_owner(job) != self.me {
                     // Another live gate owns it; should that one die too, the ring
                     // changes: keep looking until the orphan is re-led.
                     pending = true;
@@ -737,7 +798,7 @@ impl GateJobs {
             };
             let targets: Vec<Target> = (0..64u16)
                 .filter(|d| r.dcs_mask & (1 << d) != 0)
-                .map(|d| Target::new(DcId(d), r.done_mask & (1 << d) != 0, now))
+                .map(|d| Target::new(DcId(d), r.ended(d), now))
                 .collect();
             if targets.len() > 1 {
                 // The clock restarts at the takeover (the replica carries no instants):
@@ -745,8 +806,7 @@ impl GateJobs {
                 let dcs: Vec<DcId> = targets.iter().map(|t| t.dc).collect();
                 self.track(job, r.timeout_ms, &dcs, now);
                 for t in targets.iter().filter(|t| t.done) {
-                    self.timeouts
-                        .on_final_status(job, t.dc, DcStatus::Completed);
+                    self.timeouts.on_final_status(job, t.dc, t.status);
                 }
             }
             self.jobs.insert(
@@ -772,8 +832,10 @@ impl GateJobs {
                 },
                 out,
             );
-            if self.jobs[&job].targets.iter().all(|t| t.done) {
-                self.finish(job, JobState::Completed, out);
+            let j = &self.jobs[&job];
+            if j.targets.iter().all(|t| t.done) {
+                let state = j.outcome();
+                self.finish(job, state, out);
             }
         }
     }
@@ -796,8 +858,13 @@ impl GateJobs {
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
         self.check_orphans(now, out);
         if self.next_timeout_check.is_some_and(|t| t <= now) {
-            for d in self.timeouts.check(now) {
-                self.declare(d, now, out);
+            // Only a gate that sees at least half of the gates decides: one cut off
+            // from the others (isolated, or in a minority) has had its jobs taken over
+            // by the majority side, and a decision there would give a job two outcomes.
+            if self.has_quorum() {
+                for d in self.timeouts.check(now) {
+                    self.declare(d, now, out);
+                }
             }
             self.next_timeout_check =
                 (!self.timeouts.is_empty()).then(|| now + self.timeouts.config().check_interval);
@@ -811,7 +878,8 @@ impl GateJobs {
         for job in declared {
             let (at, _) = self.jobs[&job].declared.expect("listed");
             if now >= at + self.cfg.give_up {
-                // DCs that never answered: they run their own fallback.
+                // No DC confirmed the decision: it is no outcome. The DCs end the job
+                // themselves (their fallback), or a gate that took it over does.
                 self.forget(job, out);
             } else {
                 self.send_decisions(job, now, out);
@@ -827,8 +895,18 @@ impl GateJobs {
                 continue;
             }
             if now >= j.submitted_at + give_up && j.targets.iter().any(|t| !t.accepted) {
-                failed.push(job);
-                continue;
+                // Failing a job is an outcome no DC confirmed: only a gate that hears a
+                // strict majority of the gates (so no other gate can have taken the job
+                // over) may decide it, and only about DCs it can reach (an unreachable DC
+                // may be running it for another gate). Otherwise it keeps asking: after
+                // a heal, a DC that ran the job answers with its final status.
+                let reachable = |t: &Target| {
+                    t.accepted || self.managers.get(&t.dc).is_some_and(|l| !l.is_empty())
+                };
+                if self.has_majority() && j.targets.iter().all(reachable) {
+                    failed.push(job);
+                    continue;
+                }
             }
             let submit = self.submit_msg(job, j);
             let managers = &self.managers;
@@ -881,6 +959,7 @@ mod tests {
             );
         }
         g.step(GateInput::Term(2), Instant::ZERO);
+        g.step(GateInput::Quorum(true), Instant::ZERO);
         g
     }
 
@@ -1054,6 +1133,7 @@ mod tests {
                 t,
             );
             g.step(GateInput::Term(4), t);
+            g.step(GateInput::Quorum(true), t);
             g
         };
         let mut b = mk(NodeId(2));
@@ -1062,6 +1142,7 @@ mod tests {
             GateInput::Peer {
                 node: NodeId(1),
                 alive: false,
+                reachable: false,
             },
             t,
         );
@@ -1094,6 +1175,7 @@ mod tests {
             GateInput::Peer {
                 node: NodeId(1),
                 alive: false,
+                reachable: false,
             },
             t + secs(1),
         );
@@ -1130,10 +1212,11 @@ mod tests {
         assert!(!b.jobs.contains_key(&other));
     }
 
-    /// jobs.md §5 end to end on the gate: a two-DC job past its timeout is declared once
-    /// (the outcome recorded at once), the decision goes to each DC's manager with the
-    /// fence that DC reported and is re-sent until each DC's final status arrives; a
-    /// late timeout report is answered with the decision; then every entry is gone.
+    /// jobs.md §5 end to end on the gate: a two-DC job past its timeout is declared once;
+    /// the decision goes to each DC's manager with the fence that DC reported and is
+    /// re-sent until each DC's final status arrives; a late timeout report is answered
+    /// with the decision; the outcome is recorded when the last DC confirms, and then
+    /// every entry is gone.
     #[test]
     fn a_multi_dc_job_is_declared_once_and_the_decision_delivered_to_every_dc() {
         let t = Instant::ZERO;
@@ -1200,10 +1283,10 @@ mod tests {
             job: JobId(4),
             reason: TimeoutReason::Timeout
         })));
-        assert!(out.contains(&JobOutput::Event(JobEvent::Finished {
-            job: JobId(4),
-            state: JobState::TimedOut
-        })));
+        // Not an outcome yet: that is what the DCs report.
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, JobOutput::Event(JobEvent::Finished { .. }))));
         let d = decisions(&out);
         assert_eq!(d.len(), 2);
         assert!(d.contains(&(m3, TimeoutFence(2))));
@@ -1257,10 +1340,11 @@ mod tests {
             },
             t + secs(52),
         );
-        // Recorded once (at the declaration), forgotten now.
-        assert!(!out
-            .iter()
-            .any(|o| matches!(o, JobOutput::Event(JobEvent::Finished { .. }))));
+        // Every DC confirmed: the outcome is recorded, once, and the job forgotten.
+        assert!(out.contains(&JobOutput::Event(JobEvent::Finished {
+            job: JobId(4),
+            state: JobState::TimedOut
+        })));
         assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(4) })));
         assert_eq!(g.table_len(), 0);
         assert!(decisions(&g.step(GateInput::Tick, t + secs(60))).is_empty());
@@ -1288,8 +1372,8 @@ mod tests {
     }
 
     /// A gate that sees fewer than half of the gates alive (cut off in a minority, most
-    /// likely) never takes a job over: the owner on the other side still leads it, and
-    /// two leaders could end it two different ways.
+    /// likely) never takes a job over, even recognising a leader: the owner on the other
+    /// side still leads it, and two leaders could end it two different ways.
     #[test]
     fn a_gate_in_a_minority_takes_no_job_over() {
         let t = Instant::ZERO;
@@ -1304,6 +1388,7 @@ mod tests {
             peers,
             7,
         );
+        b.step(GateInput::Quorum(true), t);
         b.step(
             GateInput::Msg {
                 from: Addr::from_u32(201),
@@ -1324,6 +1409,7 @@ mod tests {
                 GateInput::Peer {
                     node: NodeId(n),
                     alive: false,
+                    reachable: false,
                 },
                 t,
             );
@@ -1342,5 +1428,258 @@ mod tests {
             "still someone else's job"
         );
         // (With 2 of 3 alive the ring successor does take over: the test above.)
+    }
+
+    /// A job declared long after its submission (past the 300 s give-up) must not leave
+    /// the gate's deadline in the past: its give-up counts from the declaration.
+    #[test]
+    fn a_late_declaration_never_leaves_the_deadline_behind() {
+        let t = Instant::ZERO;
+        let mut g = gate();
+        g.step(
+            GateInput::Manager {
+                dc: DcId(1),
+                node: NodeId(3),
+                addr: Addr::from_u32(3),
+                alive: true,
+            },
+            t,
+        );
+        g.step(
+            GateInput::Submit {
+                job: JobId(4),
+                dcs: vec![DcId(0), DcId(1)],
+                workflows: 1,
+                timeout: Some(secs(400)),
+            },
+            t,
+        );
+        for (dc, from) in [(0, M1), (1, Addr::from_u32(3))] {
+            g.step(
+                GateInput::Msg {
+                    from,
+                    msg: JobMsg::SubmitAck {
+                        job: JobId(4),
+                        dc: DcId(dc),
+                        accepted: true,
+                        leader: None,
+                    },
+                },
+                t,
+            );
+        }
+        let mut now = t;
+        let mut declared = false;
+        for _ in 0..200 {
+            let d = g.next_deadline().expect("tracking");
+            assert!(d > now || now == t, "deadline {d:?} not after {now:?}");
+            now = d;
+            declared |= g
+                .step(GateInput::Tick, now)
+                .iter()
+                .any(|o| matches!(o, JobOutput::Event(JobEvent::GlobalTimeout { .. })));
+            if now > t + secs(500) {
+                break;
+            }
+        }
+        assert!(declared);
+    }
+
+    /// A gate that recognises no gate-cluster leader (cut off in a minority: its jobs
+    /// are being taken over on the other side), or that hears fewer than half of the
+    /// gates, makes no timeout decision.
+    #[test]
+    fn a_gate_without_quorum_decides_nothing() {
+        let t = Instant::ZERO;
+        let peers = vec![
+            (NodeId(1), Addr::from_u32(201)),
+            (NodeId(3), Addr::from_u32(203)),
+        ];
+        let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), peers, 7);
+        for (dc, n) in [(0, 10), (1, 11)] {
+            g.step(
+                GateInput::Manager {
+                    dc: DcId(dc),
+                    node: NodeId(n),
+                    addr: Addr::from_u32(n),
+                    alive: true,
+                },
+                t,
+            );
+        }
+        g.step(
+            GateInput::Submit {
+                job: JobId(4),
+                dcs: vec![DcId(0), DcId(1)],
+                workflows: 1,
+                timeout: Some(secs(30)),
+            },
+            t,
+        );
+        let declared = |out: &JobOutputs| {
+            out.iter()
+                .any(|o| matches!(o, JobOutput::Event(JobEvent::GlobalTimeout { .. })))
+        };
+        // No leader known (the default): nothing, however overdue.
+        for s in [15, 30, 45] {
+            assert!(!declared(&g.step(GateInput::Tick, t + secs(s))));
+        }
+        // A leader, but both peers suspected: still nothing.
+        g.step(GateInput::Quorum(true), t + secs(46));
+        for n in [1, 3] {
+            g.step(
+                GateInput::Peer {
+                    node: NodeId(n),
+                    alive: true,
+                    reachable: false,
+                },
+                t + secs(46),
+            );
+        }
+        assert!(!declared(&g.step(GateInput::Tick, t + secs(60))));
+        // One peer answers again: 2 of 3 with a leader: decided at the next check.
+        g.step(
+            GateInput::Peer {
+                node: NodeId(3),
+                alive: true,
+                reachable: true,
+            },
+            t + secs(61),
+        );
+        assert!(declared(&g.step(GateInput::Tick, t + secs(75))));
+    }
+
+    /// A gate that takes a job over reads each finished DC's status from its replica:
+    /// a DC that timed out is not taken for one that completed.
+    #[test]
+    fn a_taken_over_job_keeps_each_dcs_final_status() {
+        let t = Instant::ZERO;
+        let a = (NodeId(1), Addr::from_u32(201));
+        let mut b = GateJobs::new(
+            GateConfig::default(),
+            NodeId(2),
+            Addr::from_u32(202),
+            vec![a, (NodeId(3), Addr::from_u32(203))],
+            7,
+        );
+        b.step(GateInput::Quorum(true), t);
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: false,
+                reachable: false,
+            },
+            t,
+        );
+        let job = (0..100)
+            .map(JobId)
+            .find(|j| b.ring_owner(*j) == NodeId(2))
+            .unwrap();
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: true,
+                reachable: true,
+            },
+            t,
+        );
+        let from_a = |msg| GateInput::Msg { from: a.1, msg };
+        b.step(
+            from_a(JobMsg::GateReplicate {
+                job,
+                workflows: 1,
+                dcs_mask: 0b11,
+                token: FenceToken::new(3, 1),
+                owner: NodeId(1),
+                timeout_ms: None,
+            }),
+            t,
+        );
+        for (dc, status) in [(0, DcStatus::TimedOut), (1, DcStatus::Completed)] {
+            b.step(
+                from_a(JobMsg::GateReplicaDone {
+                    job,
+                    dc: DcId(dc),
+                    status,
+                }),
+                t,
+            );
+        }
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: false,
+                reachable: false,
+            },
+            t + secs(1),
+        );
+        let mut finished = None;
+        let mut now = t + secs(1);
+        while finished.is_none() && now < t + secs(30) {
+            now = b.next_deadline().expect("orphan pending");
+            for o in b.step(GateInput::Tick, now) {
+                if let JobOutput::Event(JobEvent::Finished { state, .. }) = o {
+                    finished = Some(state);
+                }
+            }
+        }
+        assert_eq!(finished, Some(JobState::TimedOut));
+    }
+
+    /// Failing a job no DC accepted for 300 s is an outcome nobody confirmed: only a gate
+    /// on the majority side that can reach the DC decides it; otherwise it keeps asking.
+    #[test]
+    fn a_job_is_failed_only_by_a_majority_gate_that_reaches_its_dc() {
+        let t = Instant::ZERO;
+        let submit = |g: &mut GateJobs| {
+            g.step(
+                GateInput::Submit {
+                    job: JobId(9),
+                    dcs: vec![DcId(0)],
+                    workflows: 1,
+                    timeout: None,
+                },
+                t,
+            );
+        };
+        let failed_by = |g: &mut GateJobs, until: Instant| {
+            let mut now = t;
+            while let Some(d) = g.next_deadline().filter(|d| *d <= until) {
+                assert!(d > now || now == t, "deadline {d:?} not after {now:?}");
+                now = d;
+                for o in g.step(GateInput::Tick, now) {
+                    if let JobOutput::Event(JobEvent::Finished { state, .. }) = o {
+                        return Some((now, state));
+                    }
+                }
+            }
+            None
+        };
+        // Quorum, DC 0's managers known (they never answer): failed at 300 s.
+        let mut g = gate();
+        submit(&mut g);
+        let (at, state) = failed_by(&mut g, t + secs(320)).expect("failed");
+        assert_eq!(state, JobState::Failed);
+        assert!((t + secs(300)..=t + secs(305)).contains(&at), "{at:?}");
+        // Without a gate leader: never, and the deadline keeps moving on.
+        let mut g = gate();
+        g.step(GateInput::Quorum(false), t);
+        submit(&mut g);
+        assert_eq!(failed_by(&mut g, t + secs(900)), None);
+        // With quorum but no reachable manager in the DC: never either.
+        let mut g = gate();
+        for n in [1, 2] {
+            g.step(
+                GateInput::Manager {
+                    dc: DcId(0),
+                    node: NodeId(n),
+                    addr: Addr::from_u32(n),
+                    alive: false,
+                },
+                t,
+            );
+        }
+        submit(&mut g);
+        assert_eq!(failed_by(&mut g, t + secs(900)), None);
     }
 }

@@ -21,6 +21,11 @@
 //! without an answer and the manager acts alone, once. The timeout state is replicated
 //! with the job, so a new leader resumes it under the next timeout fence and neither
 //! loses the timeout nor fires it again.
+//!
+//! A job that ended here leaves a tombstone (its final status) with every manager of
+//! the DC for `tombstone_ttl`: a gate that takes the job over later (its replica missed
+//! the end) gets that status back instead of the job running a second time, perhaps to a
+//! different end.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
@@ -59,6 +64,8 @@ pub struct ManagerConfig {
     pub replica_ttl: Duration,
     /// Transitions kept per job (the lifecycle's history bound).
     pub history_cap: usize,
+    /// How long an ended job's final status is remembered (bounded by `max_jobs`).
+    pub tombstone_ttl: Duration,
     pub timeout: TimeoutConfig,
     pub extension: ExtensionConfig,
 }
@@ -78,6 +85,7 @@ impl Default for ManagerConfig {
             replica_refresh: secs(10),
             replica_ttl: secs(95),
             history_cap: 64,
+            tombstone_ttl: secs(600),
             timeout: TimeoutConfig::default(),
             extension: ExtensionConfig::default(),
         }
@@ -241,6 +249,14 @@ fn recover_wf(
     j.dispatch[wf as usize] = None;
 }
 
+/// What every manager remembers of a job that ended in the DC.
+#[derive(Clone, Copy, Debug)]
+struct Tombstone {
+    status: DcStatus,
+    token: FenceToken,
+    fence: crate::id::TimeoutFence,
+}
+
 /// What a follower keeps of a job its leader runs.
 #[derive(Clone, Debug)]
 struct Replica {
@@ -287,6 +303,9 @@ pub struct ManagerJobs {
     dispatch_due: Option<Instant>,
     /// When the stalest replica would expire (followers).
     next_replica_expiry: Option<Instant>,
+    tombstones: BTreeMap<JobId, Tombstone>,
+    /// Tombstones in the order they were laid, to expire them.
+    tombstone_queue: std::collections::VecDeque<(Instant, JobId)>,
 }
 
 pub enum ManagerInput {
@@ -333,6 +352,46 @@ impl ManagerJobs {
             next_check: None,
             dispatch_due: None,
             next_replica_expiry: None,
+            tombstones: BTreeMap::new(),
+            tombstone_queue: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Ended jobs remembered (bounded by `max_jobs`, each for `tombstone_ttl`).
+    pub fn tombstones_len(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    fn lay_tombstone(&mut self, job: JobId, t: Tombstone, now: Instant) {
+        if self.tombstones.insert(job, t).is_none() {
+            self.tombstone_queue.push_back((now, job));
+        }
+        while self.tombstones.len() > self.cfg.max_jobs {
+            match self.tombstone_queue.pop_front() {
+                Some((_, old)) => {
+                    self.tombstones.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The final report a tombstone answers with.
+    fn tombstone_report(&self, job: JobId, t: Tombstone) -> JobMsg {
+        match t.status {
+            DcStatus::Completed => JobMsg::JobDone {
+                job,
+                dc: self.dc,
+                token: t.token,
+            },
+            status => JobMsg::FinalStatus {
+                job,
+                dc: self.dc,
+                manager: self.me,
+                status,
+                fence: t.fence,
+                token: t.token,
+            },
         }
     }
 
@@ -357,6 +416,10 @@ impl ManagerJobs {
                 .filter_map(|j| j.timeout.next_report_at(tcfg, j.status != Status::Running))
                 .min()
         });
+        let tomb = self
+            .tombstone_queue
+            .front()
+            .map(|(at, _)| *at + self.cfg.tombstone_ttl);
         let grace = self.leading.and_then(|_| {
             self.workers
                 .values()
@@ -373,6 +436,7 @@ impl ManagerJobs {
             self.next_check,
             progress,
             grace,
+            tomb,
         ]
         .into_iter()
         .flatten()
@@ -507,6 +571,15 @@ impl ManagerJobs {
                     out.push(ack(false, self.leader));
                     return;
                 };
+                if let Some(t) = self.tombstones.get(&job).copied() {
+                    // It ended here already: the claimant gets its final status, not a
+                    // second run (and asks again until that status reaches it).
+                    out.push(JobOutput::Send {
+                        to: gate_addr,
+                        msg: self.tombstone_report(job, t),
+                    });
+                    return;
+                }
                 if workflows == 0 || workflows > self.cfg.max_workflows {
                     out.push(ack(false, None));
                     return;
@@ -636,7 +709,7 @@ impl ManagerJobs {
                         }
                     }
                 }
-                self.forget_if_settled(job, out);
+                self.forget_if_settled(job, now, out);
             }
             JobMsg::JobDoneAck { job, dc }
                 if dc == self.dc
@@ -645,7 +718,7 @@ impl ManagerJobs {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.final_acked = true;
                 }
-                self.forget_if_settled(job, out);
+                self.forget_if_settled(job, now, out);
             }
             JobMsg::TimeoutReportAck { job, dc } if dc == self.dc => {
                 if let Some(j) = self.jobs.get_mut(&job) {
@@ -653,8 +726,15 @@ impl ManagerJobs {
                 }
             }
             JobMsg::GlobalTimeout { job, reason, fence } => {
-                // No tracking for the job (not ours, or long gone): ignore (jobs.md §4.5).
+                // No tracking for the job (not ours, or long gone): ignore (jobs.md §4.5),
+                // unless it ended here: then its status corrects the gate.
                 let Some(j) = self.jobs.get_mut(&job) else {
+                    if let (Some(t), Some(_)) = (self.tombstones.get(&job).copied(), self.leading) {
+                        out.push(JobOutput::Send {
+                            to: from,
+                            msg: self.tombstone_report(job, t),
+                        });
+                    }
                     return;
                 };
                 let terminal = j.status != Status::Running;
@@ -800,7 +880,21 @@ impl ManagerJobs {
                     r.done.insert(workflow);
                 }
             }
-            JobMsg::ReplicaForget { job } => {
+            JobMsg::ReplicaForget {
+                job,
+                status,
+                token,
+                fence,
+            } => {
+                self.lay_tombstone(
+                    job,
+                    Tombstone {
+                        status,
+                        token,
+                        fence,
+                    },
+                    now,
+                );
                 let had = self.replicas.remove(&job).is_some();
                 if had && !self.jobs.contains_key(&job) {
                     out.push(JobOutput::Event(JobEvent::Forgotten { job }));
@@ -922,7 +1016,7 @@ impl ManagerJobs {
                     out,
                 );
                 j.dispatch[workflow as usize] = None;
-                self.forget_if_settled(job, out);
+                self.forget_if_settled(job, now, out);
             }
             _ => {}
         }
@@ -1016,18 +1110,35 @@ impl ManagerJobs {
 
     /// Forget a job that ended once the gate has its final report and no cancel is
     /// outstanding.
-    fn forget_if_settled(&mut self, job: JobId, out: &mut JobOutputs) {
+    fn forget_if_settled(&mut self, job: JobId, now: Instant, out: &mut JobOutputs) {
         let settled = self.jobs.get(&job).is_some_and(|j| {
             j.final_acked
                 && j.status != Status::Running
                 && j.life.count_in(WorkflowState::Cancelling) == 0
         });
         if settled {
-            self.jobs.remove(&job);
+            let j = self.jobs.remove(&job).expect("settled");
             self.issuer.forget(job);
             self.gates.forget_job(job);
             out.push(JobOutput::Event(JobEvent::Forgotten { job }));
-            self.to_peers(JobMsg::ReplicaForget { job }, out);
+            let t = Tombstone {
+                status: match j.status {
+                    Status::Completed => DcStatus::Completed,
+                    _ => DcStatus::TimedOut,
+                },
+                token: j.token,
+                fence: j.timeout.fence,
+            };
+            self.lay_tombstone(job, t, now);
+            self.to_peers(
+                JobMsg::ReplicaForget {
+                    job,
+                    status: t.status,
+                    token: t.token,
+                    fence: t.fence,
+                },
+                out,
+            );
         }
     }
 
@@ -1145,6 +1256,13 @@ impl ManagerJobs {
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        while let Some(&(at, job)) = self.tombstone_queue.front() {
+            if now < at + self.cfg.tombstone_ttl {
+                break;
+            }
+            self.tombstone_queue.pop_front();
+            self.tombstones.remove(&job);
+        }
         if self.next_refresh.is_some_and(|t| t <= now) {
             self.next_refresh = Some(now + self.cfg.replica_refresh);
             let announce: Vec<JobMsg> = self
@@ -1260,7 +1378,7 @@ impl ManagerJobs {
     fn take_over(&mut self, term: u64, now: Instant, out: &mut JobOutputs) {
         let replicas = core::mem::take(&mut self.replicas);
         for (job, r) in replicas {
-            if self.jobs.contains_key(&job) {
+            if self.jobs.contains_key(&job) || self.tombstones.contains_key(&job) {
                 continue;
             }
             let Ok(token) = self.issuer.next(job, term, Some(r.token)) else {
@@ -2149,5 +2267,88 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    /// A job that ended here is never run again: a later claim (a gate that took it
+    /// over without hearing of its end) gets the final status back, from the leader or
+    /// from whichever manager leads next; the tombstone expires after its TTL.
+    #[test]
+    fn an_ended_job_answers_a_late_claim_with_its_final_status() {
+        let t = Instant::ZERO;
+        let mut m = running_job(Some(60), 1, 1);
+        m.step(ManagerInput::Tick, t + secs(90)); // timed out, cancel sent
+        m.step(
+            from_worker(
+                10,
+                JobMsg::WorkflowCancelled {
+                    job: JobId(7),
+                    workflow: 0,
+                },
+            ),
+            t + secs(91),
+        );
+        let out = m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::JobDoneAck {
+                    job: JobId(7),
+                    dc: DcId(0),
+                },
+            },
+            t + secs(92),
+        );
+        let forget = sends(&out)
+            .find(|(_, msg)| matches!(msg, JobMsg::ReplicaForget { .. }))
+            .expect("the followers are told")
+            .1;
+        assert!(matches!(
+            forget,
+            JobMsg::ReplicaForget {
+                status: DcStatus::TimedOut,
+                ..
+            }
+        ));
+        assert_eq!((m.table_len(), m.tombstones_len()), (0, 1));
+        // Another gate claims it under a newer token: no second run, the status instead.
+        let claim = ManagerInput::Msg {
+            from: Addr::from_u32(101),
+            msg: JobMsg::Submit {
+                job: JobId(7),
+                workflows: 1,
+                gate: NodeId(101),
+                gate_addr: Addr::from_u32(101),
+                gate_token: FenceToken::new(2, 1),
+                timeout_ms: Some(60_000),
+                dcs: 1,
+            },
+        };
+        let out = m.step(claim, t + secs(100));
+        assert!(dispatches(&out).is_empty());
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, JobOutput::Event(JobEvent::Accepted { .. }))));
+        assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(101)
+            && matches!(
+                msg,
+                JobMsg::FinalStatus {
+                    status: DcStatus::TimedOut,
+                    ..
+                }
+            )));
+        // A follower that heard the forget answers the same once it leads.
+        let mut f = manager_with_workers();
+        f.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(2),
+                msg: forget,
+            },
+            t + secs(92),
+        );
+        f.step(leader(3), t + secs(95));
+        let out = f.step(submit(7, 1), t + secs(100));
+        assert!(sends(&out).any(|(_, msg)| matches!(msg, JobMsg::FinalStatus { .. })));
+        // After the 600 s TTL it is gone.
+        m.step(ManagerInput::Tick, t + secs(92 + 600));
+        assert_eq!(m.tombstones_len(), 0);
     }
 }

@@ -118,6 +118,11 @@ pub enum JobMsg {
     /// Leader -> the other managers: the job is reported and acknowledged: forget it.
     ReplicaForget {
         job: JobId,
+        /// How it ended, and its last dispatch token and timeout fence: the followers
+        /// keep a tombstone, so whoever leads next answers a late claim with it.
+        status: DcStatus,
+        token: FenceToken,
+        fence: TimeoutFence,
     },
     /// Job-leading gate -> the other gates: the job, its DCs (bit `d` = DC `d`), its
     /// token and owner, so the hash-ring successor can take it over.
@@ -133,6 +138,9 @@ pub enum JobMsg {
     GateReplicaDone {
         job: JobId,
         dc: DcId,
+        /// How it ended there (a gate taking the job over must not read a timeout as a
+        /// completion).
+        status: DcStatus,
     },
     /// Job-leading gate -> the other gates: the job ended.
     GateReplicaForget {

@@ -354,7 +354,9 @@ impl Election {
         out
     }
 
-    fn eligible(&self) -> bool {
+    /// Whether this voter may stand and vote now (healthy enough, not refusing new
+    /// work): a group elects only with a majority of such voters.
+    pub fn eligible(&self) -> bool {
         self.lhm <= self.cfg.max_lhm && !self.refuse_new
     }
 

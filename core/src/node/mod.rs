@@ -260,6 +260,17 @@ impl Node {
 
     pub fn step(&mut self, input: Input<'_>, now: Instant) -> Outputs {
         let mut out = Outputs::new();
+        // The election's due timers run first, whatever the input, and what they decide
+        // reaches the job plane before it acts: a leader whose lease ran out must not do
+        // a leader's work (time a job out, dispatch) in the same step. A process resumed
+        // from a pause sees every timer due at once, the election's included.
+        if let Some(l) = self.leadership.as_mut() {
+            if l.election.next_deadline().is_some_and(|d| d <= now) {
+                l.step(ElectionInput::Tick, now, &mut out);
+                self.inform_jobs(now, &mut out, 0);
+            }
+        }
+        let informed = out.len();
         match input {
             Input::Datagram { from, bytes } => {
                 self.route(from, bytes, Channel::Datagram, now, &mut out)
@@ -269,11 +280,6 @@ impl Node {
                 for m in self.memberships.iter_mut() {
                     if m.next_deadline().is_some_and(|d| d <= now) {
                         m.step_into(membership::Input::Tick, now, &mut out);
-                    }
-                }
-                if let Some(l) = self.leadership.as_mut() {
-                    if l.election.next_deadline().is_some_and(|d| d <= now) {
-                        l.step(ElectionInput::Tick, now, &mut out);
                     }
                 }
                 if self.jobs.next_deadline().is_some_and(|d| d <= now) {
@@ -343,16 +349,17 @@ impl Node {
         }
         self.share_health(now, &mut out);
         self.inform_election(now, &mut out);
-        self.inform_jobs(now, &mut out);
+        self.inform_jobs(now, &mut out, informed);
         out
     }
 
     /// What membership and the election just reported that the job plane needs: the
     /// workers a manager can use, the managers a gate can ask, who leads.
-    fn inform_jobs(&mut self, now: Instant, out: &mut Outputs) {
+    /// `out[from..]` is what has not been passed on yet.
+    fn inform_jobs(&mut self, now: Instant, out: &mut Outputs, from: usize) {
         let mut manager_in: smallvec::SmallVec<[ManagerInput; 4]> = smallvec::SmallVec::new();
         let mut gate_in: smallvec::SmallVec<[GateInput; 4]> = smallvec::SmallVec::new();
-        for o in out.iter() {
+        for o in out[from..].iter() {
             let Output::Event(e) = o else { continue };
             match (e, self.jobs.as_ref()) {
                 (
@@ -403,6 +410,8 @@ impl Node {
                     gate_in.push(GateInput::Peer {
                         node: *node,
                         alive: to.is_some_and(|v| v.status.is_live()),
+                        reachable: to
+                            .is_some_and(|v| v.status == membership::member::Status::Alive),
                     });
                 }
                 (Event::Election(ElectionEvent::LeaderChanged { leader, term, .. }), plane) => {
@@ -414,7 +423,10 @@ impl Node {
                                 term: *term,
                             });
                         }
-                        JobPlane::Gate(_) => gate_in.push(GateInput::Term(*term)),
+                        JobPlane::Gate(_) => {
+                            gate_in.push(GateInput::Term(*term));
+                            gate_in.push(GateInput::Quorum(leader.is_some()));
+                        }
                         JobPlane::Worker(_) => {}
                     }
                 }

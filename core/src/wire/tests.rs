@@ -231,7 +231,12 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             timeout,
         },
         J::ReplicaDone { job, workflow: w },
-        J::ReplicaForget { job },
+        J::ReplicaForget {
+            job,
+            status: DcStatus::Completed,
+            token: t,
+            fence: f,
+        },
         J::GateReplicate {
             job,
             workflows: w,
@@ -240,7 +245,11 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             owner: n,
             timeout_ms: None,
         },
-        J::GateReplicaDone { job, dc },
+        J::GateReplicaDone {
+            job,
+            dc,
+            status: DcStatus::TimedOut,
+        },
         J::GateReplicaForget { job },
         J::ProgressReport {
             job,
