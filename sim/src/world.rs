@@ -572,8 +572,9 @@ impl<'a> World<'a> {
 
     /// leadership.md §4.5 at H + B: each group's live voters follow one live leader. The
     /// bound holds for a clean network (no loss, no partition, no paused or slowed
-    /// node, no other fault since H); otherwise, or for a group whose voters are mostly
-    /// down (no quorum), there is nothing to check.
+    /// node, no other fault since H); otherwise, or for a group without a majority of
+    /// live voters healthy enough to stand and vote (LHM <= 4: a node back from
+    /// isolation recovers its health over tens of seconds), there is nothing to check.
     fn check_leaders(&mut self, healed_at: u64) {
         let disturbed = self.last_fault_at > healed_at
             || !self.net.is_clean()
@@ -582,7 +583,7 @@ impl<'a> World<'a> {
         if disturbed {
             return;
         }
-        let mut groups: std::collections::BTreeMap<u32, (Vec<Option<NodeId>>, usize)> =
+        let mut groups: std::collections::BTreeMap<u32, (Vec<Option<NodeId>>, usize, usize)> =
             Default::default();
         for n in &self.nodes {
             if n.spec.role == Role::Worker {
@@ -599,10 +600,11 @@ impl<'a> World<'a> {
                     .flatten()
             {
                 e.0.push(el.leader());
+                e.2 += usize::from(el.eligible());
             }
         }
-        for (group, (views, voters)) in groups {
-            if views.len() < voters / 2 + 1 {
+        for (group, (views, voters, eligible)) in groups {
+            if views.len() < voters / 2 + 1 || eligible < voters / 2 + 1 {
                 continue;
             }
             let first = views[0];

@@ -163,13 +163,42 @@ fn scenario(k: u64) -> String {
             30 + r.below(200)
         );
     }
+    // Jobs with timeouts, item progress (so extensions) and stalls, drawn last again.
+    if let Some(gate) = nodes.iter().find(|n| n.contains("/gate-")) {
+        if r.chance(0.7) {
+            let _ = writeln!(
+                s,
+                "[[job]]\nat = \"{}s\"\ngate = {gate:?}\ndatacenters = {}\nworkflows = {}\nworkflow_duration = {}\ncount = {}\nevery = \"7s\"",
+                10 + r.below(60),
+                1 + r.below(dcs),
+                1 + r.below(4),
+                pick(&mut r, &["[\"1s\", \"20s\"]", "[\"30s\", \"80s\"]"]),
+                2 + r.below(6)
+            );
+            let timeout = pick(&mut r, &["", "20s", "45s", "90s"]);
+            if !timeout.is_empty() {
+                let _ = writeln!(s, "timeout = \"{timeout}\"");
+            }
+            if r.chance(0.5) {
+                let _ = writeln!(s, "progress_every = \"4s\"");
+            }
+            if r.chance(0.4) {
+                let _ = writeln!(
+                    s,
+                    "stall = {{ dc = \"dc{}\", after = \"{}s\" }}",
+                    r.below(dcs),
+                    20 + r.below(180)
+                );
+            }
+        }
+    }
     s
 }
 
 #[test]
 fn random_clusters_under_random_faults_hold_every_invariant() {
     let mut failures = Vec::new();
-    for k in 0..120 {
+    for k in 0..300 {
         let text = scenario(k);
         let path = std::path::PathBuf::from(format!("chaos-{k}.toml"));
         let s = meridian_sim::scenario::parse(&text, &path, &[])
@@ -192,6 +221,9 @@ fn the_generator_is_deterministic_and_varied() {
     assert_eq!(scenario(7), scenario(7));
     assert_ne!(scenario(7), scenario(8));
     let all: String = (0..40).map(scenario).collect();
+    for key in ["timeout = ", "progress_every = ", "stall = "] {
+        assert!(all.contains(key), "no {key} generated");
+    }
     for action in ACTIONS.iter().filter(|a| **a != "latency") {
         assert!(
             all.contains(&format!("action = \"{action}\"")),
