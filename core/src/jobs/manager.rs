@@ -229,6 +229,20 @@ fn step_wf(
     }
 }
 
+/// A cancelling (or never started) workflow is cancelled: confirmed by its worker, its
+/// worker gone, or nobody to ask.
+fn cancelled(j: &mut Job, wf: WorkflowIndex, now: Instant, out: &mut JobOutputs) {
+    step_wf(
+        j,
+        wf,
+        WorkflowState::Cancelled,
+        TransitionReason::CancelConfirmed,
+        now,
+        out,
+    );
+    j.dispatch[wf as usize] = None;
+}
+
 /// Worker-failure recovery of a dispatched or running workflow, back to Pending.
 fn recover_wf(
     j: &mut Job,
@@ -512,9 +526,9 @@ impl ManagerJobs {
     ) {
         for (&id, j) in self.jobs.iter_mut() {
             for i in 0..j.life.len() as WorkflowIndex {
-                let Some(d) = j.dispatch[i as usize].filter(|d| d.worker == worker) else {
+                if j.dispatch[i as usize].is_none_or(|d| d.worker != worker) {
                     continue;
-                };
+                }
                 match j.life.state(i) {
                     WorkflowState::Dispatched | WorkflowState::Running => {
                         if let Some(addr) = cancel_at {
@@ -526,19 +540,10 @@ impl ManagerJobs {
                                 },
                             });
                         }
-                        let _ = d;
                         recover_wf(j, i, reason, now, out);
                     }
                     WorkflowState::Cancelling if cancel_at.is_none() => {
-                        step_wf(
-                            j,
-                            i,
-                            WorkflowState::Cancelled,
-                            TransitionReason::CancelConfirmed,
-                            now,
-                            out,
-                        );
-                        j.dispatch[i as usize] = None;
+                        cancelled(j, i, now, out);
                     }
                     _ => {}
                 }
@@ -694,15 +699,7 @@ impl ManagerJobs {
                 };
                 if j.life.state(workflow) == WorkflowState::Cancelling {
                     let on = j.dispatch[workflow as usize].map(|d| d.worker);
-                    step_wf(
-                        j,
-                        workflow,
-                        WorkflowState::Cancelled,
-                        TransitionReason::CancelConfirmed,
-                        now,
-                        out,
-                    );
-                    j.dispatch[workflow as usize] = None;
+                    cancelled(j, workflow, now, out);
                     if let Some(wk) = on.filter(|n| Some(*n) == worker) {
                         if let Some(w) = self.workers.get_mut(&wk) {
                             w.free_slots = w.free_slots.saturating_add(1);
@@ -1007,15 +1004,7 @@ impl ManagerJobs {
             }
             // It ended while we were cancelling it.
             (Status::TimedOut, WorkflowState::Cancelling) => {
-                step_wf(
-                    j,
-                    workflow,
-                    WorkflowState::Cancelled,
-                    TransitionReason::CancelConfirmed,
-                    now,
-                    out,
-                );
-                j.dispatch[workflow as usize] = None;
+                cancelled(j, workflow, now, out);
                 self.forget_if_settled(job, now, out);
             }
             _ => {}
@@ -1077,15 +1066,7 @@ impl ManagerJobs {
                     msg: JobMsg::CancelWorkflow { job, workflow: i },
                 }),
                 None => {
-                    step_wf(
-                        j,
-                        i,
-                        WorkflowState::Cancelled,
-                        TransitionReason::CancelConfirmed,
-                        now,
-                        out,
-                    );
-                    j.dispatch[i as usize] = None;
+                    cancelled(j, i, now, out);
                 }
             }
         }

@@ -203,6 +203,17 @@ impl JobTimeout {
         !recent_ext && now.saturating_since(self.last_progress_at) > cfg.stuck_threshold
     }
 
+    /// Why the job should end now, if it should: past its effective timeout, or stuck.
+    fn expired(&self, cfg: &TimeoutConfig, now: Instant) -> Option<TimeoutReason> {
+        if self.overdue(now) {
+            Some(TimeoutReason::Timeout)
+        } else if self.stuck(cfg, now) {
+            Some(TimeoutReason::Stuck)
+        } else {
+            None
+        }
+    }
+
     fn overdue(&self, now: Instant) -> bool {
         self.effective_timeout()
             .is_some_and(|t| now.saturating_since(self.started_at) > t)
@@ -237,11 +248,7 @@ impl JobTimeout {
                 if self.locally_timed_out || terminal {
                     return Check::Nothing;
                 }
-                let reason = if self.overdue(now) {
-                    TimeoutReason::Timeout
-                } else if self.stuck(cfg, now) {
-                    TimeoutReason::Stuck
-                } else {
+                let Some(reason) = self.expired(cfg, now) else {
                     return Check::Nothing;
                 };
                 self.locally_timed_out = true;
@@ -273,11 +280,7 @@ impl JobTimeout {
                 if terminal {
                     return Check::Nothing;
                 }
-                let reason = if self.overdue(now) {
-                    TimeoutReason::Timeout
-                } else if self.stuck(cfg, now) {
-                    TimeoutReason::Stuck
-                } else {
+                let Some(reason) = self.expired(cfg, now) else {
                     return Check::Nothing;
                 };
                 self.locally_timed_out = true;
