@@ -4,6 +4,7 @@
 //! `next_deadline()`. No I/O, no clock (`now` is the only time), no OS randomness
 //! (each machine owns a seeded ChaCha generator), no randomly seeded hash maps.
 
+pub mod backpressure;
 pub mod coords;
 pub mod id;
 pub mod io;

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod manager;
 pub mod worker;
 
+use crate::backpressure::stats::Level;
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
 use crate::timeout::extension::{Denial, ExtensionRequest, ExtensionResponse};
 use crate::timeout::gate::{DcStatus, ProgressReport};
@@ -207,6 +208,30 @@ pub enum JobMsg {
     WorkflowCancelled {
         job: JobId,
         workflow: WorkflowIndex,
+    },
+    /// Worker -> the DC leader: `completed` items done by `workflows` workflows of `job`
+    /// (one workflow's, or several folded together when batching, AD-37). DATA: may be
+    /// delayed, batched or dropped under backpressure; never carries a result.
+    WorkflowProgress {
+        job: JobId,
+        workflow: WorkflowIndex,
+        completed: u64,
+        workflows: u16,
+    },
+    /// Leader manager -> worker: the backpressure signal of its stats buffer (AD-23).
+    WorkflowProgressAck {
+        level: Level,
+        delay_ms: u32,
+        batch_only: bool,
+    },
+    /// Leader manager -> the gates, periodically: its load and backpressure (the level
+    /// the original dropped from heartbeats, Q7).
+    ManagerHeartbeat {
+        dc: DcId,
+        level: Level,
+        delay_ms: u32,
+        workers: u16,
+        jobs: u32,
     },
 }
 

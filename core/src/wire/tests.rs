@@ -317,6 +317,24 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
         },
         J::CancelWorkflow { job, workflow: w },
         J::WorkflowCancelled { job, workflow: w },
+        J::WorkflowProgress {
+            job,
+            workflow: w,
+            completed: seed,
+            workflows: 3,
+        },
+        J::WorkflowProgressAck {
+            level: crate::backpressure::stats::Level::Batch,
+            delay_ms: 500,
+            batch_only: true,
+        },
+        J::ManagerHeartbeat {
+            dc,
+            level: crate::backpressure::stats::Level::Reject,
+            delay_ms: 1000,
+            workers: 8,
+            jobs: w,
+        },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -347,7 +365,10 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::ExtensionRequest { .. }
             | J::ExtensionResponse { .. }
             | J::CancelWorkflow { .. }
-            | J::WorkflowCancelled { .. } => {}
+            | J::WorkflowCancelled { .. }
+            | J::WorkflowProgress { .. }
+            | J::WorkflowProgressAck { .. }
+            | J::ManagerHeartbeat { .. } => {}
         }
     }
     all
