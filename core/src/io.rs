@@ -109,4 +109,8 @@ pub enum Event {
     DecodeFailed {
         error: DecodeError,
     },
+    /// The node's overload state changed (AD-18): what its load shedder now sheds.
+    Overload {
+        state: crate::backpressure::overload::OverloadState,
+    },
 }

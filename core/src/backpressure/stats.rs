@@ -137,6 +137,8 @@ pub struct StatsBuffer {
     next_warm_promotion: Instant,
     pub accepted: u64,
     pub dropped: u64,
+    /// Entries lost to a full hot tier (only without backpressure).
+    pub overwritten: u64,
 }
 
 impl StatsBuffer {
@@ -150,6 +152,7 @@ impl StatsBuffer {
             cold: VecDeque::new(),
             accepted: 0,
             dropped: 0,
+            overwritten: 0,
         }
     }
 
@@ -186,6 +189,17 @@ impl StatsBuffer {
         self.hot.push_back(Entry::sample(value, now));
         self.accepted += 1;
         true
+    }
+
+    /// The ablation baseline (backpressure off): always accept, overwriting the oldest
+    /// hot entry when full (counted as `overwritten`).
+    pub fn record_unbounded(&mut self, value: f64, now: Instant) {
+        if self.hot.len() >= self.cfg.hot_max {
+            self.hot.pop_front();
+            self.overwritten += 1;
+        }
+        self.hot.push_back(Entry::sample(value, now));
+        self.accepted += 1;
     }
 
     pub fn next_deadline(&self) -> Instant {

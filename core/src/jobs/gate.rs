@@ -28,6 +28,7 @@
 //! gate to hear at least half of the gates ([`GateJobs::has_quorum`]).
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, JobState};
+use crate::backpressure::gate::GateBackpressure;
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
 use crate::rng::{splitmix64, DetRng};
@@ -147,6 +148,8 @@ struct Job {
     timeout_ms: Option<u64>,
     /// Declared timed out (the decision is being delivered): since when, and why.
     declared: Option<(Instant, TimeoutReason)>,
+    /// Items the DCs reported with their results.
+    items: u64,
 }
 
 impl Job {
@@ -187,6 +190,8 @@ pub struct GateJobs {
     rng: DetRng,
     timeouts: GateTimeouts,
     next_timeout_check: Option<Instant>,
+    /// Each DC's backpressure, from its managers' heartbeats (AD-37).
+    backpressure: GateBackpressure,
 }
 
 pub enum GateInput {
@@ -246,6 +251,7 @@ impl GateJobs {
             results: JobRegistry::new(cfg.max_jobs),
             timeouts: GateTimeouts::new(cfg.timeouts.clone()),
             next_timeout_check: None,
+            backpressure: GateBackpressure::default(),
             cfg,
             me,
             addr,
@@ -351,6 +357,7 @@ impl GateJobs {
                         submitted_at: now,
                         timeout_ms,
                         declared: None,
+                        items: 0,
                     },
                 );
                 self.tick(now, &mut out);
@@ -362,6 +369,11 @@ impl GateJobs {
                 addr,
                 alive,
             } => {
+                if !alive {
+                    if let Some((dc, level)) = self.backpressure.remove(addr) {
+                        out.push(JobOutput::Event(JobEvent::DcBackpressure { dc, level }));
+                    }
+                }
                 let list = self.managers.entry(dc).or_default();
                 list.retain(|(n, _)| *n != node);
                 if alive {
@@ -420,14 +432,14 @@ impl GateJobs {
             .get_or_insert(now + self.timeouts.config().check_interval);
     }
 
-    /// DC `dc` reported a final status for `job` (fenced by its dispatch token).
+    /// DC `dc` reported a final status for `job` (fenced by its dispatch token), with
+    /// the items its workflows completed.
     fn dc_final(
         &mut self,
         from: Addr,
         job: JobId,
         dc: DcId,
-        token: FenceToken,
-        status: DcStatus,
+        (token, status, items): (FenceToken, DcStatus, u64),
         out: &mut JobOutputs,
     ) {
         let ack = JobOutput::Send {
@@ -456,6 +468,7 @@ impl GateJobs {
         t.accepted = true;
         t.done = true;
         t.status = status;
+        j.items += items;
         out.push(ack);
         self.timeouts.on_final_status(job, dc, status);
         let msg = JobMsg::GateReplicaDone { job, dc, status };
@@ -578,8 +591,23 @@ impl GateJobs {
                     });
                 }
             }
-            JobMsg::JobDone { job, dc, token } => {
-                self.dc_final(from, job, dc, token, DcStatus::Completed, out);
+            JobMsg::JobDone {
+                job,
+                dc,
+                token,
+                items,
+            } => {
+                self.dc_final(from, job, dc, (token, DcStatus::Completed, items), out);
+            }
+            JobMsg::ManagerHeartbeat {
+                dc,
+                level,
+                delay_ms,
+                ..
+            } => {
+                if let Some(level) = self.backpressure.on_heartbeat(dc, from, level, delay_ms) {
+                    out.push(JobOutput::Event(JobEvent::DcBackpressure { dc, level }));
+                }
             }
             JobMsg::FinalStatus {
                 job,
@@ -588,7 +616,7 @@ impl GateJobs {
                 token,
                 ..
             } => {
-                self.dc_final(from, job, dc, token, status, out);
+                self.dc_final(from, job, dc, (token, status, 0), out);
             }
             JobMsg::ProgressReport {
                 job, dc, report, ..
@@ -818,6 +846,7 @@ impl GateJobs {
                     submitted_at: now,
                     timeout_ms: r.timeout_ms,
                     declared: None,
+                    items: 0,
                 },
             );
             out.push(JobOutput::Event(JobEvent::GateTakenOver { job, token }));
@@ -841,6 +870,12 @@ impl GateJobs {
     }
 
     fn finish(&mut self, job: JobId, state: JobState, out: &mut JobOutputs) {
+        if let Some(j) = self.jobs.get(&job) {
+            out.push(JobOutput::Event(JobEvent::Items {
+                job,
+                items: j.items,
+            }));
+        }
         out.push(JobOutput::Event(JobEvent::Finished { job, state }));
         self.forget(job, out);
     }
@@ -1028,6 +1063,7 @@ mod tests {
                 job: JobId(1),
                 dc: DcId(0),
                 token,
+                items: 0,
             },
         };
         let out = g.step(done(FenceToken::new(5, 9)), t + secs(30));
@@ -1099,6 +1135,7 @@ mod tests {
                 job: JobId(3),
                 dc: DcId(dc),
                 token,
+                items: 0,
             },
         };
         g.step(done(0, FenceToken::new(3, 5)), t + secs(1));

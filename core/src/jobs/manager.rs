@@ -28,6 +28,7 @@
 //! different end.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
+use crate::backpressure::stats::{Level, StatsBuffer, StatsConfig};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
 use crate::time::{secs, Instant};
@@ -68,6 +69,13 @@ pub struct ManagerConfig {
     pub tombstone_ttl: Duration,
     pub timeout: TimeoutConfig,
     pub extension: ExtensionConfig,
+    /// The stats buffer whose fill is the backpressure level (AD-23).
+    pub stats: StatsConfig,
+    /// The leader tells its jobs' gates its level this often (ManagerHeartbeat).
+    pub heartbeat_interval: Duration,
+    /// Backpressure on (the default): progress acks carry the buffer's signal. Off, they
+    /// always say NONE (the ablation baseline) and the buffer overwrites its oldest.
+    pub backpressure: bool,
 }
 
 impl Default for ManagerConfig {
@@ -88,6 +96,9 @@ impl Default for ManagerConfig {
             tombstone_ttl: secs(600),
             timeout: TimeoutConfig::default(),
             extension: ExtensionConfig::default(),
+            stats: StatsConfig::default(),
+            heartbeat_interval: secs(5),
+            backpressure: true,
         }
     }
 }
@@ -126,6 +137,8 @@ struct Job {
     timeout: JobTimeout,
     /// Workers whose grants count in this job's timeout.
     ext_workers: SmallVec<[NodeId; 4]>,
+    /// Items its completed workflows reported.
+    items: u64,
     /// Set once the job ended: when to resend its final report (and pending cancels).
     report_next: Option<Instant>,
     /// The gate acknowledged the final report.
@@ -159,6 +172,7 @@ impl Job {
             status: Status::Running,
             timeout,
             ext_workers: SmallVec::new(),
+            items: 0,
             report_next: None,
             final_acked: false,
             hold_until: None,
@@ -269,6 +283,7 @@ struct Tombstone {
     status: DcStatus,
     token: FenceToken,
     fence: crate::id::TimeoutFence,
+    items: u64,
 }
 
 /// What a follower keeps of a job its leader runs.
@@ -280,6 +295,8 @@ struct Replica {
     gate_token: FenceToken,
     token: FenceToken,
     done: std::collections::BTreeSet<WorkflowIndex>,
+    /// Items the done workflows reported.
+    items: u64,
     refreshed_at: Instant,
     /// The leader's timeout state, rebased on our clock at receipt.
     timeout: JobTimeout,
@@ -318,6 +335,12 @@ pub struct ManagerJobs {
     /// When the stalest replica would expire (followers).
     next_replica_expiry: Option<Instant>,
     tombstones: BTreeMap<JobId, Tombstone>,
+    stats: StatsBuffer,
+    /// The level last reported (events fire on changes).
+    level: Level,
+    next_heartbeat: Option<Instant>,
+    /// Progress updates received, and refused by the buffer (at REJECT).
+    pub progress_received: u64,
     /// Tombstones in the order they were laid, to expire them.
     tombstone_queue: std::collections::VecDeque<(Instant, JobId)>,
 }
@@ -349,6 +372,7 @@ impl ManagerJobs {
         dc: DcId,
         peers: Vec<(NodeId, Addr)>,
     ) -> ManagerJobs {
+        let stats = StatsBuffer::new(cfg.stats.clone(), Instant::ZERO);
         ManagerJobs {
             replicas: BTreeMap::new(),
             peers: peers.into_iter().filter(|(n, _)| *n != me).collect(),
@@ -367,6 +391,10 @@ impl ManagerJobs {
             dispatch_due: None,
             next_replica_expiry: None,
             tombstones: BTreeMap::new(),
+            stats,
+            level: Level::None,
+            next_heartbeat: None,
+            progress_received: 0,
             tombstone_queue: std::collections::VecDeque::new(),
         }
     }
@@ -397,6 +425,7 @@ impl ManagerJobs {
                 job,
                 dc: self.dc,
                 token: t.token,
+                items: t.items,
             },
             status => JobMsg::FinalStatus {
                 job,
@@ -430,6 +459,8 @@ impl ManagerJobs {
                 .filter_map(|j| j.timeout.next_report_at(tcfg, j.status != Status::Running))
                 .min()
         });
+        // Promotions matter only while the hot tier holds something.
+        let promote = (self.stats.hot_len() > 0).then(|| self.stats.next_deadline());
         let tomb = self
             .tombstone_queue
             .front()
@@ -451,6 +482,9 @@ impl ManagerJobs {
             progress,
             grace,
             tomb,
+            promote,
+            // Only a leader with jobs has gates to tell.
+            self.next_heartbeat.filter(|_| !self.jobs.is_empty()),
         ]
         .into_iter()
         .flatten()
@@ -469,6 +503,7 @@ impl ManagerJobs {
                 self.next_hello = lead.then_some(now);
                 self.next_refresh = lead.then_some(now + self.cfg.replica_refresh);
                 self.next_check = lead.then_some(now + self.cfg.timeout.check_interval);
+                self.next_heartbeat = lead.then_some(now);
                 if lead && !was {
                     self.take_over(term, now, &mut out);
                 } else if !lead && was {
@@ -678,7 +713,12 @@ impl ManagerJobs {
                     self.dispatch(now, out);
                 }
             }
-            JobMsg::WorkflowDone { job, workflow, .. } => {
+            JobMsg::WorkflowDone {
+                job,
+                workflow,
+                items,
+                ..
+            } => {
                 out.push(JobOutput::Send {
                     to: from,
                     msg: JobMsg::WorkflowDoneAck { job, workflow },
@@ -689,7 +729,7 @@ impl ManagerJobs {
                     // Completing a workflow starts a new extension cycle (jobs.md §2).
                     wk.ext.reset();
                 }
-                self.workflow_done(job, workflow, worker, now, out);
+                self.workflow_done(job, workflow, worker, items, now, out);
                 self.dispatch(now, out);
             }
             JobMsg::WorkflowCancelled { job, workflow } => {
@@ -842,6 +882,7 @@ impl ManagerJobs {
                 gate_token,
                 token,
                 timeout,
+                items,
             } => {
                 if self.leading.is_some() {
                     return; // a deposed leader's late word: we lead now
@@ -858,11 +899,13 @@ impl ManagerJobs {
                     gate_token,
                     token,
                     done: Default::default(),
+                    items,
                     refreshed_at: now,
                     timeout: state.clone(),
                 });
                 if token >= r.token {
                     r.token = token;
+                    r.items = r.items.max(items);
                     r.timeout = state;
                     r.gate = gate;
                     r.gate_addr = gate_addr;
@@ -872,9 +915,15 @@ impl ManagerJobs {
                 self.next_replica_expiry
                     .get_or_insert(now + self.cfg.replica_ttl);
             }
-            JobMsg::ReplicaDone { job, workflow } => {
+            JobMsg::ReplicaDone {
+                job,
+                workflow,
+                items,
+            } => {
                 if let Some(r) = self.replicas.get_mut(&job) {
-                    r.done.insert(workflow);
+                    if r.done.insert(workflow) {
+                        r.items += items;
+                    }
                 }
             }
             JobMsg::ReplicaForget {
@@ -882,6 +931,7 @@ impl ManagerJobs {
                 status,
                 token,
                 fence,
+                items,
             } => {
                 self.lay_tombstone(
                     job,
@@ -889,6 +939,7 @@ impl ManagerJobs {
                         status,
                         token,
                         fence,
+                        items,
                     },
                     now,
                 );
@@ -929,6 +980,38 @@ impl ManagerJobs {
                     _ => {}
                 }
             }
+            JobMsg::WorkflowProgress { job, .. } => {
+                // AD-23 (backpressure.md §7): the update is applied whatever the level
+                // (here: it is progress for the job's timeout) and recorded in the stats
+                // buffer; the answer carries the buffer's signal.
+                if self.leading.is_none() {
+                    return;
+                }
+                self.progress_received += 1;
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.timeout.report_progress(now);
+                }
+                if self.cfg.backpressure {
+                    self.stats.record(1.0, now);
+                } else {
+                    // Ablation: no levels; the hot tier overwrites its oldest.
+                    self.stats.record_unbounded(1.0, now);
+                }
+                self.level_changed(now, out);
+                let signal = if self.cfg.backpressure {
+                    self.stats.signal()
+                } else {
+                    crate::backpressure::stats::Signal::of(Level::None)
+                };
+                out.push(JobOutput::Send {
+                    to: from,
+                    msg: JobMsg::WorkflowProgressAck {
+                        level: signal.level,
+                        delay_ms: signal.suggested_delay_ms,
+                        batch_only: signal.batch_only,
+                    },
+                });
+            }
             JobMsg::WorkerHello { free_slots } => {
                 if let Some(wk) = self.workers.values_mut().find(|w| w.addr == from) {
                     wk.free_slots = free_slots;
@@ -937,6 +1020,72 @@ impl ManagerJobs {
             }
             _ => {}
         }
+    }
+
+    /// The stats buffer's level moved: an event (with the fill); every worker hears
+    /// the new signal at once, and the gates at the next heartbeat. Pushing it matters
+    /// on the way down: a worker at REJECT sends no progress, so no ack would ever tell
+    /// it the pressure is gone.
+    fn level_changed(&mut self, _now: Instant, out: &mut JobOutputs) {
+        let level = if self.cfg.backpressure {
+            self.stats.level()
+        } else {
+            Level::None
+        };
+        if level != self.level {
+            self.level = level;
+            out.push(JobOutput::Event(JobEvent::BackpressureLevel {
+                dc: self.dc,
+                level,
+                fill_ppm: (self.stats.fill() * 1e6) as u32,
+            }));
+            if self.leading.is_some() {
+                let s = crate::backpressure::stats::Signal::of(level);
+                let msg = JobMsg::WorkflowProgressAck {
+                    level: s.level,
+                    delay_ms: s.suggested_delay_ms,
+                    batch_only: s.batch_only,
+                };
+                for w in self.workers.values() {
+                    out.push(JobOutput::Send { to: w.addr, msg });
+                }
+            }
+        }
+    }
+
+    /// The leader's heartbeat to the gates of its jobs: load and backpressure level.
+    fn heartbeat(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.leading.is_none()
+            || self.jobs.is_empty()
+            || self.next_heartbeat.is_some_and(|t| t > now)
+        {
+            return;
+        }
+        self.next_heartbeat = Some(now + self.cfg.heartbeat_interval);
+        let signal = crate::backpressure::stats::Signal::of(self.level);
+        let mut gates: SmallVec<[Addr; 4]> = self.jobs.values().map(|j| j.gate_addr).collect();
+        gates.sort_unstable();
+        gates.dedup();
+        let msg = JobMsg::ManagerHeartbeat {
+            dc: self.dc,
+            level: signal.level,
+            delay_ms: signal.suggested_delay_ms,
+            workers: self.workers.len().min(u16::MAX as usize) as u16,
+            jobs: self.jobs.len() as u32,
+        };
+        for to in gates {
+            out.push(JobOutput::Send { to, msg });
+        }
+    }
+
+    /// The stats buffer's fill now (for reports).
+    pub fn buffer_fill(&self) -> f64 {
+        self.stats.fill()
+    }
+
+    /// Entries the full buffer overwrote (backpressure off only).
+    pub fn buffer_overwritten(&self) -> u64 {
+        self.stats.overwritten
     }
 
     fn worker_at(&self, addr: Addr) -> Option<NodeId> {
@@ -952,6 +1101,7 @@ impl ManagerJobs {
         job: JobId,
         workflow: WorkflowIndex,
         worker: Option<NodeId>,
+        items: u64,
         now: Instant,
         out: &mut JobOutputs,
     ) {
@@ -981,10 +1131,15 @@ impl ManagerJobs {
                     step_wf(j, workflow, *to, TransitionReason::Finished, now, out);
                 }
                 j.dispatch[workflow as usize] = None;
+                j.items += items;
                 if let Some(w) = worker {
                     j.release(w);
                 }
-                let msg = JobMsg::ReplicaDone { job, workflow };
+                let msg = JobMsg::ReplicaDone {
+                    job,
+                    workflow,
+                    items,
+                };
                 for (_, addr) in &self.peers {
                     out.push(JobOutput::Send { to: *addr, msg });
                 }
@@ -998,6 +1153,7 @@ impl ManagerJobs {
                             job,
                             dc,
                             token: j.token,
+                            items: j.items,
                         },
                     });
                 }
@@ -1109,6 +1265,7 @@ impl ManagerJobs {
                 },
                 token: j.token,
                 fence: j.timeout.fence,
+                items: j.items,
             };
             self.lay_tombstone(job, t, now);
             self.to_peers(
@@ -1117,6 +1274,7 @@ impl ManagerJobs {
                     status: t.status,
                     token: t.token,
                     fence: t.fence,
+                    items: t.items,
                 },
                 out,
             );
@@ -1148,6 +1306,7 @@ impl ManagerJobs {
                 .unwrap_or_default(),
             token: j.token,
             timeout: j.timeout.to_wire(now),
+            items: j.items,
         }
     }
 
@@ -1237,6 +1396,9 @@ impl ManagerJobs {
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        self.stats.tick(now);
+        self.level_changed(now, out);
+        self.heartbeat(now, out);
         while let Some(&(at, job)) = self.tombstone_queue.front() {
             if now < at + self.cfg.tombstone_ttl {
                 break;
@@ -1315,6 +1477,7 @@ impl ManagerJobs {
                             job,
                             dc,
                             token: j.token,
+                            items: j.items,
                         },
                         _ => JobMsg::FinalStatus {
                             job,
@@ -1385,6 +1548,7 @@ impl ManagerJobs {
                 timeout,
                 self.cfg.history_cap,
             );
+            j.items = r.items;
             for i in 0..r.workflows {
                 if r.done.contains(&i) {
                     j.life.restore(i, WorkflowState::Completed);
@@ -1438,7 +1602,15 @@ impl ManagerJobs {
             self.jobs.insert(job, j);
             self.to_peers(msg, out);
             for i in r.done.iter() {
-                self.to_peers(JobMsg::ReplicaDone { job, workflow: *i }, out);
+                // (The items travel in the Replicate above.)
+                self.to_peers(
+                    JobMsg::ReplicaDone {
+                        job,
+                        workflow: *i,
+                        items: 0,
+                    },
+                    out,
+                );
             }
         }
     }
@@ -1466,6 +1638,7 @@ impl ManagerJobs {
                     gate_token,
                     token: j.token,
                     done,
+                    items: j.items,
                     refreshed_at: now,
                     timeout: j.timeout,
                 },
@@ -1550,6 +1723,7 @@ impl ManagerJobs {
 mod tests {
     use super::*;
     use crate::id::FenceToken;
+    use crate::time::millis;
 
     const ME: NodeId = NodeId(1);
     const GATE: Addr = Addr::from_u32(100);
@@ -1679,6 +1853,7 @@ mod tests {
                     job: JobId(5),
                     workflow: 2,
                     token: FenceToken::new(3, 4),
+                    items: 0,
                 },
             },
             t + secs(5),
@@ -1712,6 +1887,7 @@ mod tests {
                 job: JobId(9),
                 workflow: wf,
                 token,
+                items: 0,
             },
         };
         let out = m.step(done(1, FenceToken::new(1, 3)), t + secs(2));
@@ -1724,6 +1900,7 @@ mod tests {
             job: JobId(9),
             dc: DcId(0),
             token: FenceToken::new(1, 4),
+            items: 0,
         };
         assert!(out.contains(&JobOutput::Send {
             to: GATE,
@@ -1817,6 +1994,7 @@ mod tests {
                 gate_token: FenceToken::new(1, 1),
                 token: FenceToken::new(1, 3),
                 timeout: JobTimeout::start(Strategy::LocalAuthority, None, t).to_wire(t),
+                items: 0,
             }),
             t,
         );
@@ -1824,6 +2002,7 @@ mod tests {
             from(JobMsg::ReplicaDone {
                 job: JobId(9),
                 workflow: 0,
+                items: 0,
             }),
             t,
         );
@@ -1866,6 +2045,7 @@ mod tests {
                 job: JobId(9),
                 workflow: wf,
                 token,
+                items: 0,
             },
         };
         f.step(done(1, FenceToken::new(1, 3)), t + secs(14));
@@ -1875,7 +2055,8 @@ mod tests {
             msg: JobMsg::JobDone {
                 job: JobId(9),
                 dc: DcId(0),
-                token: FenceToken::new(2, 5)
+                token: FenceToken::new(2, 5),
+                items: 0
             }
         }));
     }
@@ -1899,6 +2080,7 @@ mod tests {
                         gate_token: FenceToken::new(1, 1),
                         token: FenceToken::new(1, 1),
                         timeout: JobTimeout::start(Strategy::LocalAuthority, None, t).to_wire(t),
+                        items: 0,
                     },
                 },
                 t,
@@ -2108,6 +2290,12 @@ mod tests {
                 .filter(|(to, msg)| *to == GATE && matches!(msg, JobMsg::ProgressReport { .. }))
                 .count()
         };
+        // (The heartbeat to the gate, due as soon as the leader has a job and then
+        // every 5 s, is not a progress report.)
+        assert_eq!(m.next_deadline(), Some(t));
+        assert_eq!(progress(&m.step(ManagerInput::Tick, t)), 0);
+        assert_eq!(m.next_deadline(), Some(t + secs(5)));
+        assert_eq!(progress(&m.step(ManagerInput::Tick, t + secs(5))), 0);
         assert_eq!(m.next_deadline(), Some(t + secs(10)));
         assert_eq!(progress(&m.step(ManagerInput::Tick, t + secs(10))), 1);
         assert_eq!(progress(&m.step(ManagerInput::Tick, t + secs(15))), 0);
@@ -2194,6 +2382,7 @@ mod tests {
                         gate_token: FenceToken::new(1, 1),
                         token: FenceToken::new(1, 2),
                         timeout: state.to_wire(t + secs(61)),
+                        items: 0,
                     },
                 },
                 t + secs(61),
@@ -2331,5 +2520,93 @@ mod tests {
         // After the 600 s TTL it is gone.
         m.step(ManagerInput::Tick, t + secs(92 + 600));
         assert_eq!(m.tombstones_len(), 0);
+    }
+
+    /// AD-23 end to end on the leader: each progress update is recorded and answered
+    /// with the buffer's signal (THROTTLE at 700 of 1000 recent updates, BATCH at 850,
+    /// REJECT at 950); the level changes are events and reach the gates in the 5 s
+    /// heartbeat; with backpressure off every answer says NONE.
+    #[test]
+    fn progress_acks_carry_the_stats_buffer_signal_and_heartbeats_the_level() {
+        let t = Instant::ZERO;
+        let acks = |on: bool| {
+            let mut m = running_job(None, 2, 1);
+            m.cfg.backpressure = on;
+            let mut levels = Vec::new();
+            let mut events = Vec::new();
+            for k in 0..1000u64 {
+                let out = m.step(
+                    from_worker(
+                        10,
+                        JobMsg::WorkflowProgress {
+                            job: JobId(7),
+                            workflow: 0,
+                            completed: k,
+                            workflows: 1,
+                        },
+                    ),
+                    t + millis(k),
+                );
+                for o in &out {
+                    match o {
+                        JobOutput::Send {
+                            msg: JobMsg::WorkflowProgressAck { level, .. },
+                            ..
+                        } if levels.last().is_none_or(|(_, l)| l != level) => {
+                            levels.push((k, *level));
+                        }
+                        JobOutput::Event(JobEvent::BackpressureLevel { level, .. }) => {
+                            events.push(*level)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (m, levels, events)
+        };
+        let (mut m, levels, events) = acks(true);
+        // The k-th update makes k + 1 entries: THROTTLE from the 700th (k = 699).
+        assert_eq!(
+            levels,
+            vec![
+                (0, Level::None),
+                (699, Level::Throttle),
+                (849, Level::Batch),
+                (949, Level::Reject)
+            ]
+        );
+        assert_eq!(events, vec![Level::Throttle, Level::Batch, Level::Reject]);
+        assert_eq!(m.stats.hot_len(), 950, "refused at REJECT: the bound holds");
+        let hb = m.step(ManagerInput::Tick, t + secs(5));
+        assert!(hb.contains(&JobOutput::Send {
+            to: GATE,
+            msg: JobMsg::ManagerHeartbeat {
+                dc: DcId(0),
+                level: Level::Reject,
+                delay_ms: 1000,
+                workers: 2,
+                jobs: 1
+            }
+        }));
+        // Records stop: the hot entries age out (60 s) at the next 10 s promotion.
+        let mut now = t + secs(5);
+        let mut back = None;
+        while back.is_none() && now < t + secs(200) {
+            now = m.next_deadline().unwrap();
+            let out = m.step(ManagerInput::Tick, now);
+            if out.contains(&JobOutput::Event(JobEvent::BackpressureLevel {
+                dc: DcId(0),
+                level: Level::None,
+                fill_ppm: 0,
+            })) {
+                back = Some(now);
+            }
+        }
+        assert_eq!(back, Some(t + secs(70)));
+        // Off: every answer says NONE, and the full ring overwrites its oldest.
+        let (m, levels, events) = acks(false);
+        assert_eq!(levels, vec![(0, Level::None)]);
+        assert!(events.is_empty());
+        assert_eq!(m.stats.hot_len(), 1000);
     }
 }

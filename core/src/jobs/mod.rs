@@ -68,6 +68,9 @@ pub enum JobMsg {
         job: JobId,
         workflow: WorkflowIndex,
         token: FenceToken,
+        /// Items the workflow completed: its final progress, on a message that is never
+        /// shed, batched or dropped (AD-37: progress is never lost from a result).
+        items: u64,
     },
     WorkflowDoneAck {
         job: JobId,
@@ -78,6 +81,8 @@ pub enum JobMsg {
         job: JobId,
         dc: DcId,
         token: FenceToken,
+        /// Items completed by all the job's workflows in the DC.
+        items: u64,
     },
     JobDoneAck {
         job: JobId,
@@ -110,11 +115,14 @@ pub enum JobMsg {
         token: FenceToken,
         /// The job's timeout tracking, instants relative to the sender's now (Q4).
         timeout: TimeoutWire,
+        /// Items its completed workflows reported so far.
+        items: u64,
     },
     /// Leader -> the other managers: one of the job's workflows is done.
     ReplicaDone {
         job: JobId,
         workflow: WorkflowIndex,
+        items: u64,
     },
     /// Leader -> the other managers: the job is reported and acknowledged: forget it.
     ReplicaForget {
@@ -124,6 +132,7 @@ pub enum JobMsg {
         status: DcStatus,
         token: FenceToken,
         fence: TimeoutFence,
+        items: u64,
     },
     /// Job-leading gate -> the other gates: the job, its DCs (bit `d` = DC `d`), its
     /// token and owner, so the hash-ring successor can take it over.
@@ -339,6 +348,32 @@ pub enum JobEvent {
         workflow: WorkflowIndex,
         from: WorkflowState,
         to: WorkflowState,
+    },
+    /// A gate's record of the items a completed job's DCs reported (with `Finished`).
+    Items {
+        job: JobId,
+        items: u64,
+    },
+    /// A leader manager's stats buffer changed backpressure level (AD-23).
+    BackpressureLevel {
+        dc: DcId,
+        level: Level,
+        fill_ppm: u32,
+    },
+    /// A worker's effective flush level changed (AD-37).
+    FlushLevel {
+        level: Level,
+    },
+    /// A gate's view of a DC's backpressure changed (AD-37).
+    DcBackpressure {
+        dc: DcId,
+        level: Level,
+    },
+    /// A worker flushed progress: sent, folded into a batch, or dropped at REJECT.
+    ProgressFlushed {
+        sent: u16,
+        batched: u16,
+        dropped: u16,
     },
     /// A worker denied three times running, or exhausted past its grace: its workflows
     /// are taken back.

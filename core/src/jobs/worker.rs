@@ -8,8 +8,14 @@
 //! completed items; the manager judges whether that is progress. Workflows that report
 //! no progress never ask. A cancel from the leader (the job timed out, or this worker
 //! was evicted) stops a workflow at once.
+//!
+//! Backpressure (AD-37, backpressure.md §8): progress goes to the DC leader through a
+//! [`WorkerFlush`], which follows the worst level its managers signal (NONE immediate,
+//! THROTTLE slower, BATCH one update per job, REJECT dropped). Results never go through
+//! it, and carry the workflow's final item count.
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
+use crate::backpressure::flush::{FlushConfig, WorkerFlush};
 use crate::id::{Addr, DcId, FenceToken, JobId};
 use crate::leadership::{FenceDomain, JobRegistry, Verdict};
 use crate::time::{secs, Instant};
@@ -35,6 +41,7 @@ pub struct WorkerConfig {
     pub extension_after: Duration,
     /// ...and again this often while it runs.
     pub extension_interval: Duration,
+    pub flush: FlushConfig,
 }
 
 impl Default for WorkerConfig {
@@ -47,6 +54,7 @@ impl Default for WorkerConfig {
             max_jobs: 10_000,
             extension_after: secs(10),
             extension_interval: secs(10),
+            flush: FlushConfig::default(),
         }
     }
 }
@@ -63,6 +71,7 @@ struct Running {
 #[derive(Clone, Copy, Debug)]
 struct Unacked {
     token: FenceToken,
+    items: u64,
     manager: Addr,
     next_send: Instant,
 }
@@ -85,6 +94,11 @@ pub struct WorkerJobs {
     next_hello: Instant,
     /// No extension request before this.
     next_extension: Instant,
+    flush: WorkerFlush,
+    /// Progress updates sent, folded into batches, and dropped at REJECT.
+    pub progress_sent: u64,
+    pub progress_batched: u64,
+    pub progress_dropped: u64,
 }
 
 pub enum WorkerInput {
@@ -92,10 +106,12 @@ pub enum WorkerInput {
         from: Addr,
         msg: JobMsg,
     },
-    /// The shell's workload model says this workflow finished.
+    /// The shell's workload model says this workflow finished, having completed
+    /// `items` items.
     Finished {
         job: JobId,
         workflow: WorkflowIndex,
+        items: u64,
     },
     /// ...or that it has done `completed` of its `total` items.
     Progress {
@@ -113,6 +129,10 @@ impl WorkerJobs {
             registry: JobRegistry::new(cfg.max_jobs),
             next_hello: now + cfg.hello_interval,
             next_extension: Instant::ZERO,
+            flush: WorkerFlush::new(cfg.flush.clone()),
+            progress_sent: 0,
+            progress_batched: 0,
+            progress_dropped: 0,
             cfg,
             dc,
             leader: None,
@@ -152,10 +172,16 @@ impl WorkerJobs {
             .forget
             .front()
             .map(|(t, ..)| *t + self.cfg.forget_after);
-        [Some(self.next_hello), resend, forget, self.extension_due()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            Some(self.next_hello),
+            resend,
+            forget,
+            self.extension_due(),
+            self.flush.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// When the next extension request is due: a progress-reporting workflow has run
@@ -200,8 +226,14 @@ impl WorkerJobs {
         let mut out = JobOutputs::new();
         match input {
             WorkerInput::Msg { from, msg } => self.on_msg(from, msg, now, &mut out),
-            WorkerInput::Finished { job, workflow } => {
+            WorkerInput::Finished {
+                job,
+                workflow,
+                items,
+            } => {
                 if let Some(r) = self.running.remove(&(job, workflow)) {
+                    self.flush.discard(job, workflow);
+                    let items = items.max(r.progress.map_or(0, |(done, _)| done));
                     let to = self.leader.unwrap_or(r.manager);
                     out.push(JobOutput::Send {
                         to,
@@ -209,12 +241,14 @@ impl WorkerJobs {
                             job,
                             workflow,
                             token: r.token,
+                            items,
                         },
                     });
                     self.unacked.insert(
                         (job, workflow),
                         Unacked {
                             token: r.token,
+                            items,
                             manager: to,
                             next_send: now + self.cfg.retry,
                         },
@@ -229,6 +263,8 @@ impl WorkerJobs {
             } => {
                 if let Some(r) = self.running.get_mut(&(job, workflow)) {
                     r.progress = Some((completed, total.max(completed)));
+                    let to = self.leader.unwrap_or(r.manager);
+                    self.flush.push(to, job, workflow, completed, now);
                 }
             }
             WorkerInput::Tick => self.tick(now, &mut out),
@@ -300,6 +336,13 @@ impl WorkerJobs {
                     Err(_) => out.push(reply(false)),
                 }
             }
+            JobMsg::WorkflowProgressAck {
+                level, delay_ms, ..
+            } => {
+                if let Some(level) = self.flush.on_signal(from, level, delay_ms) {
+                    out.push(JobOutput::Event(JobEvent::FlushLevel { level }));
+                }
+            }
             JobMsg::CancelWorkflow { job, workflow } => {
                 // Stop it if it runs (it is answered either way: the manager waits for
                 // the confirmation, and a lost one is asked for again). Its register
@@ -344,6 +387,29 @@ impl WorkerJobs {
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        let f = self.flush.tick(now);
+        if !f.send.is_empty() || f.dropped > 0 {
+            for u in &f.send {
+                out.push(JobOutput::Send {
+                    to: u.to,
+                    msg: JobMsg::WorkflowProgress {
+                        job: u.job,
+                        workflow: u.workflow,
+                        completed: u.completed,
+                        workflows: u.workflows,
+                    },
+                });
+            }
+            self.progress_sent += f.send.len() as u64;
+            self.progress_batched += f.batched;
+            self.progress_dropped += f.dropped;
+            let c = |n: u64| n.min(u16::MAX as u64) as u16;
+            out.push(JobOutput::Event(JobEvent::ProgressFlushed {
+                sent: c(f.send.len() as u64),
+                batched: c(f.batched),
+                dropped: c(f.dropped),
+            }));
+        }
         if let (Some(due), Some(leader)) = (self.extension_due(), self.leader) {
             if due <= now {
                 self.next_extension = now + self.cfg.extension_interval;
@@ -378,6 +444,7 @@ impl WorkerJobs {
                         job: *job,
                         workflow: *workflow,
                         token: u.token,
+                        items: u.items,
                     },
                 });
             }
@@ -470,6 +537,7 @@ mod tests {
             WorkerInput::Finished {
                 job: JobId(1),
                 workflow: 0,
+                items: 0,
             },
             t,
         );
@@ -486,6 +554,7 @@ mod tests {
             WorkerInput::Finished {
                 job: JobId(1),
                 workflow: 1,
+                items: 0,
             },
             t,
         );
@@ -501,6 +570,7 @@ mod tests {
             WorkerInput::Finished {
                 job: JobId(7),
                 workflow: 0,
+                items: 0,
             },
             t + secs(1),
         );
@@ -508,6 +578,7 @@ mod tests {
             job: JobId(7),
             workflow: 0,
             token: FenceToken::new(1, 1),
+            items: 0,
         };
         assert!(out.contains(&JobOutput::Send { to: M, msg: done }));
         // Unacknowledged: resent every 2 s.
@@ -541,6 +612,7 @@ mod tests {
             WorkerInput::Finished {
                 job: JobId(3),
                 workflow: 0,
+                items: 0,
             },
             t,
         );
@@ -651,6 +723,7 @@ mod tests {
             WorkerInput::Finished {
                 job: JobId(1),
                 workflow: 0,
+                items: 0,
             },
             t + secs(2),
         );

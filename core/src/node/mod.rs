@@ -15,6 +15,10 @@
 //! travel as datagrams of the node's own cluster; SWIM only tells it which voters are
 //! visible, and the node's health (LHM, degradation) decides its eligibility.
 
+use crate::backpressure::class::job_class;
+use crate::backpressure::class::{body_class, Priority};
+use crate::backpressure::inflight::{InFlightLimits, InFlightTracker};
+use crate::backpressure::overload::{LoadShedder, OverloadConfig, OverloadDetector};
 use crate::id::JobId;
 use crate::id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
@@ -52,6 +56,8 @@ pub struct NodeConfig {
     pub election: ElectionConfig,
     /// `(term, voted_for)` from the store, persisted before every vote.
     pub persisted_vote: (u64, Option<NodeId>),
+    /// Stats backpressure (AD-23/37) on; off only for ablation runs.
+    pub backpressure: bool,
 }
 
 pub enum Input<'a> {
@@ -77,10 +83,17 @@ pub enum Input<'a> {
         /// The job's timeout (none: only stuck detection).
         timeout: Option<core::time::Duration>,
     },
-    /// The workload says a workflow this worker runs has finished.
+    /// The shell measured how long a message waited to be handled (queueing and
+    /// processing), in milliseconds: the overload detector's latency sample.
+    ProcessingLatency {
+        ms: f64,
+    },
+    /// The workload says a workflow this worker runs has finished, with `items` items
+    /// completed.
     WorkflowFinished {
         job: JobId,
         workflow: WorkflowIndex,
+        items: u64,
     },
     /// The workload says a workflow this worker runs has completed `completed` of its
     /// `total` items (the progress a worker shows to earn an extension).
@@ -149,6 +162,13 @@ pub struct Node {
     memberships: Vec<Membership>,
     decode_errors: u64,
     unknown_cluster: u64,
+    /// AD-18/22: the processing latency the shell measures grades the node's load; job
+    /// messages whose priority the grade sheds are dropped on arrival (CONTROL never).
+    overload: OverloadDetector,
+    shedder: LoadShedder,
+    /// AD-32: messages the shell holds for this node before handling them (a slow
+    /// node's queue), capped per priority.
+    in_flight: InFlightTracker,
 }
 
 impl Node {
@@ -231,7 +251,10 @@ impl Node {
                 derive_seed(cfg.seed, 0x6A7E),
             )),
             Role::Manager | Role::Unknown => JobPlane::Manager(ManagerJobs::new(
-                ManagerConfig::default(),
+                ManagerConfig {
+                    backpressure: cfg.backpressure,
+                    ..ManagerConfig::default()
+                },
                 cfg.node,
                 cfg.dc,
                 cfg.voters.clone(),
@@ -249,6 +272,14 @@ impl Node {
                 memberships,
                 decode_errors: 0,
                 unknown_cluster: 0,
+                overload: OverloadDetector::new(OverloadConfig::default())
+                    .expect("the default thresholds are ordered"),
+                shedder: LoadShedder::default(),
+                in_flight: InFlightTracker::new(match cfg.role {
+                    Role::Gate => InFlightLimits::GATE,
+                    Role::Manager | Role::Unknown => InFlightLimits::MANAGER,
+                    Role::Worker => InFlightLimits::WORKER,
+                }),
             },
             out,
         )
@@ -325,9 +356,27 @@ impl Node {
                     self.job_outputs(o, now, &mut out);
                 }
             }
-            Input::WorkflowFinished { job, workflow } => {
+            Input::ProcessingLatency { ms } => {
+                let before = self.overload.state();
+                let state = self.overload.record_latency(ms);
+                if state != before {
+                    out.push(Output::Event(Event::Overload { state }));
+                }
+            }
+            Input::WorkflowFinished {
+                job,
+                workflow,
+                items,
+            } => {
                 if let JobPlane::Worker(w) = self.jobs.as_mut() {
-                    let o = w.step(WorkerInput::Finished { job, workflow }, now);
+                    let o = w.step(
+                        WorkerInput::Finished {
+                            job,
+                            workflow,
+                            items,
+                        },
+                        now,
+                    );
                     self.job_outputs(o, now, &mut out);
                 }
             }
@@ -506,6 +555,65 @@ impl Node {
     }
 
     /// Per-job entries this node holds (a leak check: 0 once its jobs are done).
+    /// Job messages shed on arrival or refused admission, per priority (index =
+    /// priority value).
+    pub fn shed_counts(&self) -> [u64; 4] {
+        let mut s = self.shedder.shed;
+        for (a, b) in s.iter_mut().zip(self.in_flight.shed) {
+            *a += b;
+        }
+        s
+    }
+
+    /// The priority of a message on the wire: datagrams carry membership (CONTROL);
+    /// frames by their body; what does not decode counts as Normal (it is dropped
+    /// when handled anyway).
+    fn priority_of(bytes: &[u8], frame: bool) -> Priority {
+        if !frame {
+            return Priority::Critical;
+        }
+        match wire::decode(bytes, Channel::Frame) {
+            Ok(env) => body_class(&env.body).priority(),
+            Err(_) => Priority::Normal,
+        }
+    }
+
+    /// AD-32 bounded execution: the shell is about to hold `bytes` until this node can
+    /// handle it (a slow node's queue). Admitted within the in-flight caps of its
+    /// priority and the global cap (Critical always); a refusal means the shell drops
+    /// it. Each admission is released with [`Node::release`] once handled.
+    pub fn admit(&mut self, bytes: &[u8], frame: bool) -> bool {
+        self.in_flight.try_acquire(Self::priority_of(bytes, frame))
+    }
+
+    pub fn release(&mut self, bytes: &[u8], frame: bool) {
+        self.in_flight.release(Self::priority_of(bytes, frame));
+    }
+
+    /// A leader manager's stats buffer fill (0..1), if this node is a manager.
+    pub fn buffer_fill(&self) -> Option<f64> {
+        match self.jobs.as_ref() {
+            JobPlane::Manager(m) => Some(m.buffer_fill()),
+            _ => None,
+        }
+    }
+
+    /// Progress updates this worker sent, batched and dropped (AD-37).
+    pub fn progress_counts(&self) -> Option<(u64, u64, u64)> {
+        match self.jobs.as_ref() {
+            JobPlane::Worker(w) => Some((w.progress_sent, w.progress_batched, w.progress_dropped)),
+            _ => None,
+        }
+    }
+
+    /// Stats entries a manager's full buffer overwrote (only with backpressure off).
+    pub fn buffer_overwritten(&self) -> Option<u64> {
+        match self.jobs.as_ref() {
+            JobPlane::Manager(m) => Some(m.buffer_overwritten()),
+            _ => None,
+        }
+    }
+
     pub fn job_table_len(&self) -> usize {
         match self.jobs.as_ref() {
             JobPlane::Gate(g) => g.table_len(),
@@ -606,6 +714,12 @@ impl Node {
                 body: Body::Job(msg),
                 ..
             }) => {
+                // AD-22: shed what the load grade sheds. Membership and election
+                // traffic, and CONTROL job messages, are Critical: never shed.
+                let p = job_class(&msg).priority();
+                if self.shedder.should_shed(self.overload.state(), p) {
+                    return;
+                }
                 let o = self.jobs.msg(sender_addr, msg, now);
                 self.job_outputs(o, now, out);
             }

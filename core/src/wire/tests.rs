@@ -208,9 +208,15 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             job,
             workflow: w,
             token: t,
+            items: seed,
         },
         J::WorkflowDoneAck { job, workflow: w },
-        J::JobDone { job, dc, token: t },
+        J::JobDone {
+            job,
+            dc,
+            token: t,
+            items: seed,
+        },
         J::JobDoneAck { job, dc },
         J::WorkerHello {
             free_slots: seed as u16,
@@ -229,13 +235,19 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             gate_token: t,
             token: t,
             timeout,
+            items: 0,
         },
-        J::ReplicaDone { job, workflow: w },
+        J::ReplicaDone {
+            job,
+            workflow: w,
+            items: seed,
+        },
         J::ReplicaForget {
             job,
             status: DcStatus::Completed,
             token: t,
             fence: f,
+            items: seed,
         },
         J::GateReplicate {
             job,
