@@ -132,6 +132,8 @@ pub struct JobTrack {
     pub timed_out: Vec<(u16, TimeoutBy, u64)>,
     /// First timeout report per DC: (DC, at µs).
     pub reported: Vec<(u16, u64)>,
+    /// Items the gate recorded with the job's outcome.
+    pub items: Option<u64>,
     /// Extensions that lengthened the job's timeout, and by how much in all (µs).
     pub extensions: u64,
     pub extended_us: u64,
@@ -658,6 +660,11 @@ impl Checker {
                         "timeout-once",
                         format!("{} declared job {} timed out twice", self.names[o], job.0),
                     );
+                }
+            }
+            Event::Job(JobEvent::Items { job, items }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    t.items.get_or_insert(*items);
                 }
             }
             Event::Job(JobEvent::TimeoutReported { job, dc, .. }) => {

@@ -4,6 +4,7 @@
 //! [`run`] plays it for one seed and returns a [`report::Report`]; [`sweep`] plays many
 //! seeds in parallel, one world per thread, with results independent of the thread count.
 
+pub mod backpressure;
 pub mod check;
 pub mod coords;
 pub mod network;

@@ -23,6 +23,9 @@ pub struct Report {
     /// Vivaldi accuracy (issue 3); absent with coordinates off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coords: Option<CoordsReport>,
+    /// Backpressure (issue 6); present with `[[load]]` entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backpressure: Option<crate::backpressure::BackpressureReport>,
     pub invariants: Invariants,
 }
 
@@ -190,6 +193,10 @@ pub struct JobEntry {
     /// For a job that ended: gates and managers still holding any state of it at the end
     /// (jobs.md §7.10: tracking always ends; replicas go within their 95 s TTL).
     pub tracked_at_end: u16,
+    /// Items its gate recorded with the outcome (from the DCs' results), and the items
+    /// its workflows really completed (their first finished runs).
+    pub items: Option<u64>,
+    pub items_expected: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

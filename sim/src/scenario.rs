@@ -51,6 +51,12 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobSpec>,
+    /// Load bursts (issue 6): each becomes a series of jobs appended to `jobs`.
+    #[serde(default, rename = "load")]
+    pub loads: Vec<LoadSpec>,
+    /// Stats backpressure (AD-23/37) on (the default); `false` for ablation runs.
+    #[serde(default = "yes")]
+    pub backpressure: bool,
     /// Filled in by [`load`]: where relative paths (the RTT matrix) are resolved.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -106,6 +112,88 @@ pub struct Stall {
 
 fn one() -> usize {
     1
+}
+fn yes() -> bool {
+    true
+}
+
+/// A `[[load]]` entry: from `at`, for `for`, `jobs_per_s` jobs a second submitted to
+/// `gate` (or, with `dc`, run in that DC through its first gate, or the first gate of
+/// the scenario), each of `workflows` workflows lasting `U[workflow_duration]`, each
+/// workflow reporting `progress_per_s_per_workflow` progress updates a second.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    #[serde(deserialize_with = "de_duration")]
+    pub at: Duration,
+    #[serde(rename = "for", deserialize_with = "de_duration")]
+    pub duration: Duration,
+    #[serde(default)]
+    pub gate: Option<String>,
+    #[serde(default)]
+    pub dc: Option<String>,
+    pub jobs_per_s: f64,
+    pub progress_per_s_per_workflow: f64,
+    #[serde(default = "four")]
+    pub workflows: u32,
+    #[serde(default = "ten_to_twenty", deserialize_with = "de_duration_range")]
+    pub workflow_duration: (Duration, Duration),
+}
+
+fn four() -> u32 {
+    4
+}
+fn ten_to_twenty() -> (Duration, Duration) {
+    (Duration::from_secs(10), Duration::from_secs(20))
+}
+
+/// The job series a load entry stands for.
+fn load_jobs(s: &Scenario, path: &Path) -> Result<Vec<JobSpec>, ScenarioError> {
+    let gates: Vec<String> = s
+        .dcs
+        .iter()
+        .flat_map(|d| (0..d.gates).map(move |k| format!("{}/gate-{k}", d.name)))
+        .collect();
+    let mut out = Vec::new();
+    for (i, l) in s.loads.iter().enumerate() {
+        let key = |k: &str| format!("load[{i}].{k}");
+        let ok = |x: f64| x.is_finite() && x > 0.0 && x <= 1000.0;
+        if !ok(l.jobs_per_s) {
+            return Err(err(path, key("jobs_per_s"), "must be in (0, 1000]"));
+        }
+        if !ok(l.progress_per_s_per_workflow) {
+            return Err(err(
+                path,
+                key("progress_per_s_per_workflow"),
+                "must be in (0, 1000]",
+            ));
+        }
+        let gate = match (&l.gate, &l.dc) {
+            (Some(g), _) => g.clone(),
+            (None, Some(dc)) => gates
+                .iter()
+                .find(|g| g.starts_with(&format!("{dc}/")))
+                .or(gates.first())
+                .cloned()
+                .ok_or_else(|| err(path, key("dc"), "the scenario has no gate"))?,
+            (None, None) => return Err(err(path, key("gate"), "needs a gate or a dc")),
+        };
+        let count = (l.jobs_per_s * l.duration.as_secs_f64()).round().max(1.0) as u32;
+        out.push(JobSpec {
+            at: l.at,
+            gate,
+            datacenters: 1,
+            workflows: l.workflows,
+            workflow_duration: l.workflow_duration,
+            timeout: None,
+            dcs: l.dc.clone().map(|d| vec![d]),
+            progress_every: Some(Duration::from_secs_f64(1.0 / l.progress_per_s_per_workflow)),
+            count,
+            every: Some(Duration::from_secs_f64(1.0 / l.jobs_per_s)),
+            stall: None,
+        });
+    }
+    Ok(out)
 }
 fn one_u32() -> u32 {
     1
@@ -416,6 +504,8 @@ pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Scenario, 
         })?;
     scenario.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     scenario.file = path.to_path_buf();
+    let load = load_jobs(&scenario, path)?;
+    scenario.jobs.extend(load);
     validate(&scenario, path)?;
     Ok(scenario)
 }

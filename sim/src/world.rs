@@ -71,6 +71,8 @@ enum Ev {
         boot: u64,
         job: JobId,
         workflow: u32,
+        /// Items the workflow completes (its progress total; 0 if it reports none).
+        items: u64,
     },
     /// The workload model: a workflow has done `done` of its `total` items.
     WorkflowProgress {
@@ -225,6 +227,10 @@ pub struct World<'a> {
     next_coords_sample: u64,
     /// The `[[job]]` entry of every submitted job, by job id.
     job_spec: Vec<usize>,
+    /// Items each workflow's first finished run completed, per (job, DC, workflow).
+    true_items: std::collections::BTreeMap<(u64, u16, u32), u64>,
+    /// Backpressure accounting (scenarios with `[[load]]`).
+    bp: Option<crate::backpressure::Tracker>,
     /// When the latest fault struck (leadership re-convergence is only bounded on a
     /// quiet network).
     last_fault_at: u64,
@@ -286,6 +292,8 @@ impl<'a> World<'a> {
                 .then(CoordsTracker::default),
             next_coords_sample: coords::SERIES_EVERY_US,
             job_spec: Vec::new(),
+            true_items: Default::default(),
+            bp: (!scenario.loads.is_empty()).then(Default::default),
             last_fault_at: 0,
         };
         // Nodes boot over the first second, in a seeded order.
@@ -356,10 +364,24 @@ impl<'a> World<'a> {
                     boot,
                     job,
                     workflow,
+                    items,
                 } => {
                     let i = node as usize;
                     if self.nodes[i].up && self.nodes[i].boot == boot && !self.stalled(i, job) {
-                        self.feed(i, Input::WorkflowFinished { job, workflow });
+                        // The truth a job's reported items are checked against: the
+                        // first run of each workflow in each DC that finished.
+                        let dc = self.nodes[i].spec.dc as u16;
+                        self.true_items
+                            .entry((job.0, dc, workflow))
+                            .or_insert(items);
+                        self.feed(
+                            i,
+                            Input::WorkflowFinished {
+                                job,
+                                workflow,
+                                items,
+                            },
+                        );
                     }
                 }
                 Ev::WorkflowProgress {
@@ -393,6 +415,18 @@ impl<'a> World<'a> {
         let tables_at_end = self.tables_at_end();
         let leadership = self.leadership_report();
         let jobs = self.jobs_report();
+        let backpressure = self.bp.as_ref().map(|bp| {
+            let mut shed = [0u64; 4];
+            let mut overwritten = 0;
+            for m in self.nodes.iter().filter_map(|n| n.machine.as_ref()) {
+                for (s, x) in shed.iter_mut().zip(m.shed_counts()) {
+                    *s += x;
+                }
+                overwritten += m.buffer_overwritten().unwrap_or(0);
+            }
+            let names: Vec<String> = self.nodes.iter().map(|n| n.spec.name.clone()).collect();
+            bp.report(end, &names, shed, overwritten)
+        });
         let c = self.checker;
         Report {
             scenario: self.scenario.name.clone(),
@@ -421,6 +455,7 @@ impl<'a> World<'a> {
             leadership,
             jobs,
             coords: coords_report,
+            backpressure,
             invariants: Invariants {
                 checked: c.checked,
                 violations_total: c.violations_total,
@@ -537,6 +572,12 @@ impl<'a> World<'a> {
                 extended_ms: t.extended_us / 1000,
                 dcs_timed_out: t.timed_out.len() as u16,
                 running_at_end: self.holders_at_end(job, true),
+                items: t.items,
+                items_expected: self
+                    .true_items
+                    .range((id as u64, 0, 0)..=(id as u64, u16::MAX, u32::MAX))
+                    .map(|(_, n)| *n)
+                    .sum(),
                 tracked_at_end: if t.ended.is_some() {
                     self.holders_at_end(job, false)
                 } else {
@@ -739,6 +780,7 @@ impl<'a> World<'a> {
             voters: self.voters(i),
             election: ElectionConfig::default(),
             persisted_vote: self.nodes[i].stored_vote,
+            backpressure: self.scenario.backpressure,
         }
     }
 
@@ -783,6 +825,11 @@ impl<'a> World<'a> {
         for o in outs {
             self.output(i, o, Instant(local));
         }
+        if let Some(bp) = self.bp.as_mut() {
+            if let Some(fill) = self.nodes[i].machine.as_ref().and_then(|m| m.buffer_fill()) {
+                bp.on_fill(i, fill);
+            }
+        }
         self.reschedule(i);
     }
 
@@ -822,7 +869,27 @@ impl<'a> World<'a> {
             return;
         }
         if let (Some((lo, hi)), false) = (self.nodes[to].slow_us, slowed) {
+            // AD-32: the slow node holds the message until it can handle it, within its
+            // in-flight caps (a refusal drops it; CONTROL is always admitted).
+            let admitted = self.nodes[to]
+                .machine
+                .as_mut()
+                .is_some_and(|m| m.admit(&bytes, frame));
+            if !admitted {
+                self.messages.dropped += 1;
+                return;
+            }
             let d = self.node_rng[to].range_u64(lo, hi);
+            // The node's shell measures how long messages wait to be handled: its
+            // overload detector's sample (AD-18).
+            if self.nodes[to].up && !self.paused[to] {
+                self.feed(
+                    to,
+                    Input::ProcessingLatency {
+                        ms: d as f64 / 1000.0,
+                    },
+                );
+            }
             self.push(
                 self.now + d,
                 Ev::Deliver {
@@ -860,8 +927,20 @@ impl<'a> World<'a> {
             }
         };
         let outs = machine.step(input, Instant(local));
+        if slowed {
+            machine.release(&bytes, frame);
+        }
         for o in outs {
             self.output(to, o, Instant(local));
+        }
+        if let (Some(bp), true) = (self.bp.as_mut(), frame) {
+            if let Some(fill) = self.nodes[to]
+                .machine
+                .as_ref()
+                .and_then(|m| m.buffer_fill())
+            {
+                bp.on_fill(to, fill);
+            }
         }
         self.reschedule(to);
     }
@@ -999,9 +1078,11 @@ impl<'a> World<'a> {
         let (lo, hi) = spec.workflow_duration;
         let d = self.node_rng[i].range_u64(lo.as_micros() as u64, hi.as_micros() as u64 + 1);
         let boot = self.nodes[i].boot;
+        let mut items = 0;
         if let Some(every) = spec.progress_every {
             let every = every.as_micros() as u64;
             let total = (d / every).max(1);
+            items = total;
             self.push(
                 self.now + every,
                 Ev::WorkflowProgress {
@@ -1021,6 +1102,7 @@ impl<'a> World<'a> {
                 boot,
                 job,
                 workflow,
+                items,
             },
         );
     }
@@ -1118,6 +1200,9 @@ impl<'a> World<'a> {
     }
 
     fn transmit(&mut self, from: usize, to: Addr, bytes: Vec<u8>, frame: bool) {
+        if let Some(bp) = self.bp.as_mut() {
+            bp.on_send(&bytes, frame);
+        }
         self.hash.update(&[if frame { 0xF0 } else { 0xD0 }]);
         self.hash.update(to.as_bytes());
         self.hash.update(&bytes);
@@ -1189,6 +1274,20 @@ impl<'a> World<'a> {
         }
         if let Event::Job(JobEvent::WorkflowStarted { job, workflow, .. }) = &e {
             self.workflow_started(i, *job, *workflow);
+        }
+        if let Some(bp) = self.bp.as_mut() {
+            match &e {
+                Event::Job(JobEvent::BackpressureLevel {
+                    level, fill_ppm, ..
+                }) => bp.on_level(i, *level, *fill_ppm as f64 / 1e6, self.now),
+                Event::Job(JobEvent::FlushLevel { level }) => {
+                    bp.on_flush_level(i, *level, self.now)
+                }
+                Event::Job(JobEvent::ProgressFlushed {
+                    batched, dropped, ..
+                }) => bp.on_flush(*batched as u64, *dropped as u64),
+                _ => {}
+            }
         }
         if let Event::Election(ElectionEvent::Persist { term, voted_for }) = &e {
             // The store persists before the vote leaves.

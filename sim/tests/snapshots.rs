@@ -70,3 +70,8 @@ fn extensions_report() {
 fn timeout_leader_failover_report() {
     snapshot("timeout-leader-failover");
 }
+
+#[test]
+fn overload_burst_report() {
+    snapshot("overload-burst");
+}
