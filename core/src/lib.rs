@@ -13,6 +13,7 @@ pub mod leadership;
 pub mod membership;
 pub mod node;
 pub mod rng;
+pub mod routing;
 pub mod time;
 pub mod timeout;
 pub mod wire;
