@@ -192,6 +192,21 @@ impl Job {
         })
     }
 
+    /// How the job ended, for its final report and its tombstone (None while it runs).
+    fn ending(&self) -> Option<Tombstone> {
+        let status = match self.status {
+            Status::Running => return None,
+            Status::Completed => DcStatus::Completed,
+            Status::TimedOut => DcStatus::TimedOut,
+        };
+        Some(Tombstone {
+            status,
+            token: self.token,
+            fence: self.timeout.fence,
+            items: self.items,
+        })
+    }
+
     /// The worker no longer runs any of our workflows: its grants stop counting as
     /// "workers with extensions" (the total stays, jobs.md §4.3).
     fn release(&mut self, worker: NodeId) {
@@ -284,6 +299,28 @@ struct Tombstone {
     token: FenceToken,
     fence: crate::id::TimeoutFence,
     items: u64,
+}
+
+/// A job's final report to its gate from DC `dc`'s manager `me`: `JobDone` for a
+/// completion, `FinalStatus` otherwise (from a live job's [`Job::ending`] or from its
+/// tombstone).
+fn report_of(dc: DcId, me: NodeId, job: JobId, t: Tombstone) -> JobMsg {
+    match t.status {
+        DcStatus::Completed => JobMsg::JobDone {
+            job,
+            dc,
+            token: t.token,
+            items: t.items,
+        },
+        status => JobMsg::FinalStatus {
+            job,
+            dc,
+            manager: me,
+            status,
+            fence: t.fence,
+            token: t.token,
+        },
+    }
 }
 
 /// What a follower keeps of a job its leader runs.
@@ -415,26 +452,6 @@ impl ManagerJobs {
                 }
                 None => break,
             }
-        }
-    }
-
-    /// The final report a tombstone answers with.
-    fn tombstone_report(&self, job: JobId, t: Tombstone) -> JobMsg {
-        match t.status {
-            DcStatus::Completed => JobMsg::JobDone {
-                job,
-                dc: self.dc,
-                token: t.token,
-                items: t.items,
-            },
-            status => JobMsg::FinalStatus {
-                job,
-                dc: self.dc,
-                manager: self.me,
-                status,
-                fence: t.fence,
-                token: t.token,
-            },
         }
     }
 
@@ -616,7 +633,7 @@ impl ManagerJobs {
                     // second run (and asks again until that status reaches it).
                     out.push(JobOutput::Send {
                         to: gate_addr,
-                        msg: self.tombstone_report(job, t),
+                        msg: report_of(self.dc, self.me, job, t),
                     });
                     return;
                 }
@@ -769,7 +786,7 @@ impl ManagerJobs {
                     if let (Some(t), Some(_)) = (self.tombstones.get(&job).copied(), self.leading) {
                         out.push(JobOutput::Send {
                             to: from,
-                            msg: self.tombstone_report(job, t),
+                            msg: report_of(self.dc, self.me, job, t),
                         });
                     }
                     return;
@@ -787,14 +804,10 @@ impl ManagerJobs {
                             stale: verdict == GlobalVerdict::Stale,
                         }));
                         // A correction: the gate learns the job's real status.
-                        if terminal {
-                            let status = match j.status {
-                                Status::Completed => DcStatus::Completed,
-                                _ => DcStatus::TimedOut,
-                            };
+                        if let Some(t) = j.ending() {
                             out.push(JobOutput::Send {
                                 to: from,
-                                msg: self.final_status(job, status),
+                                msg: report_of(self.dc, self.me, job, t),
                             });
                         }
                     }
@@ -1147,14 +1160,10 @@ impl ManagerJobs {
                     // Done: stop tracking the timeout; report until acknowledged.
                     j.status = Status::Completed;
                     j.report_next = Some(now + self.cfg.retry);
+                    let msg = report_of(dc, self.me, job, j.ending().expect("completed"));
                     out.push(JobOutput::Send {
                         to: j.gate_addr,
-                        msg: JobMsg::JobDone {
-                            job,
-                            dc,
-                            token: j.token,
-                            items: j.items,
-                        },
+                        msg,
                     });
                 }
             }
@@ -1164,19 +1173,6 @@ impl ManagerJobs {
                 self.forget_if_settled(job, now, out);
             }
             _ => {}
-        }
-    }
-
-    /// The final status message for `job` as it stands.
-    fn final_status(&self, job: JobId, status: DcStatus) -> JobMsg {
-        let j = &self.jobs[&job];
-        JobMsg::FinalStatus {
-            job,
-            dc: self.dc,
-            manager: self.me,
-            status,
-            fence: j.timeout.fence,
-            token: j.token,
         }
     }
 
@@ -1237,7 +1233,12 @@ impl ManagerJobs {
         let gate = j.gate_addr;
         out.push(JobOutput::Send {
             to: gate,
-            msg: self.final_status(job, DcStatus::TimedOut),
+            msg: report_of(
+                self.dc,
+                self.me,
+                job,
+                self.jobs[&job].ending().expect("timed out"),
+            ),
         });
         // The others learn at once that it is over (a new leader must not time it out
         // again).
@@ -1258,15 +1259,7 @@ impl ManagerJobs {
             self.issuer.forget(job);
             self.gates.forget_job(job);
             out.push(JobOutput::Event(JobEvent::Forgotten { job }));
-            let t = Tombstone {
-                status: match j.status {
-                    Status::Completed => DcStatus::Completed,
-                    _ => DcStatus::TimedOut,
-                },
-                token: j.token,
-                fence: j.timeout.fence,
-                items: j.items,
-            };
+            let t = j.ending().expect("settled jobs have ended");
             self.lay_tombstone(job, t, now);
             self.to_peers(
                 JobMsg::ReplicaForget {
@@ -1447,7 +1440,6 @@ impl ManagerJobs {
         if scan {
             self.dispatch_due = None;
         }
-        let dc = self.dc;
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for job in ids {
             let j = self.jobs.get_mut(&job).expect("listed");
@@ -1471,26 +1463,10 @@ impl ManagerJobs {
             }
             if j.report_next.is_some_and(|t| t <= now) {
                 j.report_next = Some(now + self.cfg.retry);
-                if !j.final_acked {
-                    let msg = match j.status {
-                        Status::Completed => JobMsg::JobDone {
-                            job,
-                            dc,
-                            token: j.token,
-                            items: j.items,
-                        },
-                        _ => JobMsg::FinalStatus {
-                            job,
-                            dc,
-                            manager: self.me,
-                            status: DcStatus::TimedOut,
-                            fence: j.timeout.fence,
-                            token: j.token,
-                        },
-                    };
+                if let (false, Some(t)) = (j.final_acked, j.ending()) {
                     out.push(JobOutput::Send {
                         to: j.gate_addr,
-                        msg,
+                        msg: report_of(self.dc, self.me, job, t),
                     });
                 }
                 for i in j.life.workflows_in(WorkflowState::Cancelling) {
