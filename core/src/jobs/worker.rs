@@ -741,4 +741,68 @@ mod tests {
         w.step(WorkerInput::Tick, t + secs(602));
         assert_eq!(w.table_len(), 0);
     }
+
+    /// backpressure.md §8/§10.7: at REJECT progress is dropped, but a workflow's result
+    /// (CONTROL) leaves in the very step it finishes, never through the flush buffer;
+    /// and a pushed NONE from the manager brings the worker back at once.
+    #[test]
+    fn results_never_wait_behind_backpressure() {
+        let t = Instant::ZERO;
+        let mut w = WorkerJobs::new(WorkerConfig::default(), DC, t);
+        w.step(dispatch(1, 0, 1, 1), t);
+        let signal = |level| WorkerInput::Msg {
+            from: M,
+            msg: JobMsg::WorkflowProgressAck {
+                level,
+                delay_ms: 1000,
+                batch_only: true,
+            },
+        };
+        let out = w.step(signal(crate::backpressure::stats::Level::Reject), t);
+        assert!(out.contains(&JobOutput::Event(JobEvent::FlushLevel {
+            level: crate::backpressure::stats::Level::Reject
+        })));
+        w.step(
+            WorkerInput::Progress {
+                job: JobId(1),
+                workflow: 0,
+                completed: 3,
+                total: 10,
+            },
+            t + secs(1),
+        );
+        let out = w.step(
+            WorkerInput::Finished {
+                job: JobId(1),
+                workflow: 0,
+                items: 10,
+            },
+            t + secs(2),
+        );
+        assert!(out.contains(&JobOutput::Send {
+            to: M,
+            msg: JobMsg::WorkflowDone {
+                job: JobId(1),
+                workflow: 0,
+                token: FenceToken::new(1, 1),
+                items: 10
+            }
+        }));
+        // The progress buffered before the finish is discarded, not sent later.
+        assert_eq!(w.progress_dropped + w.progress_sent, 0);
+        let out = w.step(
+            WorkerInput::Msg {
+                from: M,
+                msg: JobMsg::WorkflowProgressAck {
+                    level: crate::backpressure::stats::Level::None,
+                    delay_ms: 0,
+                    batch_only: false,
+                },
+            },
+            t + secs(3),
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::FlushLevel {
+            level: crate::backpressure::stats::Level::None
+        })));
+    }
 }
