@@ -211,3 +211,43 @@ fn leader_failover_in_the_timeout_window_neither_loses_nor_repeats_a_timeout_ove
     // The fixture does what it says: the new leaders took the jobs over.
     assert!(takeovers >= 500 * 4, "only {takeovers} takeovers");
 }
+
+/// A leader paused across its lease and its job's timeout check wakes with both due at
+/// once: its election steps down first, so it does not time the job out as a leader that
+/// no longer is (its successor does, once). Without the node's election-first ordering
+/// the resumed ex-leader and its successor both acted.
+#[test]
+fn a_leader_resumed_from_a_pause_does_not_act_after_losing_its_lease() {
+    let mut s = common::load("single-dc-timeouts.toml", &["duration=\"4m\""]);
+    s.jobs.truncate(1); // job 0: 60 s timeout, workflows of 200-300 s, in us-east
+    let mut paused = 0;
+    for seed in 1..21 {
+        let r0 = meridian_sim::run(&s, seed);
+        // Pause whoever leads us-east at 50 s, across the 70..100 s checks.
+        let leader = r0
+            .leadership
+            .leaders_at_end
+            .get("us-east")
+            .cloned()
+            .flatten()
+            .expect("a leader");
+        let mut t = s.clone();
+        common::add_faults(
+            &mut t,
+            &format!(
+                "[[fault]]\nat = \"50s\"\naction = \"pause\"\nnodes = [\"{leader}\"]\nfor = \"40s\"\n"
+            ),
+        );
+        let r = meridian_sim::run(&t, seed);
+        assert!(
+            r.invariants.violations.is_empty(),
+            "seed {seed}: {:?}",
+            r.invariants.violations
+        );
+        let e = &r.jobs.as_ref().unwrap().per_job[0];
+        assert_eq!(e.state, "timed_out", "seed {seed}: {e:?}");
+        assert_eq!(e.dcs_timed_out, 1, "seed {seed}: {e:?}");
+        paused += 1;
+    }
+    assert_eq!(paused, 20);
+}
