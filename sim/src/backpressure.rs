@@ -133,12 +133,11 @@ impl Tracker {
         overwritten: u64,
     ) -> BackpressureReport {
         let mut level_ms = BTreeMap::new();
-        for (&node, fill) in &self.max_fill {
+        for &node in self.max_fill.keys() {
             let mut us = self.level_us.get(&node).copied().unwrap_or_default();
             let (level, since) = self.current.get(&node).copied().unwrap_or((Level::None, 0));
             us[level.index()] += end - since;
             level_ms.insert(names[node].clone(), us.map(|x| x / 1000));
-            let _ = fill;
         }
         BackpressureReport {
             level_ms,

@@ -376,8 +376,9 @@ pub struct ManagerJobs {
     /// The level last reported (events fire on changes).
     level: Level,
     next_heartbeat: Option<Instant>,
-    /// Progress updates received, and refused by the buffer (at REJECT).
-    pub progress_received: u64,
+    /// No exhausted worker's grace ends before this (a lower bound, exact after each
+    /// scan): `next_deadline` runs after every step and must not walk the workers.
+    grace_due: Option<Instant>,
     /// Tombstones in the order they were laid, to expire them.
     tombstone_queue: std::collections::VecDeque<(Instant, JobId)>,
 }
@@ -431,7 +432,7 @@ impl ManagerJobs {
             stats,
             level: Level::None,
             next_heartbeat: None,
-            progress_received: 0,
+            grace_due: None,
             tombstone_queue: std::collections::VecDeque::new(),
         }
     }
@@ -466,37 +467,35 @@ impl ManagerJobs {
     /// O(jobs), not O(workflows): the node asks after every step. The dispatch-timeout
     /// deadline is kept as a lower bound (`dispatch_due`), exact after each scan.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let dispatch = self.dispatch_due;
-        let report = self.jobs.values().filter_map(|j| j.report_next).min();
-        let hold = self.jobs.values().filter_map(|j| j.hold_until).min();
+        // One pass over the jobs: final-report resends, takeover holds and (leading)
+        // gate-coordinated progress reports.
         let tcfg = &self.cfg.timeout;
-        let progress = self.leading.and_then(|_| {
-            self.jobs
-                .values()
-                .filter_map(|j| j.timeout.next_report_at(tcfg, j.status != Status::Running))
-                .min()
-        });
+        let leading = self.leading.is_some();
+        let jobs = self
+            .jobs
+            .values()
+            .flat_map(|j| {
+                let progress = leading
+                    .then(|| j.timeout.next_report_at(tcfg, j.status != Status::Running))
+                    .flatten();
+                [j.report_next, j.hold_until, progress]
+            })
+            .flatten()
+            .min();
         // Promotions matter only while the hot tier holds something.
         let promote = (self.stats.hot_len() > 0).then(|| self.stats.next_deadline());
         let tomb = self
             .tombstone_queue
             .front()
             .map(|(at, _)| *at + self.cfg.tombstone_ttl);
-        let grace = self.leading.and_then(|_| {
-            self.workers
-                .values()
-                .filter_map(|w| w.ext.grace_ends_at(&self.cfg.extension))
-                .min()
-        });
+        let grace = self.leading.and(self.grace_due);
         [
             self.next_hello,
-            dispatch,
-            report,
-            hold,
+            self.dispatch_due,
+            jobs,
             self.next_refresh,
             self.next_replica_expiry,
             self.next_check,
-            progress,
             grace,
             tomb,
             promote,
@@ -839,6 +838,9 @@ impl ManagerJobs {
                 let wk = self.workers.get_mut(&node).expect("found by address");
                 let handled = wk.ext.handle(cfg, &request, now);
                 let evict = handled.grant.is_none() && wk.ext.should_evict(cfg, now);
+                if let Some(g) = wk.ext.grace_ends_at(cfg) {
+                    self.grace_due = Some(self.grace_due.map_or(g, |d| d.min(g)));
+                }
                 out.push(JobOutput::Send {
                     to: from,
                     msg: JobMsg::ExtensionResponse {
@@ -1000,7 +1002,6 @@ impl ManagerJobs {
                 if self.leading.is_none() {
                     return;
                 }
-                self.progress_received += 1;
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.timeout.report_progress(now);
                 }
@@ -1376,15 +1377,23 @@ impl ManagerJobs {
                 });
             }
         }
-        let ecfg = &self.cfg.extension;
-        let evict: Vec<NodeId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.ext.should_evict(ecfg, now))
-            .map(|(n, _)| *n)
-            .collect();
-        for node in evict {
-            self.evict(node, now, out);
+        if self.grace_due.is_some_and(|t| t <= now) {
+            let ecfg = &self.cfg.extension;
+            let evict: Vec<NodeId> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.ext.should_evict(ecfg, now))
+                .map(|(n, _)| *n)
+                .collect();
+            for node in evict {
+                self.evict(node, now, out);
+            }
+            let ecfg = &self.cfg.extension;
+            self.grace_due = self
+                .workers
+                .values()
+                .filter_map(|w| w.ext.grace_ends_at(ecfg))
+                .min();
         }
     }
 
@@ -1625,6 +1634,7 @@ impl ManagerJobs {
         for w in self.workers.values_mut() {
             w.ext.reset();
         }
+        self.grace_due = None;
     }
 
     /// While leading: each pending workflow to the worker with the most free slots
