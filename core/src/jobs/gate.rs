@@ -998,6 +998,15 @@ mod tests {
         g
     }
 
+    /// Gate `n` is up (alive, answering) or down, as membership reports it.
+    fn peer(n: u32, up: bool) -> GateInput {
+        GateInput::Peer {
+            node: NodeId(n),
+            alive: up,
+            reachable: up,
+        }
+    }
+
     fn sends(out: &JobOutputs) -> Vec<(Addr, JobMsg)> {
         out.iter()
             .filter_map(|o| match o {
@@ -1175,14 +1184,7 @@ mod tests {
         };
         let mut b = mk(NodeId(2));
         // A job A leads whose ring owner (among B and C, once A is dead) is B.
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: false,
-                reachable: false,
-            },
-            t,
-        );
+        b.step(peer(1, false), t);
         let job = (0..100)
             .map(JobId)
             .find(|j| b.ring_owner(*j) == NodeId(2))
@@ -1208,14 +1210,7 @@ mod tests {
                 t,
             );
         }
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: false,
-                reachable: false,
-            },
-            t + secs(1),
-        );
+        b.step(peer(1, false), t + secs(1));
         // Nothing within the 10 s grace.
         let mut now = t + secs(1);
         let mut taken = None;
@@ -1575,14 +1570,7 @@ mod tests {
         }
         assert!(!declared(&g.step(GateInput::Tick, t + secs(60))));
         // One peer answers again: 2 of 3 with a leader: decided at the next check.
-        g.step(
-            GateInput::Peer {
-                node: NodeId(3),
-                alive: true,
-                reachable: true,
-            },
-            t + secs(61),
-        );
+        g.step(peer(3, true), t + secs(61));
         assert!(declared(&g.step(GateInput::Tick, t + secs(75))));
     }
 
@@ -1600,26 +1588,12 @@ mod tests {
             7,
         );
         b.step(GateInput::Quorum(true), t);
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: false,
-                reachable: false,
-            },
-            t,
-        );
+        b.step(peer(1, false), t);
         let job = (0..100)
             .map(JobId)
             .find(|j| b.ring_owner(*j) == NodeId(2))
             .unwrap();
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: true,
-                reachable: true,
-            },
-            t,
-        );
+        b.step(peer(1, true), t);
         let from_a = |msg| GateInput::Msg { from: a.1, msg };
         b.step(
             from_a(JobMsg::GateReplicate {
@@ -1642,14 +1616,7 @@ mod tests {
                 t,
             );
         }
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: false,
-                reachable: false,
-            },
-            t + secs(1),
-        );
+        b.step(peer(1, false), t + secs(1));
         let mut finished = None;
         let mut now = t + secs(1);
         while finished.is_none() && now < t + secs(30) {
