@@ -212,7 +212,6 @@ impl Job {
     fn release(&mut self, worker: NodeId) {
         if self.ext_workers.contains(&worker) && !self.runs_on(worker) {
             self.ext_workers.retain(|w| *w != worker);
-            self.timeout.cleanup_worker_extensions();
         }
     }
 }
@@ -855,11 +854,10 @@ impl ManagerJobs {
                             if j.status != Status::Running || !j.runs_on(node) {
                                 continue;
                             }
-                            let new = !j.ext_workers.contains(&node);
-                            if new {
+                            if !j.ext_workers.contains(&node) {
                                 j.ext_workers.push(node);
                             }
-                            j.timeout.record_worker_extension(grant, new, now);
+                            j.timeout.record_worker_extension(grant, now);
                             jobs = jobs.saturating_add(1);
                             out.push(JobOutput::Event(JobEvent::JobExtended {
                                 job: id,
@@ -1371,7 +1369,7 @@ impl ManagerJobs {
                             fence: t.fence,
                             total_extensions_us: t.total_extensions.as_micros() as u64,
                             max_worker_extension_us: t.max_worker_extension.as_micros() as u64,
-                            workers_with_extensions: t.workers_with_extensions,
+                            workers_with_extensions: j.ext_workers.len() as u32,
                         },
                     },
                 });

@@ -121,8 +121,6 @@ pub struct JobTimeout {
     pub total_extensions: Duration,
     pub max_worker_extension: Duration,
     pub last_extension_at: Option<Instant>,
-    /// Workers with a grant that still run one of the job's workflows.
-    pub workers_with_extensions: u32,
     pub locally_timed_out: bool,
     pub globally_timed_out: bool,
     pub reason: Option<TimeoutReason>,
@@ -145,7 +143,6 @@ impl JobTimeout {
             total_extensions: Duration::ZERO,
             max_worker_extension: Duration::ZERO,
             last_extension_at: None,
-            workers_with_extensions: 0,
             locally_timed_out: false,
             globally_timed_out: false,
             reason: None,
@@ -174,21 +171,14 @@ impl JobTimeout {
         self.last_progress_at = self.last_progress_at.max(now);
     }
 
-    /// A worker running one of the job's workflows was granted `grant`; `new_worker`
-    /// says whether it had no grant counted for this job yet.
-    pub fn record_worker_extension(&mut self, grant: Duration, new_worker: bool, now: Instant) {
+    /// A worker running one of the job's workflows was granted `grant`. (Which workers
+    /// hold grants, jobs.md §4.2's set, is the job's: the manager keeps it with the
+    /// workflows it dispatched; the totals here outlive a worker leaving, §4.3.)
+    pub fn record_worker_extension(&mut self, grant: Duration, now: Instant) {
         self.total_extensions += grant;
         self.max_worker_extension = self.max_worker_extension.max(grant);
         self.last_extension_at = Some(now);
-        if new_worker {
-            self.workers_with_extensions += 1;
-        }
         self.report_progress(now);
-    }
-
-    /// The worker no longer runs any of the job's workflows (the total is kept).
-    pub fn cleanup_worker_extensions(&mut self) {
-        self.workers_with_extensions = self.workers_with_extensions.saturating_sub(1);
     }
 
     /// A new leader picks the job up: the fence moves on.
@@ -324,7 +314,6 @@ impl JobTimeout {
             extension_ago_us: self.last_extension_at.map(ago),
             total_extensions_us: self.total_extensions.as_micros() as u64,
             max_worker_extension_us: self.max_worker_extension.as_micros() as u64,
-            workers_with_extensions: self.workers_with_extensions,
             locally_timed_out: self.locally_timed_out,
             globally_timed_out: self.globally_timed_out,
             reason: self.reason,
@@ -350,7 +339,6 @@ impl JobTimeout {
             total_extensions: Duration::from_micros(w.total_extensions_us),
             max_worker_extension: Duration::from_micros(w.max_worker_extension_us),
             last_extension_at: w.extension_ago_us.map(at),
-            workers_with_extensions: w.workers_with_extensions,
             locally_timed_out: w.locally_timed_out,
             globally_timed_out: w.globally_timed_out,
             reason: w.reason,
@@ -372,7 +360,6 @@ pub struct TimeoutWire {
     pub extension_ago_us: Option<u64>,
     pub total_extensions_us: u64,
     pub max_worker_extension_us: u64,
-    pub workers_with_extensions: u32,
     pub locally_timed_out: bool,
     pub globally_timed_out: bool,
     pub reason: Option<TimeoutReason>,
@@ -394,8 +381,8 @@ mod tests {
     fn local_authority_times_out_after_timeout_plus_extensions_once() {
         let t = Instant::ZERO;
         let mut j = JobTimeout::start(Strategy::LocalAuthority, Some(secs(60)), t);
-        j.record_worker_extension(secs(15), true, t + secs(50));
-        j.record_worker_extension(millis(7_500), false, t + secs(60));
+        j.record_worker_extension(secs(15), t + secs(50));
+        j.record_worker_extension(millis(7_500), t + secs(60));
         assert_eq!(j.effective_timeout(), Some(millis(82_500)));
         // Progress keeps it from being stuck; the deadline is what counts.
         j.report_progress(t + secs(80));
@@ -422,7 +409,7 @@ mod tests {
         j.report_progress(t + secs(10));
         assert_eq!(j.check(&cfg(), false, t + secs(130)), Check::Nothing);
         // An extension at 100 s suppresses stuck detection until 220 s...
-        j.record_worker_extension(secs(1), true, t + secs(100));
+        j.record_worker_extension(secs(1), t + secs(100));
         j.last_progress_at = t + secs(10); // (as if the grant carried no progress)
         assert_eq!(j.check(&cfg(), false, t + secs(219)), Check::Nothing);
         // ...and then, with no progress since 10 s, the job is stuck.
@@ -500,7 +487,7 @@ mod tests {
     fn replication_rebases_instants_on_the_receivers_clock() {
         let t = Instant::ZERO;
         let mut j = JobTimeout::start(Strategy::GateCoordinated, Some(secs(60)), t + secs(5));
-        j.record_worker_extension(secs(15), true, t + secs(20));
+        j.record_worker_extension(secs(15), t + secs(20));
         let w = j.to_wire(t + secs(30));
         assert_eq!(w.started_ago_us, 25_000_000);
         // The receiver's clock reads 1000 s: the same ages, on its clock.
