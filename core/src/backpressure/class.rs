@@ -86,7 +86,8 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::ReplicaForget { .. }
         | J::GateReplicate { .. }
         | J::GateReplicaDone { .. }
-        | J::GateReplicaForget { .. } => MessageClass::Dispatch,
+        | J::GateReplicaForget { .. }
+        | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }
         | J::WorkflowDoneAck { .. }

@@ -32,6 +32,9 @@ use crate::backpressure::gate::GateBackpressure;
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
 use crate::rng::{splitmix64, DetRng};
+use crate::routing::dcs::{DcTable, DcTableConfig};
+use crate::routing::router::{RouteKey, Router, RoutingConfig};
+use crate::routing::DcHealth;
 use crate::time::{millis, secs, Instant};
 use crate::timeout::gate::{DcStatus, GateTimeoutConfig, GateTimeouts};
 use crate::timeout::job::TimeoutReason;
@@ -54,6 +57,21 @@ pub struct GateConfig {
     /// Virtual nodes per gate on the ring.
     pub ring_vnodes: u32,
     pub timeouts: GateTimeoutConfig,
+    /// AD-36. The gate's default lifts the router's 2-primary cap (Q7): a job runs in
+    /// the DCs it asks for, as many as the best bucket holds (never spilling into a
+    /// worse bucket while a better one has a DC: safety before count).
+    pub routing: RoutingConfig,
+    pub dcs: DcTableConfig,
+    /// Unanswered tries after which a routed job's DC counts as failed and the job
+    /// moves to the next DC of its chain (3 x `retry` = 15 s).
+    pub dispatch_attempts: u32,
+    /// A job asking for more DCs than are classified waits this long for the DCs still
+    /// registering (cold start) before it runs in those there are.
+    pub initializing_wait: Duration,
+    /// Registration refresh (GateHello to every alive manager)...
+    pub hello_every: Duration,
+    /// ...and DC health re-classification, this often.
+    pub health_every: Duration,
 }
 
 impl Default for GateConfig {
@@ -67,6 +85,15 @@ impl Default for GateConfig {
             takeover_jitter: (millis(500), secs(2)),
             ring_vnodes: 150,
             timeouts: GateTimeoutConfig::default(),
+            routing: RoutingConfig {
+                max_primary_dcs: 64,
+                ..RoutingConfig::default()
+            },
+            dcs: DcTableConfig::default(),
+            dispatch_attempts: 3,
+            initializing_wait: secs(30),
+            hello_every: secs(30),
+            health_every: secs(5),
         }
     }
 }
@@ -150,6 +177,38 @@ struct Job {
     declared: Option<(Instant, TimeoutReason)>,
     /// Items the DCs reported with their results.
     items: u64,
+    /// Routing (AD-36): the key its routing state lives under, how many DCs it asked
+    /// for and which it prefers; pinned jobs name their DCs and are not routed.
+    key: RouteKey,
+    count: u16,
+    preferred: Vec<DcId>,
+    pinned: bool,
+    /// Not routed yet (no DC classified when it came): routed again at `next_route`.
+    pending: bool,
+    next_route: Instant,
+    /// Every DC it was sent to, failed ones included (a fallback is used once).
+    tried: Vec<DcId>,
+}
+
+impl Job {
+    fn new(token: FenceToken, workflows: u32, timeout_ms: Option<u64>, now: Instant) -> Job {
+        Job {
+            token,
+            workflows,
+            targets: Vec::new(),
+            submitted_at: now,
+            timeout_ms,
+            declared: None,
+            items: 0,
+            key: RouteKey(0),
+            count: 0,
+            preferred: Vec::new(),
+            pinned: true,
+            pending: false,
+            next_route: now,
+            tried: Vec::new(),
+        }
+    }
 }
 
 impl Job {
@@ -192,13 +251,37 @@ pub struct GateJobs {
     next_timeout_check: Option<Instant>,
     /// Each DC's backpressure, from its managers' heartbeats (AD-37).
     backpressure: GateBackpressure,
+    /// Each DC's managers, heartbeats and circuits (AD-16), and the router (AD-36).
+    dc_table: DcTable,
+    router: Router,
+    /// RTT bound and coordinate quality to each manager, and whether the gate's own
+    /// coordinate is mature enough to rank by RTT (the node refreshes them before any
+    /// step that may route: see [`GateJobs::set_coordinates`]).
+    coords: BTreeMap<NodeId, (f64, f64)>,
+    mature: bool,
+    next_health: Option<Instant>,
+    next_hello: Option<Instant>,
+}
+
+/// Where a submitted job runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DcRequest {
+    /// Exactly these DCs (an operator's explicit choice; not routed, no fallback).
+    Pinned(Vec<DcId>),
+    /// `count` DCs chosen by the router, `preferred` ranked 10 % better inside their
+    /// bucket; routing state is kept under `key` (the job's name; the job id if none).
+    Routed {
+        count: u16,
+        preferred: Vec<DcId>,
+        key: Option<u64>,
+    },
 }
 
 pub enum GateInput {
     /// A client's submission: run `workflows` workflows in each of `dcs`.
     Submit {
         job: JobId,
-        dcs: Vec<DcId>,
+        dcs: DcRequest,
         workflows: u32,
         timeout: Option<Duration>,
     },
@@ -212,6 +295,9 @@ pub enum GateInput {
         node: NodeId,
         addr: Addr,
         alive: bool,
+        /// Alive but suspected (the federated-probe overlay: a suspected leader makes its
+        /// DC at least DEGRADED).
+        suspected: bool,
     },
     /// The gate cluster's term changed.
     Term(u64),
@@ -252,6 +338,12 @@ impl GateJobs {
             timeouts: GateTimeouts::new(cfg.timeouts.clone()),
             next_timeout_check: None,
             backpressure: GateBackpressure::default(),
+            dc_table: DcTable::new(cfg.dcs.clone()),
+            router: Router::new(cfg.routing.clone()),
+            coords: BTreeMap::new(),
+            mature: false,
+            next_health: None,
+            next_hello: None,
             cfg,
             me,
             addr,
@@ -268,6 +360,30 @@ impl GateJobs {
             + self.results.len()
             + self.replicas.len()
             + self.timeouts.len()
+    }
+
+    /// Routing state (per routing key, swept after an hour) and the DC table (per known
+    /// manager): bounded, but not per job, so not in [`Self::table_len`].
+    pub fn routing_len(&self) -> (usize, usize) {
+        (self.router.len(), self.dc_table.len())
+    }
+
+    /// The RTT upper confidence bound (ms) and coordinate quality (0..1) of each manager
+    /// the gate has an estimate for, and whether its own coordinate is mature (at least
+    /// 10 samples and error at most 0.5: else routing runs in bootstrap mode, §8).
+    pub fn set_coordinates(
+        &mut self,
+        mature: bool,
+        estimates: impl IntoIterator<Item = (NodeId, (f64, f64))>,
+    ) {
+        self.mature = mature;
+        self.coords.clear();
+        self.coords.extend(estimates);
+    }
+
+    /// The managers whose coordinates routing may read (every known manager).
+    pub fn wants_coordinates(&self) -> bool {
+        !self.dc_table.is_empty()
     }
     pub fn has_job(&self, job: JobId) -> bool {
         self.jobs.contains_key(&job) || self.replicas.contains_key(&job)
@@ -298,6 +414,14 @@ impl GateJobs {
                 self.next_timeout_check
                     .filter(|_| !self.timeouts.is_empty()),
             )
+            .chain(
+                self.jobs
+                    .values()
+                    .filter(|j| j.pending)
+                    .map(|j| j.next_route),
+            )
+            .chain(self.next_hello)
+            .chain(self.next_health)
             .min()
     }
 
@@ -310,7 +434,7 @@ impl GateJobs {
                 workflows,
                 timeout,
             } => {
-                if self.jobs.contains_key(&job) || dcs.is_empty() {
+                if self.jobs.contains_key(&job) || dcs == DcRequest::Pinned(Vec::new()) {
                     return out;
                 }
                 let Ok(token) = self.issuer.next(job, self.term, None) else {
@@ -324,42 +448,26 @@ impl GateJobs {
                     self.issuer.forget(job);
                     return out;
                 }
-                out.push(JobOutput::Event(JobEvent::Submitted {
-                    job,
-                    dcs: dcs.len() as u16,
-                }));
-                let dcs_mask = dcs.iter().fold(0u64, |m, d| m | 1 << (d.0 % 64));
-                let timeout_ms = timeout.map(|t| t.as_millis() as u64);
-                self.to_peers(
-                    JobMsg::GateReplicate {
-                        job,
-                        workflows,
-                        dcs_mask,
-                        token,
-                        owner: self.me,
-                        timeout_ms,
-                    },
-                    &mut out,
-                );
-                if dcs.len() > 1 {
-                    self.track(job, timeout_ms, &dcs, now);
+                let mut j = Job::new(token, workflows, timeout.map(|t| t.as_millis() as u64), now);
+                match dcs {
+                    DcRequest::Pinned(dcs) => {
+                        self.jobs.insert(job, j);
+                        self.commit(job, dcs, now, &mut out);
+                    }
+                    DcRequest::Routed {
+                        count,
+                        preferred,
+                        key,
+                    } => {
+                        j.key = RouteKey(key.unwrap_or(job.0));
+                        j.count = count.max(1);
+                        j.preferred = preferred;
+                        j.pinned = false;
+                        j.pending = true;
+                        self.jobs.insert(job, j);
+                        self.route(job, now, &mut out);
+                    }
                 }
-                let targets = dcs
-                    .into_iter()
-                    .map(|dc| Target::new(dc, None, now))
-                    .collect();
-                self.jobs.insert(
-                    job,
-                    Job {
-                        token,
-                        workflows,
-                        targets,
-                        submitted_at: now,
-                        timeout_ms,
-                        declared: None,
-                        items: 0,
-                    },
-                );
                 self.tick(now, &mut out);
             }
             GateInput::Msg { from, msg } => self.on_msg(from, msg, now, &mut out),
@@ -368,18 +476,33 @@ impl GateJobs {
                 node,
                 addr,
                 alive,
+                suspected,
             } => {
                 if !alive {
                     if let Some((dc, level)) = self.backpressure.remove(addr) {
                         out.push(JobOutput::Event(JobEvent::DcBackpressure { dc, level }));
                     }
                 }
+                self.dc_table.member(dc, node, addr, alive, suspected);
                 let list = self.managers.entry(dc).or_default();
+                let known = list.iter().any(|(n, a)| *n == node && *a == addr);
                 list.retain(|(n, _)| *n != node);
                 if alive {
                     list.push((node, addr));
                     list.sort_unstable_by_key(|(n, _)| *n);
+                    if !known {
+                        // Register for its heartbeats (routing.md §1).
+                        out.push(JobOutput::Send {
+                            to: addr,
+                            msg: JobMsg::GateHello { gate: self.me },
+                        });
+                    }
                 }
+                if list.is_empty() {
+                    self.managers.remove(&dc);
+                }
+                self.next_hello.get_or_insert(now + self.cfg.hello_every);
+                self.next_health.get_or_insert(now + self.cfg.health_every);
             }
             GateInput::Term(term) => self.term = self.term.max(term),
             GateInput::Quorum(q) => self.quorum = q,
@@ -410,6 +533,247 @@ impl GateJobs {
             GateInput::Tick => self.tick(now, &mut out),
         }
         out
+    }
+
+    /// The job runs in `dcs`: announce it, replicate it to the other gates, track its
+    /// global timeout if it spans DCs; `tick` sends it.
+    fn commit(&mut self, job: JobId, dcs: Vec<DcId>, now: Instant, out: &mut JobOutputs) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        j.pending = false;
+        j.targets = dcs.iter().map(|dc| Target::new(*dc, None, now)).collect();
+        j.tried.extend(dcs.iter().copied());
+        let timeout_ms = j.timeout_ms;
+        out.push(JobOutput::Event(JobEvent::Submitted {
+            job,
+            dcs: dcs.len() as u16,
+        }));
+        self.replicate(job, out);
+        if dcs.len() > 1 {
+            self.track(job, timeout_ms, &dcs, now);
+        }
+    }
+
+    /// Tell the other gates what we lead of `job` (again after its DCs changed).
+    fn replicate(&self, job: JobId, out: &mut JobOutputs) {
+        let j = &self.jobs[&job];
+        let dcs_mask = j.targets.iter().fold(0u64, |m, t| m | 1 << (t.dc.0 % 64));
+        self.to_peers(
+            JobMsg::GateReplicate {
+                job,
+                workflows: j.workflows,
+                dcs_mask,
+                token: j.token,
+                owner: self.me,
+                timeout_ms: j.timeout_ms,
+            },
+            out,
+        );
+    }
+
+    /// Re-classify the DCs: every change is a `DcHealthChanged` event.
+    fn refresh_health(&mut self, now: Instant, out: &mut JobOutputs) {
+        for (dc, from, to) in self.dc_table.refresh(now, &self.coords) {
+            out.push(JobOutput::Event(JobEvent::DcHealthChanged { dc, from, to }));
+        }
+    }
+
+    /// Route a pending job (AD-36, routing.md §11): the router's primaries are its DCs.
+    /// Nothing eligible: with no DC classified yet the job waits ("initializing") and is
+    /// routed again after `retry`; with every classified DC excluded it fails at once
+    /// (AD-17: no DC can run it).
+    fn route(&mut self, job: JobId, now: Instant, out: &mut JobOutputs) {
+        self.refresh_health(now, out);
+        let cands = self.dc_table.candidates(now, &self.coords);
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        // Cold start: a job asking for more DCs than are classified waits (a while) for
+        // those still registering, rather than running in fewer than it asked for.
+        let eligible = cands
+            .iter()
+            .filter(|c| DcTable::routing_bucket(c) != DcHealth::Unhealthy)
+            .count();
+        if eligible < j.count as usize
+            && self.dc_table.initializing() > 0
+            && now < j.submitted_at + self.cfg.initializing_wait
+        {
+            j.next_route = now + self.cfg.retry;
+            return;
+        }
+        let d = self.router.route(
+            j.key,
+            &cands,
+            &j.preferred,
+            j.count as usize,
+            self.mature,
+            now,
+        );
+        let Some(best) = d.primary_bucket.filter(|_| !d.primaries.is_empty()) else {
+            if cands.is_empty() {
+                j.next_route = now + self.cfg.retry;
+            } else {
+                self.fail_unrouted(job, out);
+            }
+            return;
+        };
+        let cfg = &self.cfg.routing;
+        let milli = |x: f64| (x * 1000.0).round().clamp(0.0, 1e18) as u64;
+        out.push(JobOutput::Event(JobEvent::Routed {
+            job,
+            primary: d.primaries[0],
+            primaries: d.primaries.len() as u16,
+            fallbacks: d.fallbacks.len() as u16,
+            bucket: best,
+            reason: d.reason,
+            bootstrap: d.bootstrap,
+            score_milli: milli(d.scores[0].1),
+        }));
+        for (dc, score) in &d.scores {
+            let Some(c) = cands.iter().find(|c| c.dc == *dc) else {
+                continue;
+            };
+            let quality = if c.rtt_ucb_ms.is_some() {
+                c.quality
+            } else {
+                0.0
+            };
+            out.push(JobOutput::Event(JobEvent::RouteScore {
+                job,
+                dc: *dc,
+                bucket: DcTable::routing_bucket(c),
+                rtt_ucb_ms: crate::routing::router::rtt_ucb(cfg, c).round() as u32,
+                load_milli: milli(crate::routing::router::load_factor(cfg, c)) as u32,
+                quality_milli: milli(quality) as u32,
+                score_milli: milli(*score),
+            }));
+        }
+        if let Some((from, to)) = d.switched {
+            let score = |dc: DcId| d.scores.iter().find(|(x, _)| *x == dc).map(|(_, s)| *s);
+            let ratio = match (score(to), score(from)) {
+                (Some(new), Some(old)) if old > 0.0 => milli(new / old) as u32,
+                _ => 0,
+            };
+            out.push(JobOutput::Event(JobEvent::RouteSwitched {
+                job,
+                from,
+                to,
+                reason: d.reason,
+                ratio_milli: ratio,
+            }));
+        }
+        for dc in &d.primaries {
+            let bucket = cands
+                .iter()
+                .find(|c| c.dc == *dc)
+                .map_or(DcHealth::Unhealthy, DcTable::routing_bucket);
+            out.push(JobOutput::Event(JobEvent::RouteDispatch {
+                job,
+                dc: *dc,
+                bucket,
+                best,
+                fallback: false,
+            }));
+        }
+        self.commit(job, d.primaries, now, out);
+    }
+
+    /// Pending jobs: routed again when due, failed past `give_up`; and routed jobs whose
+    /// DC did not take them in `dispatch_attempts` tries (or became excluded) fall back.
+    fn route_pending(&mut self, now: Instant, out: &mut JobOutputs) {
+        let due: Vec<(JobId, bool)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.pending && j.next_route <= now)
+            .map(|(id, j)| (*id, now >= j.submitted_at + self.cfg.give_up))
+            .collect();
+        for (job, expired) in due {
+            if expired {
+                self.fail_unrouted(job, out);
+            } else {
+                self.route(job, now, out);
+            }
+        }
+        let routed_waiting = self.jobs.values().any(|j| {
+            !j.pinned
+                && j.declared.is_none()
+                && j.targets.iter().any(|t| !t.accepted && t.next_try <= now)
+        });
+        if !routed_waiting {
+            return;
+        }
+        // The view a fallback is judged on is the one the events report.
+        self.refresh_health(now, out);
+        let cands = self.dc_table.candidates(now, &self.coords);
+        let excluded = |dc: DcId| {
+            cands
+                .iter()
+                .find(|c| c.dc == dc)
+                .is_none_or(|c| DcTable::routing_bucket(c) == DcHealth::Unhealthy)
+        };
+        let attempts = self.cfg.dispatch_attempts.max(1);
+        let mut failed = Vec::new();
+        for (job, j) in &self.jobs {
+            if j.pinned || j.declared.is_some() {
+                continue;
+            }
+            for t in j
+                .targets
+                .iter()
+                .filter(|t| !t.accepted && t.next_try <= now)
+            {
+                if (t.tries > 0 && t.tries % attempts == 0) || excluded(t.dc) {
+                    failed.push((*job, t.dc));
+                }
+            }
+        }
+        for (job, dc) in failed {
+            self.fall_back(job, dc, now, out);
+        }
+    }
+
+    /// A job no DC can run: failed before any DC saw it (nothing to replicate or undo).
+    fn fail_unrouted(&mut self, job: JobId, out: &mut JobOutputs) {
+        self.jobs.remove(&job);
+        self.issuer.forget(job);
+        out.push(JobOutput::Event(JobEvent::Finished {
+            job,
+            state: JobState::Failed,
+        }));
+        out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+    }
+
+    /// `job`'s DC `dc` did not take it (`dispatch_attempts` tries unanswered, or the DC
+    /// is excluded now): it cools down for the job's routing key, and the job moves to
+    /// the best DC it has not tried (routing.md §11), if any; else it keeps asking `dc`.
+    fn fall_back(&mut self, job: JobId, dc: DcId, now: Instant, out: &mut JobOutputs) {
+        let cands = self.dc_table.candidates(now, &self.coords);
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        self.router.record_dispatch_failure(j.key, dc, now);
+        out.push(JobOutput::Event(JobEvent::RouteCooldown { job, dc }));
+        let Some((next, bucket, _)) =
+            self.router
+                .fallback(j.key, &cands, &j.tried, &j.preferred, now)
+        else {
+            return;
+        };
+        let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
+            return;
+        };
+        *t = Target::new(next, None, now);
+        j.tried.push(next);
+        out.push(JobOutput::Event(JobEvent::RouteDispatch {
+            job,
+            dc: next,
+            bucket,
+            best: bucket,
+            fallback: true,
+        }));
+        self.timeouts.replace_dc(job, dc, next, now);
+        self.replicate(job, out);
     }
 
     fn submit_msg(&self, job: JobId, j: &Job) -> JobMsg {
@@ -452,6 +816,11 @@ impl GateJobs {
             return;
         };
         let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
+            // A DC the job fell back from that ran it after all (its acceptance was
+            // lost): its result does not count, but it may stop re-sending it.
+            if j.tried.contains(&dc) {
+                out.push(ack);
+            }
             return;
         };
         match self
@@ -579,6 +948,9 @@ impl GateJobs {
                 else {
                     return;
                 };
+                if let Some(node) = self.dc_table.node_at(dc, from) {
+                    self.dc_table.dispatch_answered(dc, node);
+                }
                 if accepted {
                     t.accepted = true;
                 } else if let Some((_, addr)) = leader.filter(|(_, a)| Some(*a) != t.to) {
@@ -603,8 +975,13 @@ impl GateJobs {
                 dc,
                 level,
                 delay_ms,
+                leader,
+                load,
                 ..
             } => {
+                if let Some(node) = self.dc_table.node_at(dc, from) {
+                    self.dc_table.heartbeat(dc, node, from, leader, load, now);
+                }
                 if let Some(level) = self.backpressure.on_heartbeat(dc, from, level, delay_ms) {
                     out.push(JobOutput::Event(JobEvent::DcBackpressure { dc, level }));
                 }
@@ -702,6 +1079,7 @@ impl GateJobs {
                 });
                 if token >= r.token {
                     r.token = token;
+                    r.dcs_mask = dcs_mask; // a fallback replaced a DC
                     r.owner = owner;
                     r.orphaned_at = orphaned_at;
                     r.take_at = None;
@@ -837,16 +1215,13 @@ impl GateJobs {
                     self.timeouts.on_final_status(job, t.dc, t.status);
                 }
             }
+            let tried = targets.iter().map(|t| t.dc).collect();
             self.jobs.insert(
                 job,
                 Job {
-                    token,
-                    workflows: r.workflows,
                     targets,
-                    submitted_at: now,
-                    timeout_ms: r.timeout_ms,
-                    declared: None,
-                    items: 0,
+                    tried,
+                    ..Job::new(token, r.workflows, r.timeout_ms, now)
                 },
             );
             out.push(JobOutput::Event(JobEvent::GateTakenOver { job, token }));
@@ -891,6 +1266,22 @@ impl GateJobs {
     }
 
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.next_hello.is_some_and(|t| t <= now) {
+            // Re-register with every manager we see (a manager forgets a silent gate).
+            for (_, addr) in self.managers.values().flatten() {
+                out.push(JobOutput::Send {
+                    to: *addr,
+                    msg: JobMsg::GateHello { gate: self.me },
+                });
+            }
+            self.next_hello = (!self.managers.is_empty()).then(|| now + self.cfg.hello_every);
+        }
+        if self.next_health.is_some_and(|t| t <= now) {
+            self.refresh_health(now, out);
+            self.next_health = (!self.dc_table.is_empty() || !self.managers.is_empty())
+                .then(|| now + self.cfg.health_every);
+        }
+        self.route_pending(now, out);
         self.check_orphans(now, out);
         if self.next_timeout_check.is_some_and(|t| t <= now) {
             // Only a gate that sees at least half of the gates decides: one cut off
@@ -945,16 +1336,30 @@ impl GateJobs {
             }
             let submit = self.submit_msg(job, j);
             let managers = &self.managers;
+            let (dc_table, routing, coords) = (&mut self.dc_table, &self.cfg.routing, &self.coords);
             let j = self.jobs.get_mut(&job).expect("listed");
             for t in j
                 .targets
                 .iter_mut()
                 .filter(|t| !t.accepted && t.next_try <= now)
             {
-                // Rotate through the DC's alive managers; a follower redirects us.
-                let Some(list) = managers.get(&t.dc).filter(|l| !l.is_empty()) else {
-                    t.next_try = now + retry;
-                    continue;
+                if let Some(node) = t.to.and_then(|a| dc_table.node_at(t.dc, a)) {
+                    // The last try went unanswered (its circuit, routing.md §10).
+                    dc_table.dispatch_failed(t.dc, node, now);
+                }
+                // The DC's managers in routing order (its leader first), else every one
+                // the membership holds alive; rotating, and a follower redirects us.
+                let ordered = dc_table.managers_for(t.dc, now, routing, coords);
+                let list: &[(NodeId, Addr)] = if ordered.is_empty() {
+                    match managers.get(&t.dc).filter(|l| !l.is_empty()) {
+                        Some(l) => l,
+                        None => {
+                            t.next_try = now + retry;
+                            continue;
+                        }
+                    }
+                } else {
+                    &ordered
                 };
                 let (_, addr) = list[t.tries as usize % list.len()];
                 t.tries += 1;
@@ -975,6 +1380,8 @@ impl GateJobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::DcLoad;
+    use crate::routing::RouteReason;
 
     const ME: NodeId = NodeId(100);
     const M1: Addr = Addr::from_u32(1);
@@ -989,6 +1396,7 @@ mod tests {
                     node: NodeId(n),
                     addr: a,
                     alive: true,
+                    suspected: false,
                 },
                 Instant::ZERO,
             );
@@ -1023,7 +1431,7 @@ mod tests {
         let out = g.step(
             GateInput::Submit {
                 job: JobId(1),
-                dcs: vec![DcId(0)],
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
                 workflows: 3,
                 timeout: None,
             },
@@ -1065,7 +1473,13 @@ mod tests {
             },
             t + secs(1),
         );
-        assert_eq!(g.next_deadline(), None, "accepted: nothing to retry");
+        let later = g.step(GateInput::Tick, t + secs(6));
+        assert!(
+            !sends(&later)
+                .iter()
+                .any(|(_, m)| matches!(m, JobMsg::Submit { .. })),
+            "accepted: nothing to retry"
+        );
         let done = |token| GateInput::Msg {
             from: M2,
             msg: JobMsg::JobDone {
@@ -1101,7 +1515,7 @@ mod tests {
         g.step(
             GateInput::Submit {
                 job: JobId(2),
-                dcs: vec![DcId(0)],
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
                 workflows: 1,
                 timeout: None,
             },
@@ -1132,7 +1546,7 @@ mod tests {
         g.step(
             GateInput::Submit {
                 job: JobId(3),
-                dcs: vec![DcId(0), DcId(1)],
+                dcs: DcRequest::Pinned(vec![DcId(0), DcId(1)]),
                 workflows: 1,
                 timeout: None,
             },
@@ -1175,6 +1589,7 @@ mod tests {
                     node: NodeId(10),
                     addr: M1,
                     alive: true,
+                    suspected: false,
                 },
                 t,
             );
@@ -1260,13 +1675,14 @@ mod tests {
                 node: NodeId(3),
                 addr: m3,
                 alive: true,
+                suspected: false,
             },
             t,
         );
         g.step(
             GateInput::Submit {
                 job: JobId(4),
-                dcs: vec![DcId(0), DcId(1)],
+                dcs: DcRequest::Pinned(vec![DcId(0), DcId(1)]),
                 workflows: 2,
                 timeout: Some(secs(30)),
             },
@@ -1390,7 +1806,7 @@ mod tests {
         g.step(
             GateInput::Submit {
                 job: JobId(1),
-                dcs: vec![DcId(0)],
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
                 workflows: 1,
                 timeout: Some(secs(1)),
             },
@@ -1474,13 +1890,14 @@ mod tests {
                 node: NodeId(3),
                 addr: Addr::from_u32(3),
                 alive: true,
+                suspected: false,
             },
             t,
         );
         g.step(
             GateInput::Submit {
                 job: JobId(4),
-                dcs: vec![DcId(0), DcId(1)],
+                dcs: DcRequest::Pinned(vec![DcId(0), DcId(1)]),
                 workflows: 1,
                 timeout: Some(secs(400)),
             },
@@ -1535,6 +1952,7 @@ mod tests {
                     node: NodeId(n),
                     addr: Addr::from_u32(n),
                     alive: true,
+                    suspected: false,
                 },
                 t,
             );
@@ -1542,7 +1960,7 @@ mod tests {
         g.step(
             GateInput::Submit {
                 job: JobId(4),
-                dcs: vec![DcId(0), DcId(1)],
+                dcs: DcRequest::Pinned(vec![DcId(0), DcId(1)]),
                 workflows: 1,
                 timeout: Some(secs(30)),
             },
@@ -1639,7 +2057,7 @@ mod tests {
             g.step(
                 GateInput::Submit {
                     job: JobId(9),
-                    dcs: vec![DcId(0)],
+                    dcs: DcRequest::Pinned(vec![DcId(0)]),
                     workflows: 1,
                     timeout: None,
                 },
@@ -1679,11 +2097,296 @@ mod tests {
                     node: NodeId(n),
                     addr: Addr::from_u32(n),
                     alive: false,
+                    suspected: false,
                 },
                 t,
             );
         }
         submit(&mut g);
         assert_eq!(failed_by(&mut g, t + secs(900)), None);
+    }
+
+    // ---- Routing (AD-16/17/36) ----
+
+    /// A gate that knows three DCs of one manager each (manager n leads DC n), none
+    /// registered yet.
+    fn routing_gate() -> GateJobs {
+        let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), vec![], 1);
+        for n in 1..=3u32 {
+            let out = g.step(
+                GateInput::Manager {
+                    dc: DcId(n as u16),
+                    node: NodeId(n),
+                    addr: Addr::from_u32(n),
+                    alive: true,
+                    suspected: false,
+                },
+                Instant::ZERO,
+            );
+            assert_eq!(
+                sends(&out),
+                vec![(Addr::from_u32(n), JobMsg::GateHello { gate: ME })],
+                "a new manager is asked to register"
+            );
+        }
+        g.step(GateInput::Term(2), Instant::ZERO);
+        g.step(GateInput::Quorum(true), Instant::ZERO);
+        g
+    }
+
+    fn heartbeat(n: u32, free: u32) -> GateInput {
+        GateInput::Msg {
+            from: Addr::from_u32(n),
+            msg: JobMsg::ManagerHeartbeat {
+                dc: DcId(n as u16),
+                level: crate::backpressure::stats::Level::None,
+                delay_ms: 0,
+                jobs: 0,
+                leader: true,
+                load: DcLoad {
+                    workers: 4,
+                    healthy_workers: 4,
+                    total_cores: 16,
+                    available_cores: free,
+                    queue_depth: 0,
+                },
+            },
+        }
+    }
+
+    fn routed(job: u64, count: u16) -> GateInput {
+        GateInput::Submit {
+            job: JobId(job),
+            dcs: DcRequest::Routed {
+                count,
+                preferred: vec![],
+                key: Some(7),
+            },
+            workflows: 1,
+            timeout: None,
+        }
+    }
+
+    fn events(out: &JobOutputs) -> Vec<JobEvent> {
+        out.iter()
+            .filter_map(|o| match o {
+                JobOutput::Event(e) => Some(*e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dispatched(out: &JobOutputs) -> Vec<(DcId, bool)> {
+        events(out)
+            .into_iter()
+            .filter_map(|e| match e {
+                JobEvent::RouteDispatch { dc, fallback, .. } => Some((dc, fallback)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_routed_job_waits_for_registration_then_goes_to_the_nearest_healthy_dc() {
+        let t = Instant::ZERO;
+        let mut g = routing_gate();
+        // No DC classified: the job waits ("initializing"), it is not failed.
+        let out = g.step(routed(1, 1), t);
+        assert!(dispatched(&out).is_empty());
+        assert!(!events(&out)
+            .iter()
+            .any(|e| matches!(e, JobEvent::Finished { .. })));
+        for n in 1..=3 {
+            g.step(heartbeat(n, 8), t + secs(1));
+        }
+        // Nearest by RTT: DC 2 (manager 2 at 20 ms), with a mature coordinate.
+        g.set_coordinates(
+            true,
+            [
+                (NodeId(1), (90.0, 1.0)),
+                (NodeId(2), (20.0, 1.0)),
+                (NodeId(3), (50.0, 1.0)),
+            ],
+        );
+        let out = g.step(GateInput::Tick, g.next_deadline().unwrap());
+        assert_eq!(dispatched(&out), vec![(DcId(2), false)]);
+        assert!(sends(&out)
+            .iter()
+            .any(|(to, m)| *to == Addr::from_u32(2) && matches!(m, JobMsg::Submit { .. })));
+        let routed = events(&out).into_iter().find_map(|e| match e {
+            JobEvent::Routed {
+                primary,
+                reason,
+                bootstrap,
+                bucket,
+                ..
+            } => Some((primary, reason, bootstrap, bucket)),
+            _ => None,
+        });
+        assert_eq!(
+            routed,
+            Some((
+                DcId(2),
+                RouteReason::InitialSelection,
+                false,
+                DcHealth::Healthy
+            ))
+        );
+        // Three scores, nearest first: 20 ms x load (1 + 0.5 x util 0.5) = 25 ms.
+        let scores: Vec<(DcId, u64)> = events(&out)
+            .into_iter()
+            .filter_map(|e| match e {
+                JobEvent::RouteScore {
+                    dc, score_milli, ..
+                } => Some((dc, score_milli)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scores.len(), 3);
+        assert_eq!(scores[0], (DcId(2), 25_000));
+    }
+
+    #[test]
+    fn a_busy_dc_is_passed_over_while_a_healthy_one_exists() {
+        let t = Instant::ZERO;
+        let mut g = routing_gate();
+        g.step(heartbeat(1, 0), t); // nearest, but BUSY
+        g.step(heartbeat(2, 8), t);
+        g.step(heartbeat(3, 8), t);
+        g.set_coordinates(
+            true,
+            [
+                (NodeId(1), (10.0, 1.0)),
+                (NodeId(2), (80.0, 1.0)),
+                (NodeId(3), (50.0, 1.0)),
+            ],
+        );
+        let out = g.step(routed(1, 1), t);
+        assert_eq!(dispatched(&out), vec![(DcId(3), false)]);
+        // Two DCs asked: both HEALTHY ones, never the BUSY one (Q7: safety first).
+        let out = g.step(routed(2, 3), t);
+        assert_eq!(dispatched(&out), vec![(DcId(3), false), (DcId(2), false)]);
+        assert!(events(&out).contains(&JobEvent::Submitted {
+            job: JobId(2),
+            dcs: 2
+        }));
+    }
+
+    #[test]
+    fn an_unanswering_dc_is_left_for_the_next_one_after_3_tries() {
+        let t = Instant::ZERO;
+        let mut g = routing_gate();
+        for n in 1..=3 {
+            g.step(heartbeat(n, 8), t);
+        }
+        g.set_coordinates(
+            true,
+            [
+                (NodeId(1), (10.0, 1.0)),
+                (NodeId(2), (80.0, 1.0)),
+                (NodeId(3), (50.0, 1.0)),
+            ],
+        );
+        let out = g.step(routed(1, 1), t);
+        assert_eq!(dispatched(&out), vec![(DcId(1), false)]);
+        // Tries at 0, 5 and 10 s go unanswered (heartbeats keep DC 1 HEALTHY); at 15 s
+        // it cools down and the job goes to the next DC.
+        let mut now = t;
+        let mut fell = Vec::new();
+        while fell.is_empty() && now < t + secs(60) {
+            now = g.next_deadline().unwrap();
+            g.step(heartbeat(1, 8), now);
+            g.step(heartbeat(2, 8), now);
+            g.step(heartbeat(3, 8), now);
+            let out = g.step(GateInput::Tick, now);
+            fell = dispatched(&out);
+            if !fell.is_empty() {
+                assert!(events(&out).contains(&JobEvent::RouteCooldown {
+                    job: JobId(1),
+                    dc: DcId(1)
+                }));
+                assert!(sends(&out)
+                    .iter()
+                    .any(|(to, m)| *to == Addr::from_u32(3) && matches!(m, JobMsg::Submit { .. })));
+            }
+        }
+        assert_eq!(fell, vec![(DcId(3), true)]);
+        assert_eq!(now, t + secs(15));
+        // The abandoned DC ran it after all: its result is acknowledged, not counted.
+        let out = g.step(
+            GateInput::Msg {
+                from: Addr::from_u32(1),
+                msg: JobMsg::JobDone {
+                    job: JobId(1),
+                    dc: DcId(1),
+                    token: FenceToken::new(1, 1),
+                    items: 0,
+                },
+            },
+            now,
+        );
+        assert_eq!(
+            sends(&out),
+            vec![(
+                Addr::from_u32(1),
+                JobMsg::JobDoneAck {
+                    job: JobId(1),
+                    dc: DcId(1)
+                }
+            )]
+        );
+        assert!(g.has_job(JobId(1)));
+    }
+
+    #[test]
+    fn a_job_no_classified_dc_can_run_fails_at_once() {
+        let t = Instant::ZERO;
+        let mut g = routing_gate();
+        for n in 1..=3 {
+            g.step(
+                GateInput::Msg {
+                    from: Addr::from_u32(n),
+                    msg: JobMsg::ManagerHeartbeat {
+                        dc: DcId(n as u16),
+                        level: crate::backpressure::stats::Level::None,
+                        delay_ms: 0,
+                        jobs: 0,
+                        leader: true,
+                        load: DcLoad::default(), // no workers: UNHEALTHY
+                    },
+                },
+                t,
+            );
+        }
+        let out = g.step(routed(1, 1), t);
+        assert!(dispatched(&out).is_empty());
+        assert!(events(&out).contains(&JobEvent::Finished {
+            job: JobId(1),
+            state: JobState::Failed
+        }));
+        assert_eq!(g.table_len(), 0);
+    }
+
+    #[test]
+    fn bootstrap_mode_ranks_by_spare_capacity() {
+        let t = Instant::ZERO;
+        let mut g = routing_gate();
+        g.step(heartbeat(1, 2), t);
+        g.step(heartbeat(2, 12), t);
+        g.step(heartbeat(3, 6), t);
+        // Immature coordinates, no estimates: no DC is excluded for it.
+        g.set_coordinates(false, []);
+        let out = g.step(routed(1, 3), t);
+        assert_eq!(
+            dispatched(&out),
+            vec![(DcId(2), false), (DcId(3), false), (DcId(1), false)]
+        );
+        assert!(events(&out).iter().any(|e| matches!(
+            e,
+            JobEvent::Routed {
+                bootstrap: true,
+                ..
+            }
+        )));
     }
 }

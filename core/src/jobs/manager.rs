@@ -27,7 +27,7 @@
 //! the end) gets that status back instead of the job running a second time, perhaps to a
 //! different end.
 
-use super::{JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
+use super::{DcLoad, JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::backpressure::stats::{Level, StatsBuffer, StatsConfig};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
@@ -73,6 +73,11 @@ pub struct ManagerConfig {
     pub stats: StatsConfig,
     /// The leader tells its jobs' gates its level this often (ManagerHeartbeat).
     pub heartbeat_interval: Duration,
+    /// A registered gate (GateHello) not heard again for this long is forgotten (it
+    /// re-registers every 30 s)...
+    pub gate_ttl: Duration,
+    /// ...and at most this many are kept.
+    pub max_gates: usize,
     /// Backpressure on (the default): progress acks carry the buffer's signal. Off, they
     /// always say NONE (the ablation baseline) and the buffer overwrites its oldest.
     pub backpressure: bool,
@@ -99,6 +104,8 @@ impl Default for ManagerConfig {
             stats: StatsConfig::default(),
             heartbeat_interval: secs(5),
             backpressure: true,
+            gate_ttl: secs(90),
+            max_gates: 64,
         }
     }
 }
@@ -342,6 +349,10 @@ struct Replica {
 struct Worker {
     addr: Addr,
     free_slots: u16,
+    /// All its slots, as it last told us (its share of the DC's cores).
+    slots: u16,
+    /// Its membership status is SUSPECT (not a healthy worker, AD-16).
+    suspected: bool,
     ext: WorkerExtensions,
 }
 
@@ -380,6 +391,8 @@ pub struct ManagerJobs {
     grace_due: Option<Instant>,
     /// Tombstones in the order they were laid, to expire them.
     tombstone_queue: std::collections::VecDeque<(Instant, JobId)>,
+    /// Gates registered for our heartbeats (routing.md §1): address -> last hello.
+    gates_registered: BTreeMap<Addr, Instant>,
 }
 
 pub enum ManagerInput {
@@ -392,11 +405,13 @@ pub enum ManagerInput {
         leader: Option<(NodeId, Addr)>,
         term: u64,
     },
-    /// A worker of the DC became reachable (or stopped being so), per membership.
+    /// A worker of the DC became reachable (or stopped being so), per membership, and
+    /// whether it is suspected now.
     Worker {
         node: NodeId,
         addr: Addr,
         alive: bool,
+        suspected: bool,
     },
     Tick,
 }
@@ -433,6 +448,7 @@ impl ManagerJobs {
             next_heartbeat: None,
             grace_due: None,
             tombstone_queue: std::collections::VecDeque::new(),
+            gates_registered: BTreeMap::new(),
         }
     }
 
@@ -498,8 +514,8 @@ impl ManagerJobs {
             grace,
             tomb,
             promote,
-            // Only a leader with jobs has gates to tell.
-            self.next_heartbeat.filter(|_| !self.jobs.is_empty()),
+            // Only with gates to tell: registered ones, or (leading) its jobs' gates.
+            self.next_heartbeat.filter(|_| self.has_gates_to_tell()),
         ]
         .into_iter()
         .flatten()
@@ -518,7 +534,8 @@ impl ManagerJobs {
                 self.next_hello = lead.then_some(now);
                 self.next_refresh = lead.then_some(now + self.cfg.replica_refresh);
                 self.next_check = lead.then_some(now + self.cfg.timeout.check_interval);
-                self.next_heartbeat = lead.then_some(now);
+                // A new leader (or a follower that was one) tells its gates at once.
+                self.next_heartbeat = (lead || !self.gates_registered.is_empty()).then_some(now);
                 if lead && !was {
                     self.take_over(term, now, &mut out);
                 } else if !lead && was {
@@ -528,18 +545,30 @@ impl ManagerJobs {
                     self.tick(now, &mut out);
                 }
             }
-            ManagerInput::Worker { node, addr, alive } => {
+            ManagerInput::Worker {
+                node,
+                addr,
+                alive,
+                suspected,
+            } => {
                 if alive {
                     match self.workers.get_mut(&node) {
                         // Heard alive again (a suspicion refuted: it answered a liveness
                         // check): a new extension cycle (jobs.md §2, "Reset").
-                        Some(w) => w.ext.reset(),
+                        Some(w) => {
+                            if !suspected {
+                                w.ext.reset();
+                            }
+                            w.suspected = suspected;
+                        }
                         None => {
                             self.workers.insert(
                                 node,
                                 Worker {
                                     addr,
                                     free_slots: 0,
+                                    slots: 0,
+                                    suspected,
                                     ext: WorkerExtensions::default(),
                                 },
                             );
@@ -1024,9 +1053,11 @@ impl ManagerJobs {
                     },
                 });
             }
-            JobMsg::WorkerHello { free_slots } => {
+            JobMsg::GateHello { .. } => self.register_gate(from, now, out),
+            JobMsg::WorkerHello { free_slots, slots } => {
                 if let Some(wk) = self.workers.values_mut().find(|w| w.addr == from) {
                     wk.free_slots = free_slots;
+                    wk.slots = slots;
                 }
                 self.dispatch(now, out);
             }
@@ -1065,26 +1096,77 @@ impl ManagerJobs {
         }
     }
 
-    /// The leader's heartbeat to the gates of its jobs: load and backpressure level.
-    fn heartbeat(&mut self, now: Instant, out: &mut JobOutputs) {
-        if self.leading.is_none()
-            || self.jobs.is_empty()
-            || self.next_heartbeat.is_some_and(|t| t > now)
-        {
+    fn has_gates_to_tell(&self) -> bool {
+        !self.gates_registered.is_empty() || (self.leading.is_some() && !self.jobs.is_empty())
+    }
+
+    /// A gate registers for our heartbeats (or refreshes its registration); the first
+    /// time, it hears one at once (a gate classifies no DC before its first heartbeat).
+    fn register_gate(&mut self, from: Addr, now: Instant, out: &mut JobOutputs) {
+        let new = !self.gates_registered.contains_key(&from);
+        if new && self.gates_registered.len() >= self.cfg.max_gates {
             return;
         }
-        self.next_heartbeat = Some(now + self.cfg.heartbeat_interval);
+        self.gates_registered.insert(from, now);
+        self.next_heartbeat.get_or_insert(now);
+        if new {
+            let msg = self.heartbeat_msg();
+            out.push(JobOutput::Send { to: from, msg });
+        }
+    }
+
+    /// What the DC looks like from here (AD-16's inputs): workers alive or suspected and
+    /// of those the unsuspected, their slots, the free ones (the leader's count), and the
+    /// workflows waiting for a slot.
+    fn load(&self) -> DcLoad {
+        let sat16 = |n: usize| n.min(u16::MAX as usize) as u16;
+        let queue_depth = if self.leading.is_some() {
+            self.jobs
+                .values()
+                .filter(|j| j.status == Status::Running)
+                .map(|j| j.life.count_in(WorkflowState::Pending))
+                .sum()
+        } else {
+            0
+        };
+        DcLoad {
+            workers: sat16(self.workers.len()),
+            healthy_workers: sat16(self.workers.values().filter(|w| !w.suspected).count()),
+            total_cores: self.workers.values().map(|w| w.slots as u32).sum(),
+            available_cores: self.workers.values().map(|w| w.free_slots as u32).sum(),
+            queue_depth,
+        }
+    }
+
+    fn heartbeat_msg(&self) -> JobMsg {
         let signal = crate::backpressure::stats::Signal::of(self.level);
-        let mut gates: SmallVec<[Addr; 4]> = self.jobs.values().map(|j| j.gate_addr).collect();
-        gates.sort_unstable();
-        gates.dedup();
-        let msg = JobMsg::ManagerHeartbeat {
+        JobMsg::ManagerHeartbeat {
             dc: self.dc,
             level: signal.level,
             delay_ms: signal.suggested_delay_ms,
-            workers: self.workers.len().min(u16::MAX as usize) as u16,
             jobs: self.jobs.len() as u32,
-        };
+            leader: self.leading.is_some(),
+            load: self.load(),
+        }
+    }
+
+    /// Every 5 s, to the gates registered with us and (leading) the gates of our jobs:
+    /// load, health inputs and backpressure level.
+    fn heartbeat(&mut self, now: Instant, out: &mut JobOutputs) {
+        let ttl = self.cfg.gate_ttl;
+        self.gates_registered
+            .retain(|_, at| now.saturating_since(*at) < ttl);
+        if !self.has_gates_to_tell() || self.next_heartbeat.is_some_and(|t| t > now) {
+            return;
+        }
+        self.next_heartbeat = Some(now + self.cfg.heartbeat_interval);
+        let mut gates: SmallVec<[Addr; 4]> = self.gates_registered.keys().copied().collect();
+        if self.leading.is_some() {
+            gates.extend(self.jobs.values().map(|j| j.gate_addr));
+        }
+        gates.sort_unstable();
+        gates.dedup();
+        let msg = self.heartbeat_msg();
         for to in gates {
             out.push(JobOutput::Send { to, msg });
         }
@@ -1737,7 +1819,10 @@ mod tests {
     fn hello(worker: u32, free: u16) -> ManagerInput {
         ManagerInput::Msg {
             from: Addr::from_u32(worker),
-            msg: JobMsg::WorkerHello { free_slots: free },
+            msg: JobMsg::WorkerHello {
+                free_slots: free,
+                slots: 4,
+            },
         }
     }
 
@@ -1770,6 +1855,7 @@ mod tests {
                     node: NodeId(w),
                     addr: Addr::from_u32(w),
                     alive: true,
+                    suspected: false,
                 },
                 t,
             );
@@ -1862,6 +1948,7 @@ mod tests {
                 node: NodeId(10),
                 addr: Addr::from_u32(10),
                 alive: false,
+                suspected: false,
             },
             t + secs(1),
         );
@@ -2568,8 +2655,16 @@ mod tests {
                 dc: DcId(0),
                 level: Level::Reject,
                 delay_ms: 1000,
-                workers: 2,
-                jobs: 1
+                jobs: 1,
+                leader: true,
+                load: DcLoad {
+                    workers: 2,
+                    healthy_workers: 2,
+                    // One worker said hello (4 slots, one busy); the other has not yet.
+                    total_cores: 4,
+                    available_cores: 3,
+                    queue_depth: 0,
+                },
             }
         }));
         // Records stop: the hot entries age out (60 s) at the next 10 s promotion.
@@ -2592,5 +2687,92 @@ mod tests {
         assert_eq!(levels, vec![(0, Level::None)]);
         assert!(events.is_empty());
         assert_eq!(m.stats.hot_len(), 1000);
+    }
+
+    /// routing.md §1: a gate registers (GateHello) and hears a heartbeat at once, then
+    /// every 5 s from every manager, leader or not, with what the gate classifies the DC
+    /// from; a gate silent for 90 s is forgotten.
+    #[test]
+    fn registered_gates_hear_heartbeats_until_they_fall_silent() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(
+            ManagerInput::Worker {
+                node: NodeId(11),
+                addr: Addr::from_u32(11),
+                alive: true,
+                suspected: true,
+            },
+            t,
+        );
+        let gate = Addr::from_u32(77);
+        let hello = || ManagerInput::Msg {
+            from: gate,
+            msg: JobMsg::GateHello { gate: NodeId(77) },
+        };
+        let beats = |out: &JobOutputs| -> Vec<(bool, DcLoad)> {
+            out.iter()
+                .filter_map(|o| match o {
+                    JobOutput::Send {
+                        to,
+                        msg: JobMsg::ManagerHeartbeat { leader, load, .. },
+                    } if *to == gate => Some((*leader, *load)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // A follower (no leader known yet) answers too: it is alive, with its view.
+        let out = m.step(hello(), t);
+        let expect = DcLoad {
+            workers: 2,
+            healthy_workers: 1,
+            total_cores: 0,
+            available_cores: 0,
+            queue_depth: 0,
+        };
+        assert_eq!(beats(&out), vec![(false, expect)]);
+        assert_eq!(m.next_deadline(), Some(t));
+        m.step(ManagerInput::Tick, t);
+        assert_eq!(m.next_deadline(), Some(t + secs(5)));
+        assert_eq!(
+            beats(&m.step(ManagerInput::Tick, t + secs(5))),
+            vec![(false, expect)]
+        );
+        // Leading: its heartbeats say so, at once.
+        let out = m.step(
+            ManagerInput::Leader {
+                leader: Some((ME, Addr::from_u32(1))),
+                term: 2,
+            },
+            t + secs(6),
+        );
+        assert!(beats(&out).iter().all(|(leader, _)| *leader) && !beats(&out).is_empty());
+        // Refreshed at 60 s, the registration outlives 90 s of silence only until 150 s.
+        m.step(hello(), t + secs(60));
+        let mut now = t + secs(60);
+        let mut last = now;
+        while now < t + secs(200) {
+            now = match m.next_deadline() {
+                Some(d) => d,
+                None => break,
+            };
+            if !beats(&m.step(ManagerInput::Tick, now)).is_empty() {
+                last = now;
+            }
+        }
+        assert!(last < t + secs(150) && last >= t + secs(145), "{last:?}");
+        // Bounded: at most 64 gates.
+        for g in 0..100 {
+            m.step(
+                ManagerInput::Msg {
+                    from: Addr::from_u32(1000 + g),
+                    msg: JobMsg::GateHello {
+                        gate: NodeId(1000 + g),
+                    },
+                },
+                now,
+            );
+        }
+        assert_eq!(m.gates_registered.len(), 64);
     }
 }

@@ -15,6 +15,7 @@ pub mod worker;
 
 use crate::backpressure::stats::Level;
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
+use crate::routing::{DcHealth, RouteReason};
 use crate::timeout::extension::{Denial, ExtensionRequest, ExtensionResponse};
 use crate::timeout::gate::{DcStatus, ProgressReport};
 use crate::timeout::job::{TimeoutBy, TimeoutReason, TimeoutWire};
@@ -91,6 +92,8 @@ pub enum JobMsg {
     /// Worker -> the DC leader it knows, periodically: its capacity.
     WorkerHello {
         free_slots: u16,
+        /// All its slots (the DC's core count is their sum).
+        slots: u16,
     },
     /// Leader manager -> the DC's workers, periodically.
     LeaderHello {
@@ -233,15 +236,39 @@ pub enum JobMsg {
         delay_ms: u32,
         batch_only: bool,
     },
-    /// Leader manager -> the gates, periodically: its load and backpressure (the level
-    /// the original dropped from heartbeats, Q7).
+    /// Manager -> the gates registered with it (and, from the leader, the gates of its
+    /// jobs), every 5 s: its load and backpressure level (the level the original dropped
+    /// from heartbeats, Q7), and what the gate classifies the DC's health from (AD-16).
     ManagerHeartbeat {
         dc: DcId,
         level: Level,
         delay_ms: u32,
-        workers: u16,
         jobs: u32,
+        /// Sent by the DC's leader (whose view of the DC's capacity is authoritative).
+        leader: bool,
+        load: DcLoad,
     },
+    /// Gate -> each manager it sees alive: register for heartbeats (routing.md §1: only
+    /// DCs whose managers completed registration are classified). Refreshed every 30 s;
+    /// a manager forgets a gate it has not heard from in 90 s.
+    GateHello {
+        gate: NodeId,
+    },
+}
+
+/// A DC's capacity as one of its managers sees it (routing.md §1, §3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DcLoad {
+    /// Workers its membership sees alive or suspected...
+    pub workers: u16,
+    /// ...and of those, the ones not suspected.
+    pub healthy_workers: u16,
+    /// Workflow slots of those workers, and how many are free (the leader's count;
+    /// a follower, which dispatches nothing, reports what the workers last told it).
+    pub total_cores: u32,
+    pub available_cores: u32,
+    /// Workflows waiting for a slot.
+    pub queue_depth: u32,
 }
 
 /// What the job plane reports.
@@ -379,6 +406,59 @@ pub enum JobEvent {
     /// are taken back.
     WorkerEvicted {
         worker: NodeId,
+    },
+    /// A gate's classification of a DC changed (AD-16; `None`: not classified before).
+    DcHealthChanged {
+        dc: DcId,
+        from: Option<DcHealth>,
+        to: DcHealth,
+    },
+    /// A gate routed a job (AD-36): the primary it chose, the bucket it chose from, why,
+    /// in which mode, and the primary's score in thousandths. One `RouteScore` per
+    /// eligible DC follows, in chain order.
+    Routed {
+        job: JobId,
+        primary: DcId,
+        primaries: u16,
+        fallbacks: u16,
+        bucket: DcHealth,
+        reason: RouteReason,
+        bootstrap: bool,
+        score_milli: u64,
+    },
+    /// One candidate's score components in a routing decision.
+    RouteScore {
+        job: JobId,
+        dc: DcId,
+        bucket: DcHealth,
+        rtt_ucb_ms: u32,
+        load_milli: u32,
+        quality_milli: u32,
+        score_milli: u64,
+    },
+    /// A gate sent a job to a DC: one of the routed primaries, or (`fallback`) the next
+    /// DC of the chain after one failed. `bucket` is the DC's bucket in the gate's view
+    /// then, `best` the best bucket with an eligible DC (the checker's safety inputs).
+    RouteDispatch {
+        job: JobId,
+        dc: DcId,
+        bucket: DcHealth,
+        best: DcHealth,
+        fallback: bool,
+    },
+    /// A job's routing key changed primary DC (`ratio_milli`: new score / old score).
+    RouteSwitched {
+        job: JobId,
+        from: DcId,
+        to: DcId,
+        reason: RouteReason,
+        ratio_milli: u32,
+    },
+    /// A dispatch to `dc` failed: it ranks with a doubled score for this routing key for
+    /// 120 s, and the job moves on down its fallback chain.
+    RouteCooldown {
+        job: JobId,
+        dc: DcId,
     },
 }
 

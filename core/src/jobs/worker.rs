@@ -369,6 +369,7 @@ impl WorkerJobs {
                     to: from,
                     msg: JobMsg::WorkerHello {
                         free_slots: self.free_slots(),
+                        slots: self.cfg.slots,
                     },
                 });
                 for ((job, workflow), r) in &self.running {
@@ -428,6 +429,7 @@ impl WorkerJobs {
                     to: leader,
                     msg: JobMsg::WorkerHello {
                         free_slots: self.free_slots(),
+                        slots: self.cfg.slots,
                     },
                 });
             }
@@ -625,7 +627,10 @@ mod tests {
         );
         assert!(out.contains(&JobOutput::Send {
             to: new_leader,
-            msg: JobMsg::WorkerHello { free_slots: 4 }
+            msg: JobMsg::WorkerHello {
+                free_slots: 4,
+                slots: 4
+            }
         }));
         let out = w.step(WorkerInput::Tick, t + secs(2));
         assert!(out.iter().any(|o| matches!(

@@ -22,6 +22,7 @@ use crate::backpressure::overload::{LoadShedder, OverloadConfig, OverloadDetecto
 use crate::id::JobId;
 use crate::id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
+pub use crate::jobs::gate::DcRequest;
 use crate::jobs::gate::{GateConfig, GateInput, GateJobs};
 use crate::jobs::manager::{ManagerConfig, ManagerInput, ManagerJobs};
 use crate::jobs::worker::{WorkerConfig, WorkerInput, WorkerJobs};
@@ -58,6 +59,8 @@ pub struct NodeConfig {
     pub persisted_vote: (u64, Option<NodeId>),
     /// Stats backpressure (AD-23/37) on; off only for ablation runs.
     pub backpressure: bool,
+    /// Routing hysteresis (AD-36 §7) on; off only for ablation runs.
+    pub routing_hysteresis: bool,
 }
 
 pub enum Input<'a> {
@@ -75,10 +78,11 @@ pub enum Input<'a> {
         ratio: f64,
     },
     HeardFrom(NodeId),
-    /// A client submits a job to this gate: `workflows` workflows in each of `dcs`.
+    /// A client submits a job to this gate: `workflows` workflows in each of the DCs
+    /// `dcs` names or the router picks.
     SubmitJob {
         job: JobId,
-        dcs: Vec<DcId>,
+        dcs: DcRequest,
         workflows: u32,
         /// The job's timeout (none: only stuck detection).
         timeout: Option<core::time::Duration>,
@@ -244,7 +248,16 @@ impl Node {
         });
         let jobs = Box::new(match cfg.role {
             Role::Gate => JobPlane::Gate(GateJobs::new(
-                GateConfig::default(),
+                {
+                    let d = GateConfig::default();
+                    GateConfig {
+                        routing: crate::routing::router::RoutingConfig {
+                            hysteresis: cfg.routing_hysteresis,
+                            ..d.routing.clone()
+                        },
+                        ..d
+                    }
+                },
                 cfg.node,
                 cfg.addr,
                 cfg.voters.clone(),
@@ -314,6 +327,7 @@ impl Node {
                     }
                 }
                 if self.jobs.next_deadline().is_some_and(|d| d <= now) {
+                    self.gate_coordinates(now);
                     let o = self.jobs.tick(now);
                     self.job_outputs(o, now, &mut out);
                 }
@@ -324,6 +338,7 @@ impl Node {
                 workflows,
                 timeout,
             } => {
+                self.gate_coordinates(now);
                 if let JobPlane::Gate(g) = self.jobs.as_mut() {
                     let o = g.step(
                         GateInput::Submit {
@@ -426,6 +441,8 @@ impl Node {
                         node: *node,
                         addr,
                         alive,
+                        suspected: to
+                            .is_some_and(|v| v.status == membership::member::Status::Suspect),
                     });
                 }
                 (
@@ -444,6 +461,8 @@ impl Node {
                         node: *node,
                         addr,
                         alive,
+                        suspected: to
+                            .is_some_and(|v| v.status == membership::member::Status::Suspect),
                     });
                 }
                 (
@@ -498,6 +517,37 @@ impl Node {
 
     /// A member the job plane may use: its address, and whether it is confirmed and
     /// alive (or suspected) in `cluster` now.
+    /// A gate about to route: hand it the RTT bound and quality of every manager its
+    /// observer memberships have an estimate for (the DC's coordinate is its leader's,
+    /// looked up by node id: routing.md Q6), and whether its coordinates are mature
+    /// (some observer engine has 10+ samples and error <= 0.5; each DC's estimates come
+    /// from the membership that probes it).
+    fn gate_coordinates(&mut self, now: Instant) {
+        let JobPlane::Gate(g) = self.jobs.as_mut() else {
+            return;
+        };
+        if !g.wants_coordinates() {
+            return;
+        }
+        let observers = &self.memberships[1..];
+        let mature = observers.iter().any(|m| {
+            let c = m.coordinates();
+            c.samples() >= 10 && c.own().error <= 0.5
+        });
+        g.set_coordinates(
+            mature,
+            observers.iter().flat_map(|m| {
+                let c = m.coordinates();
+                m.members()
+                    .filter(|p| p.role == Role::Manager)
+                    .filter_map(move |p| {
+                        c.estimate(p.id, now)
+                            .map(|e| (p.id, (e.ucb_ms, c.pair_quality(p.id, now))))
+                    })
+            }),
+        );
+    }
+
     fn usable(
         &self,
         cluster: ClusterId,

@@ -8,11 +8,19 @@
 //! are broken by DC id.
 
 use super::health::DcHealth;
-use crate::id::{DcId, JobId};
+use crate::id::DcId;
 use crate::time::{secs, Instant};
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// What per-job routing state is kept under (§7). The spec keys it by job; a job is
+/// routed once, so hysteresis only means something across the submissions of one
+/// workload: the gate keys it by the client's routing key (the job's name: every run of
+/// the same load test shares it), the job id when the client gives none. States are
+/// swept after an hour, not at job end (the next run of the series needs them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RouteKey(pub u64);
 
 /// routing.md §12, as defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -171,7 +179,7 @@ impl RouteReason {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoutingDecision {
-    pub job: JobId,
+    pub job: RouteKey,
     /// The DCs to run the job in, best first (the kept primary first).
     pub primaries: Vec<DcId>,
     /// The rest, in order: the primary bucket's other DCs, then BUSY, then DEGRADED.
@@ -203,7 +211,7 @@ pub struct JobRouting {
 #[derive(Clone, Debug)]
 pub struct Router {
     cfg: RoutingConfig,
-    jobs: BTreeMap<JobId, JobRouting>,
+    jobs: BTreeMap<RouteKey, JobRouting>,
 }
 
 impl Router {
@@ -223,13 +231,13 @@ impl Router {
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
-    pub fn state(&self, job: JobId) -> Option<&JobRouting> {
+    pub fn state(&self, job: RouteKey) -> Option<&JobRouting> {
         self.jobs.get(&job)
     }
 
     /// A dispatch of `job` to `dc` failed: `dc` ranks with a doubled score for this job
     /// for 120 s; if it is the job's primary, the next call switches despite hold-down.
-    pub fn record_dispatch_failure(&mut self, job: JobId, dc: DcId, now: Instant) {
+    pub fn record_dispatch_failure(&mut self, job: RouteKey, dc: DcId, now: Instant) {
         if let Some(s) = self.jobs.get_mut(&job) {
             s.cooldown_until.insert(dc, now + self.cfg.cooldown);
             if s.primary == Some(dc) {
@@ -238,13 +246,13 @@ impl Router {
         }
     }
 
-    pub fn cleanup_job(&mut self, job: JobId) {
+    pub fn cleanup_job(&mut self, job: RouteKey) {
         self.jobs.remove(&job);
     }
 
     /// DCs that became partitioned: every job whose primary is one of them is re-selected
     /// at its next call. Returns those jobs.
-    pub fn reset_primary_for(&mut self, dcs: &[DcId]) -> Vec<JobId> {
+    pub fn reset_primary_for(&mut self, dcs: &[DcId]) -> Vec<RouteKey> {
         let mut v = Vec::new();
         for (job, s) in self.jobs.iter_mut() {
             if s.primary.is_some_and(|p| dcs.contains(&p)) {
@@ -259,7 +267,7 @@ impl Router {
     /// rank by RTT (else bootstrap mode).
     pub fn route(
         &mut self,
-        job: JobId,
+        job: RouteKey,
         candidates: &[Candidate],
         preferred: &[DcId],
         count: usize,
@@ -466,6 +474,54 @@ impl Router {
             scores: order,
             switched,
         }
+    }
+
+    /// The next DC for `key` after a failed dispatch (§9, §11): the first eligible DC not
+    /// in `exclude` (the DCs the job already uses or tried), from the best bucket that
+    /// still has one, by score (cooldown and preference applied). Does not touch the
+    /// key's primary: a fallback is one job's detour, not the series' new choice (the
+    /// failure itself makes the next [`Router::route`] switch, `CooldownPenalty`).
+    /// Re-ranked from the gate's current view rather than read off the chain computed
+    /// at dispatch: health may have changed since, and safety is judged now.
+    pub fn fallback(
+        &self,
+        key: RouteKey,
+        candidates: &[Candidate],
+        exclude: &[DcId],
+        preferred: &[DcId],
+        now: Instant,
+    ) -> Option<(DcId, DcHealth, f64)> {
+        let cfg = &self.cfg;
+        let cooling = |dc: DcId| {
+            self.jobs
+                .get(&key)
+                .and_then(|s| s.cooldown_until.get(&dc))
+                .is_some_and(|t| now < *t)
+        };
+        candidates
+            .iter()
+            .filter(|c| exclusion(c).is_none() && !exclude.contains(&c.dc))
+            .map(|c| {
+                let mut s = rtt_ucb(cfg, c)
+                    * load_factor(cfg, c)
+                    * quality_penalty(
+                        cfg,
+                        if c.rtt_ucb_ms.is_some() {
+                            c.quality
+                        } else {
+                            0.0
+                        },
+                    )
+                    * bucket(c).severity_weight();
+                if preferred.contains(&c.dc) {
+                    s *= cfg.preference_mult;
+                }
+                if cooling(c.dc) {
+                    s *= cfg.cooldown_penalty;
+                }
+                (c.dc, bucket(c), s)
+            })
+            .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.0.cmp(&b.0)))
     }
 
     /// Purge expired cooldowns; forget selections older than an hour.

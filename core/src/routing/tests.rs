@@ -1,6 +1,6 @@
 use super::health::DcHealth;
 use super::router::*;
-use crate::id::{DcId, JobId};
+use crate::id::DcId;
 use crate::time::{secs, Instant};
 use proptest::prelude::*;
 
@@ -20,7 +20,7 @@ fn cand(dc: u16, health: DcHealth, rtt: f64) -> Candidate {
     }
 }
 
-const J: JobId = JobId(1);
+const J: RouteKey = RouteKey(1);
 
 #[test]
 fn excludes_and_demotions_with_their_reasons() {
@@ -105,15 +105,15 @@ fn scores_multiply_and_preference_stays_inside_the_bucket() {
     assert_eq!(d.primaries, vec![DcId(1)]);
     assert_eq!(d.scores[0], (DcId(1), 60.0));
     assert_eq!(d.scores[1], (DcId(0), 62.5));
-    let d = r.route(JobId(2), &[a, b, busy], &[DcId(0)], 1, true, t);
+    let d = r.route(RouteKey(2), &[a, b, busy], &[DcId(0)], 1, true, t);
     assert_eq!(d.primaries, vec![DcId(0)]);
     assert_eq!(d.scores[0], (DcId(0), 56.25));
     // The 1 ms BUSY DC never outranks a HEALTHY one, however fast (and preferred).
-    let d = r.route(JobId(3), &[a, b, busy], &[DcId(2)], 2, true, t);
+    let d = r.route(RouteKey(3), &[a, b, busy], &[DcId(2)], 2, true, t);
     assert_eq!(d.primary_bucket, Some(DcHealth::Healthy));
     assert_eq!(d.fallbacks, vec![DcId(2)]);
     // Two DCs asked for: at most max_primary_dcs (2), from the primary bucket only.
-    let d = r.route(JobId(4), &[a, busy], &[], 3, true, t);
+    let d = r.route(RouteKey(4), &[a, busy], &[], 3, true, t);
     assert_eq!((d.primaries, d.fallbacks), (vec![DcId(0)], vec![DcId(2)]));
 }
 
@@ -132,7 +132,7 @@ fn fallback_chain_orders_buckets_and_unhealthy_never_appears() {
     assert_eq!(d.primaries, vec![DcId(3)]);
     assert_eq!(d.fallbacks, vec![DcId(1), DcId(0)]);
     let d = r.route(
-        JobId(9),
+        RouteKey(9),
         &[cand(2, DcHealth::Unhealthy, 1.0)],
         &[],
         1,

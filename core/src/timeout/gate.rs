@@ -237,6 +237,22 @@ impl GateTimeouts {
         }
     }
 
+    /// The gate moved `job` from DC `old` (which never took it) to `new` (routing
+    /// fallback): `new` is tracked from `now`, as a DC just sent the job.
+    pub fn replace_dc(&mut self, job: JobId, old: DcId, new: DcId, now: Instant) {
+        if let Some(d) = self.dc(job, old) {
+            *d = DcTrack {
+                dc: new,
+                status: DcStatus::Running,
+                last_progress: now,
+                last_heard: now,
+                manager: None,
+                fence: TimeoutFence(0),
+                total_extensions: Duration::ZERO,
+            };
+        }
+    }
+
     /// A DC's final status. Returns true when every target DC has ended (the entry is
     /// then dropped).
     pub fn on_final_status(&mut self, job: JobId, dc: DcId, status: DcStatus) -> bool {

@@ -220,6 +220,7 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
         J::JobDoneAck { job, dc },
         J::WorkerHello {
             free_slots: seed as u16,
+            slots: (seed >> 16) as u16,
         },
         J::LeaderHello { term: seed },
         J::Running {
@@ -344,9 +345,17 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             dc,
             level: crate::backpressure::stats::Level::Reject,
             delay_ms: 1000,
-            workers: 8,
             jobs: w,
+            leader: seed % 2 == 0,
+            load: crate::jobs::DcLoad {
+                workers: 8,
+                healthy_workers: 7,
+                total_cores: 32,
+                available_cores: seed as u32,
+                queue_depth: w,
+            },
         },
+        J::GateHello { gate: NodeId(w) },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -380,7 +389,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::WorkflowCancelled { .. }
             | J::WorkflowProgress { .. }
             | J::WorkflowProgressAck { .. }
-            | J::ManagerHeartbeat { .. } => {}
+            | J::ManagerHeartbeat { .. }
+            | J::GateHello { .. } => {}
         }
     }
     all
