@@ -9,6 +9,7 @@ pub mod check;
 pub mod coords;
 pub mod network;
 pub mod report;
+pub mod routing;
 pub mod scenario;
 pub mod world;
 

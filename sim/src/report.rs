@@ -26,6 +26,9 @@ pub struct Report {
     /// Backpressure (issue 6); present with `[[load]]` entries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backpressure: Option<crate::backpressure::BackpressureReport>,
+    /// Routing (issue 7); present with routed jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::routing::RoutingReport>,
     pub invariants: Invariants,
 }
 
@@ -328,6 +331,27 @@ impl Report {
                     j.extensions
                 );
             }
+        }
+        if let Some(r) = &self.routing {
+            let per_dc: Vec<String> = r
+                .dispatches
+                .iter()
+                .map(|(dc, n)| format!("{dc} {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  routing: {} decisions ({} bootstrap), dispatches {}; {} switches ({} forced), {} fallbacks; true RTT {:.1} ms vs oracle {:.1} ms; {} to UNHEALTHY, {} below the best bucket",
+                r.decisions,
+                r.bootstrap_decisions,
+                per_dc.join(", "),
+                r.switches,
+                r.forced_switches,
+                r.fallbacks,
+                r.rtt_mean_ms,
+                r.oracle_rtt_mean_ms,
+                r.unhealthy_dispatches,
+                r.bucket_violations
+            );
         }
         if let Some(c) = &self.coords {
             let _ = writeln!(

@@ -57,11 +57,29 @@ pub struct Scenario {
     /// Stats backpressure (AD-23/37) on (the default); `false` for ablation runs.
     #[serde(default = "yes")]
     pub backpressure: bool,
+    /// Routing knobs (AD-36).
+    #[serde(default)]
+    pub routing: RoutingSpec,
     /// Filled in by [`load`]: where relative paths (the RTT matrix) are resolved.
     #[serde(skip)]
     pub base_dir: PathBuf,
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// `[routing]`: `hysteresis = false` turns the router's stickiness off (every decision
+/// takes the best-scoring DC), for ablation runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSpec {
+    #[serde(default = "yes")]
+    pub hysteresis: bool,
+}
+
+impl Default for RoutingSpec {
+    fn default() -> Self {
+        RoutingSpec { hysteresis: true }
+    }
 }
 
 /// A `[[job]]` entry: a job (or a series of `count` jobs, one every `every`) submitted to
@@ -86,6 +104,9 @@ pub struct JobSpec {
     /// rotating start).
     #[serde(default)]
     pub dcs: Option<Vec<String>>,
+    /// DCs the router ranks 10 % better inside their health bucket (routed jobs only).
+    #[serde(default)]
+    pub prefer: Option<Vec<String>>,
     /// Each workflow reports one more completed item this often (of `duration / every`
     /// items): the progress a worker shows to earn healthcheck extensions (AD-26).
     /// Without it workflows report nothing and never ask for extensions.
@@ -187,6 +208,7 @@ fn load_jobs(s: &Scenario, path: &Path) -> Result<Vec<JobSpec>, ScenarioError> {
             workflow_duration: l.workflow_duration,
             timeout: None,
             dcs: l.dc.clone().map(|d| vec![d]),
+            prefer: None,
             progress_every: Some(Duration::from_secs_f64(1.0 / l.progress_per_s_per_workflow)),
             count,
             every: Some(Duration::from_secs_f64(1.0 / l.jobs_per_s)),
@@ -618,6 +640,11 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                         format!("{n:?} is not a DC with managers"),
                     ));
                 }
+            }
+        }
+        for n in j.prefer.iter().flatten() {
+            if !s.dcs.iter().any(|d| d.name == *n) {
+                return Err(err(path, key("prefer"), format!("{n:?} is not a DC")));
             }
         }
         if j.progress_every.is_some_and(|e| e.is_zero()) {

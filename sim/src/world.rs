@@ -17,7 +17,7 @@ use meridian_core::io::{Event, Output};
 use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::{ElectionConfig, ElectionEvent};
 use meridian_core::membership::Config;
-use meridian_core::node::{Input, Node, NodeConfig};
+use meridian_core::node::{DcRequest, Input, Node, NodeConfig};
 use meridian_core::rng::{derive_seed, DetRng};
 use meridian_core::timeout::job::TimeoutBy;
 use meridian_core::{Addr, DcId, Incarnation, Instant, JobId, NodeId, Role};
@@ -231,6 +231,10 @@ pub struct World<'a> {
     true_items: std::collections::BTreeMap<(u64, u16, u32), u64>,
     /// Backpressure accounting (scenarios with `[[load]]`).
     bp: Option<crate::backpressure::Tracker>,
+    /// Routing accounting (scenarios with routed jobs: `[[job]]` entries without `dcs`).
+    routing: Option<crate::routing::Tracker>,
+    /// Each DC's managers (the true RTT to a DC is the mean RTT to them).
+    dc_managers: Vec<Vec<usize>>,
     /// When the latest fault struck (leadership re-convergence is only bounded on a
     /// quiet network).
     last_fault_at: u64,
@@ -247,6 +251,16 @@ impl<'a> World<'a> {
             specs.iter().map(|s| s.name.clone()).collect(),
         );
         let (seeds, observe) = seed_lists(scenario, &specs);
+        let dc_managers: Vec<Vec<usize>> = (0..scenario.dcs.len())
+            .map(|d| {
+                specs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.dc == d && s.role == Role::Manager)
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
         let nodes = specs
             .into_iter()
             .map(|spec| SimNode {
@@ -294,6 +308,12 @@ impl<'a> World<'a> {
             job_spec: Vec::new(),
             true_items: Default::default(),
             bp: (!scenario.loads.is_empty()).then(Default::default),
+            routing: scenario
+                .jobs
+                .iter()
+                .any(|j| j.dcs.is_none())
+                .then(Default::default),
+            dc_managers,
             last_fault_at: 0,
         };
         // Nodes boot over the first second, in a seeded order.
@@ -456,6 +476,7 @@ impl<'a> World<'a> {
             jobs,
             coords: coords_report,
             backpressure,
+            routing: self.routing.as_ref().map(|r| r.report()),
             invariants: Invariants {
                 checked: c.checked,
                 violations_total: c.violations_total,
@@ -781,6 +802,7 @@ impl<'a> World<'a> {
             election: ElectionConfig::default(),
             persisted_vote: self.nodes[i].stored_vote,
             backpressure: self.scenario.backpressure,
+            routing_hysteresis: self.scenario.routing.hysteresis,
         }
     }
 
@@ -962,25 +984,27 @@ impl<'a> World<'a> {
         self.reschedule(i);
     }
 
-    /// A client submits the `k`-th job of `[[job]]` entry `spec` to its gate: run in
-    /// `datacenters` DCs (those with managers, consecutive from a rotating start).
+    /// A client submits the `k`-th job of `[[job]]` entry `spec` to its gate: run in the
+    /// DCs it names (pinned), else in `datacenters` DCs the gate's router picks (AD-36),
+    /// `prefer`red ones ranked better, the entry's jobs sharing one routing key.
     fn submit(&mut self, spec: usize, _k: u32) {
         let j = &self.scenario.jobs[spec];
         let job = JobId(self.job_spec.len() as u64);
         self.job_spec.push(spec);
-        let with_managers: Vec<usize> = (0..self.scenario.dcs.len())
-            .filter(|d| self.scenario.dcs[*d].managers > 0)
-            .collect();
-        let start = job.0 as usize % with_managers.len();
-        let dcs: Vec<DcId> = match &j.dcs {
-            Some(names) => names
+        let ids = |names: &[String]| -> Vec<DcId> {
+            names
                 .iter()
                 .filter_map(|n| self.scenario.dcs.iter().position(|d| d.name == *n))
                 .map(|d| DcId(d as u16))
-                .collect(),
-            None => (0..j.datacenters)
-                .map(|k| DcId(with_managers[(start + k) % with_managers.len()] as u16))
-                .collect(),
+                .collect()
+        };
+        let dcs = match &j.dcs {
+            Some(names) => DcRequest::Pinned(ids(names)),
+            None => DcRequest::Routed {
+                count: j.datacenters.min(u16::MAX as usize) as u16,
+                preferred: ids(j.prefer.as_deref().unwrap_or_default()),
+                key: Some(spec as u64),
+            },
         };
         let timeout = j.timeout;
         let workflows = j.workflows;
@@ -1287,6 +1311,19 @@ impl<'a> World<'a> {
                     batched, dropped, ..
                 }) => bp.on_flush(*batched as u64, *dropped as u64),
                 _ => {}
+            }
+        }
+        if let (Some(rt), Event::Job(je)) = (self.routing.as_mut(), &e) {
+            let (net, managers, scenario) = (&self.net, &self.dc_managers, self.scenario);
+            let rtt_ms = |gate: usize, dc: u16| {
+                let m = &managers[dc as usize];
+                m.iter().map(|x| net.rtt_us(gate, *x) as f64).sum::<f64>()
+                    / m.len().max(1) as f64
+                    / 1000.0
+            };
+            let dc_name = |dc: u16| scenario.dcs[dc as usize].name.clone();
+            if let Some((inv, detail)) = rt.on_event(i, je, self.now, &rtt_ms, &dc_name) {
+                self.checker.violation_at(self.now, inv, detail);
             }
         }
         if let Event::Election(ElectionEvent::Persist { term, voted_for }) = &e {

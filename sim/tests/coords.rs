@@ -45,7 +45,10 @@ fn world_cities_accuracy() {
 /// Acceptance 3: DCs 300 ms apart, base probe timeout 500 ms: zero false positives over
 /// 20 seeds with adaptive timeouts. (Without them it is zero too at 300 ms: an ACK to
 /// any attempt of a round counts, so 1.15 s of direct attempts absorb the RTT; the
-/// difference shows at 1.2 s, asserted below and recorded in BENCHMARKS.md.)
+/// difference shows at 1.2 s, asserted below over 100 seeds and recorded in
+/// BENCHMARKS.md.) Suspicions come in bursts (one failed probe, gossiped to every
+/// member), so over 20 seeds their count is a handful of episodes and too noisy to
+/// compare; refutations count the episodes themselves.
 #[test]
 fn adaptive_timeouts_far_dcs_no_false_positives() {
     let s = common::load("adaptive-timeouts.toml", &[]);
@@ -53,25 +56,29 @@ fn adaptive_timeouts_far_dcs_no_false_positives() {
         assert!(r.invariants.violations.is_empty(), "seed {}", r.seed);
         assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
     }
-    let suspicions = |adaptive: &str| -> (u64, u64) {
+    let far = |adaptive: &str| -> (u64, u64, u64) {
         let set = format!("membership.adaptive_timeouts={adaptive}");
         let s = common::load(
             "adaptive-timeouts.toml",
             &[&set, "network.default_inter_dc_rtt_ms=1200"],
         );
-        meridian_sim::sweep(&s, 1..21, 2)
+        meridian_sim::sweep(&s, 1..101, 2)
             .iter()
-            .fold((0, 0), |(fp, su), r| {
+            .fold((0, 0, 0), |(fp, su, re), r| {
                 (
                     fp + r.membership.false_positives,
                     su + r.membership.suspicions,
+                    re + r.membership.refutations,
                 )
             })
     };
-    let (fp_on, on) = suspicions("true");
-    let (_, off) = suspicions("false");
+    let (fp_on, sus_on, ref_on) = far("true");
+    let (_, sus_off, ref_off) = far("false");
     assert_eq!(fp_on, 0);
-    assert!(on * 3 < off * 2, "adaptive {on} vs fixed {off} suspicions");
+    assert!(
+        ref_on * 2 < ref_off && sus_on < sus_off,
+        "adaptive {sus_on} suspicions / {ref_on} refutations vs fixed {sus_off} / {ref_off}"
+    );
 }
 
 /// Acceptance 4: us-east <-> eu-west jumps from 40 to 200 ms at 5 min; within 2 minutes

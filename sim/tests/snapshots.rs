@@ -75,3 +75,23 @@ fn timeout_leader_failover_report() {
 fn overload_burst_report() {
     snapshot("overload-burst");
 }
+
+#[test]
+fn routing_latency_shift_report() {
+    snapshot("routing-latency-shift");
+}
+
+#[test]
+fn routing_dc_degrades_report() {
+    snapshot("routing-dc-degrades");
+}
+
+#[test]
+fn routing_flapping_report() {
+    snapshot("routing-flapping");
+}
+
+#[test]
+fn routing_cold_start_report() {
+    snapshot("routing-cold-start");
+}

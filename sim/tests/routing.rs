@@ -1,0 +1,143 @@
+//! Issue 7 (AD-16/17/36): the gate routes every job through the router; the simulator
+//! checks each dispatch against the gate's own health view and scores it against the
+//! true RTTs and an oracle.
+
+mod common;
+
+use meridian_core::routing::DcHealth;
+use meridian_sim::report::Report;
+
+fn routing(r: &Report) -> &meridian_sim::routing::RoutingReport {
+    r.routing
+        .as_ref()
+        .expect("routed jobs give a routing report")
+}
+
+fn clean(r: &Report) {
+    assert!(
+        r.invariants.violations.is_empty(),
+        "seed {}: {:?}",
+        r.seed,
+        r.invariants.violations
+    );
+    let rt = routing(r);
+    assert_eq!(
+        (rt.unhealthy_dispatches, rt.bucket_violations),
+        (0, 0),
+        "seed {}",
+        r.seed
+    );
+}
+
+/// Acceptance 2: a DC whose RTT swings across its rival's every 15 s. With hysteresis
+/// the series switches at most once per 30 s hold-down (here: once, when the first swing
+/// makes `b` better by more than 20 %); without it, it follows the swings.
+#[test]
+fn flapping_switches_stay_within_one_per_hold_down() {
+    let on = meridian_sim::sweep(&common::load("routing-flapping.toml", &[]), 1..6, 2);
+    let off = meridian_sim::sweep(
+        &common::load("routing-flapping.toml", &["routing.hysteresis=false"]),
+        1..6,
+        2,
+    );
+    let hold_downs = |r: &Report| r.sim_duration_ms / 30_000;
+    let (mut with, mut without) = (0, 0);
+    for (a, b) in on.iter().zip(&off) {
+        clean(a);
+        clean(b);
+        let (sa, sb) = (routing(a).switches, routing(b).switches);
+        assert!(sa <= hold_downs(a), "seed {}: {sa} switches", a.seed);
+        assert!(
+            sa <= 2,
+            "seed {}: hysteresis should hold, {sa} switches",
+            a.seed
+        );
+        assert!(
+            sb >= 10,
+            "seed {}: the swings cross the threshold, {sb}",
+            b.seed
+        );
+        with += sa;
+        without += sb;
+    }
+    assert!(without > 5 * with, "{with} vs {without}");
+}
+
+/// Acceptance 3: dc-a (30 ms) turns 200 ms at 4 min; dc-b (60 ms) is then nearest. New
+/// jobs move within hold-down plus the time the RTT estimate needs, and over the run the
+/// chosen DCs' true RTT stays within 15 % of the oracle's.
+#[test]
+fn latency_shift_moves_jobs_to_the_new_nearest_dc() {
+    let s = common::load("routing-latency-shift.toml", &[]);
+    for r in meridian_sim::sweep(&s, 1..6, 2) {
+        clean(&r);
+        let rt = routing(&r);
+        let jobs = r.jobs.as_ref().expect("jobs");
+        assert_eq!(jobs.completed, jobs.submitted, "seed {}", r.seed);
+        assert!(
+            rt.dispatches["dc-a"] > 0 && rt.dispatches["dc-b"] > 0,
+            "{rt:?}"
+        );
+        // Shift at 240 s; hold-down 30 s; the estimate needs its filter window (at most
+        // 2 min, the coordinates' re-convergence bound).
+        let settled = rt.last_off_oracle_ms.unwrap_or(0);
+        assert!(
+            settled <= 240_000 + 30_000 + 120_000,
+            "seed {}: {settled}",
+            r.seed
+        );
+        assert!(
+            rt.rtt_mean_ms <= 1.15 * rt.oracle_rtt_mean_ms,
+            "seed {}: {} vs oracle {}",
+            r.seed,
+            rt.rtt_mean_ms,
+            rt.oracle_rtt_mean_ms
+        );
+    }
+}
+
+/// Acceptance 4: `near` goes BUSY (full), then UNHEALTHY (no workers), then recovers.
+/// Over 200 seeds no job is sent to a DC its gate holds UNHEALTHY, nor to a worse
+/// bucket than the best one open; and the scenario does what it says.
+#[test]
+fn dc_degrades_never_routes_unhealthy_or_below_the_best_bucket() {
+    let s = common::load("routing-dc-degrades.toml", &[]);
+    let runs = meridian_sim::sweep(&s, 1..201, 2);
+    for r in &runs {
+        clean(r);
+    }
+    let r = &runs[0];
+    let rt = routing(r);
+    let near = &rt.dc_health_seen["near"];
+    for h in [DcHealth::Healthy, DcHealth::Busy, DcHealth::Unhealthy] {
+        assert!(near.contains(&h), "near was never {h:?}: {near:?}");
+    }
+    assert!(
+        rt.dispatches["near"] > 0 && rt.dispatches["mid"] > 0,
+        "{rt:?}"
+    );
+}
+
+/// Acceptance 5: jobs from the first seconds, before registration and with immature
+/// coordinates: none fails for it, some are routed in bootstrap mode; and with
+/// coordinates off altogether every decision is a bootstrap one and every DC still takes
+/// jobs (none is excluded for lacking a coordinate).
+#[test]
+fn cold_start_routes_every_job() {
+    for overrides in [&[][..], &["membership.coordinates=false"][..]] {
+        let s = common::load("routing-cold-start.toml", overrides);
+        for r in meridian_sim::sweep(&s, 1..6, 2) {
+            clean(&r);
+            let rt = routing(&r);
+            let jobs = r.jobs.as_ref().expect("jobs");
+            assert_eq!(jobs.submitted, 40, "seed {}", r.seed);
+            assert_eq!(jobs.completed, 40, "seed {}: {jobs:?}", r.seed);
+            assert_eq!(rt.unroutable, 0);
+            assert!(rt.bootstrap_decisions > 0, "seed {}", r.seed);
+            if !overrides.is_empty() {
+                assert_eq!(rt.bootstrap_decisions, rt.decisions);
+                assert_eq!(rt.dispatches.len(), 3, "{:?}", rt.dispatches);
+            }
+        }
+    }
+}
