@@ -19,6 +19,14 @@
 //! re-sends the decision until each DC's final status comes back (the spec sends once; a
 //! decision lost to a partition would leave a DC running a job its gate has ended).
 //!
+//! Routing (AD-16/17/36, routing.md): a job the client does not pin to DCs is routed
+//! ([`crate::routing`]): the gate registers with every manager it sees, classifies each
+//! DC from their heartbeats ([`DcTable`]) and asks the [`Router`] for the job's DCs,
+//! keeping routing state per routing key. Choices where routing.md is open, for safety:
+//! a job runs in at most the DCs of the best bucket even if it asked for more (Q7); a
+//! failed dispatch switches the key despite hold-down (Q4, 120 s cooldown); a fallback
+//! DC is re-ranked on the current view, not read off the chain computed at dispatch.
+//!
 //! Spec deviation (jobs.md §5 marks the job timed out at the declaration): the gate
 //! records the job's outcome only once every target DC has reported its final status,
 //! so the outcome is what the DCs did. A gate cut off from the rest (its jobs taken over
@@ -2154,6 +2162,14 @@ mod tests {
         }
     }
 
+    /// Mature coordinates with these RTT bounds to managers 1, 2 and 3 (quality 1).
+    fn measured(g: &mut GateJobs, rtt: [f64; 3]) {
+        g.set_coordinates(
+            true,
+            (1..=3u32).map(|n| (NodeId(n), (rtt[n as usize - 1], 1.0))),
+        );
+    }
+
     fn routed(job: u64, count: u16) -> GateInput {
         GateInput::Submit {
             job: JobId(job),
@@ -2200,14 +2216,7 @@ mod tests {
             g.step(heartbeat(n, 8), t + secs(1));
         }
         // Nearest by RTT: DC 2 (manager 2 at 20 ms), with a mature coordinate.
-        g.set_coordinates(
-            true,
-            [
-                (NodeId(1), (90.0, 1.0)),
-                (NodeId(2), (20.0, 1.0)),
-                (NodeId(3), (50.0, 1.0)),
-            ],
-        );
+        measured(&mut g, [90.0, 20.0, 50.0]);
         let out = g.step(GateInput::Tick, g.next_deadline().unwrap());
         assert_eq!(dispatched(&out), vec![(DcId(2), false)]);
         assert!(sends(&out)
@@ -2253,14 +2262,7 @@ mod tests {
         g.step(heartbeat(1, 0), t); // nearest, but BUSY
         g.step(heartbeat(2, 8), t);
         g.step(heartbeat(3, 8), t);
-        g.set_coordinates(
-            true,
-            [
-                (NodeId(1), (10.0, 1.0)),
-                (NodeId(2), (80.0, 1.0)),
-                (NodeId(3), (50.0, 1.0)),
-            ],
-        );
+        measured(&mut g, [10.0, 80.0, 50.0]);
         let out = g.step(routed(1, 1), t);
         assert_eq!(dispatched(&out), vec![(DcId(3), false)]);
         // Two DCs asked: both HEALTHY ones, never the BUSY one (Q7: safety first).
@@ -2279,14 +2281,7 @@ mod tests {
         for n in 1..=3 {
             g.step(heartbeat(n, 8), t);
         }
-        g.set_coordinates(
-            true,
-            [
-                (NodeId(1), (10.0, 1.0)),
-                (NodeId(2), (80.0, 1.0)),
-                (NodeId(3), (50.0, 1.0)),
-            ],
-        );
+        measured(&mut g, [10.0, 80.0, 50.0]);
         let out = g.step(routed(1, 1), t);
         assert_eq!(dispatched(&out), vec![(DcId(1), false)]);
         // Tries at 0, 5 and 10 s go unanswered (heartbeats keep DC 1 HEALTHY); at 15 s

@@ -150,6 +150,28 @@ pub fn rtt_ucb(cfg: &RoutingConfig, c: &Candidate) -> f64 {
         .map_or(cfg.rtt_default_ms, |r| r.clamp(1.0, 10_000.0))
 }
 
+/// A candidate's score (§6; lower is better): `rtt_ucb x load x quality_penalty x
+/// severity`, x 0.9 if `preferred`, x 2 while `cooling` down. Without a coordinate the
+/// quality counts as 0.
+pub fn score(cfg: &RoutingConfig, c: &Candidate, preferred: bool, cooling: bool) -> f64 {
+    let quality = if c.rtt_ucb_ms.is_some() {
+        c.quality
+    } else {
+        0.0
+    };
+    let mut s = rtt_ucb(cfg, c)
+        * load_factor(cfg, c)
+        * quality_penalty(cfg, quality)
+        * bucket(c).severity_weight();
+    if preferred {
+        s *= cfg.preference_mult;
+    }
+    if cooling {
+        s *= cfg.cooldown_penalty;
+    }
+    s
+}
+
 /// Why a job's primary is what it is (§7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RouteReason {
@@ -311,26 +333,7 @@ impl Router {
             })
             .unwrap_or_default();
         let cooldown = |dc: DcId| cooling.contains(&dc);
-        let score = |c: &Candidate| {
-            let mut s = rtt_ucb(&cfg, c)
-                * load_factor(&cfg, c)
-                * quality_penalty(
-                    &cfg,
-                    if c.rtt_ucb_ms.is_some() {
-                        c.quality
-                    } else {
-                        0.0
-                    },
-                )
-                * bucket(c).severity_weight();
-            if preferred.contains(&c.dc) {
-                s *= cfg.preference_mult;
-            }
-            if cooldown(c.dc) {
-                s *= cfg.cooldown_penalty;
-            }
-            s
-        };
+        let score = |c: &Candidate| score(&cfg, c, preferred.contains(&c.dc), cooldown(c.dc));
         // The primary bucket, ranked (§6, §8).
         let mut primary: Vec<(DcId, f64)> = if mature {
             eligible
@@ -502,23 +505,7 @@ impl Router {
             .iter()
             .filter(|c| exclusion(c).is_none() && !exclude.contains(&c.dc))
             .map(|c| {
-                let mut s = rtt_ucb(cfg, c)
-                    * load_factor(cfg, c)
-                    * quality_penalty(
-                        cfg,
-                        if c.rtt_ucb_ms.is_some() {
-                            c.quality
-                        } else {
-                            0.0
-                        },
-                    )
-                    * bucket(c).severity_weight();
-                if preferred.contains(&c.dc) {
-                    s *= cfg.preference_mult;
-                }
-                if cooling(c.dc) {
-                    s *= cfg.cooldown_penalty;
-                }
+                let s = score(cfg, c, preferred.contains(&c.dc), cooling(c.dc));
                 (c.dc, bucket(c), s)
             })
             .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.0.cmp(&b.0)))

@@ -85,6 +85,21 @@ struct DcTrack {
     total_extensions: Duration,
 }
 
+impl DcTrack {
+    /// A DC the job was just sent to.
+    fn sent(dc: DcId, now: Instant) -> DcTrack {
+        DcTrack {
+            dc,
+            status: DcStatus::Running,
+            last_progress: now,
+            last_heard: now,
+            manager: None,
+            fence: TimeoutFence(0),
+            total_extensions: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 struct Tracking {
     submitted_at: Instant,
@@ -151,18 +166,7 @@ impl GateTimeouts {
             Tracking {
                 submitted_at: now,
                 timeout,
-                dcs: dcs
-                    .iter()
-                    .map(|&dc| DcTrack {
-                        dc,
-                        status: DcStatus::Running,
-                        last_progress: now,
-                        last_heard: now,
-                        manager: None,
-                        fence: TimeoutFence(0),
-                        total_extensions: Duration::ZERO,
-                    })
-                    .collect(),
+                dcs: dcs.iter().map(|&dc| DcTrack::sent(dc, now)).collect(),
                 globally_timed_out: false,
                 reason: None,
                 declarations: 0,
@@ -241,15 +245,7 @@ impl GateTimeouts {
     /// fallback): `new` is tracked from `now`, as a DC just sent the job.
     pub fn replace_dc(&mut self, job: JobId, old: DcId, new: DcId, now: Instant) {
         if let Some(d) = self.dc(job, old) {
-            *d = DcTrack {
-                dc: new,
-                status: DcStatus::Running,
-                last_progress: now,
-                last_heard: now,
-                manager: None,
-                fence: TimeoutFence(0),
-                total_extensions: Duration::ZERO,
-            };
+            *d = DcTrack::sent(new, now);
         }
     }
 
