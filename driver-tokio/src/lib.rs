@@ -1,37 +1,16 @@
-//! meridian-driver-tokio: will run Meridian's node machines over real UDP and TCP
-//! (issue 8). For now it only maps a socket address onto the core's opaque `Addr`.
+//! meridian-driver-tokio: runs Meridian's node machines over real UDP and TCP (issue 8).
+//! The driver decides nothing: it feeds bytes, time and commands to the same machines
+//! the simulator runs, and carries out what they emit.
+//!
+//! Built so far: [`addr`] (socket addresses as the core's opaque addresses),
+//! [`runner`] (one task per node: UDP datagrams, length-prefixed TCP frames with a
+//! sender handshake, `sleep_until(next_deadline)`, members and leave commands) and
+//! [`config`] (the node's TOML file). Not yet: operator commands over the network,
+//! metrics, the local cluster recipe, the AEAD keyring and mutual TLS, record/replay,
+//! the network-namespace test.
 
-use meridian_core::Addr;
-use std::net::SocketAddr;
+pub mod addr;
+pub mod config;
+pub mod runner;
 
-/// Encode a socket address as the core's opaque address bytes (IPv4: 6, IPv6: 18).
-pub fn addr_of(sa: SocketAddr) -> Addr {
-    let mut buf = [0u8; 18];
-    let len = match sa {
-        SocketAddr::V4(v4) => {
-            buf[..4].copy_from_slice(&v4.ip().octets());
-            buf[4..6].copy_from_slice(&v4.port().to_be_bytes());
-            6
-        }
-        SocketAddr::V6(v6) => {
-            buf[..16].copy_from_slice(&v6.ip().octets());
-            buf[16..18].copy_from_slice(&v6.port().to_be_bytes());
-            18
-        }
-    };
-    Addr::new(&buf[..len]).expect("fits")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn socket_addresses_fit_the_opaque_address() {
-        assert_eq!(
-            addr_of("127.0.0.1:7946".parse().unwrap()).as_bytes().len(),
-            6
-        );
-        assert_eq!(addr_of("[::1]:7946".parse().unwrap()).as_bytes().len(), 18);
-    }
-}
+pub use addr::{addr_of, socket_of};

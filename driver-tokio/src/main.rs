@@ -1,7 +1,85 @@
-//! `meridian-node`: the operator binary. Running real nodes arrives with issue 8; until
-//! then it says so instead of pretending.
+//! `meridian-node`: runs one gate, manager or worker over real UDP and TCP.
+//!
+//! `meridian-node run --config FILE` starts the node described by FILE (see
+//! `meridian_driver_tokio::config`); SIGINT or SIGTERM makes it leave gracefully.
 
-fn main() {
-    eprintln!("meridian-node: the tokio driver is not built yet (issue 8); use meridian-sim");
-    std::process::exit(2);
+use clap::{Parser, Subcommand};
+use meridian_driver_tokio::config::NodeFile;
+use meridian_driver_tokio::runner::{spawn, Bound};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "meridian-node", version, about = "Run a Meridian node")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the node described by a TOML file until SIGINT/SIGTERM (then leave).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { config } => {
+            let file = match NodeFile::load(&config) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("meridian-node: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            rt.block_on(run(file))
+        }
+    }
+}
+
+async fn run(file: NodeFile) -> ExitCode {
+    let bound = match Bound::bind(file.bind).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("meridian-node: cannot bind {}: {e}", file.bind);
+            return ExitCode::from(1);
+        }
+    };
+    let at = bound.local_addr();
+    let node = spawn(bound, file.node_config(at));
+    eprintln!(
+        "meridian-node: {} (id {}, {:?}) on {at}",
+        file.name,
+        file.id,
+        file.role()
+    );
+    wait_for_signal().await;
+    eprintln!("meridian-node: leaving");
+    node.leave(Duration::from_secs(1)).await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,389 @@
+//! One node over real sockets (issue 8). The driver decides nothing: one task owns the
+//! node's [`Node`] machine and feeds it what arrives (UDP datagrams, TCP frames), the
+//! time (`sleep_until(next_deadline)`) and local commands, and carries out what it emits.
+//!
+//! Transport: the node binds one port for UDP and TCP. Frames travel on TCP connections
+//! as a 4-byte big-endian length and the bytes; a dialer's first frame is its own
+//! listening address, so the receiver knows which node a frame comes from (the peer's
+//! source port is ephemeral). Outbound frames go through one writer task per peer that
+//! connects with backoff and drops what it cannot deliver (the core re-sends what
+//! matters); every queue is bounded.
+
+use crate::addr::{addr_of, socket_of};
+use meridian_core::io::{Event, Output, Outputs};
+use meridian_core::membership::member::Status;
+use meridian_core::node::{Input, Node, NodeConfig};
+use meridian_core::{Addr, Instant, NodeId, Role};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Largest frame accepted or sent (a push-pull of a large cluster fits well inside).
+pub const MAX_FRAME: usize = 16 << 20;
+/// Frames queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 256;
+/// Peers with a writer at most (the oldest idle ones make room).
+const MAX_PEERS: usize = 4096;
+/// Inbound connections at most.
+const MAX_CONNECTIONS: usize = 1024;
+/// A writer with nothing to send for this long closes its connection and ends.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// A node's UDP socket and TCP listener, bound to the same port.
+pub struct Bound {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    /// Bind UDP and TCP on `at`; with port 0, on a port free for both.
+    pub async fn bind(at: SocketAddr) -> io::Result<Bound> {
+        let mut last = None;
+        for _ in 0..32 {
+            let udp = UdpSocket::bind(at).await?;
+            let addr = udp.local_addr()?;
+            match TcpListener::bind(addr).await {
+                Ok(tcp) => return Ok(Bound { udp, tcp, addr }),
+                Err(e) if at.port() == 0 => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no port free for both UDP and TCP")))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// One row of `members`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRow {
+    pub node: NodeId,
+    pub addr: Option<SocketAddr>,
+    pub role: Role,
+    pub status: Status,
+    pub incarnation: u32,
+}
+
+/// What the driver counts (what the core cannot see: the transport's own losses).
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    pub datagrams_in: AtomicU64,
+    pub frames_in: AtomicU64,
+    /// Frames dropped: a full peer queue, an address no socket address encodes to, a
+    /// connection that failed.
+    pub frames_dropped: AtomicU64,
+    /// Datagrams that could not be sent.
+    pub send_errors: AtomicU64,
+    pub events: AtomicU64,
+}
+
+enum Command {
+    Members(oneshot::Sender<Vec<MemberRow>>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub addr: SocketAddr,
+    pub node: NodeId,
+    pub stats: Arc<DriverStats>,
+    cmd: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+    accept: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// The node's own-cluster membership table.
+    pub async fn members(&self) -> Vec<MemberRow> {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Members(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Graceful leave: the node announces it, keeps answering for `linger` (so the
+    /// announcement spreads), then stops.
+    pub async fn leave(self, linger: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Leave(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        tokio::time::sleep(linger).await;
+        self.kill();
+    }
+
+    /// A crash: the task and its sockets go, nothing is announced.
+    pub fn kill(self) {
+        self.task.abort();
+        self.accept.abort();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
+pub fn spawn(bound: Bound, cfg: NodeConfig) -> NodeHandle {
+    let stats = Arc::new(DriverStats::default());
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let (frame_tx, frame_rx) = mpsc::channel(1024);
+    let Bound { udp, tcp, addr } = bound;
+    let accept = tokio::spawn(accept_loop(tcp, frame_tx));
+    let node = cfg.node;
+    let task = tokio::spawn(node_loop(udp, cfg, frame_rx, cmd_rx, stats.clone()));
+    NodeHandle {
+        addr,
+        node,
+        stats,
+        cmd: cmd_tx,
+        task,
+        accept,
+    }
+}
+
+async fn node_loop(
+    udp: UdpSocket,
+    cfg: NodeConfig,
+    mut frames: mpsc::Receiver<(Addr, Vec<u8>)>,
+    mut commands: mpsc::Receiver<Command>,
+    stats: Arc<DriverStats>,
+) {
+    let base = tokio::time::Instant::now();
+    let now = || Instant(base.elapsed().as_micros() as u64);
+    let me = cfg.addr;
+    let (mut node, out) = Node::new(cfg, now());
+    let mut peers = Peers::new(me, stats.clone());
+    emit(&udp, &mut peers, &stats, out).await;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let deadline = node
+            .next_deadline()
+            .map(|d| base + Duration::from_micros(d.0));
+        let out = tokio::select! {
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, src)) => {
+                    stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                    node.step(Input::Datagram { from: addr_of(src), bytes: &buf[..n] }, now())
+                }
+                // An ICMP error of an earlier send, on some platforms: not ours to act on.
+                Err(_) => continue,
+            },
+            Some((from, bytes)) = frames.recv() => {
+                stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                node.step(Input::Frame { from, bytes: &bytes }, now())
+            }
+            _ = sleep_until(deadline) => node.step(Input::Tick, now()),
+            c = commands.recv() => match c {
+                Some(Command::Members(reply)) => {
+                    let _ = reply.send(rows(&node));
+                    continue;
+                }
+                Some(Command::Leave(reply)) => {
+                    let out = node.step(Input::Leave, now());
+                    emit(&udp, &mut peers, &stats, out).await;
+                    let _ = reply.send(());
+                    continue;
+                }
+                // Every handle is gone: nobody can stop us any more but a crash.
+                None => std::future::pending().await,
+            },
+        };
+        emit(&udp, &mut peers, &stats, out).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn rows(node: &Node) -> Vec<MemberRow> {
+    let Some(own) = node.memberships().first() else {
+        return Vec::new();
+    };
+    let mut v: Vec<MemberRow> = own
+        .members()
+        .map(|m| MemberRow {
+            node: m.id,
+            addr: socket_of(m.addr),
+            role: m.role,
+            status: m.status,
+            incarnation: m.inc.0,
+        })
+        .collect();
+    v.sort_by_key(|r| r.node);
+    v
+}
+
+async fn emit(udp: &UdpSocket, peers: &mut Peers, stats: &DriverStats, out: Outputs) {
+    for o in out {
+        match o {
+            Output::Transmit { to, bytes } => {
+                let sent = match socket_of(to) {
+                    Some(sa) => udp.send_to(&bytes, sa).await.is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Output::Frame { to, bytes } => peers.send(to, bytes),
+            Output::Event(e) => on_event(stats, &e),
+        }
+    }
+}
+
+fn on_event(stats: &DriverStats, _e: &Event) {
+    stats.events.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One writer task per peer, created on first use.
+struct Peers {
+    me: Addr,
+    writers: HashMap<Addr, mpsc::Sender<Vec<u8>>>,
+    stats: Arc<DriverStats>,
+}
+
+impl Peers {
+    fn new(me: Addr, stats: Arc<DriverStats>) -> Peers {
+        Peers {
+            me,
+            writers: HashMap::new(),
+            stats,
+        }
+    }
+
+    fn send(&mut self, to: Addr, bytes: Vec<u8>) {
+        let Some(sa) = socket_of(to) else {
+            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if self.writers.get(&to).is_some_and(|w| w.is_closed()) {
+            self.writers.remove(&to);
+        }
+        if !self.writers.contains_key(&to) {
+            if self.writers.len() >= MAX_PEERS {
+                self.writers.retain(|_, w| !w.is_closed());
+                if self.writers.len() >= MAX_PEERS {
+                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            tokio::spawn(writer(sa, self.me, rx, self.stats.clone()));
+            self.writers.insert(to, tx);
+        }
+        if self.writers[&to].try_send(bytes).is_err() {
+            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Connect (with backoff), introduce ourselves, then write frames until idle.
+async fn writer(
+    to: SocketAddr,
+    me: Addr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    stats: Arc<DriverStats>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    'connect: loop {
+        let stream =
+            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(to)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    // Unreachable: what waits is stale by the next attempt; drop it.
+                    while let Ok(_frame) = rx.try_recv() {
+                        stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if rx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        let mut stream = tokio::io::BufWriter::new(stream);
+        if write_frame(&mut stream, me.as_bytes()).await.is_err() {
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        loop {
+            let frame = match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => return,
+            };
+            if write_frame(&mut stream, &frame).await.is_err() {
+                stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                continue 'connect;
+            }
+        }
+    }
+}
+
+async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::other("frame too large"));
+    }
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+async fn read_frame(r: &mut TcpStream, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::other("frame too large"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn accept_loop(tcp: TcpListener, frames: mpsc::Sender<(Addr, Vec<u8>)>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((mut stream, _)) = tcp.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue; // too many connections: this one is closed
+        };
+        let frames = frames.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            // The dialer's listening address first, then its frames.
+            let hello = tokio::time::timeout(
+                Duration::from_secs(5),
+                read_frame(&mut stream, Addr::CAPACITY),
+            )
+            .await;
+            let Some(from) = hello.ok().and_then(|r| r.ok()).and_then(|b| Addr::new(&b)) else {
+                return;
+            };
+            while let Ok(frame) = read_frame(&mut stream, MAX_FRAME).await {
+                if frames.send((from, frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
