@@ -24,3 +24,16 @@ bench:
 # Everything CI does.
 ci:
     bash .ci/run
+
+# A local 3-DC cluster of 12 nodes on 127.0.0.1:71xx-73xx (fixtures/cluster/), in the
+# background; logs and pids in target/cluster/. Then:
+#   ./target/release/meridian-node members --node 127.0.0.1:7101
+cluster:
+    cargo build --release -p meridian-driver-tokio
+    mkdir -p target/cluster
+    for f in fixtures/cluster/*.toml; do n=$(basename $f .toml); ./target/release/meridian-node run --config $f > target/cluster/$n.log 2>&1 & echo $! > target/cluster/$n.pid; done
+    @echo "12 nodes starting; ./target/release/meridian-node members --node 127.0.0.1:7101"
+
+# Stop the local cluster: every node leaves gracefully (SIGTERM).
+cluster-down:
+    for p in target/cluster/*.pid; do kill -TERM $(cat $p) 2>/dev/null || true; rm -f $p; done

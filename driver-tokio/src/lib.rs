@@ -10,6 +10,7 @@
 //! the network-namespace test.
 
 pub mod addr;
+pub mod admin;
 pub mod config;
 pub mod runner;
 

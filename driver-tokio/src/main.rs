@@ -2,10 +2,15 @@
 //!
 //! `meridian-node run --config FILE` starts the node described by FILE (see
 //! `meridian_driver_tokio::config`); SIGINT or SIGTERM makes it leave gracefully.
+//! `meridian-node members --node ADDR` and `meridian-node rtt --node ADDR ID` ask a
+//! running node (on its TCP port) for its membership table and an RTT estimate; `--json`
+//! for scripts.
 
 use clap::{Parser, Subcommand};
+use meridian_driver_tokio::admin::{self, Answer, Request};
 use meridian_driver_tokio::config::NodeFile;
 use meridian_driver_tokio::runner::{spawn, Bound};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +28,21 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// The membership table of the node listening at --node.
+    Members {
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        node: SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The RTT estimate of the node at --node to node ID.
+    Rtt {
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        node: SocketAddr,
+        id: u32,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -43,7 +63,43 @@ fn main() -> ExitCode {
                 .expect("a tokio runtime");
             rt.block_on(run(file))
         }
+        Cmd::Members { node, json } => ask(node, Request::Members, json),
+        Cmd::Rtt { node, id, json } => ask(node, Request::Rtt { node: id }, json),
     }
+}
+
+fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let answer = match rt.block_on(admin::ask(node, &req)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("meridian-node: {node}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).expect("answers serialize")
+        );
+        return ExitCode::SUCCESS;
+    }
+    match answer {
+        Answer::Members { members } => print!("{}", admin::members_table(&members)),
+        Answer::Rtt { estimate: Some(e) } => println!(
+            "node {}: {:.2} ms (sigma {:.2} ms, upper bound {:.2} ms)",
+            e.node, e.rtt_ms, e.sigma_ms, e.ucb_ms
+        ),
+        Answer::Rtt { estimate: None } => println!("no estimate yet"),
+        Answer::Error { message } => {
+            eprintln!("meridian-node: {message}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run(file: NodeFile) -> ExitCode {

@@ -10,6 +10,7 @@
 //! matters); every queue is bounded.
 
 use crate::addr::{addr_of, socket_of};
+use crate::admin;
 use meridian_core::io::{Event, Output, Outputs};
 use meridian_core::membership::member::Status;
 use meridian_core::node::{Input, Node, NodeConfig};
@@ -90,6 +91,7 @@ pub struct DriverStats {
 enum Command {
     Members(oneshot::Sender<Vec<MemberRow>>),
     Leave(oneshot::Sender<()>),
+    Admin(admin::Request, oneshot::Sender<admin::Answer>),
 }
 
 /// A running node.
@@ -140,7 +142,7 @@ pub fn spawn(bound: Bound, cfg: NodeConfig) -> NodeHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(1024);
     let Bound { udp, tcp, addr } = bound;
-    let accept = tokio::spawn(accept_loop(tcp, frame_tx));
+    let accept = tokio::spawn(accept_loop(tcp, frame_tx, cmd_tx.clone()));
     let node = cfg.node;
     let task = tokio::spawn(node_loop(udp, cfg, frame_rx, cmd_rx, stats.clone()));
     NodeHandle {
@@ -190,6 +192,10 @@ async fn node_loop(
                     let _ = reply.send(rows(&node));
                     continue;
                 }
+                Some(Command::Admin(req, reply)) => {
+                    let _ = reply.send(answer(&node, req, now()));
+                    continue;
+                }
                 Some(Command::Leave(reply)) => {
                     let out = node.step(Input::Leave, now());
                     emit(&udp, &mut peers, &stats, out).await;
@@ -211,20 +217,60 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+fn answer(node: &Node, req: admin::Request, now: Instant) -> admin::Answer {
+    match req {
+        admin::Request::Members => admin::Answer::Members {
+            members: rows(node)
+                .into_iter()
+                .map(|r| admin::MemberView {
+                    node: r.node.0,
+                    addr: r.addr,
+                    role: format!("{:?}", r.role).to_lowercase(),
+                    status: format!("{:?}", r.status).to_lowercase(),
+                    incarnation: r.incarnation,
+                })
+                .collect(),
+        },
+        admin::Request::Rtt { node: peer } => admin::Answer::Rtt {
+            estimate: node.memberships().first().and_then(|m| {
+                m.coordinates()
+                    .estimate(NodeId(peer), now)
+                    .map(|e| admin::RttView {
+                        node: peer,
+                        rtt_ms: e.rtt_ms,
+                        sigma_ms: e.sigma_ms,
+                        ucb_ms: e.ucb_ms,
+                    })
+            }),
+        },
+    }
+}
+
 fn rows(node: &Node) -> Vec<MemberRow> {
     let Some(own) = node.memberships().first() else {
         return Vec::new();
     };
-    let mut v: Vec<MemberRow> = own
-        .members()
-        .map(|m| MemberRow {
-            node: m.id,
-            addr: socket_of(m.addr),
-            role: m.role,
-            status: m.status,
-            incarnation: m.inc.0,
-        })
-        .collect();
+    // The node itself first (as serf lists it), then its table.
+    let me = own.identity();
+    let mut v: Vec<MemberRow> = std::iter::once(MemberRow {
+        node: me.node,
+        addr: socket_of(me.addr),
+        role: me.role,
+        status: Status::Alive,
+        incarnation: own.incarnation().0,
+    })
+    .chain(
+        own.members()
+            .filter(|m| m.id != me.node)
+            .map(|m| MemberRow {
+                node: m.id,
+                addr: socket_of(m.addr),
+                role: m.role,
+                status: m.status,
+                incarnation: m.inc.0,
+            }),
+    )
+    .collect();
     v.sort_by_key(|r| r.node);
     v
 }
@@ -358,7 +404,11 @@ async fn read_frame(r: &mut TcpStream, max: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn accept_loop(tcp: TcpListener, frames: mpsc::Sender<(Addr, Vec<u8>)>) {
+async fn accept_loop(
+    tcp: TcpListener,
+    frames: mpsc::Sender<(Addr, Vec<u8>)>,
+    commands: mpsc::Sender<Command>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((mut stream, _)) = tcp.accept().await else {
@@ -368,15 +418,23 @@ async fn accept_loop(tcp: TcpListener, frames: mpsc::Sender<(Addr, Vec<u8>)>) {
             continue; // too many connections: this one is closed
         };
         let frames = frames.clone();
+        let commands = commands.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // The dialer's listening address first, then its frames.
             let hello = tokio::time::timeout(
                 Duration::from_secs(5),
-                read_frame(&mut stream, Addr::CAPACITY),
+                read_frame(&mut stream, admin::ADMIN_HELLO.len()),
             )
             .await;
-            let Some(from) = hello.ok().and_then(|r| r.ok()).and_then(|b| Addr::new(&b)) else {
+            let Some(hello) = hello.ok().and_then(|r| r.ok()) else {
+                return;
+            };
+            if hello == admin::ADMIN_HELLO {
+                serve_admin(stream, commands).await;
+                return;
+            }
+            let Some(from) = Addr::new(&hello) else {
                 return;
             };
             while let Ok(frame) = read_frame(&mut stream, MAX_FRAME).await {
@@ -385,5 +443,32 @@ async fn accept_loop(tcp: TcpListener, frames: mpsc::Sender<(Addr, Vec<u8>)>) {
                 }
             }
         });
+    }
+}
+
+/// One operator request, answered by the node's task.
+async fn serve_admin(mut stream: TcpStream, commands: mpsc::Sender<Command>) {
+    let Ok(Ok(bytes)) =
+        tokio::time::timeout(Duration::from_secs(5), admin::read(&mut stream)).await
+    else {
+        return;
+    };
+    let answer = match serde_json::from_slice::<admin::Request>(&bytes) {
+        Ok(req) => {
+            let (tx, rx) = oneshot::channel();
+            if commands.send(Command::Admin(req, tx)).await.is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(a) => a,
+                Err(_) => return,
+            }
+        }
+        Err(e) => admin::Answer::Error {
+            message: format!("bad request: {e}"),
+        },
+    };
+    if let Ok(bytes) = serde_json::to_vec(&answer) {
+        let _ = admin::write(&mut stream, &bytes).await;
     }
 }

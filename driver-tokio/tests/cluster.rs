@@ -1,0 +1,105 @@
+//! Issue 8, acceptance 1: the local cluster of `fixtures/cluster/` (what `just cluster`
+//! starts) comes up as real processes, and `meridian-node members` on any node lists
+//! every member of its cluster alive. SIGTERM makes each node leave.
+
+use meridian_driver_tokio::admin::MemberView;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian-node");
+
+struct Cluster(Vec<Child>);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn members(port: u16) -> Option<Vec<MemberView>> {
+    let out = Command::new(BIN)
+        .args(["members", "--node", &format!("127.0.0.1:{port}"), "--json"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    serde_json::from_value(v.get("members")?.clone()).ok()
+}
+
+#[test]
+fn the_local_cluster_lists_every_node_alive_and_leaves_on_sigterm() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cluster");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 12, "3 DCs x (gate, 2 managers, worker)");
+    let mut cluster = Cluster(Vec::new());
+    for f in &files {
+        cluster.0.push(
+            Command::new(BIN)
+                .args(["run", "--config", f.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    // Gates share one cluster (3 members); each DC's managers and worker another (3).
+    let ports: Vec<u16> = [71u16, 72, 73]
+        .iter()
+        .flat_map(|p| (1..=4).map(move |k| p * 100 + k))
+        .collect();
+    let start = Instant::now();
+    let mut pending = ports.clone();
+    while !pending.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not all alive within 60 s: {pending:?}"
+        );
+        pending.retain(|p| {
+            !members(*p).is_some_and(|m| m.len() == 3 && m.iter().all(|r| r.status == "alive"))
+        });
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("12 nodes alive everywhere in {:?}", start.elapsed());
+    // A gate's table is the gates; a manager's is its DC.
+    let gates = members(7101).unwrap();
+    assert_eq!(
+        gates.iter().map(|m| m.node).collect::<Vec<_>>(),
+        vec![7101, 7201, 7301]
+    );
+    assert!(gates.iter().all(|m| m.role == "gate"));
+    let dc = members(7202).unwrap();
+    assert_eq!(
+        dc.iter().map(|m| m.node).collect::<Vec<_>>(),
+        vec![7202, 7203, 7204]
+    );
+    // SIGTERM: eu-west's worker leaves; its managers mark it left.
+    let worker = &cluster.0[files
+        .iter()
+        .position(|f| f.ends_with("eu-west-worker-0.toml"))
+        .unwrap()];
+    let ok = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let start = Instant::now();
+    loop {
+        let m = members(7202).unwrap_or_default();
+        if m.iter().any(|r| r.node == 7204 && r.status == "left") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{m:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
