@@ -9,6 +9,7 @@ pub mod coords;
 pub mod id;
 pub mod io;
 pub mod jobs;
+pub mod journal;
 pub mod leadership;
 pub mod membership;
 pub mod node;

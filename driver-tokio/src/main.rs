@@ -9,7 +9,7 @@
 use clap::{Parser, Subcommand};
 use meridian_driver_tokio::admin::{self, Answer, Request};
 use meridian_driver_tokio::config::NodeFile;
-use meridian_driver_tokio::runner::{spawn, Bound};
+use meridian_driver_tokio::runner::{spawn_recording, Bound};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +28,10 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Write the node's journal (every input, its instant, a digest of the outputs)
+        /// here, for `meridian-sim replay`.
+        #[arg(long)]
+        record: Option<PathBuf>,
     },
     /// The membership table of the node listening at --node.
     Members {
@@ -49,7 +53,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { config } => {
+        Cmd::Run { config, record } => {
             let file = match NodeFile::load(&config) {
                 Ok(f) => f,
                 Err(e) => {
@@ -61,7 +65,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
-            rt.block_on(run(file))
+            rt.block_on(run(file, record))
         }
         Cmd::Members { node, json } => ask(node, Request::Members, json),
         Cmd::Rtt { node, id, json } => ask(node, Request::Rtt { node: id }, json),
@@ -102,7 +106,14 @@ fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(file: NodeFile) -> ExitCode {
+async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
+    let journal = match record.as_ref().map(std::fs::File::create).transpose() {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("meridian-node: cannot write the journal: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let bound = match Bound::bind(file.bind).await {
         Ok(b) => b,
         Err(e) => {
@@ -111,7 +122,7 @@ async fn run(file: NodeFile) -> ExitCode {
         }
     };
     let at = bound.local_addr();
-    let node = spawn(bound, file.node_config(at));
+    let node = spawn_recording(bound, file.node_config(at), journal);
     eprintln!(
         "meridian-node: {} (id {}, {:?}) on {at}",
         file.name,

@@ -12,6 +12,7 @@
 use crate::addr::{addr_of, socket_of};
 use crate::admin;
 use meridian_core::io::{Event, Output, Outputs};
+use meridian_core::journal;
 use meridian_core::membership::member::Status;
 use meridian_core::node::{Input, Node, NodeConfig};
 use meridian_core::{Addr, Instant, NodeId, Role};
@@ -138,13 +139,28 @@ impl NodeHandle {
 
 /// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
 pub fn spawn(bound: Bound, cfg: NodeConfig) -> NodeHandle {
+    spawn_recording(bound, cfg, None)
+}
+
+/// [`spawn`], writing the node's journal (every input with its instant and a digest of
+/// what the machine emitted: `meridian_core::journal`) to `record` if given. The journal
+/// is flushed at every timer step and when the node leaves.
+pub fn spawn_recording(bound: Bound, cfg: NodeConfig, record: Option<std::fs::File>) -> NodeHandle {
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(1024);
     let Bound { udp, tcp, addr } = bound;
     let accept = tokio::spawn(accept_loop(tcp, frame_tx, cmd_tx.clone()));
     let node = cfg.node;
-    let task = tokio::spawn(node_loop(udp, cfg, frame_rx, cmd_rx, stats.clone()));
+    let recorder = record.map(|f| Recorder(std::io::BufWriter::new(f)));
+    let task = tokio::spawn(node_loop(
+        udp,
+        cfg,
+        frame_rx,
+        cmd_rx,
+        stats.clone(),
+        recorder,
+    ));
     NodeHandle {
         addr,
         node,
@@ -161,11 +177,44 @@ async fn node_loop(
     mut frames: mpsc::Receiver<(Addr, Vec<u8>)>,
     mut commands: mpsc::Receiver<Command>,
     stats: Arc<DriverStats>,
+    mut recorder: Option<Recorder>,
 ) {
     let base = tokio::time::Instant::now();
     let now = || Instant(base.elapsed().as_micros() as u64);
     let me = cfg.addr;
-    let (mut node, out) = Node::new(cfg, now());
+    let at = now();
+    let recorded_cfg = recorder.is_some().then(|| cfg.clone());
+    let (mut node, out) = Node::new(cfg, at);
+    if let (Some(r), Some(config)) = (recorder.as_mut(), recorded_cfg) {
+        r.write(&journal::Record::Start {
+            version: journal::JOURNAL_VERSION,
+            config: Box::new(config),
+            at,
+            digest: journal::digest(&out),
+        });
+    }
+    // Every input goes through here: stepped, and journaled when recording.
+    let mut step = |node: &mut Node, input: Input<'_>, at: Instant| -> Outputs {
+        let recorded = recorder
+            .is_some()
+            .then(|| journal::RecordedInput::of(&input));
+        let out = node.step(input, at);
+        if let (Some(r), Some(input)) = (recorder.as_mut(), recorded) {
+            let flush = matches!(
+                input,
+                journal::RecordedInput::Tick | journal::RecordedInput::Leave
+            );
+            r.write(&journal::Record::Step {
+                at,
+                input,
+                digest: journal::digest(&out),
+            });
+            if flush {
+                r.flush();
+            }
+        }
+        out
+    };
     let mut peers = Peers::new(me, stats.clone());
     emit(&udp, &mut peers, &stats, out).await;
     let mut buf = vec![0u8; 65_536];
@@ -177,16 +226,16 @@ async fn node_loop(
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, src)) => {
                     stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-                    node.step(Input::Datagram { from: addr_of(src), bytes: &buf[..n] }, now())
+                    step(&mut node, Input::Datagram { from: addr_of(src), bytes: &buf[..n] }, now())
                 }
                 // An ICMP error of an earlier send, on some platforms: not ours to act on.
                 Err(_) => continue,
             },
             Some((from, bytes)) = frames.recv() => {
                 stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                node.step(Input::Frame { from, bytes: &bytes }, now())
+                step(&mut node, Input::Frame { from, bytes: &bytes }, now())
             }
-            _ = sleep_until(deadline) => node.step(Input::Tick, now()),
+            _ = sleep_until(deadline) => step(&mut node, Input::Tick, now()),
             c = commands.recv() => match c {
                 Some(Command::Members(reply)) => {
                     let _ = reply.send(rows(&node));
@@ -197,7 +246,7 @@ async fn node_loop(
                     continue;
                 }
                 Some(Command::Leave(reply)) => {
-                    let out = node.step(Input::Leave, now());
+                    let out = step(&mut node, Input::Leave, now());
                     emit(&udp, &mut peers, &stats, out).await;
                     let _ = reply.send(());
                     continue;
@@ -470,5 +519,19 @@ async fn serve_admin(mut stream: TcpStream, commands: mpsc::Sender<Command>) {
     };
     if let Ok(bytes) = serde_json::to_vec(&answer) {
         let _ = admin::write(&mut stream, &bytes).await;
+    }
+}
+
+/// A journal being written (buffered; a write error stops the recording, not the node).
+struct Recorder(std::io::BufWriter<std::fs::File>);
+
+impl Recorder {
+    fn write(&mut self, r: &journal::Record) {
+        use std::io::Write;
+        let _ = self.0.write_all(&journal::encode(r));
+    }
+    fn flush(&mut self) {
+        use std::io::Write;
+        let _ = self.0.flush();
     }
 }

@@ -272,7 +272,7 @@ pub struct GateJobs {
 }
 
 /// Where a submitted job runs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum DcRequest {
     /// Exactly these DCs (an operator's explicit choice; not routed, no fallback).
     Pinned(Vec<DcId>),

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub struct GroupId(pub u32);
 
 /// Constants of leadership.md §1.2 (the Env defaults).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ElectionConfig {
     pub heartbeat: Duration,
     pub lease: Duration,

@@ -37,7 +37,7 @@ use crate::time::Instant;
 use crate::wire::{self, Channel};
 use crate::wire::{Body, Envelope};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeConfig {
     pub node: NodeId,
     pub role: Role,
