@@ -19,6 +19,7 @@
 //! ```
 
 use crate::addr::addr_of;
+use crate::keyring::Keyring;
 use meridian_core::leadership::ElectionConfig;
 use meridian_core::membership::Config as MembershipConfig;
 use meridian_core::node::NodeConfig;
@@ -48,6 +49,17 @@ pub struct NodeFile {
     /// Seeds the node's randomness (probe order, jitter); defaults to the id.
     #[serde(default)]
     pub seed: Option<u64>,
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// `[security]`: `keys`, 64 hex digits each, the first the primary (gossip datagrams are
+/// sealed with it and opened with any). Without keys datagrams travel in the clear.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -100,7 +112,18 @@ impl NodeFile {
                 "workers have no election group (`voters`)".into(),
             ));
         }
+        f.keyring()?;
         Ok(f)
+    }
+
+    /// The gossip keyring, if `[security] keys` names any.
+    pub fn keyring(&self) -> Result<Option<Keyring>, ConfigError> {
+        if self.security.keys.is_empty() {
+            return Ok(None);
+        }
+        Keyring::from_hex(&self.security.keys)
+            .map(Some)
+            .map_err(|e| ConfigError(format!("security.keys: {e}")))
     }
 
     pub fn role(&self) -> Role {

@@ -9,7 +9,7 @@
 use clap::{Parser, Subcommand};
 use meridian_driver_tokio::admin::{self, Answer, Request};
 use meridian_driver_tokio::config::NodeFile;
-use meridian_driver_tokio::runner::{spawn_recording, Bound};
+use meridian_driver_tokio::runner::{spawn_with, Bound, Options};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,7 +122,15 @@ async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
         }
     };
     let at = bound.local_addr();
-    let node = spawn_recording(bound, file.node_config(at), journal);
+    let keyring = file.keyring().expect("checked when the file was read");
+    let node = spawn_with(
+        bound,
+        file.node_config(at),
+        Options {
+            record: journal,
+            keyring,
+        },
+    );
     eprintln!(
         "meridian-node: {} (id {}, {:?}) on {at}",
         file.name,

@@ -7,10 +7,13 @@
 //! listening address, so the receiver knows which node a frame comes from (the peer's
 //! source port is ephemeral). Outbound frames go through one writer task per peer that
 //! connects with backoff and drops what it cannot deliver (the core re-sends what
-//! matters); every queue is bounded.
+//! matters); every queue is bounded. With a keyring (`crate::keyring`) datagrams and
+//! frames are sealed with AES-256-GCM, and whatever no installed key opens is counted
+//! and dropped before the machine sees it.
 
 use crate::addr::{addr_of, socket_of};
 use crate::admin;
+use crate::keyring::Keyring;
 use meridian_core::io::{Event, Output, Outputs};
 use meridian_core::journal;
 use meridian_core::membership::member::Status;
@@ -80,6 +83,10 @@ pub struct MemberRow {
 #[derive(Debug, Default)]
 pub struct DriverStats {
     pub datagrams_in: AtomicU64,
+    /// Datagrams no installed key opened (with a keyring): dropped unseen.
+    pub datagrams_rejected: AtomicU64,
+    /// Frames likewise (with a keyring, frames are sealed too).
+    pub frames_rejected: AtomicU64,
     pub frames_in: AtomicU64,
     /// Frames dropped: a full peer queue, an address no socket address encodes to, a
     /// connection that failed.
@@ -137,15 +144,25 @@ impl NodeHandle {
     }
 }
 
-/// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
-pub fn spawn(bound: Bound, cfg: NodeConfig) -> NodeHandle {
-    spawn_recording(bound, cfg, None)
+/// How a node runs, beyond its machine's configuration.
+#[derive(Default)]
+pub struct Options {
+    /// Write the node's journal (every input with its instant and a digest of what the
+    /// machine emitted: `meridian_core::journal`) here; flushed at every timer step and
+    /// when the node leaves.
+    pub record: Option<std::fs::File>,
+    /// Seal every datagram with the primary key and drop any no installed key opens.
+    pub keyring: Option<Keyring>,
 }
 
-/// [`spawn`], writing the node's journal (every input with its instant and a digest of
-/// what the machine emitted: `meridian_core::journal`) to `record` if given. The journal
-/// is flushed at every timer step and when the node leaves.
-pub fn spawn_recording(bound: Bound, cfg: NodeConfig, record: Option<std::fs::File>) -> NodeHandle {
+/// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
+pub fn spawn(bound: Bound, cfg: NodeConfig) -> NodeHandle {
+    spawn_with(bound, cfg, Options::default())
+}
+
+/// [`spawn`] with [`Options`].
+pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
+    let Options { record, keyring } = opts;
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(1024);
@@ -160,6 +177,7 @@ pub fn spawn_recording(bound: Bound, cfg: NodeConfig, record: Option<std::fs::Fi
         cmd_rx,
         stats.clone(),
         recorder,
+        keyring,
     ));
     NodeHandle {
         addr,
@@ -178,6 +196,7 @@ async fn node_loop(
     mut commands: mpsc::Receiver<Command>,
     stats: Arc<DriverStats>,
     mut recorder: Option<Recorder>,
+    keyring: Option<Keyring>,
 ) {
     let base = tokio::time::Instant::now();
     let now = || Instant(base.elapsed().as_micros() as u64);
@@ -215,8 +234,9 @@ async fn node_loop(
         }
         out
     };
-    let mut peers = Peers::new(me, stats.clone());
-    emit(&udp, &mut peers, &stats, out).await;
+    let mut peers = Peers::new(me, stats.clone(), keyring.clone());
+    let keyring = keyring.as_ref();
+    emit(&udp, &mut peers, &stats, keyring, out).await;
     let mut buf = vec![0u8; 65_536];
     loop {
         let deadline = node
@@ -226,14 +246,29 @@ async fn node_loop(
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, src)) => {
                     stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-                    step(&mut node, Input::Datagram { from: addr_of(src), bytes: &buf[..n] }, now())
+                    match keyring.map(|k| k.open(&buf[..n])) {
+                        None => step(&mut node, Input::Datagram { from: addr_of(src), bytes: &buf[..n] }, now()),
+                        Some(Ok(plain)) => step(&mut node, Input::Datagram { from: addr_of(src), bytes: &plain }, now()),
+                        Some(Err(_)) => {
+                            // Unauthenticated or undecryptable: counted, never seen.
+                            stats.datagrams_rejected.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
                 }
                 // An ICMP error of an earlier send, on some platforms: not ours to act on.
                 Err(_) => continue,
             },
             Some((from, bytes)) = frames.recv() => {
                 stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                step(&mut node, Input::Frame { from, bytes: &bytes }, now())
+                match keyring.map(|k| k.open(&bytes)) {
+                    None => step(&mut node, Input::Frame { from, bytes: &bytes }, now()),
+                    Some(Ok(plain)) => step(&mut node, Input::Frame { from, bytes: &plain }, now()),
+                    Some(Err(_)) => {
+                        stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
             }
             _ = sleep_until(deadline) => step(&mut node, Input::Tick, now()),
             c = commands.recv() => match c {
@@ -247,7 +282,7 @@ async fn node_loop(
                 }
                 Some(Command::Leave(reply)) => {
                     let out = step(&mut node, Input::Leave, now());
-                    emit(&udp, &mut peers, &stats, out).await;
+                    emit(&udp, &mut peers, &stats, keyring, out).await;
                     let _ = reply.send(());
                     continue;
                 }
@@ -255,7 +290,7 @@ async fn node_loop(
                 None => std::future::pending().await,
             },
         };
-        emit(&udp, &mut peers, &stats, out).await;
+        emit(&udp, &mut peers, &stats, keyring, out).await;
     }
 }
 
@@ -324,10 +359,20 @@ fn rows(node: &Node) -> Vec<MemberRow> {
     v
 }
 
-async fn emit(udp: &UdpSocket, peers: &mut Peers, stats: &DriverStats, out: Outputs) {
+async fn emit(
+    udp: &UdpSocket,
+    peers: &mut Peers,
+    stats: &DriverStats,
+    keyring: Option<&Keyring>,
+    out: Outputs,
+) {
     for o in out {
         match o {
             Output::Transmit { to, bytes } => {
+                let bytes = match keyring {
+                    Some(k) => k.seal(&bytes),
+                    None => bytes,
+                };
                 let sent = match socket_of(to) {
                     Some(sa) => udp.send_to(&bytes, sa).await.is_ok(),
                     None => false,
@@ -349,14 +394,16 @@ fn on_event(stats: &DriverStats, _e: &Event) {
 /// One writer task per peer, created on first use.
 struct Peers {
     me: Addr,
+    keyring: Option<Keyring>,
     writers: HashMap<Addr, mpsc::Sender<Vec<u8>>>,
     stats: Arc<DriverStats>,
 }
 
 impl Peers {
-    fn new(me: Addr, stats: Arc<DriverStats>) -> Peers {
+    fn new(me: Addr, stats: Arc<DriverStats>, keyring: Option<Keyring>) -> Peers {
         Peers {
             me,
+            keyring,
             writers: HashMap::new(),
             stats,
         }
@@ -382,6 +429,10 @@ impl Peers {
             tokio::spawn(writer(sa, self.me, rx, self.stats.clone()));
             self.writers.insert(to, tx);
         }
+        let bytes = match &self.keyring {
+            Some(k) => k.seal(&bytes),
+            None => bytes,
+        };
         if self.writers[&to].try_send(bytes).is_err() {
             self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
         }

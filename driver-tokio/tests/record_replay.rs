@@ -5,7 +5,7 @@
 use meridian_core::journal::{self, Record, Replay};
 use meridian_core::membership::member::Status;
 use meridian_driver_tokio::config::NodeFile;
-use meridian_driver_tokio::runner::{spawn_recording, Bound};
+use meridian_driver_tokio::runner::{spawn_with, Bound, Options};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +25,14 @@ async fn a_recorded_node_replays_identically() {
         .unwrap();
         let record = (i == 0).then(|| std::fs::File::create(&path).unwrap());
         let at = b.local_addr();
-        nodes.push(spawn_recording(b, file.node_config(at), record));
+        nodes.push(spawn_with(
+            b,
+            file.node_config(at),
+            Options {
+                record,
+                ..Options::default()
+            },
+        ));
     }
     let start = Instant::now();
     loop {
