@@ -51,6 +51,12 @@ pub struct NodeFile {
     pub seed: Option<u64>,
     #[serde(default)]
     pub security: Security,
+    /// Serve Prometheus text metrics on this address (HTTP).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// `error`, `warn`, `info` (default) or `debug` (every event the machine emits).
+    #[serde(default)]
+    pub log_level: Option<String>,
 }
 
 /// `[security]`: `keys`, 64 hex digits each, the first the primary (gossip datagrams are
@@ -113,7 +119,22 @@ impl NodeFile {
             ));
         }
         f.keyring()?;
+        f.log_level()?;
         Ok(f)
+    }
+
+    /// The log level (`info` unless set).
+    pub fn log_level(&self) -> Result<tracing::Level, ConfigError> {
+        match self.log_level.as_deref().unwrap_or("info") {
+            "error" => Ok(tracing::Level::ERROR),
+            "warn" => Ok(tracing::Level::WARN),
+            "info" => Ok(tracing::Level::INFO),
+            "debug" => Ok(tracing::Level::DEBUG),
+            "trace" => Ok(tracing::Level::TRACE),
+            other => Err(ConfigError(format!(
+                "log_level {other:?}: error, warn, info, debug or trace"
+            ))),
+        }
     }
 
     /// The gossip keyring, if `[security] keys` names any.

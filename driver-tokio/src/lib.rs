@@ -13,6 +13,7 @@ pub mod addr;
 pub mod admin;
 pub mod config;
 pub mod keyring;
+pub mod metrics;
 pub mod runner;
 
 pub use addr::{addr_of, socket_of};

@@ -61,6 +61,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            tracing_subscriber::fmt()
+                .with_max_level(file.log_level().expect("checked when the file was read"))
+                .with_writer(std::io::stderr)
+                .init();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -123,12 +127,20 @@ async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
     };
     let at = bound.local_addr();
     let keyring = file.keyring().expect("checked when the file was read");
+    let metrics = match file.metrics.map(std::net::TcpListener::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("meridian-node: cannot serve metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let node = spawn_with(
         bound,
         file.node_config(at),
         Options {
             record: journal,
             keyring,
+            metrics,
         },
     );
     eprintln!(

@@ -14,7 +14,7 @@
 use crate::addr::{addr_of, socket_of};
 use crate::admin;
 use crate::keyring::Keyring;
-use meridian_core::io::{Event, Output, Outputs};
+use meridian_core::io::{Output, Outputs};
 use meridian_core::journal;
 use meridian_core::membership::member::Status;
 use meridian_core::node::{Input, Node, NodeConfig};
@@ -100,6 +100,7 @@ enum Command {
     Members(oneshot::Sender<Vec<MemberRow>>),
     Leave(oneshot::Sender<()>),
     Admin(admin::Request, oneshot::Sender<admin::Answer>),
+    Metrics(oneshot::Sender<String>),
 }
 
 /// A running node.
@@ -153,6 +154,8 @@ pub struct Options {
     pub record: Option<std::fs::File>,
     /// Seal every datagram with the primary key and drop any no installed key opens.
     pub keyring: Option<Keyring>,
+    /// Serve Prometheus text metrics here (`crate::metrics`).
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
@@ -162,12 +165,19 @@ pub fn spawn(bound: Bound, cfg: NodeConfig) -> NodeHandle {
 
 /// [`spawn`] with [`Options`].
 pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
-    let Options { record, keyring } = opts;
+    let Options {
+        record,
+        keyring,
+        metrics,
+    } = opts;
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(1024);
     let Bound { udp, tcp, addr } = bound;
     let accept = tokio::spawn(accept_loop(tcp, frame_tx, cmd_tx.clone()));
+    if let Some(l) = metrics {
+        tokio::spawn(serve_metrics(l, cmd_tx.clone()));
+    }
     let node = cfg.node;
     let recorder = record.map(|f| Recorder(std::io::BufWriter::new(f)));
     let task = tokio::spawn(node_loop(
@@ -236,7 +246,8 @@ async fn node_loop(
     };
     let mut peers = Peers::new(me, stats.clone(), keyring.clone());
     let keyring = keyring.as_ref();
-    emit(&udp, &mut peers, &stats, keyring, out).await;
+    let mut events = crate::metrics::EventCounts::default();
+    emit(&udp, &mut peers, &stats, keyring, &mut events, out).await;
     let mut buf = vec![0u8; 65_536];
     loop {
         let deadline = node
@@ -276,13 +287,17 @@ async fn node_loop(
                     let _ = reply.send(rows(&node));
                     continue;
                 }
+                Some(Command::Metrics(reply)) => {
+                    let _ = reply.send(crate::metrics::render(&node, &stats, &events));
+                    continue;
+                }
                 Some(Command::Admin(req, reply)) => {
                     let _ = reply.send(answer(&node, req, now()));
                     continue;
                 }
                 Some(Command::Leave(reply)) => {
                     let out = step(&mut node, Input::Leave, now());
-                    emit(&udp, &mut peers, &stats, keyring, out).await;
+                    emit(&udp, &mut peers, &stats, keyring, &mut events, out).await;
                     let _ = reply.send(());
                     continue;
                 }
@@ -290,7 +305,7 @@ async fn node_loop(
                 None => std::future::pending().await,
             },
         };
-        emit(&udp, &mut peers, &stats, keyring, out).await;
+        emit(&udp, &mut peers, &stats, keyring, &mut events, out).await;
     }
 }
 
@@ -364,6 +379,7 @@ async fn emit(
     peers: &mut Peers,
     stats: &DriverStats,
     keyring: Option<&Keyring>,
+    events: &mut crate::metrics::EventCounts,
     out: Outputs,
 ) {
     for o in out {
@@ -382,13 +398,13 @@ async fn emit(
                 }
             }
             Output::Frame { to, bytes } => peers.send(to, bytes),
-            Output::Event(e) => on_event(stats, &e),
+            Output::Event(e) => {
+                stats.events.fetch_add(1, Ordering::Relaxed);
+                events.count(&e);
+                tracing::debug!(event = ?e);
+            }
         }
     }
-}
-
-fn on_event(stats: &DriverStats, _e: &Event) {
-    stats.events.fetch_add(1, Ordering::Relaxed);
 }
 
 /// One writer task per peer, created on first use.
@@ -584,5 +600,46 @@ impl Recorder {
     fn flush(&mut self) {
         use std::io::Write;
         let _ = self.0.flush();
+    }
+}
+
+/// Prometheus scrapes: any request on the metrics listener gets the current page.
+async fn serve_metrics(listener: std::net::TcpListener, commands: mpsc::Sender<Command>) {
+    let Ok(listener) = listener
+        .set_nonblocking(true)
+        .and_then(|_| TcpListener::from_std(listener))
+    else {
+        return;
+    };
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            // Read the request head (at most 8 KiB, 5 s); its content does not matter.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            let read = async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+            let (tx, rx) = oneshot::channel();
+            if commands.send(Command::Metrics(tx)).await.is_err() {
+                return;
+            }
+            let Ok(body) = rx.await else { return };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
     }
 }

@@ -1,0 +1,196 @@
+//! Prometheus text exposition (issue 8): what a node's machine knows of itself, rendered
+//! on request, plus the driver's transport counters and the events it has seen, by
+//! kind. Served over plain HTTP on the node file's `metrics` address; every request
+//! gets the same page.
+
+use crate::runner::DriverStats;
+use meridian_core::io::Event;
+use meridian_core::jobs::JobEvent;
+use meridian_core::membership::member::Status;
+use meridian_core::node::Node;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+/// Events counted by kind (the variant's name; job events by theirs).
+#[derive(Debug, Default)]
+pub struct EventCounts(pub BTreeMap<String, u64>);
+
+impl EventCounts {
+    pub fn count(&mut self, e: &Event) {
+        let kind = match e {
+            Event::Job(j) => job_kind(j),
+            other => variant(other),
+        };
+        if let Some(n) = self.0.get_mut(kind.as_str()) {
+            *n += 1;
+        } else if self.0.len() < 256 {
+            self.0.insert(kind, 1);
+        }
+    }
+}
+
+fn variant<T: std::fmt::Debug>(v: &T) -> String {
+    let s = format!("{v:?}");
+    s.split(|c: char| !c.is_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn job_kind(j: &JobEvent) -> String {
+    format!("Job{}", variant(j))
+}
+
+/// One metric's rows: labels and value.
+type Series = Vec<(String, f64)>;
+
+/// The page.
+pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String {
+    let mut s = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, rows: Series| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            if labels.is_empty() {
+                let _ = writeln!(s, "{name} {v}");
+            } else {
+                let _ = writeln!(s, "{name}{{{labels}}} {v}");
+            }
+        }
+    };
+    let mut members = Vec::new();
+    let mut counters: Vec<(&str, &str, Series)> = vec![
+        ("meridian_probes_total", "Direct probes sent.", Vec::new()),
+        (
+            "meridian_indirect_probes_total",
+            "Indirect probes sent.",
+            Vec::new(),
+        ),
+        (
+            "meridian_suspicions_total",
+            "Members this node suspected.",
+            Vec::new(),
+        ),
+        (
+            "meridian_refutations_total",
+            "Suspicions of itself this node refuted.",
+            Vec::new(),
+        ),
+        ("meridian_push_pulls_total", "Full-state syncs.", Vec::new()),
+    ];
+    let mut coord = Vec::new();
+    let mut lhm = Vec::new();
+    for m in node.memberships() {
+        let c = m.identity().cluster.0;
+        for st in [
+            Status::Unconfirmed,
+            Status::Alive,
+            Status::Suspect,
+            Status::Dead,
+            Status::Left,
+        ] {
+            let n = m.members().filter(|x| x.status == st).count();
+            members.push((
+                format!("cluster=\"{c}\",status=\"{}\"", variant(&st).to_lowercase()),
+                n as f64,
+            ));
+        }
+        let st = m.stats();
+        for (i, v) in [
+            st.probes,
+            st.indirect_probes,
+            st.suspicions,
+            st.refutations,
+            st.push_pulls,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counters[i].2.push((format!("cluster=\"{c}\""), v as f64));
+        }
+        let engine = m.coordinates();
+        coord.push((format!("cluster=\"{c}\""), engine.own().error));
+        lhm.push((format!("cluster=\"{c}\""), m.lhm_score() as f64));
+    }
+    gauge(
+        "meridian_members",
+        "Members of each cluster this node tracks, by status.",
+        "gauge",
+        members,
+    );
+    for (name, help, rows) in counters {
+        gauge(name, help, "counter", rows);
+    }
+    gauge(
+        "meridian_coordinate_error",
+        "The node's Vivaldi error estimate, per cluster.",
+        "gauge",
+        coord,
+    );
+    gauge(
+        "meridian_local_health",
+        "Lifeguard's local health multiplier score.",
+        "gauge",
+        lhm,
+    );
+    gauge(
+        "meridian_backpressure_fill",
+        "A leader manager's stats buffer fill (0..1).",
+        "gauge",
+        node.buffer_fill()
+            .map(|f| vec![(String::new(), f)])
+            .unwrap_or_default(),
+    );
+    gauge(
+        "meridian_job_entries",
+        "Per-job table entries this node holds.",
+        "gauge",
+        vec![(String::new(), node.job_table_len() as f64)],
+    );
+    gauge(
+        "meridian_events_total",
+        "Events the node's machines emitted, by kind (routing decisions are JobRouted).",
+        "counter",
+        events
+            .0
+            .iter()
+            .map(|(k, v)| (format!("kind=\"{k}\""), *v as f64))
+            .collect(),
+    );
+    let t = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    gauge(
+        "meridian_transport_total",
+        "The driver's transport counters.",
+        "counter",
+        vec![
+            ("what=\"datagrams_in\"".into(), t(&stats.datagrams_in)),
+            (
+                "what=\"datagrams_rejected\"".into(),
+                t(&stats.datagrams_rejected),
+            ),
+            ("what=\"frames_in\"".into(), t(&stats.frames_in)),
+            ("what=\"frames_rejected\"".into(), t(&stats.frames_rejected)),
+            ("what=\"frames_dropped\"".into(), t(&stats.frames_dropped)),
+            ("what=\"send_errors\"".into(), t(&stats.send_errors)),
+            ("what=\"decode_errors\"".into(), node.decode_errors() as f64),
+        ],
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_counted_by_kind() {
+        let mut c = EventCounts::default();
+        c.count(&Event::Job(JobEvent::Forgotten {
+            job: meridian_core::JobId(1),
+        }));
+        c.count(&Event::Job(JobEvent::Forgotten {
+            job: meridian_core::JobId(2),
+        }));
+        assert_eq!(c.0.get("JobForgotten"), Some(&2));
+    }
+}
