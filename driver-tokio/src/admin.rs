@@ -24,6 +24,72 @@ pub enum Request {
     /// The node's RTT estimate to `node` (its filtered measurement when fresh, else the
     /// Vivaldi coordinates), in its own cluster.
     Rtt { node: u32 },
+    /// Submit a job to this gate.
+    Submit(JobFile),
+    /// The jobs this gate leads, and those it finished lately.
+    Jobs,
+}
+
+/// A job as a client describes it (`meridian-node submit JOB.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// Defaults to a fresh id.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// Workflows per DC.
+    pub workflows: u32,
+    /// How many DCs the router picks (default 1)...
+    #[serde(default)]
+    pub datacenters: Option<u16>,
+    /// ...or exactly these DC ids (pinned, not routed).
+    #[serde(default)]
+    pub dcs: Option<Vec<u16>>,
+    /// DCs the router ranks 10 % better.
+    #[serde(default)]
+    pub prefer: Vec<u16>,
+    /// The job's timeout in seconds (none: only stuck detection ends it).
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Routing key (runs of the same test share routing state); default the job id.
+    #[serde(default)]
+    pub key: Option<u64>,
+}
+
+impl JobFile {
+    pub fn input(&self, job: meridian_core::JobId) -> meridian_core::node::Input<'static> {
+        use meridian_core::node::DcRequest;
+        use meridian_core::DcId;
+        let dcs = match &self.dcs {
+            Some(d) => DcRequest::Pinned(d.iter().map(|x| DcId(*x)).collect()),
+            None => DcRequest::Routed {
+                count: self.datacenters.unwrap_or(1),
+                preferred: self.prefer.iter().map(|x| DcId(*x)).collect(),
+                key: self.key,
+            },
+        };
+        meridian_core::node::Input::SubmitJob {
+            job,
+            dcs,
+            workflows: self.workflows,
+            timeout: self.timeout_s.map(Duration::from_secs),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub job: u64,
+    pub pending: bool,
+    pub timed_out_declared: bool,
+    pub dcs: Vec<DcJobView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DcJobView {
+    pub dc: u16,
+    pub accepted: bool,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,9 +112,23 @@ pub struct RttView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "lowercase")]
 pub enum Answer {
-    Members { members: Vec<MemberView> },
-    Rtt { estimate: Option<RttView> },
-    Error { message: String },
+    Members {
+        members: Vec<MemberView>,
+    },
+    Rtt {
+        estimate: Option<RttView>,
+    },
+    Submitted {
+        job: u64,
+        state: String,
+    },
+    Jobs {
+        running: Vec<JobView>,
+        finished: Vec<(u64, String)>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Ask the node at `node` one thing.
@@ -102,6 +182,40 @@ pub fn members_table(members: &[MemberView]) -> String {
             m.status,
             m.incarnation
         ));
+    }
+    out
+}
+
+/// `jobs` as a table for people.
+pub fn jobs_table(running: &[JobView], finished: &[(u64, String)]) -> String {
+    let mut out = format!("{:<20} {:<10} {}\n", "JOB", "STATE", "DATACENTERS");
+    for j in running {
+        let dcs: Vec<String> = j
+            .dcs
+            .iter()
+            .map(|d| {
+                format!(
+                    "dc{} {}",
+                    d.dc,
+                    if d.accepted {
+                        d.status.as_str()
+                    } else {
+                        "sent"
+                    }
+                )
+            })
+            .collect();
+        let state = if j.pending {
+            "pending"
+        } else if j.timed_out_declared {
+            "timing-out"
+        } else {
+            "running"
+        };
+        out.push_str(&format!("{:<20} {:<10} {}\n", j.job, state, dcs.join(", ")));
+    }
+    for (job, state) in finished {
+        out.push_str(&format!("{job:<20} {state:<10}\n"));
     }
     out
 }

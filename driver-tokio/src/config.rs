@@ -57,6 +57,9 @@ pub struct NodeFile {
     /// `error`, `warn`, `info` (default) or `debug` (every event the machine emits).
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Workers: how long each workflow runs, `[min, max]` ms (a stand-in workload).
+    #[serde(default)]
+    pub workflow_ms: Option<(u64, u64)>,
 }
 
 /// `[security]`: `keys`, 64 hex digits each, the first the primary (gossip datagrams are

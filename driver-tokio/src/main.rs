@@ -40,6 +40,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Submit the job JOB.toml describes to the gate at --node.
+    Submit {
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        node: SocketAddr,
+        job: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The jobs the gate at --node leads, and those it finished lately.
+    Jobs {
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        node: SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
     /// The RTT estimate of the node at --node to node ID.
     Rtt {
         #[arg(long, default_value = "127.0.0.1:7101")]
@@ -73,6 +88,19 @@ fn main() -> ExitCode {
         }
         Cmd::Members { node, json } => ask(node, Request::Members, json),
         Cmd::Rtt { node, id, json } => ask(node, Request::Rtt { node: id }, json),
+        Cmd::Jobs { node, json } => ask(node, Request::Jobs, json),
+        Cmd::Submit { node, job, json } => {
+            let parsed = std::fs::read_to_string(&job)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<admin::JobFile>(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(j) => ask(node, Request::Submit(j), json),
+                Err(e) => {
+                    eprintln!("meridian-node: {}: {e}", job.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
@@ -102,6 +130,10 @@ fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
             e.node, e.rtt_ms, e.sigma_ms, e.ucb_ms
         ),
         Answer::Rtt { estimate: None } => println!("no estimate yet"),
+        Answer::Submitted { job, state } => println!("job {job}: {state}"),
+        Answer::Jobs { running, finished } => {
+            print!("{}", admin::jobs_table(&running, &finished))
+        }
         Answer::Error { message } => {
             eprintln!("meridian-node: {message}");
             return ExitCode::from(1);
@@ -141,6 +173,8 @@ async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
             record: journal,
             keyring,
             metrics,
+            workload: (file.role() == meridian_core::Role::Worker)
+                .then(|| file.workflow_ms.unwrap_or((1000, 3000))),
         },
     );
     eprintln!(

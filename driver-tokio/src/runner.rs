@@ -14,10 +14,12 @@
 use crate::addr::{addr_of, socket_of};
 use crate::admin;
 use crate::keyring::Keyring;
-use meridian_core::io::{Output, Outputs};
+use meridian_core::io::{Event, Output, Outputs};
+use meridian_core::jobs::{JobEvent, WorkflowIndex};
 use meridian_core::journal;
 use meridian_core::membership::member::Status;
 use meridian_core::node::{Input, Node, NodeConfig};
+use meridian_core::JobId;
 use meridian_core::{Addr, Instant, NodeId, Role};
 use std::collections::HashMap;
 use std::io;
@@ -156,6 +158,10 @@ pub struct Options {
     pub keyring: Option<Keyring>,
     /// Serve Prometheus text metrics here (`crate::metrics`).
     pub metrics: Option<std::net::TcpListener>,
+    /// A worker's stand-in workload: each workflow it starts runs for a duration in
+    /// `[min, max]` ms (a deterministic pick per job and workflow), reports one completed
+    /// item a second, then finishes.
+    pub workload: Option<(u64, u64)>,
 }
 
 /// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
@@ -169,6 +175,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         record,
         keyring,
         metrics,
+        workload,
     } = opts;
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
@@ -186,8 +193,11 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         frame_rx,
         cmd_rx,
         stats.clone(),
-        recorder,
-        keyring,
+        Shell {
+            recorder,
+            keyring,
+            workload,
+        },
     ));
     NodeHandle {
         addr,
@@ -205,9 +215,13 @@ async fn node_loop(
     mut frames: mpsc::Receiver<(Addr, Vec<u8>)>,
     mut commands: mpsc::Receiver<Command>,
     stats: Arc<DriverStats>,
-    mut recorder: Option<Recorder>,
-    keyring: Option<Keyring>,
+    shell: Shell,
 ) {
+    let Shell {
+        mut recorder,
+        keyring,
+        workload,
+    } = shell;
     let base = tokio::time::Instant::now();
     let now = || Instant(base.elapsed().as_micros() as u64);
     let me = cfg.addr;
@@ -246,8 +260,14 @@ async fn node_loop(
     };
     let mut peers = Peers::new(me, stats.clone(), keyring.clone());
     let keyring = keyring.as_ref();
-    let mut events = crate::metrics::EventCounts::default();
-    emit(&udp, &mut peers, &stats, keyring, &mut events, out).await;
+    let (work_tx, mut work_rx) = mpsc::channel::<Work>(1024);
+    let mut local = Local {
+        events: crate::metrics::EventCounts::default(),
+        work: work_tx,
+        workload,
+        finished: std::collections::VecDeque::new(),
+    };
+    emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
     let mut buf = vec![0u8; 65_536];
     loop {
         let deadline = node
@@ -282,22 +302,42 @@ async fn node_loop(
                 }
             }
             _ = sleep_until(deadline) => step(&mut node, Input::Tick, now()),
+            Some(w) = work_rx.recv() => match w {
+                Work::Progress { job, workflow, completed, total } => step(
+                    &mut node,
+                    Input::WorkflowProgress { job, workflow, completed, total },
+                    now(),
+                ),
+                Work::Finished { job, workflow, items } => step(
+                    &mut node,
+                    Input::WorkflowFinished { job, workflow, items },
+                    now(),
+                ),
+            },
             c = commands.recv() => match c {
                 Some(Command::Members(reply)) => {
                     let _ = reply.send(rows(&node));
                     continue;
                 }
                 Some(Command::Metrics(reply)) => {
-                    let _ = reply.send(crate::metrics::render(&node, &stats, &events));
+                    let _ = reply.send(crate::metrics::render(&node, &stats, &local.events));
+                    continue;
+                }
+                Some(Command::Admin(admin::Request::Submit(job), reply)) => {
+                    let id = JobId(job.id.unwrap_or_else(|| fresh_job_id(me, now())));
+                    let out = step(&mut node, job.input(id), now());
+                    let state = submit_state(id, &out);
+                    emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
+                    let _ = reply.send(admin::Answer::Submitted { job: id.0, state });
                     continue;
                 }
                 Some(Command::Admin(req, reply)) => {
-                    let _ = reply.send(answer(&node, req, now()));
+                    let _ = reply.send(answer(&node, req, now(), &local));
                     continue;
                 }
                 Some(Command::Leave(reply)) => {
                     let out = step(&mut node, Input::Leave, now());
-                    emit(&udp, &mut peers, &stats, keyring, &mut events, out).await;
+                    emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
                     let _ = reply.send(());
                     continue;
                 }
@@ -305,7 +345,7 @@ async fn node_loop(
                 None => std::future::pending().await,
             },
         };
-        emit(&udp, &mut peers, &stats, keyring, &mut events, out).await;
+        emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
     }
 }
 
@@ -316,8 +356,37 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn answer(node: &Node, req: admin::Request, now: Instant) -> admin::Answer {
+fn answer(node: &Node, req: admin::Request, now: Instant, local: &Local) -> admin::Answer {
     match req {
+        // Handled by the loop (it steps the machine).
+        admin::Request::Submit(_) => admin::Answer::Error {
+            message: "submit is handled by the node loop".into(),
+        },
+        admin::Request::Jobs => match node.gate_jobs() {
+            None => admin::Answer::Error {
+                message: "only gates hold jobs".into(),
+            },
+            Some(jobs) => admin::Answer::Jobs {
+                running: jobs
+                    .into_iter()
+                    .map(|j| admin::JobView {
+                        job: j.job.0,
+                        pending: j.pending,
+                        timed_out_declared: j.timed_out_declared,
+                        dcs: j
+                            .dcs
+                            .into_iter()
+                            .map(|(dc, accepted, status)| admin::DcJobView {
+                                dc: dc.0,
+                                accepted,
+                                status: format!("{status:?}").to_lowercase(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                finished: local.finished.iter().cloned().collect(),
+            },
+        },
         admin::Request::Members => admin::Answer::Members {
             members: rows(node)
                 .into_iter()
@@ -379,7 +448,7 @@ async fn emit(
     peers: &mut Peers,
     stats: &DriverStats,
     keyring: Option<&Keyring>,
-    events: &mut crate::metrics::EventCounts,
+    local: &mut Local,
     out: Outputs,
 ) {
     for o in out {
@@ -400,8 +469,24 @@ async fn emit(
             Output::Frame { to, bytes } => peers.send(to, bytes),
             Output::Event(e) => {
                 stats.events.fetch_add(1, Ordering::Relaxed);
-                events.count(&e);
+                local.events.count(&e);
                 tracing::debug!(event = ?e);
+                match e {
+                    Event::Job(JobEvent::WorkflowStarted { job, workflow, .. }) => {
+                        if let Some(range) = local.workload {
+                            tokio::spawn(run_workflow(job, workflow, range, local.work.clone()));
+                        }
+                    }
+                    Event::Job(JobEvent::Finished { job, state }) => {
+                        if local.finished.len() >= FINISHED_KEPT {
+                            local.finished.pop_front();
+                        }
+                        local
+                            .finished
+                            .push_back((job.0, format!("{state:?}").to_lowercase()));
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -642,4 +727,96 @@ async fn serve_metrics(listener: std::net::TcpListener, commands: mpsc::Sender<C
             let _ = stream.shutdown().await;
         });
     }
+}
+
+/// What the node task does beside feeding the machine: journal, seal, run workflows.
+struct Shell {
+    recorder: Option<Recorder>,
+    keyring: Option<Keyring>,
+    workload: Option<(u64, u64)>,
+}
+
+/// Finished jobs a gate remembers for `jobs` (the machine forgets them at once).
+const FINISHED_KEPT: usize = 1000;
+
+/// The node task's own state beside the machine.
+struct Local {
+    events: crate::metrics::EventCounts,
+    work: mpsc::Sender<Work>,
+    workload: Option<(u64, u64)>,
+    /// Recently finished jobs (gates): id and final state.
+    finished: std::collections::VecDeque<(u64, String)>,
+}
+
+/// What a running workflow tells its node.
+enum Work {
+    Progress {
+        job: JobId,
+        workflow: WorkflowIndex,
+        completed: u64,
+        total: u64,
+    },
+    Finished {
+        job: JobId,
+        workflow: WorkflowIndex,
+        items: u64,
+    },
+}
+
+/// The stand-in workload: `U[min, max]` ms (picked from the job and workflow, so a
+/// re-dispatched workflow takes as long), one item a second, then done.
+async fn run_workflow(
+    job: JobId,
+    workflow: WorkflowIndex,
+    (min, max): (u64, u64),
+    tx: mpsc::Sender<Work>,
+) {
+    let pick = meridian_core::rng::splitmix64(job.0 ^ ((workflow as u64) << 40));
+    let ms = min + pick % (max.saturating_sub(min) + 1);
+    let total = (ms / 1000).max(1);
+    for completed in 1..total {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let p = Work::Progress {
+            job,
+            workflow,
+            completed,
+            total,
+        };
+        if tx.send(p).await.is_err() {
+            return;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(ms.saturating_sub((total - 1) * 1000))).await;
+    let _ = tx
+        .send(Work::Finished {
+            job,
+            workflow,
+            items: total,
+        })
+        .await;
+}
+
+/// A job id no other submission picks: the gate's address and the instant.
+fn fresh_job_id(me: Addr, now: Instant) -> u64 {
+    let mut h = 0u64;
+    for b in me.as_bytes() {
+        h = meridian_core::rng::splitmix64(h ^ *b as u64);
+    }
+    meridian_core::rng::splitmix64(h ^ now.0) >> 1
+}
+
+/// What a submission came to at once: sent to N DCs, failed, or waiting.
+fn submit_state(job: JobId, out: &Outputs) -> String {
+    for o in out {
+        match o {
+            Output::Event(Event::Job(JobEvent::Submitted { job: j, dcs })) if *j == job => {
+                return format!("submitted to {dcs} DC(s)");
+            }
+            Output::Event(Event::Job(JobEvent::Finished { job: j, state })) if *j == job => {
+                return format!("{state:?}").to_lowercase();
+            }
+            _ => {}
+        }
+    }
+    "pending: no datacenter classified yet".into()
 }

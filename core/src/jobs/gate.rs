@@ -271,6 +271,17 @@ pub struct GateJobs {
     next_hello: Option<Instant>,
 }
 
+/// A job a gate leads, as operators see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSummary {
+    pub job: JobId,
+    /// Not routed yet (no DC classified).
+    pub pending: bool,
+    pub timed_out_declared: bool,
+    /// Each DC: whether it accepted, and its status (`Running` until it reports).
+    pub dcs: Vec<(DcId, bool, DcStatus)>,
+}
+
 /// Where a submitted job runs.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum DcRequest {
@@ -393,6 +404,23 @@ impl GateJobs {
     pub fn wants_coordinates(&self) -> bool {
         !self.dc_table.is_empty()
     }
+    /// The jobs this gate leads, for operators: each DC's progress.
+    pub fn summaries(&self) -> Vec<JobSummary> {
+        self.jobs
+            .iter()
+            .map(|(job, j)| JobSummary {
+                job: *job,
+                pending: j.pending,
+                timed_out_declared: j.declared.is_some(),
+                dcs: j
+                    .targets
+                    .iter()
+                    .map(|t| (t.dc, t.accepted, t.status))
+                    .collect(),
+            })
+            .collect()
+    }
+
     pub fn has_job(&self, job: JobId) -> bool {
         self.jobs.contains_key(&job) || self.replicas.contains_key(&job)
     }

@@ -672,6 +672,14 @@ impl Node {
         }
     }
 
+    /// The jobs a gate leads (None on other roles).
+    pub fn gate_jobs(&self) -> Option<Vec<crate::jobs::gate::JobSummary>> {
+        match self.jobs.as_ref() {
+            JobPlane::Gate(g) => Some(g.summaries()),
+            _ => None,
+        }
+    }
+
     /// Whether this node still tracks `job` (gate or manager).
     pub fn tracks_job(&self, job: JobId) -> bool {
         match self.jobs.as_ref() {
