@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 pub const MAX_FRAME: usize = 16 << 20;
 /// Frames queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 256;
-/// Peers with a writer at most (the oldest idle ones make room).
+/// Peers with a writer at most (writers that ended, idle for a minute, make room).
 const MAX_PEERS: usize = 4096;
 /// Inbound connections at most.
 const MAX_CONNECTIONS: usize = 1024;
@@ -181,7 +181,14 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(1024);
     let Bound { udp, tcp, addr } = bound;
-    let accept = tokio::spawn(accept_loop(tcp, frame_tx, cmd_tx.clone()));
+    // With a keyring the cluster is closed: operators come from this host only.
+    let admin_loopback_only = keyring.is_some();
+    let accept = tokio::spawn(accept_loop(
+        tcp,
+        frame_tx,
+        cmd_tx.clone(),
+        admin_loopback_only,
+    ));
     if let Some(l) = metrics {
         tokio::spawn(serve_metrics(l, cmd_tx.clone()));
     }
@@ -609,12 +616,14 @@ async fn accept_loop(
     tcp: TcpListener,
     frames: mpsc::Sender<(Addr, Vec<u8>)>,
     commands: mpsc::Sender<Command>,
+    admin_loopback_only: bool,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut stream, _)) = tcp.accept().await else {
+        let Ok((mut stream, peer)) = tcp.accept().await else {
             continue;
         };
+        let admin_allowed = !admin_loopback_only || peer.ip().is_loopback();
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue; // too many connections: this one is closed
         };
@@ -632,7 +641,9 @@ async fn accept_loop(
                 return;
             };
             if hello == admin::ADMIN_HELLO {
-                serve_admin(stream, commands).await;
+                if admin_allowed {
+                    serve_admin(stream, commands).await;
+                }
                 return;
             }
             let Some(from) = Addr::new(&hello) else {
