@@ -60,6 +60,19 @@ pub struct NodeFile {
     /// Workers: how long each workflow runs, `[min, max]` ms (a stand-in workload).
     #[serde(default)]
     pub workflow_ms: Option<(u64, u64)>,
+    /// Mutual TLS for frames: PEM files, relative to this file's directory.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[tls]`: the cluster CA, this node's certificate (its role in a
+/// `meridian://role/<role>` URI SAN) and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// `[security]`: `keys`, 64 hex digits each, the first the primary (gossip datagrams are
@@ -138,6 +151,21 @@ impl NodeFile {
                 "log_level {other:?}: error, warn, info, debug or trace"
             ))),
         }
+    }
+
+    /// The TLS identity, if `[tls]` names one; paths relative to `base`.
+    pub fn tls(&self, base: &Path) -> Result<Option<crate::tls::Tls>, ConfigError> {
+        let Some(t) = &self.tls else {
+            return Ok(None);
+        };
+        crate::tls::Tls::from_files(
+            &base.join(&t.ca),
+            &base.join(&t.cert),
+            &base.join(&t.key),
+            self.role(),
+        )
+        .map(Some)
+        .map_err(|e| ConfigError(format!("tls: {e}")))
     }
 
     /// The gossip keyring, if `[security] keys` names any.

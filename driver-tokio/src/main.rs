@@ -40,6 +40,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write a development CA and one certificate per role (gate, manager, worker) into
+    /// --out, for `[tls]` (`ca.pem`, `<role>.pem`, `<role>.key`).
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Submit the job JOB.toml describes to the gate at --node.
     Submit {
         #[arg(long, default_value = "127.0.0.1:7101")]
@@ -84,11 +90,28 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
-            rt.block_on(run(file, record))
+            let base = config
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            rt.block_on(run(file, base, record))
         }
         Cmd::Members { node, json } => ask(node, Request::Members, json),
         Cmd::Rtt { node, id, json } => ask(node, Request::Rtt { node: id }, json),
         Cmd::Jobs { node, json } => ask(node, Request::Jobs, json),
+        Cmd::Certs { out } => match write_certs(&out) {
+            Ok(()) => {
+                println!(
+                    "CA and gate/manager/worker certificates written to {}",
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meridian-node: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Submit { node, job, json } => {
             let parsed = std::fs::read_to_string(&job)
                 .map_err(|e| e.to_string())
@@ -142,7 +165,7 @@ fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
+async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode {
     let journal = match record.as_ref().map(std::fs::File::create).transpose() {
         Ok(j) => j,
         Err(e) => {
@@ -159,6 +182,13 @@ async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
     };
     let at = bound.local_addr();
     let keyring = file.keyring().expect("checked when the file was read");
+    let tls = match file.tls(&base) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("meridian-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let metrics = match file.metrics.map(std::net::TcpListener::bind).transpose() {
         Ok(m) => m,
         Err(e) => {
@@ -175,6 +205,7 @@ async fn run(file: NodeFile, record: Option<PathBuf>) -> ExitCode {
             metrics,
             workload: (file.role() == meridian_core::Role::Worker)
                 .then(|| file.workflow_ms.unwrap_or((1000, 3000))),
+            tls,
         },
     );
     eprintln!(
@@ -203,4 +234,22 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn write_certs(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use meridian_core::Role;
+    use meridian_driver_tokio::tls::DevCa;
+    std::fs::create_dir_all(out)?;
+    let ca = DevCa::new()?;
+    std::fs::write(out.join("ca.pem"), ca.cert_pem())?;
+    for (role, name) in [
+        (Role::Gate, "gate"),
+        (Role::Manager, "manager"),
+        (Role::Worker, "worker"),
+    ] {
+        let (cert, key) = ca.issue(role, name)?;
+        std::fs::write(out.join(format!("{name}.pem")), cert)?;
+        std::fs::write(out.join(format!("{name}.key")), key)?;
+    }
+    Ok(())
 }

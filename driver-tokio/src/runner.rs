@@ -14,6 +14,7 @@
 use crate::addr::{addr_of, socket_of};
 use crate::admin;
 use crate::keyring::Keyring;
+use crate::tls::Tls;
 use meridian_core::io::{Event, Output, Outputs};
 use meridian_core::jobs::{JobEvent, WorkflowIndex};
 use meridian_core::journal;
@@ -89,6 +90,9 @@ pub struct DriverStats {
     pub datagrams_rejected: AtomicU64,
     /// Frames likewise (with a keyring, frames are sealed too).
     pub frames_rejected: AtomicU64,
+    /// Connections refused by TLS: a failed handshake (no certificate, another CA), a
+    /// peer role ours may not talk to, or plain frames to a node that requires TLS.
+    pub tls_rejected: AtomicU64,
     pub frames_in: AtomicU64,
     /// Frames dropped: a full peer queue, an address no socket address encodes to, a
     /// connection that failed.
@@ -158,6 +162,9 @@ pub struct Options {
     pub keyring: Option<Keyring>,
     /// Serve Prometheus text metrics here (`crate::metrics`).
     pub metrics: Option<std::net::TcpListener>,
+    /// Mutual TLS for frames (`crate::tls`): connections in the clear are refused, and so
+    /// are peers whose certificate's role may not talk to ours.
+    pub tls: Option<Tls>,
     /// A worker's stand-in workload: each workflow it starts runs for a duration in
     /// `[min, max]` ms (a deterministic pick per job and workflow), reports one completed
     /// item a second, then finishes.
@@ -176,6 +183,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         keyring,
         metrics,
         workload,
+        tls,
     } = opts;
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
@@ -188,6 +196,8 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         frame_tx,
         cmd_tx.clone(),
         admin_loopback_only,
+        tls.clone(),
+        stats.clone(),
     ));
     if let Some(l) = metrics {
         tokio::spawn(serve_metrics(l, cmd_tx.clone()));
@@ -204,6 +214,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
             recorder,
             keyring,
             workload,
+            tls,
         },
     ));
     NodeHandle {
@@ -228,6 +239,7 @@ async fn node_loop(
         mut recorder,
         keyring,
         workload,
+        tls,
     } = shell;
     let base = tokio::time::Instant::now();
     let now = || Instant(base.elapsed().as_micros() as u64);
@@ -265,7 +277,7 @@ async fn node_loop(
         }
         out
     };
-    let mut peers = Peers::new(me, stats.clone(), keyring.clone());
+    let mut peers = Peers::new(me, stats.clone(), keyring.clone(), tls);
     let keyring = keyring.as_ref();
     let (work_tx, mut work_rx) = mpsc::channel::<Work>(1024);
     let mut local = Local {
@@ -503,15 +515,17 @@ async fn emit(
 struct Peers {
     me: Addr,
     keyring: Option<Keyring>,
+    tls: Option<Tls>,
     writers: HashMap<Addr, mpsc::Sender<Vec<u8>>>,
     stats: Arc<DriverStats>,
 }
 
 impl Peers {
-    fn new(me: Addr, stats: Arc<DriverStats>, keyring: Option<Keyring>) -> Peers {
+    fn new(me: Addr, stats: Arc<DriverStats>, keyring: Option<Keyring>, tls: Option<Tls>) -> Peers {
         Peers {
             me,
             keyring,
+            tls,
             writers: HashMap::new(),
             stats,
         }
@@ -534,7 +548,13 @@ impl Peers {
                 }
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            tokio::spawn(writer(sa, self.me, rx, self.stats.clone()));
+            tokio::spawn(writer(
+                sa,
+                self.me,
+                rx,
+                self.stats.clone(),
+                self.tls.clone(),
+            ));
             self.writers.insert(to, tx);
         }
         let bytes = match &self.keyring {
@@ -553,26 +573,29 @@ async fn writer(
     me: Addr,
     mut rx: mpsc::Receiver<Vec<u8>>,
     stats: Arc<DriverStats>,
+    tls: Option<Tls>,
 ) {
     let mut backoff = Duration::from_millis(100);
     'connect: loop {
-        let stream =
-            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(to)).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    // Unreachable: what waits is stale by the next attempt; drop it.
-                    while let Ok(_frame) = rx.try_recv() {
-                        stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if rx.is_closed() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
+        let connected = tokio::time::timeout(Duration::from_secs(5), connect(to, tls.as_ref()));
+        let stream = match connected.await {
+            Ok(Ok(s)) => s,
+            failed => {
+                if matches!(failed, Ok(Err(ConnectError::Refused))) {
+                    stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
                 }
-            };
-        let _ = stream.set_nodelay(true);
+                // Unreachable: what waits is stale by the next attempt; drop it.
+                while let Ok(_frame) = rx.try_recv() {
+                    stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                if rx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
         let mut stream = tokio::io::BufWriter::new(stream);
         if write_frame(&mut stream, me.as_bytes()).await.is_err() {
             continue;
@@ -591,6 +614,39 @@ async fn writer(
     }
 }
 
+/// A connection's write side, plain or TLS.
+type Conn = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+enum ConnectError {
+    Io,
+    /// TLS refused it: bad certificate, or a role we may not talk to.
+    Refused,
+}
+
+/// Dial `to`; with TLS, handshake and check the server's role.
+async fn connect(to: SocketAddr, tls: Option<&Tls>) -> Result<Conn, ConnectError> {
+    let tcp = TcpStream::connect(to).await.map_err(|_| ConnectError::Io)?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(Box::new(tcp));
+    };
+    let s = tls
+        .connector
+        .connect(Tls::server_name(), tcp)
+        .await
+        .map_err(|_| ConnectError::Refused)?;
+    let role = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::tls::cert_role);
+    if !role.is_some_and(|r| crate::tls::may_talk(tls.role, r)) {
+        return Err(ConnectError::Refused);
+    }
+    Ok(Box::new(s))
+}
+
 async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
     if bytes.len() > MAX_FRAME {
         return Err(io::Error::other("frame too large"));
@@ -600,7 +656,7 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> io::R
     w.flush().await
 }
 
-async fn read_frame(r: &mut TcpStream, max: usize) -> io::Result<Vec<u8>> {
+async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -617,21 +673,55 @@ async fn accept_loop(
     frames: mpsc::Sender<(Addr, Vec<u8>)>,
     commands: mpsc::Sender<Command>,
     admin_loopback_only: bool,
+    tls: Option<Tls>,
+    stats: Arc<DriverStats>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut stream, peer)) = tcp.accept().await else {
+        let Ok((stream, peer)) = tcp.accept().await else {
             continue;
         };
-        let admin_allowed = !admin_loopback_only || peer.ip().is_loopback();
+        let admin_allowed = !(admin_loopback_only || tls.is_some()) || peer.ip().is_loopback();
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue; // too many connections: this one is closed
         };
         let frames = frames.clone();
         let commands = commands.clone();
+        let tls = tls.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            // The dialer's listening address first, then its frames.
+            let handled = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut first = [0u8; 1];
+                stream.peek(&mut first).await.ok()?;
+                Some(first[0])
+            })
+            .await;
+            let Ok(Some(first)) = handled else { return };
+            // A TLS handshake (record type 22) or our plain framing.
+            if first == 0x16 {
+                let Some(tls) = tls else { return };
+                let accepted =
+                    tokio::time::timeout(Duration::from_secs(5), tls.acceptor.accept(stream)).await;
+                let Ok(Ok(mut s)) = accepted else {
+                    stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let role = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(crate::tls::cert_role);
+                if !role.is_some_and(|r| crate::tls::may_talk(tls.role, r)) {
+                    stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                serve_frames(&mut s, frames).await;
+                return;
+            }
+            let mut stream = stream;
+            // The dialer's listening address first (or the operator's hello).
             let hello = tokio::time::timeout(
                 Duration::from_secs(5),
                 read_frame(&mut stream, admin::ADMIN_HELLO.len()),
@@ -646,6 +736,11 @@ async fn accept_loop(
                 }
                 return;
             }
+            if tls.is_some() {
+                // Node frames in the clear to a node that requires TLS: refused.
+                stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let Some(from) = Addr::new(&hello) else {
                 return;
             };
@@ -655,6 +750,19 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// A peer's hello (its listening address), then its frames.
+async fn serve_frames<R: AsyncReadExt + Unpin>(r: &mut R, frames: mpsc::Sender<(Addr, Vec<u8>)>) {
+    let hello = tokio::time::timeout(Duration::from_secs(5), read_frame(r, Addr::CAPACITY)).await;
+    let Some(from) = hello.ok().and_then(|r| r.ok()).and_then(|b| Addr::new(&b)) else {
+        return;
+    };
+    while let Ok(frame) = read_frame(r, MAX_FRAME).await {
+        if frames.send((from, frame)).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -745,6 +853,7 @@ struct Shell {
     recorder: Option<Recorder>,
     keyring: Option<Keyring>,
     workload: Option<(u64, u64)>,
+    tls: Option<Tls>,
 }
 
 /// Finished jobs a gate remembers for `jobs` (the machine forgets them at once).

@@ -1,6 +1,7 @@
 //! Issue 8, acceptance 1: the local cluster of `fixtures/cluster/` (what `just cluster`
 //! starts) comes up as real processes, and `meridian-node members` on any node lists
-//! every member of its cluster alive. SIGTERM makes each node leave.
+//! every member of its cluster alive; a job submitted through the CLI completes over
+//! mutual TLS; SIGTERM makes a node leave.
 
 use meridian_driver_tokio::admin::MemberView;
 use std::path::PathBuf;
@@ -83,6 +84,38 @@ fn the_local_cluster_lists_every_node_alive_and_leaves_on_sigterm() {
         dc.iter().map(|m| m.node).collect::<Vec<_>>(),
         vec![7202, 7203, 7204]
     );
+    // A job through the CLI: gates, managers and workers talk over mutual TLS (the
+    // files' [tls]) and it completes.
+    let job = dir.join("jobs/example.toml");
+    let out = Command::new(BIN)
+        .args(["submit", "--node", "127.0.0.1:7101", job.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(':').parse().ok())
+        .expect("job <id>: ...");
+    let start = Instant::now();
+    loop {
+        let out = Command::new(BIN)
+            .args(["jobs", "--node", "127.0.0.1:7101", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let done = v["finished"]
+            .as_array()
+            .and_then(|f| f.iter().find(|e| e[0] == id))
+            .map(|e| e[1].clone());
+        if let Some(state) = done {
+            assert_eq!(state, "completed");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("job {id} completed in {:?}", start.elapsed());
     // SIGTERM: eu-west's worker leaves; its managers mark it left.
     let worker = &cluster.0[files
         .iter()
