@@ -117,6 +117,7 @@ pub struct NodeHandle {
     cmd: mpsc::Sender<Command>,
     task: JoinHandle<()>,
     accept: JoinHandle<()>,
+    metrics: Option<JoinHandle<()>>,
 }
 
 impl NodeHandle {
@@ -144,6 +145,9 @@ impl NodeHandle {
     pub fn kill(self) {
         self.task.abort();
         self.accept.abort();
+        if let Some(m) = self.metrics {
+            m.abort();
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -199,9 +203,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         tls.clone(),
         stats.clone(),
     ));
-    if let Some(l) = metrics {
-        tokio::spawn(serve_metrics(l, cmd_tx.clone()));
-    }
+    let metrics = metrics.map(|l| tokio::spawn(serve_metrics(l, cmd_tx.clone())));
     let node = cfg.node;
     let recorder = record.map(|f| Recorder(std::io::BufWriter::new(f)));
     let task = tokio::spawn(node_loop(
@@ -224,6 +226,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         cmd: cmd_tx,
         task,
         accept,
+        metrics,
     }
 }
 
