@@ -373,18 +373,14 @@ impl GateJobs {
         }
     }
 
+    /// Per-job table entries (routing state, kept per routing key for an hour and
+    /// bounded, and the DC table, per known manager, are not per job).
     pub fn table_len(&self) -> usize {
         self.jobs.len()
             + self.issuer.len()
             + self.results.len()
             + self.replicas.len()
             + self.timeouts.len()
-    }
-
-    /// Routing state (per routing key, swept after an hour) and the DC table (per known
-    /// manager): bounded, but not per job, so not in [`Self::table_len`].
-    pub fn routing_len(&self) -> (usize, usize) {
-        (self.router.len(), self.dc_table.len())
     }
 
     /// The RTT upper confidence bound (ms) and coordinate quality (0..1) of each manager
@@ -400,7 +396,7 @@ impl GateJobs {
         self.coords.extend(estimates);
     }
 
-    /// The managers whose coordinates routing may read (every known manager).
+    /// Whether routing may read coordinates (the gate knows some DC's managers).
     pub fn wants_coordinates(&self) -> bool {
         !self.dc_table.is_empty()
     }
