@@ -638,13 +638,7 @@ async fn connect(to: SocketAddr, tls: Option<&Tls>) -> Result<Conn, ConnectError
         .connect(Tls::server_name(), tcp)
         .await
         .map_err(|_| ConnectError::Refused)?;
-    let role = s
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(crate::tls::cert_role);
-    if !role.is_some_and(|r| crate::tls::may_talk(tls.role, r)) {
+    if !tls.admits(s.get_ref().1.peer_certificates()) {
         return Err(ConnectError::Refused);
     }
     Ok(Box::new(s))
@@ -710,13 +704,7 @@ async fn accept_loop(
                     stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                let role = s
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(crate::tls::cert_role);
-                if !role.is_some_and(|r| crate::tls::may_talk(tls.role, r)) {
+                if !tls.admits(s.get_ref().1.peer_certificates()) {
                     stats.tls_rejected.fetch_add(1, Ordering::Relaxed);
                     return;
                 }

@@ -142,6 +142,16 @@ impl Tls {
         Tls::from_pem(&read(ca)?, &read(cert)?, &read(key)?, role)
     }
 
+    /// Whether a peer that presented `certs` (verified against the CA by the
+    /// handshake) may talk to us: its certificate names exactly one role, and ours may
+    /// talk to it.
+    pub fn admits(&self, certs: Option<&[CertificateDer<'_>]>) -> bool {
+        certs
+            .and_then(|c| c.first())
+            .and_then(cert_role)
+            .is_some_and(|r| may_talk(self.role, r))
+    }
+
     pub fn server_name() -> ServerName<'static> {
         ServerName::try_from(CLUSTER_NAME).expect("a valid DNS name")
     }
