@@ -8,25 +8,47 @@ use meridian_core::io::Event;
 use meridian_core::jobs::JobEvent;
 use meridian_core::membership::member::Status;
 use meridian_core::node::Node;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-/// Events counted by kind (the variant's name; job events by theirs).
+/// Events counted by kind (the variant's name; job events by theirs). Counting is on
+/// the node task's path for every event, so it keys by the enum discriminant and
+/// spells a kind's name once, the first time it is seen.
 #[derive(Debug, Default)]
-pub struct EventCounts(pub BTreeMap<String, u64>);
+pub struct EventCounts {
+    by_kind: HashMap<Kind, (String, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Node(std::mem::Discriminant<Event>),
+    Job(std::mem::Discriminant<JobEvent>),
+}
 
 impl EventCounts {
     pub fn count(&mut self, e: &Event) {
         let kind = match e {
-            Event::Job(j) => job_kind(j),
+            Event::Job(j) => Kind::Job(std::mem::discriminant(j)),
+            other => Kind::Node(std::mem::discriminant(other)),
+        };
+        if let Some((_, n)) = self.by_kind.get_mut(&kind) {
+            *n += 1;
+            return;
+        }
+        let name = match e {
+            Event::Job(j) => format!("Job{}", variant(j)),
             other => variant(other),
         };
-        if let Some(n) = self.0.get_mut(kind.as_str()) {
-            *n += 1;
-        } else if self.0.len() < 256 {
-            self.0.insert(kind, 1);
-        }
+        self.by_kind.insert(kind, (name, 1));
+    }
+
+    /// `(kind, count)`, by kind name.
+    pub fn counts(&self) -> BTreeMap<&str, u64> {
+        self.by_kind
+            .values()
+            .map(|(name, n)| (name.as_str(), *n))
+            .collect()
     }
 }
 
@@ -36,10 +58,6 @@ fn variant<T: std::fmt::Debug>(v: &T) -> String {
         .next()
         .unwrap_or("")
         .to_string()
-}
-
-fn job_kind(j: &JobEvent) -> String {
-    format!("Job{}", variant(j))
 }
 
 /// One metric's rows: labels and value.
@@ -152,9 +170,9 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
         "Events the node's machines emitted, by kind (routing decisions are JobRouted).",
         "counter",
         events
-            .0
-            .iter()
-            .map(|(k, v)| (format!("kind=\"{k}\""), *v as f64))
+            .counts()
+            .into_iter()
+            .map(|(k, v)| (format!("kind=\"{k}\""), v as f64))
             .collect(),
     );
     let t = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
@@ -191,6 +209,10 @@ mod tests {
         c.count(&Event::Job(JobEvent::Forgotten {
             job: meridian_core::JobId(2),
         }));
-        assert_eq!(c.0.get("JobForgotten"), Some(&2));
+        c.count(&Event::Job(JobEvent::FlushLevel {
+            level: meridian_core::backpressure::stats::Level::None,
+        }));
+        assert_eq!(c.counts().get("JobForgotten"), Some(&2));
+        assert_eq!(c.counts().get("JobFlushLevel"), Some(&1));
     }
 }
