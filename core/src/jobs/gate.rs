@@ -191,14 +191,19 @@ struct Job {
     count: u16,
     preferred: Vec<DcId>,
     pinned: bool,
-    /// Not routed yet (no DC classified when it came): routed again at `next_route`.
-    pending: bool,
+    /// While not routed (no DC classified when it came, see [`Job::pending`]): when to
+    /// route it again.
     next_route: Instant,
     /// Every DC it was sent to, failed ones included (a fallback is used once).
     tried: Vec<DcId>,
 }
 
 impl Job {
+    /// Not routed yet: a job gets its DCs when it is routed (or at once, pinned).
+    fn pending(&self) -> bool {
+        self.targets.is_empty()
+    }
+
     fn new(token: FenceToken, workflows: u32, timeout_ms: Option<u64>, now: Instant) -> Job {
         Job {
             token,
@@ -212,7 +217,6 @@ impl Job {
             count: 0,
             preferred: Vec::new(),
             pinned: true,
-            pending: false,
             next_route: now,
             tried: Vec::new(),
         }
@@ -406,7 +410,7 @@ impl GateJobs {
             .iter()
             .map(|(job, j)| JobSummary {
                 job: *job,
-                pending: j.pending,
+                pending: j.pending(),
                 timed_out_declared: j.declared.is_some(),
                 dcs: j
                     .targets
@@ -449,7 +453,7 @@ impl GateJobs {
             .chain(
                 self.jobs
                     .values()
-                    .filter(|j| j.pending)
+                    .filter(|j| j.pending())
                     .map(|j| j.next_route),
             )
             .chain(self.next_hello)
@@ -495,7 +499,6 @@ impl GateJobs {
                         j.count = count.max(1);
                         j.preferred = preferred;
                         j.pinned = false;
-                        j.pending = true;
                         self.jobs.insert(job, j);
                         self.route(job, now, &mut out);
                     }
@@ -573,7 +576,6 @@ impl GateJobs {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
-        j.pending = false;
         j.targets = dcs.iter().map(|dc| Target::new(*dc, None, now)).collect();
         j.tried.extend(dcs.iter().copied());
         let timeout_ms = j.timeout_ms;
@@ -717,7 +719,7 @@ impl GateJobs {
         let due: Vec<(JobId, bool)> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.pending && j.next_route <= now)
+            .filter(|(_, j)| j.pending() && j.next_route <= now)
             .map(|(id, j)| (*id, now >= j.submitted_at + self.cfg.give_up))
             .collect();
         for (job, expired) in due {
