@@ -2168,7 +2168,21 @@ mod tests {
         g
     }
 
+    /// Manager n (leader of DC n) reports 4 healthy workers, 16 cores, `free` free.
     fn heartbeat(n: u32, free: u32) -> GateInput {
+        heartbeat_with(
+            n,
+            DcLoad {
+                workers: 4,
+                healthy_workers: 4,
+                total_cores: 16,
+                available_cores: free,
+                queue_depth: 0,
+            },
+        )
+    }
+
+    fn heartbeat_with(n: u32, load: DcLoad) -> GateInput {
         GateInput::Msg {
             from: Addr::from_u32(n),
             msg: JobMsg::ManagerHeartbeat {
@@ -2177,13 +2191,7 @@ mod tests {
                 delay_ms: 0,
                 jobs: 0,
                 leader: true,
-                load: DcLoad {
-                    workers: 4,
-                    healthy_workers: 4,
-                    total_cores: 16,
-                    available_cores: free,
-                    queue_depth: 0,
-                },
+                load,
             },
         }
     }
@@ -2364,20 +2372,7 @@ mod tests {
         let t = Instant::ZERO;
         let mut g = routing_gate();
         for n in 1..=3 {
-            g.step(
-                GateInput::Msg {
-                    from: Addr::from_u32(n),
-                    msg: JobMsg::ManagerHeartbeat {
-                        dc: DcId(n as u16),
-                        level: crate::backpressure::stats::Level::None,
-                        delay_ms: 0,
-                        jobs: 0,
-                        leader: true,
-                        load: DcLoad::default(), // no workers: UNHEALTHY
-                    },
-                },
-                t,
-            );
+            g.step(heartbeat_with(n, DcLoad::default()), t); // no workers: UNHEALTHY
         }
         let out = g.step(routed(1, 1), t);
         assert!(dispatched(&out).is_empty());
