@@ -169,9 +169,15 @@ impl CoordEngine {
                 .collect();
             let drop = ages.len().div_ceil(4);
             ages.select_nth_unstable(drop - 1);
-            for (_, id) in &ages[..drop] {
-                self.peers.remove(id);
+            // The survivors move to a fresh map sized for the cap: removing in place
+            // leaves tombstones, and the map would soon rehash into twice the buckets.
+            let mut kept = FxHashMap::with_capacity_and_hasher(self.max_peers, Default::default());
+            for (_, id) in &ages[drop..] {
+                if let Some(p) = self.peers.remove(id) {
+                    kept.insert(*id, p);
+                }
             }
+            self.peers = kept;
             self.stats.evicted += drop as u64;
         }
         self.peers.insert(
@@ -544,6 +550,23 @@ mod tests {
         assert_eq!(big.peer_count(), 7);
         assert!((0..2).all(|i| big.peer(NodeId(i)).is_none()));
         assert!((2..8).all(|i| big.peer(NodeId(i)).is_some()));
+    }
+
+    #[test]
+    fn a_full_table_at_the_default_cap_never_outgrows_256_buckets() {
+        let cap = crate::membership::Config::default().coord_peers_max;
+        let mut rng = DetRng::new(6);
+        let mut eng = CoordEngine::new(VivaldiConfig::default(), cap, &mut rng);
+        for i in 0..1_000u32 {
+            eng.observe(
+                NodeId(i),
+                &wire_at(0.01, 0.5),
+                Instant::ZERO + secs(i as u64),
+            );
+        }
+        assert!(eng.peer_count() <= cap);
+        // 256 buckets hold 224 entries; one more and the map would double to 512.
+        assert!(eng.peers.capacity() <= 224, "{}", eng.peers.capacity());
     }
 
     #[test]
