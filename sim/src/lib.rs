@@ -8,9 +8,11 @@ pub mod backpressure;
 pub mod check;
 pub mod coords;
 pub mod network;
+pub mod random_faults;
 pub mod report;
 pub mod routing;
 pub mod scenario;
+pub mod shrink;
 pub mod world;
 
 use rayon::prelude::*;
@@ -29,7 +31,22 @@ pub fn run_traced(scenario: &Scenario, seed: u64, trace: &mut dyn Write) -> Repo
 }
 
 /// Play every seed in `seeds` on `jobs` threads; reports come back in seed order.
+///
+/// Every seed is its own world, so a range split into parts (across machines, say)
+/// gives, part by part, exactly the reports of the whole range: shard a big sweep by
+/// giving each machine its own sub-range and concatenate the results.
 pub fn sweep(scenario: &Scenario, seeds: std::ops::Range<u64>, jobs: usize) -> Vec<Report> {
+    sweep_with_progress(scenario, seeds, jobs, &|| {})
+}
+
+/// [`sweep`], calling `done` as each seed finishes (in whatever order threads finish
+/// them: for a progress bar, never for results).
+pub fn sweep_with_progress(
+    scenario: &Scenario,
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<Report> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
         .build()
@@ -37,9 +54,33 @@ pub fn sweep(scenario: &Scenario, seeds: std::ops::Range<u64>, jobs: usize) -> V
     pool.install(|| {
         seeds
             .into_par_iter()
-            .map(|seed| run(scenario, seed))
+            .map(|seed| {
+                let r = run(scenario, seed);
+                done();
+                r
+            })
             .collect()
     })
+}
+
+/// Per invariant: how many seeds violated it and how many violations they reported
+/// (a report keeps its first 200), by name.
+pub fn violations_by_invariant(
+    reports: &[Report],
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut table: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for r in reports {
+        let mut seen: Vec<&str> = Vec::new();
+        for v in &r.invariants.violations {
+            let e = table.entry(v.invariant.clone()).or_default();
+            e.1 += 1;
+            if !seen.contains(&v.invariant.as_str()) {
+                seen.push(&v.invariant);
+                e.0 += 1;
+            }
+        }
+    }
+    table
 }
 
 /// Median of a list (None if empty).

@@ -50,6 +50,29 @@ enum Cmd {
         /// Write every seed's report as a JSON array.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// No progress bar and no line per seed: only the failing seeds and the totals.
+        /// (The progress bar is only ever drawn on a terminal.)
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Reduce a failing run to a small repro: remove faults, jobs, nodes and DCs and
+    /// shorten the run while the same seed still violates the same invariant, then write
+    /// the smallest scenario found. Exit 0 written, 1 nothing to shrink (every invariant
+    /// held), 2 bad input.
+    Shrink {
+        scenario: PathBuf,
+        /// The failing seed [default: the scenario's].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the result [default: <scenario>.shrunk-seed<N>.toml beside it].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// At most this many scenario runs.
+        #[arg(long, default_value_t = 600)]
+        max_runs: usize,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Replay a node's journal (`meridian-node run --record FILE`): build the same
     /// machine, feed it every recorded input at its instant, and check that every step
@@ -85,6 +108,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Replay { journal } => replay(&journal),
+        Cmd::Shrink {
+            scenario: path,
+            seed,
+            out,
+            max_runs,
+            quiet,
+        } => shrink(&path, seed, out, max_runs, quiet),
         Cmd::Run {
             scenario: path,
             seed,
@@ -144,6 +174,7 @@ fn main() -> ExitCode {
             jobs,
             set,
             report,
+            quiet,
         } => {
             let range = match parse_range(&seeds) {
                 Ok(r) => r,
@@ -162,8 +193,10 @@ fn main() -> ExitCode {
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let started = std::time::Instant::now();
-            let reports = meridian_sim::sweep(&sc, range, jobs);
-            print_sweep(&reports, started.elapsed());
+            let bar = progress_bar(range.end - range.start, quiet);
+            let reports = meridian_sim::sweep_with_progress(&sc, range, jobs, &|| bar.inc(1));
+            bar.finish_and_clear();
+            print_sweep(&reports, started.elapsed(), quiet);
             if let Some(p) = report {
                 if let Err(e) =
                     std::fs::write(&p, serde_json::to_string_pretty(&reports).expect("json"))
@@ -181,11 +214,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_sweep(reports: &[Report], wall: std::time::Duration) {
-    println!(
-        "{:>8}  {:16}  {:>6}  {:>10}  {:>12}",
-        "seed", "trace_hash", "fp", "violations", "converged_s"
+/// A progress bar on standard error, drawn only on a terminal and without `--quiet`
+/// (indicatif draws nothing when standard error is not a terminal).
+fn progress_bar(seeds: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(seeds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}")
+            .expect("a valid template"),
     );
+    bar
+}
+
+fn print_sweep(reports: &[Report], wall: std::time::Duration, quiet: bool) {
+    if !quiet {
+        println!(
+            "{:>8}  {:16}  {:>6}  {:>10}  {:>12}",
+            "seed", "trace_hash", "fp", "violations", "converged_s"
+        );
+    }
     let mut first_dead = Vec::new();
     let mut all_dead = Vec::new();
     let mut undetected = 0;
@@ -194,10 +243,16 @@ fn print_sweep(reports: &[Report], wall: std::time::Duration) {
             .membership
             .converged_at_ms
             .map_or("-".into(), |t| format!("{:.1}", t as f64 / 1000.0));
-        println!(
-            "{:>8}  {}  {:>6}  {:>10}  {:>12}",
-            r.seed, r.trace_hash, r.membership.false_positives, r.invariants.violations_total, conv
-        );
+        if !quiet {
+            println!(
+                "{:>8}  {}  {:>6}  {:>10}  {:>12}",
+                r.seed,
+                r.trace_hash,
+                r.membership.false_positives,
+                r.invariants.violations_total,
+                conv
+            );
+        }
         for d in &r.membership.detections {
             match (d.first_dead_ms, d.all_dead_ms) {
                 (Some(f), Some(a)) => {
@@ -231,6 +286,10 @@ fn print_sweep(reports: &[Report], wall: std::time::Duration) {
     if bad.is_empty() {
         println!("invariants held on every seed");
     } else {
+        println!("{:<32}  {:>6}  {:>10}", "invariant", "seeds", "violations");
+        for (name, (seeds, count)) in meridian_sim::violations_by_invariant(reports) {
+            println!("{name:<32}  {seeds:>6}  {count:>10}");
+        }
         println!("seeds with invariant violations: {bad:?}");
     }
 }
@@ -265,6 +324,70 @@ fn replay(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("meridian-sim: {}: {e}", path.display());
             ExitCode::from(2)
+        }
+    }
+}
+
+fn shrink(
+    path: &std::path::Path,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    max_runs: usize,
+    quiet: bool,
+) -> ExitCode {
+    use meridian_sim::shrink::{default_output, shrink, ShrinkError};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("meridian-sim: {}: cannot read: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let seed = match seed {
+        Some(s) => s,
+        None => match scenario::parse(&text, path, &[]) {
+            Ok(s) => s.seed,
+            Err(e) => {
+                eprintln!("meridian-sim: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut progress = |line: &str| {
+        if !quiet {
+            eprintln!("  {line}");
+        }
+    };
+    match shrink(&text, path, seed, max_runs, &mut progress) {
+        Err(ShrinkError::NoViolation(seed)) => {
+            eprintln!("meridian-sim: seed {seed}: every invariant held, nothing to shrink");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("meridian-sim: {e}");
+            ExitCode::from(2)
+        }
+        Ok(s) => {
+            let out = out.unwrap_or_else(|| default_output(path, seed));
+            if let Err(e) = std::fs::write(&out, &s.text) {
+                eprintln!("meridian-sim: {}: {e}", out.display());
+                return ExitCode::from(2);
+            }
+            println!(
+                "`{}` still violated at {} ms ({})\n  faults {} -> {}, nodes {} -> {}, duration {} -> {} ms, {} runs\n  written to {}",
+                s.invariant,
+                s.at_ms,
+                s.detail,
+                s.faults.0,
+                s.faults.1,
+                s.nodes.0,
+                s.nodes.1,
+                s.duration_ms.0,
+                s.duration_ms.1,
+                s.runs,
+                out.display()
+            );
+            ExitCode::SUCCESS
         }
     }
 }

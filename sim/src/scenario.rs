@@ -15,7 +15,11 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+pub(crate) fn err(
+    file: &Path,
+    key: impl Into<String>,
+    message: impl Into<String>,
+) -> ScenarioError {
     ScenarioError {
         file: file.display().to_string(),
         key: key.into(),
@@ -32,6 +36,18 @@ pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     de_duration(d).map(Some)
+}
+
+/// Writes a duration as humantime text that [`de_duration`] reads back exactly.
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +341,9 @@ pub struct MembershipOverrides {
     pub coordinates: Option<bool>,
     /// Probe and suspicion timeouts follow the RTT bound (default on).
     pub adaptive_timeouts: Option<bool>,
+    /// Switch on the planted bug (`membership::Config::injected_bug`); refused unless
+    /// this is a test build of the simulator (meridian-core's `injected-bugs` feature).
+    pub injected_bug: Option<bool>,
 }
 
 impl MembershipOverrides {
@@ -348,7 +367,8 @@ impl MembershipOverrides {
             retransmit_mult,
             gossip_per_datagram,
             coordinates,
-            adaptive_timeouts
+            adaptive_timeouts,
+            injected_bug
         );
         c.suspicion_min = self.suspicion_min.or(c.suspicion_min);
         c.suspicion_max = self.suspicion_max.or(c.suspicion_max);
@@ -356,94 +376,121 @@ impl MembershipOverrides {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     Crash {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
     },
     Restart {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
     },
     /// Cut whichever manager leads DC `dc` at that moment (or the gate leader with
     /// `dc = "gates"`) off from every other node (a partition; `heal` ends it).
     IsolateLeader {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         dc: String,
     },
     /// Crash whichever manager leads DC `dc` at that moment (or the gate leader with
     /// `dc = "gates"`); with `restart_after`, restart the same node that much later.
     CrashLeader {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         dc: String,
-        #[serde(default, deserialize_with = "de_opt_duration")]
+        #[serde(
+            default,
+            deserialize_with = "de_opt_duration",
+            serialize_with = "ser_opt_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
         restart_after: Option<Duration>,
     },
     /// Graceful leave (the node announces it, then stops).
     Leave {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
     },
     Partition {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         groups: Vec<Vec<String>>,
         #[serde(default)]
         one_way: bool,
     },
     Heal {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
     },
     Loss {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         rate: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         nodes: Option<Vec<String>>,
     },
     Corrupt {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         rate: f64,
     },
     Duplicate {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         rate: f64,
     },
     Latency {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         between: [String; 2],
         rtt_ms: f64,
     },
     Pause {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
-        #[serde(rename = "for", deserialize_with = "de_duration")]
+        #[serde(
+            rename = "for",
+            deserialize_with = "de_duration",
+            serialize_with = "ser_duration"
+        )]
         duration: Duration,
     },
     Slow {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
         delay_ms: [u64; 2],
     },
     Skew {
-        #[serde(deserialize_with = "de_duration")]
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
         offset_ms: i64,
         #[serde(default)]
         drift_ppm: f64,
+    },
+    /// Open-ended chaos (see [`crate::random_faults`]): stands for faults drawn from the
+    /// run's seed, about `rate` a simulated minute from `at` to `until` (default, and
+    /// at most: the end), of the given `kinds` (default: all).
+    Random {
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        at: Duration,
+        #[serde(
+            default,
+            deserialize_with = "de_opt_duration",
+            serialize_with = "ser_opt_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
+        until: Option<Duration>,
+        rate: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kinds: Option<Vec<String>>,
     },
 }
 
@@ -463,7 +510,8 @@ impl Fault {
             | Fault::Latency { at, .. }
             | Fault::Pause { at, .. }
             | Fault::Slow { at, .. }
-            | Fault::Skew { at, .. } => *at,
+            | Fault::Skew { at, .. }
+            | Fault::Random { at, .. } => *at,
         }
     }
 }
@@ -739,7 +787,45 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                 }
             }
             Fault::Heal { .. } => {}
+            Fault::Random {
+                at,
+                until,
+                rate,
+                kinds,
+            } => {
+                if !(rate.is_finite() && *rate > 0.0 && *rate <= 600.0) {
+                    return Err(err(
+                        path,
+                        key("rate"),
+                        "must be a number of faults per simulated minute in (0, 600]",
+                    ));
+                }
+                // An `until` past the end is cut to the end (so `--set duration=...`
+                // can shorten a run without editing its faults).
+                if until.is_some_and(|u| u < *at) {
+                    return Err(err(path, key("until"), "must not be before `at`"));
+                }
+                for k in kinds.iter().flatten() {
+                    if !crate::random_faults::KINDS.contains(&k.as_str()) {
+                        return Err(err(
+                            path,
+                            key("kinds"),
+                            format!(
+                                "unknown kind {k:?} (one of {})",
+                                crate::random_faults::KINDS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
         }
+    }
+    if s.membership.injected_bug == Some(true) && !meridian_core::membership::INJECTED_BUGS {
+        return Err(err(
+            path,
+            "membership.injected_bug",
+            "this build has no planted bug (only the simulator's tests have one)",
+        ));
     }
     s.membership_config()
         .validate()

@@ -52,9 +52,16 @@ enum Ev {
         node: u32,
         generation: u64,
     },
-    /// leadership.md §4.5: check that every group agrees on one leader.
+    /// leadership.md §4.5: wait (polling each second) until a majority of `group`'s
+    /// live voters may stand and vote again, then arm its `CheckLeaders`.
+    PollLeaders {
+        healed_at: u64,
+        group: u32,
+    },
+    /// leadership.md §4.5: check that `group` agrees on one leader.
     CheckLeaders {
         healed_at: u64,
+        group: u32,
     },
     /// Restart a node a fault crashed (`crash_leader` with `restart_after`).
     Restart {
@@ -205,6 +212,8 @@ struct SimNode {
 
 pub struct World<'a> {
     scenario: &'a Scenario,
+    /// The scenario's faults for this seed, `random` entries drawn (random_faults.rs).
+    faults: Vec<Fault>,
     nodes: Vec<SimNode>,
     queue: EventQueue,
     now: u64,
@@ -281,6 +290,7 @@ impl<'a> World<'a> {
             .collect();
         let mut w = World {
             scenario,
+            faults: crate::random_faults::concrete_faults(scenario, seed),
             nodes,
             queue: EventQueue::with_capacity(4 * n + 64),
             now: 0,
@@ -321,8 +331,9 @@ impl<'a> World<'a> {
             let at = w.net_rng.range_u64(0, 999_999);
             w.push(at, Ev::Start { node: i as u32 });
         }
-        for (index, f) in scenario.faults.iter().enumerate() {
-            w.push(f.at().as_micros() as u64, Ev::Fault { index });
+        for index in 0..w.faults.len() {
+            let at = w.faults[index].at().as_micros() as u64;
+            w.push(at, Ev::Fault { index });
         }
         for (spec, j) in scenario.jobs.iter().enumerate() {
             for k in 0..j.count {
@@ -375,10 +386,15 @@ impl<'a> World<'a> {
                 }
                 Ev::Submit { spec, k } => self.submit(spec, k),
                 Ev::Restart { node } => {
+                    // A scheduled restart (`crash_leader` with `restart_after`) is a
+                    // fault like any other: a leader check pending from before it no
+                    // longer applies (its own check follows).
+                    self.last_fault_at = self.now;
                     self.start(node as usize, true);
                     self.check_leaders_later();
                 }
-                Ev::CheckLeaders { healed_at } => self.check_leaders(healed_at),
+                Ev::PollLeaders { healed_at, group } => self.poll_leaders(healed_at, group),
+                Ev::CheckLeaders { healed_at, group } => self.check_leaders(healed_at, group),
                 Ev::WorkflowDone {
                     node,
                     boot,
@@ -423,7 +439,6 @@ impl<'a> World<'a> {
         }
         let coords_report = self.score_coords(end, true);
         let partitions = self
-            .scenario
             .faults
             .iter()
             .any(|f| matches!(f, Fault::Partition { .. } | Fault::IsolateLeader { .. }));
@@ -622,68 +637,110 @@ impl<'a> World<'a> {
     /// leadership.md §4.5: after a heal, a leader's crash or its restart at H, every
     /// group agrees on one leader by H + B, B = lease + heartbeat + 3 (pre-vote + max
     /// vote window) + flapping cooldown + 2d = 34 s + 2d (d: the largest one-way delay).
+    ///
+    /// Spec gap: B assumes the voters may stand and vote from H on, but a node whose
+    /// LHM is above 4 (or that is degraded) may do neither, and one back from a long
+    /// isolation needs tens of seconds of good probes to get there. So the clock starts
+    /// at H or, later, at the first second a majority of the group's live voters is
+    /// eligible again (polled each second from H); the bound itself is the spec's.
     fn check_leaders_later(&mut self) {
-        let d = self.net.max_rtt_us() / 2;
-        self.push(
-            self.now + HEAL_CONVERGENCE_US + 2 * d,
-            Ev::CheckLeaders {
-                healed_at: self.now,
-            },
-        );
+        let mut groups: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter(|n| n.spec.role != Role::Worker)
+            .map(|n| Self::election_group(&n.spec))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in groups {
+            self.push(
+                self.now,
+                Ev::PollLeaders {
+                    healed_at: self.now,
+                    group,
+                },
+            );
+        }
     }
 
-    /// leadership.md §4.5 at H + B: each group's live voters follow one live leader. The
-    /// bound holds for a clean network (no loss, no partition, no paused or slowed
-    /// node, no other fault since H); otherwise, or for a group without a majority of
-    /// live voters healthy enough to stand and vote (LHM <= 4: a node back from
-    /// isolation recovers its health over tens of seconds), there is nothing to check.
-    fn check_leaders(&mut self, healed_at: u64) {
-        let disturbed = self.last_fault_at > healed_at
+    fn election_group(spec: &NodeSpec) -> u32 {
+        match spec.role {
+            Role::Gate => 0,
+            _ => spec.dc as u32 + 1,
+        }
+    }
+
+    /// The bound holds for a clean network (no loss, no partition, no paused or slowed
+    /// node, no other fault since H); otherwise there is nothing to check.
+    fn leader_check_disturbed(&self, healed_at: u64) -> bool {
+        self.last_fault_at > healed_at
             || !self.net.is_clean()
             || self.paused.iter().any(|p| *p)
-            || self.nodes.iter().any(|n| n.slow_us.is_some());
-        if disturbed {
-            return;
-        }
-        let mut groups: std::collections::BTreeMap<u32, (Vec<Option<NodeId>>, usize, usize)> =
-            Default::default();
+            || self.nodes.iter().any(|n| n.slow_us.is_some())
+    }
+
+    /// `group`'s live voters' views of the leader, its voters (live or not), and how
+    /// many live ones may stand and vote now.
+    fn leader_views(&self, group: u32) -> (Vec<Option<NodeId>>, usize, usize) {
+        let (mut views, mut voters, mut eligible) = (Vec::new(), 0, 0);
         for n in &self.nodes {
-            if n.spec.role == Role::Worker {
+            if n.spec.role == Role::Worker || Self::election_group(&n.spec) != group {
                 continue;
             }
-            let group = match n.spec.role {
-                Role::Gate => 0,
-                _ => n.spec.dc as u32 + 1,
-            };
-            let e = groups.entry(group).or_default();
-            e.1 += 1;
+            voters += 1;
             if let Some(el) =
                 n.up.then(|| n.machine.as_ref().and_then(|m| m.election()))
                     .flatten()
             {
-                e.0.push(el.leader());
-                e.2 += usize::from(el.eligible());
+                views.push(el.leader());
+                eligible += usize::from(el.eligible());
             }
         }
-        for (group, (views, voters, eligible)) in groups {
-            if views.len() < voters / 2 + 1 || eligible < voters / 2 + 1 {
-                continue;
-            }
-            let first = views[0];
-            let agreed = first
-                .is_some_and(|l| views.iter().all(|v| *v == first) && self.nodes[l.0 as usize].up);
-            if !agreed {
-                let name = self.group_name(group);
-                self.checker.violation_at(
-                    self.now,
-                    "heal-convergence",
-                    format!(
-                        "{name}: no agreed leader {} s after the heal, crash or restart at {} s",
-                        (self.now - healed_at) / 1_000_000,
-                        healed_at / 1_000_000
-                    ),
-                );
-            }
+        (views, voters, eligible)
+    }
+
+    fn poll_leaders(&mut self, healed_at: u64, group: u32) {
+        if self.leader_check_disturbed(healed_at) {
+            return;
+        }
+        let (views, voters, eligible) = self.leader_views(group);
+        let majority = voters / 2 + 1;
+        if views.len() >= majority && eligible >= majority {
+            let d = self.net.max_rtt_us() / 2;
+            self.push(
+                self.now + HEAL_CONVERGENCE_US + 2 * d,
+                Ev::CheckLeaders { healed_at, group },
+            );
+        } else if views.len() >= majority {
+            // Live, but not healthy enough to elect anyone yet.
+            self.push(self.now + 1_000_000, Ev::PollLeaders { healed_at, group });
+        }
+    }
+
+    /// leadership.md §4.5 at B after the group could elect again: its live voters
+    /// follow one live leader (a group that lost its majority again is not judged).
+    fn check_leaders(&mut self, healed_at: u64, group: u32) {
+        if self.leader_check_disturbed(healed_at) {
+            return;
+        }
+        let (views, voters, eligible) = self.leader_views(group);
+        if views.len() < voters / 2 + 1 || eligible < voters / 2 + 1 {
+            return;
+        }
+        let first = views[0];
+        let agreed =
+            first.is_some_and(|l| views.iter().all(|v| *v == first) && self.nodes[l.0 as usize].up);
+        if !agreed {
+            let name = self.group_name(group);
+            self.checker.violation_at(
+                self.now,
+                "heal-convergence",
+                format!(
+                    "{name}: no agreed leader {} s after the heal, crash or restart at {} s",
+                    (self.now - healed_at) / 1_000_000,
+                    healed_at / 1_000_000
+                ),
+            );
         }
     }
 
@@ -1357,7 +1414,7 @@ impl<'a> World<'a> {
 
     fn fault(&mut self, index: usize) {
         self.last_fault_at = self.now;
-        let f = self.scenario.faults[index].clone();
+        let f = self.faults[index].clone();
         self.hash.update(&[0xFA]);
         self.hash.update(&(index as u32).to_le_bytes());
         if let Some(w) = self.trace.as_mut() {
@@ -1418,6 +1475,8 @@ impl<'a> World<'a> {
             } => self.fault_partition(groups, one_way),
             Fault::Corrupt { rate, .. } => self.net.corrupt = rate,
             Fault::Duplicate { rate, .. } => self.net.duplicate = rate,
+            // Drawn into concrete faults before the run (`World::faults`).
+            Fault::Random { .. } => {}
             Fault::Heal { .. } => {
                 self.net.heal(self.now);
                 self.checker.on_heal(self.now);

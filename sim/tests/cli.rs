@@ -257,3 +257,71 @@ fn replay_checks_a_journal_step_by_step() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `shrink`: a failing seed gives a smaller scenario file that fails the same way
+/// (exit 0); a run with nothing violated exits 1; a bad scenario exits 2.
+#[test]
+fn shrink_writes_a_smaller_failing_scenario() {
+    // The test build carries the planted bug (meridian-core's `injected-bugs`).
+    let planted = format!(
+        "{}\n[membership]\ninjected_bug = true\n",
+        std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/scenarios/random-faults.toml")
+        )
+        .unwrap()
+    );
+    let p = write("planted.toml", &planted);
+    let out_path = p.with_file_name("planted-min.toml");
+    // Seed 5 trips the planted bug (the shrink test sweeps for such seeds itself).
+    let out = bin()
+        .args([
+            "shrink",
+            p.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("dead-ends-by-higher-inc"), "{text}");
+    let min = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        min.len() < planted.len() && min.contains("seed = 5"),
+        "{min}"
+    );
+    let rerun = bin()
+        .args(["run", out_path.to_str().unwrap(), "--report"])
+        .arg(p.with_file_name("planted-min.json"))
+        .output()
+        .unwrap();
+    assert_eq!(rerun.status.code(), Some(1), "the repro fails on its own");
+
+    let good = write("good.toml", GOOD);
+    let out = bin()
+        .args(["shrink", good.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to shrink"));
+
+    let bad = write(
+        "bad-shrink.toml",
+        "name = \"x\"\nduration = \"soon\"\nseed = 1\n",
+    );
+    let out = bin()
+        .args(["shrink", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("duration"));
+}

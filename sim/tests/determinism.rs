@@ -96,11 +96,24 @@ fn faults_of_every_kind_replay_identically() {
         at = "200s"
         action = "leave"
         nodes = ["us-east/worker-3"]
+        [[fault]]
+        at = "60s"
+        until = "3m"
+        action = "random"
+        rate = 3.0
     "#;
     common::add_faults(&mut s, extra);
     let a = meridian_sim::run(&s, 11);
     let b = meridian_sim::run(&s, 11);
     assert_eq!(a.trace_hash, b.trace_hash);
+    // The random entry drew different faults for another seed.
+    let drawn = |seed| {
+        format!(
+            "{:?}",
+            meridian_sim::random_faults::concrete_faults(&s, seed)
+        )
+    };
+    assert_ne!(drawn(11), drawn(12));
     assert!(a.messages.decode_errors > 0, "corruption reached the nodes");
     assert!(a.ok(), "{:?}", a.invariants.violations);
 }
@@ -129,4 +142,24 @@ fn job_timeouts_replay_identically_whatever_the_thread_count() {
             .collect();
         assert_eq!(one, two, "{name}");
     }
+}
+
+/// A sweep split into shards (one per machine, say) gives, shard by shard, exactly the
+/// reports of the whole range (README: sharding a big sweep).
+#[test]
+fn a_sweep_split_into_shards_gives_the_whole_sweeps_results() {
+    let s = common::load("random-faults.toml", &["duration=\"3m\""]);
+    let whole: Vec<String> = meridian_sim::sweep(&s, 1..13, 2)
+        .into_iter()
+        .map(|r| format!("{} {}", r.seed, r.trace_hash))
+        .collect();
+    let mut shards = Vec::new();
+    for part in [1..5, 5..6, 6..13] {
+        shards.extend(
+            meridian_sim::sweep(&s, part, 1)
+                .into_iter()
+                .map(|r| format!("{} {}", r.seed, r.trace_hash)),
+        );
+    }
+    assert_eq!(whole, shards);
 }

@@ -95,3 +95,8 @@ fn routing_flapping_report() {
 fn routing_cold_start_report() {
     snapshot("routing-cold-start");
 }
+
+#[test]
+fn random_faults_report() {
+    snapshot("random-faults");
+}

@@ -76,7 +76,16 @@ pub struct Config {
     /// At most one `Event::Coordinate` per this interval.
     #[serde(with = "crate::membership::config::ms")]
     pub coord_event_interval: Duration,
+    /// Test builds only: switches on a deliberately planted bug (a member held Dead or
+    /// Left comes back on an ALIVE at the *same* incarnation), so the simulator's
+    /// random-fault sweeps and its shrinker can be shown to find and reduce a real
+    /// protocol bug. Inert unless meridian-core is built with the `injected-bugs`
+    /// feature (see [`INJECTED_BUGS`]), which only the simulator's tests enable.
+    pub injected_bug: bool,
 }
+
+/// Whether this build carries the planted bug [`Config::injected_bug`] can switch on.
+pub const INJECTED_BUGS: bool = cfg!(feature = "injected-bugs");
 
 impl Default for Config {
     fn default() -> Self {
@@ -112,6 +121,7 @@ impl Default for Config {
             adaptive_timeouts: true,
             coord_peers_max: 224,
             coord_event_interval: secs(10),
+            injected_bug: false,
         }
     }
 }

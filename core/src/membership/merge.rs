@@ -163,7 +163,10 @@ impl Membership {
                 }
             }
             Status::Dead | Status::Left => {
-                if c.inc > l && self.zombie_ok(m, c.inc, now) {
+                // The planted bug (test builds only, `Config::injected_bug`): a death
+                // undone at the incarnation it was declared at.
+                let planted = INJECTED_BUGS && self.cfg.injected_bug && c.inc == l;
+                if (c.inc > l || planted) && self.zombie_ok(m, c.inc, now) {
                     let m = self.members.get_mut(&c.node).expect("exists");
                     m.has_death = false;
                     m.proactive_made = 0;

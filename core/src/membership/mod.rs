@@ -38,7 +38,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use config::Config;
+pub use config::{Config, INJECTED_BUGS};
 pub use member::{Member, Status};
 
 use crate::coords::{CoordEngine, VivaldiConfig, WireCoord};
