@@ -13,6 +13,7 @@ pub mod report;
 pub mod routing;
 pub mod scenario;
 pub mod shrink;
+pub mod trace;
 pub mod world;
 
 use rayon::prelude::*;

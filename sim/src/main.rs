@@ -74,6 +74,24 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// Filter a trace (`run --trace FILE`, format in sim/TRACE.md) by node, kind and
+    /// time window; prints the kept lines (the header first) as JSON lines.
+    Trace {
+        file: PathBuf,
+        /// A node name, `dc/*` for a prefix, or a DC's name (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// A line kind (event, fault, violation, end) or type (Member, Election, Job,
+        /// partition, an invariant's name, ...), case-insensitive (repeatable).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// From this simulated time on (humantime: 90s, 2m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        from: Option<std::time::Duration>,
+        /// Up to this simulated time.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        to: Option<std::time::Duration>,
+    },
     /// Replay a node's journal (`meridian-node run --record FILE`): build the same
     /// machine, feed it every recorded input at its instant, and check that every step
     /// emits exactly what it emitted in production. Exit 0 identical, 1 diverged, 2 an
@@ -108,6 +126,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Replay { journal } => replay(&journal),
+        Cmd::Trace {
+            file,
+            nodes,
+            kinds,
+            from,
+            to,
+        } => {
+            let f = meridian_sim::trace::Filter {
+                nodes,
+                kinds,
+                from_ms: from.map(|d| d.as_secs_f64() * 1000.0),
+                to_ms: to.map(|d| d.as_secs_f64() * 1000.0),
+            };
+            trace(&file, &f)
+        }
         Cmd::Shrink {
             scenario: path,
             seed,
@@ -388,6 +421,29 @@ fn shrink(
                 out.display()
             );
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn trace(path: &std::path::Path, f: &meridian_sim::trace::Filter) -> ExitCode {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("meridian-sim: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match meridian_sim::trace::filter(std::io::BufReader::new(file), &mut out, f) {
+        Ok((kept, read)) => {
+            drop(out);
+            eprintln!("{kept} of {read} lines");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meridian-sim: {}: {e}", path.display());
+            ExitCode::from(2)
         }
     }
 }

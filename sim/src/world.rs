@@ -229,6 +229,8 @@ pub struct World<'a> {
     paused: Vec<bool>,
     up: Vec<bool>,
     trace: Option<&'a mut dyn Write>,
+    /// Violations already written to the trace.
+    traced_violations: usize,
     seeds: Vec<Vec<Addr>>,
     observe: Vec<Vec<(DcId, Vec<Addr>)>>,
     /// Vivaldi accuracy, scored every 10 simulated s (None with coordinates off).
@@ -291,6 +293,7 @@ impl<'a> World<'a> {
         let mut w = World {
             scenario,
             faults: crate::random_faults::concrete_faults(scenario, seed),
+            traced_violations: 0,
             nodes,
             queue: EventQueue::with_capacity(4 * n + 64),
             now: 0,
@@ -354,6 +357,11 @@ impl<'a> World<'a> {
     pub fn run(mut self) -> Report {
         let started = std::time::Instant::now();
         let end = self.scenario.duration.as_micros() as u64;
+        if let Some(w) = self.trace.as_mut() {
+            let names: Vec<String> = self.nodes.iter().map(|n| n.spec.name.clone()).collect();
+            let header = crate::trace::header(&self.scenario.name, self.seed, &names);
+            let _ = writeln!(w, "{header}");
+        }
         while let Some((time, ev)) = self.queue.pop() {
             if time > end {
                 break;
@@ -430,6 +438,7 @@ impl<'a> World<'a> {
                 } => self.workflow_progress(node, boot, job, workflow, done, total),
             }
             self.checker.settle(self.now);
+            self.trace_violations();
         }
         self.now = end;
         while self.coords.is_some() && self.next_coords_sample <= end {
@@ -445,6 +454,11 @@ impl<'a> World<'a> {
         self.checker.on_heal(end);
         let bound = completeness_bounds(&self.cfg, &self.checker, &self.nodes);
         self.checker.finish(end, |s| bound[s], partitions);
+        self.trace_violations();
+        let trace_hash = format!("{:016x}", self.hash.finish());
+        if let Some(w) = self.trace.as_mut() {
+            let _ = writeln!(w, "{}", crate::trace::end_line(end, &trace_hash));
+        }
         let wall = started.elapsed();
         let wall_s = wall.as_secs_f64().max(1e-9);
         let tables_at_end = self.tables_at_end();
@@ -470,7 +484,7 @@ impl<'a> World<'a> {
             sim_duration_ms: end / 1000,
             events: self.events,
             wall_ms: wall.as_millis() as u64,
-            trace_hash: format!("{:016x}", self.hash.finish()),
+            trace_hash,
             throughput: Throughput {
                 messages_per_wall_sec: self.messages.sent as f64 / wall_s,
                 events_per_wall_sec: self.events as f64 / wall_s,
@@ -1396,13 +1410,21 @@ impl<'a> World<'a> {
         };
         self.checker.on_event(i, &e, self.now, local, &truth);
         if let Some(w) = self.trace.as_mut() {
-            let line = serde_json::json!({
-                "t_ms": self.now as f64 / 1000.0,
-                "node": self.nodes[i].spec.name,
-                "event": e,
-            });
+            let line = crate::trace::event_line(self.now, &self.nodes[i].spec.name, &e);
             let _ = writeln!(w, "{line}");
         }
+    }
+
+    /// Violations found since the last call, as trace lines (a report keeps the first
+    /// 200; so does the trace).
+    fn trace_violations(&mut self) {
+        let Some(w) = self.trace.as_mut() else {
+            return;
+        };
+        for v in &self.checker.violations[self.traced_violations..] {
+            let _ = writeln!(w, "{}", crate::trace::violation_line(self.now, v));
+        }
+        self.traced_violations = self.checker.violations.len();
     }
 
     fn resolve(&self, names: &[String]) -> Vec<usize> {
@@ -1418,9 +1440,7 @@ impl<'a> World<'a> {
         self.hash.update(&[0xFA]);
         self.hash.update(&(index as u32).to_le_bytes());
         if let Some(w) = self.trace.as_mut() {
-            let line =
-                serde_json::json!({ "t_ms": self.now as f64 / 1000.0, "fault": format!("{f:?}") });
-            let _ = writeln!(w, "{line}");
+            let _ = writeln!(w, "{}", crate::trace::fault_line(self.now, &f));
         }
         match f {
             Fault::Crash { nodes, .. } => {

@@ -325,3 +325,46 @@ fn shrink_writes_a_smaller_failing_scenario() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("duration"));
 }
+
+/// `trace`: filters a run's trace file (exit 0), refuses a file that is not one (exit 2).
+#[test]
+fn trace_filters_a_trace_file() {
+    let p = write("traced.toml", GOOD);
+    let t = p.with_file_name("traced.jsonl");
+    let out = bin()
+        .args([
+            "run",
+            p.to_str().unwrap(),
+            "--trace",
+            t.to_str().unwrap(),
+            "--report",
+        ])
+        .arg(p.with_file_name("traced.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let out = bin()
+        .args([
+            "trace",
+            t.to_str().unwrap(),
+            "--node",
+            "a/manager-0",
+            "--kind",
+            "Member",
+            "--to",
+            "10s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let body: Vec<&str> = text.lines().skip(1).collect();
+    assert!(!body.is_empty());
+    assert!(body
+        .iter()
+        .all(|l| l.contains("\"node\":\"a/manager-0\"") && l.contains("\"type\":\"Member\"")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} of ", body.len())));
+    let out = bin().args(["trace", p.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a meridian-sim trace"));
+}
