@@ -33,24 +33,7 @@ pub fn errors(
     true_rtt_ms: &dyn Fn(usize, usize) -> f64,
     with_estimates: bool,
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut entries = Vec::new();
-    for (i, node, local) in machines {
-        for m in node.memberships() {
-            let c = m.coordinates();
-            if c.samples() == 0 {
-                continue;
-            }
-            entries.push(Entry {
-                node: *i,
-                cluster: m.identity().cluster,
-                member: matches!(m.mode(), Mode::Member),
-                coord: *c.own(),
-                engine: c,
-                local: *local,
-            });
-        }
-    }
-    entries.sort_by_key(|e| (e.cluster.0, e.node));
+    let entries = entries(machines);
     // Pairs are visited twice (count, then score every `stride`-th) rather than
     // collected: at 1,000 nodes a list of all ~500,000 pairs was the run's largest
     // transient allocation (8 MB).
@@ -78,6 +61,72 @@ pub fn errors(
         }
     });
     (coord_err, est_err)
+}
+
+/// Every machine's coordinate space entries with at least one sample, sorted by
+/// cluster then node.
+fn entries<'a>(machines: &[(usize, &'a Node, Instant)]) -> Vec<Entry<'a>> {
+    let mut entries = Vec::new();
+    for (i, node, local) in machines {
+        for m in node.memberships() {
+            let c = m.coordinates();
+            if c.samples() == 0 {
+                continue;
+            }
+            entries.push(Entry {
+                node: *i,
+                cluster: m.identity().cluster,
+                member: matches!(m.mode(), Mode::Member),
+                coord: *c.own(),
+                engine: c,
+                local: *local,
+            });
+        }
+    }
+    entries.sort_by_key(|e| (e.cluster.0, e.node));
+    entries
+}
+
+/// What the HTML report draws of the coordinates at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct CoordsPlot {
+    /// `(node, cluster, x, y)`: the first two components of each member's coordinate,
+    /// ms (observers' coordinates are left out: they live in other clusters' spaces).
+    pub points: Vec<(usize, u32, f64, f64)>,
+    /// `(true RTT, coordinate estimate)`, ms, for a deterministic sample of the pairs.
+    pub pairs: Vec<(f64, f64)>,
+}
+
+/// At most this many pairs are plotted.
+pub const PLOT_PAIRS: usize = 1_500;
+
+pub fn plot(
+    machines: &[(usize, &Node, Instant)],
+    true_rtt_ms: &dyn Fn(usize, usize) -> f64,
+) -> CoordsPlot {
+    let entries = entries(machines);
+    let points = entries
+        .iter()
+        .filter(|e| e.member)
+        .map(|e| {
+            let v = &e.coord.vec;
+            (e.node, e.cluster.0 as u32, v[0] * 1000.0, v[1] * 1000.0)
+        })
+        .collect();
+    let total = for_each_pair(&entries, |_, _| {});
+    let stride = total.div_ceil(PLOT_PAIRS).max(1);
+    let mut pairs = Vec::new();
+    let mut k = 0usize;
+    for_each_pair(&entries, |ea, eb| {
+        k += 1;
+        if (k - 1) % stride == 0 {
+            let truth = true_rtt_ms(ea.node, eb.node);
+            if truth > 0.0 {
+                pairs.push((truth, estimate_between(&ea.coord, &eb.coord).rtt_ms));
+            }
+        }
+    });
+    CoordsPlot { points, pairs }
 }
 
 /// Calls `visit` on every pair of `entries` (sorted by cluster) that shares a coordinate
@@ -151,6 +200,7 @@ impl CoordsTracker {
         rtt: &dyn Fn(usize, usize) -> f64,
     ) -> CoordsReport {
         let (coord, est) = errors(machines, rtt, true);
+        let plot = plot(machines, rtt);
         let pairs = coord.len();
         let (median, p90) = median_p90(coord);
         let (est_median, est_p90) = median_p90(est);
@@ -161,6 +211,7 @@ impl CoordsTracker {
             estimate_median_rel_error: est_median,
             estimate_p90_rel_error: est_p90,
             series: self.series,
+            plot,
         }
     }
 }

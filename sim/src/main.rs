@@ -29,9 +29,13 @@ enum Cmd {
         /// Where to write the JSON report [default: ./meridian-report-<name>-seed<N>.json].
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Where to write the event trace (JSON lines).
+        /// Where to write the event trace (JSON lines, sim/TRACE.md).
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Where to write a self-contained HTML page of charts (membership timeline,
+        /// coordinate map, routing, backpressure, jobs).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Override a scenario key, e.g. --set membership.lifeguard=false
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
             seed,
             report,
             trace,
+            html,
             set,
         } => {
             let sc = match scenario::load(&path, &set) {
@@ -163,8 +168,32 @@ fn main() -> ExitCode {
                 }
             };
             let seed = seed.unwrap_or(sc.seed);
-            let rep = match &trace {
-                Some(t) => {
+            let rep = match (&trace, &html) {
+                // The page is drawn from the trace: keep it in memory (and write it too
+                // if asked).
+                (_, Some(h)) => {
+                    let mut buf = Vec::new();
+                    let rep = meridian_sim::run_traced(&sc, seed, &mut buf);
+                    if let Some(t) = &trace {
+                        if let Err(e) = std::fs::write(t, &buf) {
+                            eprintln!("meridian-sim: {}: {e}", t.display());
+                            return ExitCode::from(2);
+                        }
+                    }
+                    let lines: Vec<serde_json::Value> = buf
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .filter_map(|l| serde_json::from_slice(l).ok())
+                        .collect();
+                    let page = meridian_sim::html::render(&rep, &lines);
+                    if let Err(e) = std::fs::write(h, page) {
+                        eprintln!("meridian-sim: {}: {e}", h.display());
+                        return ExitCode::from(2);
+                    }
+                    println!("  html report written to {}", h.display());
+                    rep
+                }
+                (Some(t), None) => {
                     let file = match std::fs::File::create(t) {
                         Ok(f) => f,
                         Err(e) => {
@@ -175,7 +204,7 @@ fn main() -> ExitCode {
                     let mut w = std::io::BufWriter::new(file);
                     meridian_sim::run_traced(&sc, seed, &mut w)
                 }
-                None => meridian_sim::run(&sc, seed),
+                (None, None) => meridian_sim::run(&sc, seed),
             };
             println!("{}", rep.summary());
             // The report is always written: by default next to where we run.

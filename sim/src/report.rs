@@ -48,6 +48,9 @@ pub struct CoordsReport {
     pub estimate_p90_rel_error: f64,
     /// The coordinates' error every simulated 10 s.
     pub series: Vec<CoordsSample>,
+    /// For the HTML report's charts; not in the JSON report.
+    #[serde(skip)]
+    pub plot: crate::coords::CoordsPlot,
 }
 
 #[derive(Debug, Clone, Serialize)]
