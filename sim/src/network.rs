@@ -24,6 +24,31 @@ pub struct Network {
     /// Recently ended partitions (groups, one-way, ended at µs), newest last, so the
     /// checker can tell a verdict formed from evidence the cut destroyed.
     ended: Vec<(Vec<u16>, bool, u64)>,
+    /// Probability that a datagram is held back `reorder_extra_us` longer.
+    pub reorder: f64,
+    pub reorder_extra_us: (u64, u64),
+    /// One-way delay overrides between DCs, µs (row-major `from x to`); none by default.
+    one_way_us: Vec<Option<u64>>,
+    /// Per-link loss and cuts (link_loss, flap), each on its own pair of node sets.
+    links: Vec<Link>,
+    /// Link cuts that ended (link, ended at µs), newest last (as `ended`).
+    ended_links: Vec<(usize, u64)>,
+}
+
+/// One link's trouble: from the nodes of `a` to those of `b` (and back unless one-way).
+struct Link {
+    key: (String, String, bool),
+    a: Vec<bool>,
+    b: Vec<bool>,
+    one_way: bool,
+    loss: f64,
+    cut: bool,
+}
+
+impl Link {
+    fn joins(&self, from: usize, to: usize) -> bool {
+        (self.a[from] && self.b[to]) || (!self.one_way && self.b[from] && self.a[to])
+    }
 }
 
 /// How many ended partitions are remembered; older ones cannot matter to a verdict
@@ -77,6 +102,11 @@ impl Network {
             groups: None,
             one_way: false,
             ended: Vec::new(),
+            reorder: 0.0,
+            reorder_extra_us: (0, 0),
+            one_way_us: vec![None; dcs * dcs],
+            links: Vec::new(),
+            ended_links: Vec::new(),
         }
     }
 
@@ -88,7 +118,9 @@ impl Network {
             && self.node_loss.iter().all(|l| *l <= QUIET_LOSS)
             && self.corrupt == 0.0
             && self.duplicate == 0.0
+            && self.reorder == 0.0
             && self.groups.is_none()
+            && self.links.iter().all(|l| !l.cut && l.loss <= QUIET_LOSS)
     }
 
     /// The largest RTT between any two nodes with jitter at its worst, microseconds.
@@ -97,20 +129,45 @@ impl Network {
             Some(m) => m.iter().copied().max().unwrap_or(0),
             None => self.dc_rtt_us.iter().copied().max().unwrap_or(0),
         };
-        (base as f64 * (1.0 + self.jitter)) as u64
+        let one_way = self.one_way_us.iter().flatten().max().copied().unwrap_or(0);
+        let extra = if self.reorder > 0.0 {
+            self.reorder_extra_us.1
+        } else {
+            0
+        };
+        (base.max(2 * one_way) as f64 * (1.0 + self.jitter)) as u64 + 2 * extra
     }
 
     /// The true round-trip time between two nodes, microseconds.
     pub fn rtt_us(&self, a: usize, b: usize) -> u64 {
+        let (da, db) = (self.dc_of[a], self.dc_of[b]);
+        if self.one_way_us[da * self.dcs + db].is_some()
+            || self.one_way_us[db * self.dcs + da].is_some()
+        {
+            return (self.one_way_base_us(a, b) + self.one_way_base_us(b, a)).round() as u64;
+        }
+        self.symmetric_rtt_us(a, b)
+    }
+
+    fn symmetric_rtt_us(&self, a: usize, b: usize) -> u64 {
         match &self.matrix_us {
             Some(m) => m[a * self.n + b],
             None => self.dc_rtt_us[self.dc_of[a] * self.dcs + self.dc_of[b]],
         }
     }
 
+    /// The one-way delay from `a` to `b` before jitter, µs (half the RTT unless a
+    /// one-way override is in force; kept fractional so jitter sees the same value).
+    fn one_way_base_us(&self, a: usize, b: usize) -> f64 {
+        match self.one_way_us[self.dc_of[a] * self.dcs + self.dc_of[b]] {
+            Some(d) => d as f64,
+            None => self.symmetric_rtt_us(a, b) as f64 / 2.0,
+        }
+    }
+
     /// One-way delay of one message, with jitter.
     pub fn delay_us(&self, a: usize, b: usize, rng: &mut DetRng) -> u64 {
-        let half = self.rtt_us(a, b) as f64 / 2.0;
+        let half = self.one_way_base_us(a, b);
         let f = if self.jitter > 0.0 {
             1.0 + self.jitter * (2.0 * rng.unit() - 1.0)
         } else {
@@ -121,8 +178,86 @@ impl Network {
 
     /// Whether a datagram from `a` to `b` is lost (cuts are checked separately).
     pub fn lost(&self, a: usize, b: usize, rng: &mut DetRng) -> bool {
-        let p = 1.0 - (1.0 - self.loss) * (1.0 - self.node_loss[a]) * (1.0 - self.node_loss[b]);
-        rng.chance(p)
+        let mut keep = (1.0 - self.loss) * (1.0 - self.node_loss[a]) * (1.0 - self.node_loss[b]);
+        for l in self.links.iter().filter(|l| l.loss > 0.0 && l.joins(a, b)) {
+            keep *= 1.0 - l.loss;
+        }
+        rng.chance(1.0 - keep)
+    }
+
+    /// Extra delay for a datagram the reorder fault holds back (none if it is not one).
+    pub fn reorder_delay_us(&self, rng: &mut DetRng) -> u64 {
+        if self.reorder > 0.0 && rng.chance(self.reorder) {
+            rng.range_u64(self.reorder_extra_us.0, self.reorder_extra_us.1)
+        } else {
+            0
+        }
+    }
+
+    /// A one-way delay override from DC `from` to DC `to` (a one_way_latency fault).
+    pub fn set_one_way(&mut self, from: usize, to: usize, delay_us: u64) {
+        self.one_way_us[from * self.dcs + to] = Some(delay_us);
+    }
+
+    /// The link named `key` between the node sets `a` and `b`, made if new.
+    fn link(&mut self, key: (String, String, bool), a: Vec<bool>, b: Vec<bool>) -> usize {
+        if let Some(i) = self.links.iter().position(|l| l.key == key) {
+            return i;
+        }
+        let one_way = key.2;
+        self.links.push(Link {
+            key,
+            a,
+            b,
+            one_way,
+            loss: 0.0,
+            cut: false,
+        });
+        self.links.len() - 1
+    }
+
+    /// Loss `rate` on the link between the node sets (a link_loss fault). A rate of 1
+    /// is a cut (counted as such, and remembered when it ends, like a partition).
+    pub fn set_link_loss(
+        &mut self,
+        key: (String, String, bool),
+        a: Vec<bool>,
+        b: Vec<bool>,
+        rate: f64,
+        now_us: u64,
+    ) {
+        let i = self.link(key, a, b);
+        if self.links[i].loss >= 1.0 && rate < 1.0 && !self.links[i].cut {
+            if self.ended_links.len() == ENDED_PARTITIONS_KEPT {
+                self.ended_links.remove(0);
+            }
+            self.ended_links.push((i, now_us));
+        }
+        self.links[i].loss = rate;
+    }
+
+    /// Cut or restore the link between the node sets (a flap); returns whether that
+    /// changed anything.
+    pub fn set_link_cut(
+        &mut self,
+        key: (String, String, bool),
+        a: Vec<bool>,
+        b: Vec<bool>,
+        cut: bool,
+        now_us: u64,
+    ) -> bool {
+        let i = self.link(key, a, b);
+        if self.links[i].cut == cut {
+            return false;
+        }
+        self.links[i].cut = cut;
+        if !cut {
+            if self.ended_links.len() == ENDED_PARTITIONS_KEPT {
+                self.ended_links.remove(0);
+            }
+            self.ended_links.push((i, now_us));
+        }
+        true
     }
 
     /// Maybe corrupt a datagram in flight: truncate it, or replace it with garbage whose
@@ -153,6 +288,10 @@ impl Network {
         self.groups
             .as_ref()
             .is_some_and(|g| cut_by(g, self.one_way, a, b))
+            || self
+                .links
+                .iter()
+                .any(|l| (l.cut || l.loss >= 1.0) && l.joins(a, b))
     }
 
     /// Whether the path from `a` to `b` is cut now or was cut at any moment since
@@ -163,6 +302,10 @@ impl Network {
                 .ended
                 .iter()
                 .any(|(g, one_way, until)| *until >= since_us && cut_by(g, *one_way, a, b))
+            || self
+                .ended_links
+                .iter()
+                .any(|(l, until)| *until >= since_us && self.links[*l].joins(a, b))
     }
 
     /// The partition in force (if any) ends at `now_us`.
@@ -233,6 +376,9 @@ impl Network {
     pub fn set_dc_rtt(&mut self, a: usize, b: usize, rtt_us: u64) {
         self.dc_rtt_us[a * self.dcs + b] = rtt_us;
         self.dc_rtt_us[b * self.dcs + a] = rtt_us;
+        // Both ways are set now: one-way overrides between the two DCs end.
+        self.one_way_us[a * self.dcs + b] = None;
+        self.one_way_us[b * self.dcs + a] = None;
         if let Some(m) = &mut self.matrix_us {
             for i in 0..self.n {
                 for j in 0..self.n {

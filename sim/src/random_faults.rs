@@ -12,7 +12,7 @@
 //! kinds = ["crash", "restart", "partition", "heal", "pause"]   # default: all of KINDS
 //! ```
 
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{Fault, RestartState, Scenario};
 use meridian_core::rng::{derive_seed, DetRng};
 use std::time::Duration;
 
@@ -32,10 +32,30 @@ pub const KINDS: &[&str] = &[
     "corrupt",
     "crash_leader",
     "isolate_leader",
+    "reorder",
+    "one_way_latency",
+    "link_loss",
+    "flap",
+    "dc_outage",
 ];
 
 /// At most this many faults come out of one `random` entry, whatever its rate.
 pub const MAX_GENERATED: usize = 1_000;
+
+/// Two ends for a link fault: two DCs when there are several, else two nodes.
+fn two_ends(r: &mut DetRng, nodes: &[String], dcs: &[&str]) -> (String, String) {
+    let (pool, k): (Vec<&str>, usize) = if dcs.len() > 1 {
+        (dcs.to_vec(), dcs.len())
+    } else {
+        (nodes.iter().map(String::as_str).collect(), nodes.len())
+    };
+    if k < 2 {
+        return (pool[0].to_string(), pool[0].to_string());
+    }
+    let a = r.below(k);
+    let b = (a + 1 + r.below(k - 1)) % k;
+    (pool[a].to_string(), pool[b].to_string())
+}
 
 /// The concrete faults a `random` entry (the `index`-th fault of `s`) stands for in the
 /// run with `seed`, in time order.
@@ -83,7 +103,11 @@ pub fn expand(
             }
             "restart" if !crashed.is_empty() => {
                 let n = crashed.swap_remove(r.below(crashed.len()));
-                Some(Fault::Restart { at, nodes: vec![n] })
+                Some(Fault::Restart {
+                    at,
+                    nodes: vec![n],
+                    state: RestartState::Kept,
+                })
             }
             "leave" => Some(Fault::Leave {
                 at,
@@ -159,6 +183,47 @@ pub fn expand(
             "isolate_leader" if !managed.is_empty() => Some(Fault::IsolateLeader {
                 at,
                 dc: managed[r.below(managed.len())].to_string(),
+            }),
+            "reorder" => Some(Fault::Reorder {
+                at,
+                rate: pick(&mut r, &[0.0, 0.05, 0.2]),
+                extra_ms: [5, 5 + r.range_u64(0, 200)],
+            }),
+            "one_way_latency" if dcs.len() > 1 => {
+                let a = r.below(dcs.len());
+                let b = (a + 1 + r.below(dcs.len() - 1)) % dcs.len();
+                Some(Fault::OneWayLatency {
+                    at,
+                    from: dcs[a].to_string(),
+                    to: dcs[b].to_string(),
+                    delay_ms: pick(&mut r, &[5.0, 50.0, 150.0, 300.0]),
+                })
+            }
+            "link_loss" => {
+                let (a, b) = two_ends(&mut r, &nodes, &dcs);
+                Some(Fault::LinkLoss {
+                    at,
+                    between: [a, b],
+                    rate: pick(&mut r, &[0.0, 0.1, 0.5, 1.0]),
+                    one_way: r.chance(0.3),
+                })
+            }
+            "flap" => {
+                let (a, b) = two_ends(&mut r, &nodes, &dcs);
+                let period = r.range_u64(4, 30);
+                Some(Fault::Flap {
+                    at,
+                    between: [a, b],
+                    period: Duration::from_secs(period),
+                    down: Duration::from_millis(r.range_u64(500, period * 1000 / 2)),
+                    until: Some(at + Duration::from_secs(r.range_u64(20, 180))),
+                    one_way: r.chance(0.2),
+                })
+            }
+            "dc_outage" => Some(Fault::DcOutage {
+                at,
+                dcs: vec![dcs[r.below(dcs.len())].to_string()],
+                duration: Duration::from_secs(r.range_u64(5, 90)),
             }),
             // A kind with nothing to act on here (a restart before any crash, latency
             // with one DC): this draw adds no fault.

@@ -80,6 +80,10 @@ pub struct Messages {
     pub corrupted: u64,
     /// Datagrams the network delivered twice.
     pub duplicated: u64,
+    /// Datagrams delivered after a later one on the same link (measured while a reorder
+    /// fault is on; absent when zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reordered: u64,
     /// Datagrams and frames the receiving node could not decode (counted and dropped).
     pub decode_errors: u64,
 }
@@ -379,4 +383,8 @@ impl Report {
         let _ = write!(s, "  trace hash {}", self.trace_hash);
         s
     }
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }

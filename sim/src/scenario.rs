@@ -384,10 +384,76 @@ pub enum Fault {
         at: Duration,
         nodes: Vec<String>,
     },
+    /// Start crashed nodes again. `state = "kept"` (the default): what a node persists
+    /// (its incarnation, its election vote) survived; `"lost"`: its disk did not, and it
+    /// comes back at incarnation 0 having never voted.
     Restart {
         #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
         at: Duration,
         nodes: Vec<String>,
+        #[serde(default, skip_serializing_if = "RestartState::is_kept")]
+        state: RestartState,
+    },
+    /// From now on each datagram is, with probability `rate`, held back an extra
+    /// `extra_ms = [lo, hi]` (uniform; default [10, 100]) so later ones overtake it.
+    Reorder {
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        at: Duration,
+        rate: f64,
+        #[serde(default = "default_reorder_ms")]
+        extra_ms: [u64; 2],
+    },
+    /// The one-way delay from DC `from` to DC `to` becomes `delay_ms` (the way back
+    /// keeps its own).
+    OneWayLatency {
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        at: Duration,
+        from: String,
+        to: String,
+        delay_ms: f64,
+    },
+    /// Loss on one link: between two nodes or DCs (names of either), both ways, or
+    /// only from the first to the second with `one_way`. Rate 0 ends it.
+    LinkLoss {
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        at: Duration,
+        between: [String; 2],
+        rate: f64,
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// A flapping link: from `at` to `until` (default: the end), the link between two
+    /// nodes or DCs is cut for `down` at the start of every `period`.
+    Flap {
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        at: Duration,
+        between: [String; 2],
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        period: Duration,
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        down: Duration,
+        #[serde(
+            default,
+            deserialize_with = "de_opt_duration",
+            serialize_with = "ser_opt_duration",
+            skip_serializing_if = "Option::is_none"
+        )]
+        until: Option<Duration>,
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// A correlated outage: every node of the given DCs crashes at once and restarts
+    /// (state kept) `for` later.
+    DcOutage {
+        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        at: Duration,
+        dcs: Vec<String>,
+        #[serde(
+            rename = "for",
+            deserialize_with = "de_duration",
+            serialize_with = "ser_duration"
+        )]
+        duration: Duration,
     },
     /// Cut whichever manager leads DC `dc` at that moment (or the gate leader with
     /// `dc = "gates"`) off from every other node (a partition; `heal` ends it).
@@ -494,6 +560,25 @@ pub enum Fault {
     },
 }
 
+/// What a restarted node still has (see [`Fault::Restart`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartState {
+    #[default]
+    Kept,
+    Lost,
+}
+
+impl RestartState {
+    fn is_kept(&self) -> bool {
+        *self == RestartState::Kept
+    }
+}
+
+fn default_reorder_ms() -> [u64; 2] {
+    [10, 100]
+}
+
 impl Fault {
     pub fn at(&self) -> Duration {
         match self {
@@ -511,6 +596,11 @@ impl Fault {
             | Fault::Pause { at, .. }
             | Fault::Slow { at, .. }
             | Fault::Skew { at, .. }
+            | Fault::Reorder { at, .. }
+            | Fault::OneWayLatency { at, .. }
+            | Fault::LinkLoss { at, .. }
+            | Fault::Flap { at, .. }
+            | Fault::DcOutage { at, .. }
             | Fault::Random { at, .. } => *at,
         }
     }
@@ -787,6 +877,86 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                 }
             }
             Fault::Heal { .. } => {}
+            Fault::Reorder { rate, extra_ms, .. } => {
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(err(path, key("rate"), "must be a probability in [0, 1]"));
+                }
+                if extra_ms[0] > extra_ms[1] || extra_ms[1] > 60_000 {
+                    return Err(err(
+                        path,
+                        key("extra_ms"),
+                        "must be a range [lo, hi] of at most 60,000 ms",
+                    ));
+                }
+            }
+            Fault::OneWayLatency {
+                from, to, delay_ms, ..
+            } => {
+                for (k, dc) in [("from", from), ("to", to)] {
+                    if !names.contains(dc) {
+                        return Err(err(path, key(k), format!("{dc:?} is not a DC")));
+                    }
+                }
+                if !(delay_ms.is_finite() && *delay_ms >= 0.0) {
+                    return Err(err(path, key("delay_ms"), "must be a delay >= 0"));
+                }
+            }
+            Fault::LinkLoss { between, rate, .. } => {
+                for end in between {
+                    if !names.contains(end) && !known_node(end) {
+                        return Err(err(
+                            path,
+                            key("between"),
+                            format!("{end:?} is neither a DC nor a node"),
+                        ));
+                    }
+                }
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(err(path, key("rate"), "must be a probability in [0, 1]"));
+                }
+            }
+            Fault::Flap {
+                at,
+                between,
+                period,
+                down,
+                until,
+                ..
+            } => {
+                for end in between {
+                    if !names.contains(end) && !known_node(end) {
+                        return Err(err(
+                            path,
+                            key("between"),
+                            format!("{end:?} is neither a DC nor a node"),
+                        ));
+                    }
+                }
+                if down.is_zero() || *down >= *period {
+                    return Err(err(
+                        path,
+                        key("down"),
+                        "must be positive and shorter than `period`",
+                    ));
+                }
+                if period.as_millis() < 100 {
+                    return Err(err(path, key("period"), "must be at least 100ms"));
+                }
+                if until.is_some_and(|u| u < *at) {
+                    return Err(err(path, key("until"), "must not be before `at`"));
+                }
+            }
+            Fault::DcOutage { dcs, duration, .. } => {
+                if dcs.is_empty() {
+                    return Err(err(path, key("dcs"), "needs at least one DC"));
+                }
+                if let Some(bad) = dcs.iter().find(|d| !names.contains(*d)) {
+                    return Err(err(path, key("dcs"), format!("{bad:?} is not a DC")));
+                }
+                if duration.is_zero() {
+                    return Err(err(path, key("for"), "must be positive"));
+                }
+            }
             Fault::Random {
                 at,
                 until,

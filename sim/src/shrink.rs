@@ -392,9 +392,16 @@ fn prune_names(doc: &mut Table) {
         let Some(t) = f.as_table_mut() else {
             return true;
         };
-        if let Some(Value::Array(list)) = t.get_mut("nodes") {
-            list.retain(known);
-            if list.is_empty() {
+        for key in ["nodes", "dcs"] {
+            if let Some(Value::Array(list)) = t.get_mut(key) {
+                list.retain(known);
+                if list.is_empty() {
+                    return false;
+                }
+            }
+        }
+        for key in ["from", "to"] {
+            if t.get(key).is_some_and(|v| v.is_str() && !known(v)) {
                 return false;
             }
         }

@@ -12,7 +12,7 @@ use crate::report::{
     CoordsReport, Invariants, JobEntry, JobsReport, LeadershipReport, MembershipReport, Messages,
     Report, TablesAtEnd, Throughput,
 };
-use crate::scenario::{Fault, NodeSpec, Scenario};
+use crate::scenario::{Fault, NodeSpec, RestartState, Scenario};
 use meridian_core::io::{Event, Output};
 use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::{ElectionConfig, ElectionEvent};
@@ -40,6 +40,8 @@ enum Ev {
         bytes: Vec<u8>,
         frame: bool,
         slowed: bool,
+        /// Sequence on its link while a reorder fault is being measured, else 0.
+        seq: u32,
     },
     Tick {
         node: u32,
@@ -62,6 +64,11 @@ enum Ev {
     CheckLeaders {
         healed_at: u64,
         group: u32,
+    },
+    /// A flapping link (fault `index`) goes down (`up = false`) or comes back.
+    Flap {
+        index: usize,
+        up: bool,
     },
     /// Restart a node a fault crashed (`crash_leader` with `restart_after`).
     Restart {
@@ -231,6 +238,9 @@ pub struct World<'a> {
     trace: Option<&'a mut dyn Write>,
     /// Violations already written to the trace.
     traced_violations: usize,
+    /// Per link `(from, to)`: the last sequence sent and the highest delivered, while a
+    /// reorder fault is measured.
+    link_seq: meridian_core::FxHashMap<(u32, u32), (u32, u32)>,
     seeds: Vec<Vec<Addr>>,
     observe: Vec<Vec<(DcId, Vec<Addr>)>>,
     /// Vivaldi accuracy, scored every 10 simulated s (None with coordinates off).
@@ -294,6 +304,7 @@ impl<'a> World<'a> {
             scenario,
             faults: crate::random_faults::concrete_faults(scenario, seed),
             traced_violations: 0,
+            link_seq: Default::default(),
             nodes,
             queue: EventQueue::with_capacity(4 * n + 64),
             now: 0,
@@ -383,7 +394,8 @@ impl<'a> World<'a> {
                     bytes,
                     frame,
                     slowed,
-                } => self.deliver(to as usize, from as usize, bytes, frame, slowed),
+                    seq,
+                } => self.deliver(to as usize, from as usize, bytes, frame, slowed, seq),
                 Ev::Tick { node, generation } => self.tick(node as usize, generation),
                 Ev::Fault { index } => self.fault(index),
                 Ev::Resume { node, generation } => {
@@ -401,6 +413,7 @@ impl<'a> World<'a> {
                     self.start(node as usize, true);
                     self.check_leaders_later();
                 }
+                Ev::Flap { index, up } => self.flap(index, up),
                 Ev::PollLeaders { healed_at, group } => self.poll_leaders(healed_at, group),
                 Ev::CheckLeaders { healed_at, group } => self.check_leaders(healed_at, group),
                 Ev::WorkflowDone {
@@ -940,7 +953,15 @@ impl<'a> World<'a> {
         self.checker.on_stop(i, self.now, crashed);
     }
 
-    fn deliver(&mut self, to: usize, from: usize, bytes: Vec<u8>, frame: bool, slowed: bool) {
+    fn deliver(
+        &mut self,
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+        frame: bool,
+        slowed: bool,
+        seq: u32,
+    ) {
         if !self.nodes[to].up {
             self.messages.dropped += 1;
             self.messages.dropped_down += 1;
@@ -957,6 +978,7 @@ impl<'a> World<'a> {
                     bytes,
                     frame,
                     slowed,
+                    seq,
                 },
             );
             return;
@@ -991,11 +1013,21 @@ impl<'a> World<'a> {
                     bytes,
                     frame,
                     slowed: true,
+                    seq,
                 },
             );
             return;
         }
         self.messages.delivered += 1;
+        if seq != 0 {
+            // A datagram delivered after one sent later on the same link: reordered.
+            let last = self.link_seq.entry((from as u32, to as u32)).or_default();
+            if seq < last.1 {
+                self.messages.reordered += 1;
+            } else {
+                last.1 = seq;
+            }
+        }
         self.checker.on_delivery(to, from);
         let local = self.nodes[to].clock.local(self.now);
         self.hash.update(&[if frame { 0xF1 } else { 0xD1 }]);
@@ -1329,6 +1361,19 @@ impl<'a> World<'a> {
         if !frame && self.net.maybe_corrupt(&mut bytes, &mut self.net_rng) {
             self.messages.corrupted += 1;
         }
+        // While a reorder fault is on, datagrams carry a per-link sequence so that
+        // overtaking is counted where it lands (none of this runs otherwise).
+        let seq = if !frame && self.net.reorder > 0.0 {
+            let next = &mut self
+                .link_seq
+                .entry((from as u32, dest as u32))
+                .or_default()
+                .0;
+            *next += 1;
+            *next
+        } else {
+            0
+        };
         if !frame && self.net.duplicate > 0.0 && self.net_rng.chance(self.net.duplicate) {
             self.messages.duplicated += 1;
             let again = self.net.delay_us(from, dest, &mut self.net_rng);
@@ -1340,10 +1385,14 @@ impl<'a> World<'a> {
                     bytes: bytes.clone(),
                     frame,
                     slowed: false,
+                    seq,
                 },
             );
         }
-        let delay = self.net.delay_us(from, dest, &mut self.net_rng);
+        let mut delay = self.net.delay_us(from, dest, &mut self.net_rng);
+        if !frame && self.net.reorder > 0.0 {
+            delay += self.net.reorder_delay_us(&mut self.net_rng);
+        }
         self.push(
             self.now + delay,
             Ev::Deliver {
@@ -1352,6 +1401,7 @@ impl<'a> World<'a> {
                 bytes,
                 frame,
                 slowed: false,
+                seq,
             },
         );
     }
@@ -1427,6 +1477,47 @@ impl<'a> World<'a> {
         self.traced_violations = self.checker.violations.len();
     }
 
+    /// The nodes a name stands for (a DC's name: all its nodes), as a membership mask.
+    fn side(&self, name: &str) -> Vec<bool> {
+        self.nodes
+            .iter()
+            .map(|n| n.spec.name == name || self.scenario.dcs[n.spec.dc].name == name)
+            .collect()
+    }
+
+    /// Flap fault `index` changes state: down for its `down`, then back until the next
+    /// period starts (within `at..until`). Each change counts as a fault.
+    fn flap(&mut self, index: usize, up: bool) {
+        let Fault::Flap {
+            at,
+            between,
+            period,
+            down,
+            until,
+            one_way,
+        } = self.faults[index].clone()
+        else {
+            return;
+        };
+        self.last_fault_at = self.now;
+        let (a, b) = (self.side(&between[0]), self.side(&between[1]));
+        let key = (between[0].clone(), between[1].clone(), one_way);
+        self.net.set_link_cut(key, a, b, !up, self.now);
+        if up {
+            self.check_leaders_later();
+            return;
+        }
+        self.push(
+            self.now + down.as_micros() as u64,
+            Ev::Flap { index, up: true },
+        );
+        let next = self.now + period.as_micros() as u64;
+        let until = until.unwrap_or(self.scenario.duration).max(at);
+        if next <= until.as_micros() as u64 {
+            self.push(next, Ev::Flap { index, up: false });
+        }
+    }
+
     fn resolve(&self, names: &[String]) -> Vec<usize> {
         names
             .iter()
@@ -1448,10 +1539,56 @@ impl<'a> World<'a> {
                     self.stop(i, true);
                 }
             }
-            Fault::Restart { nodes, .. } => {
+            Fault::Restart { nodes, state, .. } => {
                 for i in self.resolve(&nodes) {
-                    self.start(i, true);
+                    if state == RestartState::Lost && !self.nodes[i].up {
+                        // Its disk is gone: no incarnation, no vote to come back to.
+                        self.nodes[i].stored_inc = 0;
+                        self.nodes[i].stored_vote = Default::default();
+                        self.start(i, false);
+                    } else {
+                        self.start(i, true);
+                    }
                 }
+            }
+            Fault::Reorder { rate, extra_ms, .. } => {
+                self.net.reorder = rate;
+                self.net.reorder_extra_us = (extra_ms[0] * 1000, extra_ms[1] * 1000);
+            }
+            Fault::OneWayLatency {
+                from, to, delay_ms, ..
+            } => {
+                let dc = |name: &str| {
+                    self.scenario
+                        .dcs
+                        .iter()
+                        .position(|d| d.name == name)
+                        .expect("validated")
+                };
+                let (a, b) = (dc(&from), dc(&to));
+                self.net.set_one_way(a, b, (delay_ms * 1000.0) as u64);
+            }
+            Fault::LinkLoss {
+                between,
+                rate,
+                one_way,
+                ..
+            } => {
+                let (a, b) = (self.side(&between[0]), self.side(&between[1]));
+                let key = (between[0].clone(), between[1].clone(), one_way);
+                self.net.set_link_loss(key, a, b, rate, self.now);
+            }
+            Fault::Flap { .. } => self.flap(index, false),
+            Fault::DcOutage { dcs, duration, .. } => {
+                let back = self.now + duration.as_micros() as u64;
+                for i in 0..self.nodes.len() {
+                    let dc = &self.scenario.dcs[self.nodes[i].spec.dc].name;
+                    if dcs.contains(dc) && self.nodes[i].up {
+                        self.stop(i, true);
+                        self.push(back, Ev::Restart { node: i as u32 });
+                    }
+                }
+                self.check_leaders_later();
             }
             Fault::IsolateLeader { dc, .. } => {
                 if let Some(i) = self.leader_of(&dc) {

@@ -101,6 +101,43 @@ fn faults_of_every_kind_replay_identically() {
         until = "3m"
         action = "random"
         rate = 3.0
+        [[fault]]
+        at = "30s"
+        action = "reorder"
+        rate = 0.1
+        [[fault]]
+        at = "35s"
+        action = "one_way_latency"
+        from = "us-east"
+        to = "ap-south"
+        delay_ms = 120
+        [[fault]]
+        at = "45s"
+        action = "link_loss"
+        between = ["eu-west", "us-east/worker-2"]
+        rate = 0.2
+        one_way = true
+        [[fault]]
+        at = "70s"
+        action = "flap"
+        between = ["us-east", "ap-south"]
+        period = "15s"
+        down = "4s"
+        until = "150s"
+        [[fault]]
+        at = "120s"
+        action = "dc_outage"
+        dcs = ["ap-south"]
+        for = "20s"
+        [[fault]]
+        at = "160s"
+        action = "crash"
+        nodes = ["eu-west/worker-4"]
+        [[fault]]
+        at = "175s"
+        action = "restart"
+        nodes = ["eu-west/worker-4"]
+        state = "lost"
     "#;
     common::add_faults(&mut s, extra);
     let a = meridian_sim::run(&s, 11);
@@ -115,6 +152,7 @@ fn faults_of_every_kind_replay_identically() {
     };
     assert_ne!(drawn(11), drawn(12));
     assert!(a.messages.decode_errors > 0, "corruption reached the nodes");
+    assert!(a.messages.reordered > 0, "reordering was measured");
     assert!(a.ok(), "{:?}", a.invariants.violations);
 }
 

@@ -60,12 +60,19 @@ fn a_trace_has_a_header_typed_lines_in_time_order_and_ends_with_the_hash() {
 
 #[test]
 fn drawn_random_faults_and_violations_are_traced() {
-    // The random fixture with the planted bug (test builds only), seed 5: drawn faults
-    // appear one by one, and the violation the run reports is in the trace.
+    // The random fixture with the planted bug (test builds only), on a seed that trips
+    // it: drawn faults appear one by one, and the violation the run reports is in the
+    // trace.
+    let planted = common::load("random-faults.toml", &["membership.injected_bug=true"]);
+    let seed = meridian_sim::sweep(&planted, 1..300, 2)
+        .into_iter()
+        .find(|r| !r.ok())
+        .expect("a seed that trips the planted bug")
+        .seed;
     let (text, r) = traced(
         "random-faults.toml",
         &["membership.injected_bug=true"],
-        Some(5),
+        Some(seed),
     );
     let v = lines(&text);
     assert!(!text.contains("\"random\""));
