@@ -1,0 +1,199 @@
+//! Meridian's simulator against foca (a SWIM + Lifeguard library) driven by the same
+//! kind of discrete-event loop (issue 9): the same scenario's nodes, boot schedule and
+//! network model (`meridian_sim::network::Network`: delay = RTT/2 with jitter, loss),
+//! the same heap-plus-slab event queue design, one seeded RNG. Foca runs its LAN
+//! defaults (memberlist's: 1 s probes, gossip to 3 members every 200 ms); every node
+//! announces itself to node 0 at boot.
+//!
+//! `cargo bench -p meridian-sim --bench foca_compare [-- NAME...]` prints, per bench
+//! scenario, simulated messages, wall time and messages per wall-second for both.
+//! A plain harness: one run each (a 1,000-node run takes seconds), so run it a few
+//! times, or time whole processes, before quoting a figure.
+
+use foca::{Config, Foca, Notification, PostcardCodec, Runtime, Timer};
+use meridian_core::rng::{derive_seed, DetRng};
+use meridian_sim::network::Network;
+use meridian_sim::scenario::{self, Scenario};
+use rand_chacha::rand_core::SeedableRng;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+type Id = SocketAddrV4;
+
+fn id(i: usize) -> Id {
+    SocketAddrV4::new(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 7000)
+}
+
+fn index(a: &Id) -> usize {
+    let o = a.ip().octets();
+    ((o[1] as usize) << 16) | ((o[2] as usize) << 8) | o[3] as usize
+}
+
+enum Ev {
+    Start(usize),
+    Deliver { to: usize, bytes: Vec<u8> },
+    Timer { node: usize, timer: Timer<Id> },
+}
+
+/// A binary heap of (time, seq, slot) over a slab of events, as the simulator's.
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    slab: Vec<Option<Ev>>,
+    free: Vec<u32>,
+    seq: u64,
+}
+
+impl Queue {
+    fn push(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(ev);
+                i
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((t, self.seq, slot)));
+    }
+    fn pop(&mut self) -> Option<(u64, Ev)> {
+        let Reverse((t, _, slot)) = self.heap.pop()?;
+        self.free.push(slot);
+        Some((t, self.slab[slot as usize].take().expect("live slot")))
+    }
+}
+
+/// Foca's side of one interaction: sends go through the network model into the queue.
+struct Rt<'a> {
+    q: &'a mut Queue,
+    net: &'a Network,
+    rng: &'a mut DetRng,
+    now: u64,
+    me: usize,
+    sent: &'a mut u64,
+}
+
+impl Runtime<Id> for Rt<'_> {
+    fn notify(&mut self, _n: Notification<'_, Id>) {}
+    fn send_to(&mut self, to: Id, data: &[u8]) {
+        *self.sent += 1;
+        let to = index(&to);
+        if self.net.lost(self.me, to, self.rng) {
+            return;
+        }
+        let d = self.net.delay_us(self.me, to, self.rng);
+        self.q.push(
+            self.now + d,
+            Ev::Deliver {
+                to,
+                bytes: data.to_vec(),
+            },
+        );
+    }
+    fn submit_after(&mut self, timer: Timer<Id>, after: Duration) {
+        self.q.push(
+            self.now + after.as_micros() as u64,
+            Ev::Timer {
+                node: self.me,
+                timer,
+            },
+        );
+    }
+}
+
+/// Play `s` with foca nodes; returns the messages sent.
+fn run_foca(s: &Scenario, seed: u64) -> u64 {
+    let specs = s.nodes();
+    let n = specs.len();
+    let net = Network::new(s, &specs);
+    let mut rng = DetRng::new(derive_seed(seed, 1));
+    let cfg = Config::new_lan(NonZeroU32::new(n as u32).expect("nodes"));
+    let mut nodes: Vec<_> = (0..n)
+        .map(|i| {
+            Foca::new(
+                id(i),
+                cfg.clone(),
+                rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(seed, 100 + i as u64)),
+                PostcardCodec,
+            )
+        })
+        .collect();
+    let mut q = Queue::default();
+    for i in 0..n {
+        let at = rng.range_u64(0, 999_999);
+        q.push(at, Ev::Start(i));
+    }
+    let end = s.duration.as_micros() as u64;
+    let mut sent = 0u64;
+    while let Some((now, ev)) = q.pop() {
+        if now > end {
+            break;
+        }
+        let me = match &ev {
+            Ev::Start(i) => *i,
+            Ev::Deliver { to, .. } => *to,
+            Ev::Timer { node, .. } => *node,
+        };
+        let mut rt = Rt {
+            q: &mut q,
+            net: &net,
+            rng: &mut rng,
+            now,
+            me,
+            sent: &mut sent,
+        };
+        let r = match ev {
+            Ev::Start(i) if i != 0 => nodes[i].announce(id(0), &mut rt),
+            Ev::Start(_) => Ok(()),
+            Ev::Deliver { to, bytes } => nodes[to].handle_data(&bytes, &mut rt),
+            Ev::Timer { node, timer } => nodes[node].handle_timer(timer, &mut rt),
+        };
+        // Foca refuses what it cannot use (a stale timer, a message from a node it
+        // declared down); that is protocol behaviour, not a harness failure.
+        let _ = r;
+    }
+    sent
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    println!(
+        "{:<16} {:>9} {:>12} {:>9} {:>12}",
+        "scenario", "engine", "messages", "wall s", "msg/wall-s"
+    );
+    for name in ["nodes-100.toml", "nodes-1000.toml"] {
+        if !wanted.is_empty() && !wanted.iter().any(|w| name.contains(w.as_str())) {
+            continue;
+        }
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/bench")
+            .join(name);
+        let s = scenario::load(&path, &[]).expect("bench scenario");
+        let t = Instant::now();
+        let foca = run_foca(&s, 1);
+        let foca_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let ours = meridian_sim::run(&s, 1).messages.sent;
+        let ours_s = t.elapsed().as_secs_f64();
+        for (engine, msgs, wall) in [("foca", foca, foca_s), ("meridian", ours, ours_s)] {
+            println!(
+                "{name:<16} {engine:>9} {msgs:>12} {wall:>9.2} {:>12.0}",
+                msgs as f64 / wall
+            );
+        }
+        println!(
+            "{name:<16} meridian/foca msg/wall-s: {:.2}",
+            (ours as f64 / ours_s) / (foca as f64 / foca_s)
+        );
+    }
+}
