@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 type Id = SocketAddrV4;
 
 fn id(i: usize) -> Id {
-    SocketAddrV4::new(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 7000)
+    SocketAddrV4::new(
+        Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8),
+        7000,
+    )
 }
 
 fn index(a: &Id) -> usize {

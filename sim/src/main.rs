@@ -436,9 +436,10 @@ fn shrink(
                 return ExitCode::from(2);
             }
             println!(
-                "`{}` still violated at {} ms ({})\n  faults {} -> {}, nodes {} -> {}, duration {} -> {} ms, {} runs\n  written to {}",
+                "`{}` still violated at {} ms with seed {} ({})\n  faults {} -> {}, nodes {} -> {}, duration {} -> {} ms, {} runs\n  written to {}",
                 s.invariant,
                 s.at_ms,
+                s.seed,
                 s.detail,
                 s.faults.0,
                 s.faults.1,

@@ -15,8 +15,10 @@
 //! - switching off background network trouble (loss, jitter, duplication, corruption).
 //!
 //! A candidate is kept only if its run violates the same invariant; one that no longer
-//! parses (a job's gate removed, say) is simply not kept. Shrinking is greedy, so the
-//! result is small, not necessarily the smallest.
+//! parses (a job's gate removed, say) is simply not kept. A smaller cluster may also
+//! fail with one of the next few seeds (removing a node changes every later random
+//! draw); the result then carries that seed. Shrinking is greedy, so the result is
+//! small, not necessarily the smallest.
 
 use crate::random_faults::concrete_faults;
 use crate::scenario::{self, Scenario};
@@ -34,6 +36,9 @@ pub enum ShrinkError {
 
 /// The outcome: the smallest failing scenario found.
 pub struct Shrunk {
+    /// The seed the result fails with (also its `seed` key): the one asked for, or a
+    /// nearby one a smaller cluster failed with.
+    pub seed: u64,
     /// The invariant every kept candidate violated.
     pub invariant: String,
     /// The violation in the smallest scenario.
@@ -65,13 +70,21 @@ impl Oracle<'_> {
 
     /// `Some((at_ms, detail))` if `doc` parses and its run violates the invariant.
     fn fails(&mut self, doc: &Table) -> Option<(u64, String)> {
+        let s = self.parse(doc)?;
+        self.fails_with(&s, self.seed)
+    }
+
+    fn parse(&self, doc: &Table) -> Option<Scenario> {
+        let text = toml::to_string(doc).ok()?;
+        scenario::parse(&text, self.path, &[]).ok()
+    }
+
+    fn fails_with(&mut self, s: &Scenario, seed: u64) -> Option<(u64, String)> {
         if !self.budget_left() {
             return None;
         }
-        let text = toml::to_string(doc).ok()?;
-        let s = scenario::parse(&text, self.path, &[]).ok()?;
         self.runs += 1;
-        let report = crate::run(&s, self.seed);
+        let report = crate::run(s, seed);
         report
             .invariants
             .violations
@@ -79,7 +92,29 @@ impl Oracle<'_> {
             .find(|v| v.invariant == self.invariant)
             .map(|v| (v.at_ms, v.detail.clone()))
     }
+
+    /// As [`Oracle::fails`], but a smaller cluster may also fail with one of the next
+    /// [`RESEEDS`] seeds: removing a node changes every later random draw, and the
+    /// failure is a property of the scenario, not of one draw. The seed that failed is
+    /// kept (and written into the result).
+    fn fails_reseeding(&mut self, doc: &mut Table) -> Option<(u64, String)> {
+        let s = self.parse(doc)?;
+        for k in 0..=RESEEDS {
+            let seed = self.seed.wrapping_add(k);
+            if let Some(hit) = self.fails_with(&s, seed) {
+                if k > 0 {
+                    self.seed = seed;
+                    doc.insert("seed".into(), Value::Integer(seed as i64));
+                }
+                return Some(hit);
+            }
+        }
+        None
+    }
 }
+
+/// How many further seeds a node reduction is tried with.
+const RESEEDS: u64 = 4;
 
 fn array_len(doc: &Table, key: &str) -> usize {
     doc.get(key)
@@ -148,13 +183,15 @@ pub fn shrink(
 
     let final_scenario = scenario::parse(&toml::to_string(&doc).unwrap_or_default(), path, &[])?;
     let header = format!(
-        "# Shrunk by `meridian-sim shrink` from {} (seed {seed}): `{}` is violated at {} ms.\n\
-         # Replay: meridian-sim run THIS_FILE --seed {seed}\n",
+        "# Shrunk by `meridian-sim shrink` from {} (seed {seed}): `{}` is violated at {} ms\n\
+         # with seed {final_seed}. Replay: meridian-sim run THIS_FILE\n",
         path.display(),
         oracle.invariant,
         best.0,
+        final_seed = oracle.seed,
     );
     Ok(Shrunk {
+        seed: oracle.seed,
         invariant: oracle.invariant.clone(),
         at_ms: best.0,
         detail: best.1,
@@ -298,7 +335,7 @@ fn remove_nodes(doc: &mut Table, o: &mut Oracle) -> Option<(u64, String)> {
                     let mut c = doc.clone();
                     set_dc_count(&mut c, d, role, m);
                     prune_names(&mut c);
-                    if let Some(hit) = o.fails(&c) {
+                    if let Some(hit) = o.fails_reseeding(&mut c) {
                         (o.progress)(&format!("dc[{d}].{role}: {n} -> {m}"));
                         *doc = c;
                         kept = Some(hit);
@@ -321,7 +358,7 @@ fn remove_nodes(doc: &mut Table, o: &mut Oracle) -> Option<(u64, String)> {
             list.remove(d);
         }
         prune_names(&mut c);
-        if let Some(hit) = o.fails(&c) {
+        if let Some(hit) = o.fails_reseeding(&mut c) {
             (o.progress)(&format!("dc[{d}] removed"));
             *doc = c;
             kept = Some(hit);

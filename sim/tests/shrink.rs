@@ -141,34 +141,39 @@ fn a_planted_bug_is_found_by_a_1000_seed_sweep_and_shrunk_to_a_small_repro() {
     for r in meridian_sim::sweep(&clean, 1..1001, 2) {
         assert!(r.ok(), "seed {}: {:?}", r.seed, r.invariants.violations);
     }
-    let seed = found[0];
-    let mut steps = Vec::new();
-    let shrunk = shrink(&with_planted_bug(), &here(), seed, 600, &mut |l: &str| {
-        steps.push(l.to_string())
-    })
-    .unwrap();
-    assert_eq!(shrunk.invariant, "dead-ends-by-higher-inc");
-    assert!(
-        shrunk.faults.1 <= 5 && shrunk.nodes.1 <= 10,
-        "seed {seed}: {} faults, {} nodes after {} runs:\n{}",
-        shrunk.faults.1,
-        shrunk.nodes.1,
-        shrunk.runs,
-        shrunk.text
-    );
-    assert!(shrunk.duration_ms.1 < shrunk.duration_ms.0);
-    // The repro is a scenario file that fails the same way on its own.
-    let repro = scenario::parse(&shrunk.text, &here(), &[]).unwrap();
-    let r = meridian_sim::run(&repro, seed);
-    assert!(
-        r.invariants
-            .violations
-            .iter()
-            .any(|v| v.invariant == "dead-ends-by-higher-inc"),
-        "{}",
-        shrunk.text
-    );
-    assert!(repro.faults.len() <= 5 && repro.nodes().len() <= 10);
+    // The first three failing seeds each shrink to a small repro.
+    for &seed in found.iter().take(3) {
+        let mut steps = Vec::new();
+        let shrunk = shrink(&with_planted_bug(), &here(), seed, 600, &mut |l: &str| {
+            steps.push(l.to_string())
+        })
+        .unwrap();
+        assert_eq!(shrunk.invariant, "dead-ends-by-higher-inc");
+        assert!(
+            shrunk.faults.1 <= 5 && shrunk.nodes.1 <= 10,
+            "seed {seed}: {} faults, {} nodes after {} runs:\n{}",
+            shrunk.faults.1,
+            shrunk.nodes.1,
+            shrunk.runs,
+            shrunk.text
+        );
+        assert!(shrunk.duration_ms.1 < shrunk.duration_ms.0);
+        assert!(!steps.is_empty());
+        // The repro is a scenario file that fails the same way on its own, with the
+        // seed it names.
+        let repro = scenario::parse(&shrunk.text, &here(), &[]).unwrap();
+        assert_eq!(repro.seed, shrunk.seed);
+        let r = meridian_sim::run(&repro, repro.seed);
+        assert!(
+            r.invariants
+                .violations
+                .iter()
+                .any(|v| v.invariant == "dead-ends-by-higher-inc"),
+            "{}",
+            shrunk.text
+        );
+        assert!(repro.faults.len() <= 5 && repro.nodes().len() <= 10);
+    }
 }
 
 #[test]
