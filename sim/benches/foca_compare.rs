@@ -1,9 +1,9 @@
 //! Meridian's simulator against foca (a SWIM + Lifeguard library) driven by the same
-//! kind of discrete-event loop (issue 9): the same scenario's nodes, boot schedule and
-//! network model (`meridian_sim::network::Network`: delay = RTT/2 with jitter, loss),
-//! the same heap-plus-slab event queue design, one seeded RNG. Foca runs its LAN
-//! defaults (memberlist's: 1 s probes, gossip to 3 members every 200 ms); every node
-//! announces itself to node 0 at boot.
+//! discrete-event loop (issue 9): the same scenario's nodes, boot schedule and network
+//! model (`meridian_sim::network::Network`: delay = RTT/2 with jitter, loss), the
+//! simulator's own event queue (`meridian_sim::world::EventQueue`), one seeded RNG.
+//! Foca runs its LAN defaults (memberlist's: 1 s probes, gossip to 3 members every
+//! 200 ms); every node announces itself to node 0 at boot.
 //!
 //! `cargo bench -p meridian-sim --bench foca_compare [-- NAME...]` prints, per bench
 //! scenario, simulated messages, wall time and messages per wall-second for both.
@@ -14,9 +14,8 @@ use foca::{Config, Foca, Notification, PostcardCodec, Runtime, Timer};
 use meridian_core::rng::{derive_seed, DetRng};
 use meridian_sim::network::Network;
 use meridian_sim::scenario::{self, Scenario};
+use meridian_sim::world::EventQueue;
 use rand_chacha::rand_core::SeedableRng;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -42,40 +41,9 @@ enum Ev {
     Timer { node: usize, timer: Timer<Id> },
 }
 
-/// A binary heap of (time, seq, slot) over a slab of events, as the simulator's.
-#[derive(Default)]
-struct Queue {
-    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
-    slab: Vec<Option<Ev>>,
-    free: Vec<u32>,
-    seq: u64,
-}
-
-impl Queue {
-    fn push(&mut self, t: u64, ev: Ev) {
-        self.seq += 1;
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slab[i as usize] = Some(ev);
-                i
-            }
-            None => {
-                self.slab.push(Some(ev));
-                (self.slab.len() - 1) as u32
-            }
-        };
-        self.heap.push(Reverse((t, self.seq, slot)));
-    }
-    fn pop(&mut self) -> Option<(u64, Ev)> {
-        let Reverse((t, _, slot)) = self.heap.pop()?;
-        self.free.push(slot);
-        Some((t, self.slab[slot as usize].take().expect("live slot")))
-    }
-}
-
 /// Foca's side of one interaction: sends go through the network model into the queue.
 struct Rt<'a> {
-    q: &'a mut Queue,
+    q: &'a mut EventQueue<Ev>,
     net: &'a Network,
     rng: &'a mut DetRng,
     now: u64,
@@ -128,7 +96,7 @@ fn run_foca(s: &Scenario, seed: u64) -> u64 {
             )
         })
         .collect();
-    let mut q = Queue::default();
+    let mut q = EventQueue::with_capacity(4 * n + 64);
     for i in 0..n {
         let at = rng.range_u64(0, 999_999);
         q.push(at, Ev::Start(i));

@@ -100,25 +100,27 @@ enum Ev {
 }
 
 /// The event queue: a min-heap of compact `(time, sequence, slot)` keys, with the
-/// payloads in a slab, so sifting moves 24 bytes instead of whole events.
-#[derive(Default)]
-struct EventQueue {
+/// payloads in a slab, so sifting moves 24 bytes instead of whole events. Events at the
+/// same time come out in the order they were pushed. Generic so that other protocols
+/// can be driven by the same loop (`benches/foca_compare.rs`).
+pub struct EventQueue<E> {
     heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
-    slab: Vec<Option<Ev>>,
+    slab: Vec<Option<E>>,
     free: Vec<u32>,
     seq: u64,
 }
 
-impl EventQueue {
-    fn with_capacity(n: usize) -> Self {
+impl<E> EventQueue<E> {
+    pub fn with_capacity(n: usize) -> Self {
         EventQueue {
             heap: BinaryHeap::with_capacity(n),
             slab: Vec::with_capacity(n),
-            ..Default::default()
+            free: Vec::new(),
+            seq: 0,
         }
     }
 
-    fn push(&mut self, time: u64, ev: Ev) {
+    pub fn push(&mut self, time: u64, ev: E) {
         self.seq += 1;
         let slot = match self.free.pop() {
             Some(i) => {
@@ -133,7 +135,7 @@ impl EventQueue {
         self.heap.push(Reverse((time, self.seq, slot)));
     }
 
-    fn pop(&mut self) -> Option<(u64, Ev)> {
+    pub fn pop(&mut self) -> Option<(u64, E)> {
         let Reverse((time, _, slot)) = self.heap.pop()?;
         self.free.push(slot);
         let ev = self.slab[slot as usize]
@@ -222,7 +224,7 @@ pub struct World<'a> {
     /// The scenario's faults for this seed, `random` entries drawn (random_faults.rs).
     faults: Vec<Fault>,
     nodes: Vec<SimNode>,
-    queue: EventQueue,
+    queue: EventQueue<Ev>,
     now: u64,
     net: Network,
     net_rng: DetRng,
