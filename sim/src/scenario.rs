@@ -38,15 +38,35 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     de_duration(d).map(Some)
 }
 
-/// Writes a duration as humantime text that [`de_duration`] reads back exactly.
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
+/// A duration as humantime text both ways (`#[serde(with = "text_duration")]`): what a
+/// scenario file says, and what `shrink` writes back (read back exactly).
+mod text_duration {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::de_duration(d)
+    }
 }
 
-fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => ser_duration(d, s),
-        None => s.serialize_none(),
+/// As [`text_duration`], for an optional key.
+mod opt_text_duration {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::text_duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::de_opt_duration(d)
     }
 }
 
@@ -380,7 +400,7 @@ impl MembershipOverrides {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     Crash {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         nodes: Vec<String>,
     },
@@ -388,7 +408,7 @@ pub enum Fault {
     /// (its incarnation, its election vote) survived; `"lost"`: its disk did not, and it
     /// comes back at incarnation 0 having never voted.
     Restart {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         nodes: Vec<String>,
         #[serde(default, skip_serializing_if = "RestartState::is_kept")]
@@ -397,7 +417,7 @@ pub enum Fault {
     /// From now on each datagram is, with probability `rate`, held back an extra
     /// `extra_ms = [lo, hi]` (uniform; default [10, 100]) so later ones overtake it.
     Reorder {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         rate: f64,
         #[serde(default = "default_reorder_ms")]
@@ -406,7 +426,7 @@ pub enum Fault {
     /// The one-way delay from DC `from` to DC `to` becomes `delay_ms` (the way back
     /// keeps its own).
     OneWayLatency {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         from: String,
         to: String,
@@ -415,7 +435,7 @@ pub enum Fault {
     /// Loss on one link: between two nodes or DCs (names of either), both ways, or
     /// only from the first to the second with `one_way`. Rate 0 ends it.
     LinkLoss {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         between: [String; 2],
         rate: f64,
@@ -425,17 +445,16 @@ pub enum Fault {
     /// A flapping link: from `at` to `until` (default: the end), the link between two
     /// nodes or DCs is cut for `down` at the start of every `period`.
     Flap {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         between: [String; 2],
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         period: Duration,
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         down: Duration,
         #[serde(
             default,
-            deserialize_with = "de_opt_duration",
-            serialize_with = "ser_opt_duration",
+            with = "opt_text_duration",
             skip_serializing_if = "Option::is_none"
         )]
         until: Option<Duration>,
@@ -445,96 +464,87 @@ pub enum Fault {
     /// A correlated outage: every node of the given DCs crashes at once and restarts
     /// (state kept) `for` later.
     DcOutage {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         dcs: Vec<String>,
-        #[serde(
-            rename = "for",
-            deserialize_with = "de_duration",
-            serialize_with = "ser_duration"
-        )]
+        #[serde(rename = "for", with = "text_duration")]
         duration: Duration,
     },
     /// Cut whichever manager leads DC `dc` at that moment (or the gate leader with
     /// `dc = "gates"`) off from every other node (a partition; `heal` ends it).
     IsolateLeader {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         dc: String,
     },
     /// Crash whichever manager leads DC `dc` at that moment (or the gate leader with
     /// `dc = "gates"`); with `restart_after`, restart the same node that much later.
     CrashLeader {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         dc: String,
         #[serde(
             default,
-            deserialize_with = "de_opt_duration",
-            serialize_with = "ser_opt_duration",
+            with = "opt_text_duration",
             skip_serializing_if = "Option::is_none"
         )]
         restart_after: Option<Duration>,
     },
     /// Graceful leave (the node announces it, then stops).
     Leave {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         nodes: Vec<String>,
     },
     Partition {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         groups: Vec<Vec<String>>,
         #[serde(default)]
         one_way: bool,
     },
     Heal {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
     },
     Loss {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         rate: f64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nodes: Option<Vec<String>>,
     },
     Corrupt {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         rate: f64,
     },
     Duplicate {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         rate: f64,
     },
     Latency {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         between: [String; 2],
         rtt_ms: f64,
     },
     Pause {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         nodes: Vec<String>,
-        #[serde(
-            rename = "for",
-            deserialize_with = "de_duration",
-            serialize_with = "ser_duration"
-        )]
+        #[serde(rename = "for", with = "text_duration")]
         duration: Duration,
     },
     Slow {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         nodes: Vec<String>,
         delay_ms: [u64; 2],
     },
     Skew {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         nodes: Vec<String>,
         offset_ms: i64,
@@ -545,12 +555,11 @@ pub enum Fault {
     /// run's seed, about `rate` a simulated minute from `at` to `until` (default, and
     /// at most: the end), of the given `kinds` (default: all).
     Random {
-        #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+        #[serde(with = "text_duration")]
         at: Duration,
         #[serde(
             default,
-            deserialize_with = "de_opt_duration",
-            serialize_with = "ser_opt_duration",
+            with = "opt_text_duration",
             skip_serializing_if = "Option::is_none"
         )]
         until: Option<Duration>,
