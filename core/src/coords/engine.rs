@@ -75,6 +75,17 @@ impl Peer {
     }
 }
 
+/// The estimate from a fresh direct measurement: its filtered RTT, with
+/// `sigma = clamp(max(spread, 10% of the RTT), 1, 500)` ms.
+fn measured_estimate(rtt_ms: f64, spread_ms: f64) -> RttEstimate {
+    let sigma_ms = spread_ms.max(MEASURED_SIGMA * rtt_ms).clamp(1.0, 500.0);
+    RttEstimate {
+        rtt_ms,
+        sigma_ms,
+        ucb_ms: (rtt_ms + 2.0 * sigma_ms).clamp(1.0, 10_000.0),
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoordStats {
     pub updates: u64,
@@ -269,16 +280,41 @@ impl CoordEngine {
         }
         let peer = self.peers.get(&node)?;
         Some(match self.measured(peer, now) {
-            Some((rtt_ms, spread_ms)) => {
-                let sigma_ms = spread_ms.max(MEASURED_SIGMA * rtt_ms).clamp(1.0, 500.0);
-                RttEstimate {
-                    rtt_ms,
-                    sigma_ms,
-                    ucb_ms: (rtt_ms + 2.0 * sigma_ms).clamp(1.0, 10_000.0),
-                }
-            }
+            Some((rtt_ms, spread_ms)) => measured_estimate(rtt_ms, spread_ms),
             None => estimate_between(&self.own, &peer.coord()),
         })
+    }
+
+    /// `(rtt_ucb_ms(node), pair_quality(node))` with one lookup and one pass over the
+    /// peer's filter: what a probe's timeout needs, once per probe (the hot path).
+    pub fn timeout_inputs(&self, node: NodeId, now: Instant) -> (f64, f64) {
+        let Some(p) = self.peers.get(&node) else {
+            return (DEFAULT_RTT_UCB_MS, 0.0);
+        };
+        // As `rtt_ucb_ms`, no estimate before our own first sample.
+        let no_sample = self.samples == 0;
+        match self.measured(p, now) {
+            Some((rtt_ms, spread_ms)) => {
+                let ucb = if no_sample {
+                    DEFAULT_RTT_UCB_MS
+                } else {
+                    measured_estimate(rtt_ms, spread_ms).ucb_ms
+                };
+                (ucb, 1.0)
+            }
+            None => {
+                let c = p.coord();
+                let ucb = if no_sample {
+                    DEFAULT_RTT_UCB_MS
+                } else {
+                    estimate_between(&self.own, &c).ucb_ms
+                };
+                (
+                    ucb,
+                    self.quality(now).min((QUALITY_ERROR / c.error).min(1.0)),
+                )
+            }
+        }
     }
 
     /// The RTT upper confidence bound to `node`, ms ([`DEFAULT_RTT_UCB_MS`] without an
@@ -550,6 +586,33 @@ mod tests {
         assert_eq!(big.peer_count(), 7);
         assert!((0..2).all(|i| big.peer(NodeId(i)).is_none()));
         assert!((2..8).all(|i| big.peer(NodeId(i)).is_some()));
+    }
+
+    #[test]
+    fn timeout_inputs_are_the_ucb_and_the_pair_quality() {
+        let (mut eng, mut rng) = engine(9);
+        let t = Instant::ZERO;
+        let check = |eng: &CoordEngine, now: Instant| {
+            for n in 0..6 {
+                let id = NodeId(n);
+                assert_eq!(
+                    eng.timeout_inputs(id, now),
+                    (eng.rtt_ucb_ms(id, now), eng.pair_quality(id, now)),
+                    "peer {n} at {now:?}"
+                );
+            }
+        };
+        check(&eng, t); // nobody known
+        for n in 1..5 {
+            eng.observe(NodeId(n), &wire_at(0.01 * n as f64, 0.3), t);
+        }
+        check(&eng, t); // known peers, no sample of our own yet
+        eng.sample(NodeId(1), millis(20), t + secs(1), &mut rng)
+            .unwrap();
+        eng.sample(NodeId(2), millis(35), t + secs(2), &mut rng)
+            .unwrap();
+        check(&eng, t + secs(3)); // measured (1, 2), estimated (3, 4), unknown (0, 5)
+        check(&eng, t + secs(400)); // the measurements have gone stale
     }
 
     #[test]

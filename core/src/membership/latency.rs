@@ -76,8 +76,9 @@ impl Membership {
             return (1.0, 1.0);
         }
         let t_ms = self.cfg.probe_timeout.as_secs_f64() * 1000.0;
-        let latency = (2.0 * self.coords.rtt_ucb_ms(target, now) / t_ms).clamp(1.0, 10.0);
-        let confidence = 1.0 + 0.5 * (1.0 - self.coords.pair_quality(target, now));
+        let (ucb_ms, quality) = self.coords.timeout_inputs(target, now);
+        let latency = (2.0 * ucb_ms / t_ms).clamp(1.0, 10.0);
+        let confidence = 1.0 + 0.5 * (1.0 - quality);
         (latency, confidence)
     }
 

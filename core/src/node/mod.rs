@@ -501,6 +501,11 @@ impl Node {
                 _ => {}
             }
         }
+        // Most steps produce no membership or election event: return before moving the
+        // inline buffers into iterators (a copy of all their slots, on every step).
+        if manager_in.is_empty() && gate_in.is_empty() {
+            return;
+        }
         for input in manager_in {
             if let JobPlane::Manager(m) = self.jobs.as_mut() {
                 let o = m.step(input, now);
