@@ -33,7 +33,8 @@ enum Cmd {
         #[arg(long)]
         trace: Option<PathBuf>,
         /// Where to write a self-contained HTML page of charts (membership timeline,
-        /// coordinate map, routing, backpressure, jobs).
+        /// coordinate map, routing, backpressure, jobs). Drawn from the run's trace,
+        /// held in memory: meant for runs of up to a few hundred nodes.
         #[arg(long)]
         html: Option<PathBuf>,
         /// Override a scenario key, e.g. --set membership.lifeguard=false

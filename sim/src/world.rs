@@ -692,6 +692,7 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Group 0 is the gates'; group `d + 1` DC `d`'s managers' (as `group_name`).
     fn election_group(spec: &NodeSpec) -> u32 {
         match spec.role {
             Role::Gate => 0,
@@ -805,10 +806,7 @@ impl<'a> World<'a> {
         let mut views: std::collections::BTreeMap<u32, Vec<Option<NodeId>>> = Default::default();
         for n in self.nodes.iter().filter(|n| n.up) {
             if let Some(e) = n.machine.as_ref().and_then(|m| m.election()) {
-                let group = match n.spec.role {
-                    Role::Gate => 0,
-                    _ => n.spec.dc as u32 + 1,
-                };
+                let group = Self::election_group(&n.spec);
                 views.entry(group).or_default().push(e.leader());
             }
         }
