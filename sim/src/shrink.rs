@@ -1,5 +1,5 @@
 //! Failure shrinking (issue 9): from a scenario and a seed whose run violates an
-//! invariant, find a smaller scenario whose run (same seed) violates the same one, so a
+//! invariant, find a smaller scenario whose run violates the same one, so a
 //! researcher gets a short, readable repro.
 //!
 //! It works on the scenario's TOML document, so every key it does not shrink is kept as
