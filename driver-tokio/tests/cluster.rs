@@ -86,17 +86,32 @@ fn the_local_cluster_lists_every_node_alive_and_leaves_on_sigterm() {
     );
     // A job through the CLI: gates, managers and workers talk over mutual TLS (the
     // files' [tls]) and it completes.
+    // A DC whose latest heartbeat predates its workers' registration is UNHEALTHY
+    // (AD-16), and a job with nowhere to go fails at once (AD-17): as a client would,
+    // submit again while that happens, for at most 30 s.
     let job = dir.join("jobs/example.toml");
-    let out = Command::new(BIN)
-        .args(["submit", "--node", "127.0.0.1:7101", job.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let id: u64 = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.trim_end_matches(':').parse().ok())
-        .expect("job <id>: ...");
+    let first_try = Instant::now();
+    let id: u64 = loop {
+        let out = Command::new(BIN)
+            .args(["submit", "--node", "127.0.0.1:7101", job.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut words = text.split_whitespace().skip(1);
+        let id: u64 = words
+            .next()
+            .and_then(|s| s.trim_end_matches(':').parse().ok())
+            .expect("job <id>: <state>");
+        if words.next() != Some("failed") {
+            break id;
+        }
+        assert!(
+            first_try.elapsed() < Duration::from_secs(30),
+            "every job refused for 30 s: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let start = Instant::now();
     loop {
         let out = Command::new(BIN)
