@@ -472,6 +472,12 @@ fn trace(path: &std::path::Path, f: &meridian_sim::trace::Filter) -> ExitCode {
             eprintln!("{kept} of {read} lines");
             ExitCode::SUCCESS
         }
+        // The reader went away (`trace FILE | head`): nothing went wrong here.
+        Err(meridian_sim::trace::TraceError::Io(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("meridian-sim: {}: {e}", path.display());
             ExitCode::from(2)
