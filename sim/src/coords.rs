@@ -194,13 +194,20 @@ impl CoordsTracker {
         });
     }
 
+    /// The final numbers; with `with_plot`, also what the HTML report draws (left out
+    /// otherwise: a sweep keeps every report in memory).
     pub fn finish(
         self,
         machines: &[(usize, &Node, Instant)],
         rtt: &dyn Fn(usize, usize) -> f64,
+        with_plot: bool,
     ) -> CoordsReport {
         let (coord, est) = errors(machines, rtt, true);
-        let plot = plot(machines, rtt);
+        let plot = if with_plot {
+            plot(machines, rtt)
+        } else {
+            CoordsPlot::default()
+        };
         let pairs = coord.len();
         let (median, p90) = median_p90(coord);
         let (est_median, est_p90) = median_p90(est);

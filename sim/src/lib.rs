@@ -32,6 +32,14 @@ pub fn run_traced(scenario: &Scenario, seed: u64, trace: &mut dyn Write) -> Repo
     world::World::new(scenario, seed, Some(trace)).run()
 }
 
+/// [`run_traced`], keeping in the report what the HTML report draws besides the trace
+/// (`CoordsReport::plot`, which other runs leave out).
+pub fn run_for_html(scenario: &Scenario, seed: u64, trace: &mut dyn Write) -> Report {
+    world::World::new(scenario, seed, Some(trace))
+        .with_plot()
+        .run()
+}
+
 /// Play every seed in `seeds` on `jobs` threads; reports come back in seed order.
 ///
 /// Every seed is its own world, so a range split into parts (across machines, say)

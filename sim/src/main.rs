@@ -174,7 +174,7 @@ fn main() -> ExitCode {
                 // if asked).
                 (_, Some(h)) => {
                     let mut buf = Vec::new();
-                    let rep = meridian_sim::run_traced(&sc, seed, &mut buf);
+                    let rep = meridian_sim::run_for_html(&sc, seed, &mut buf);
                     if let Some(t) = &trace {
                         if let Err(e) = std::fs::write(t, &buf) {
                             eprintln!("meridian-sim: {}: {e}", t.display());

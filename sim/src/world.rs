@@ -240,6 +240,8 @@ pub struct World<'a> {
     trace: Option<&'a mut dyn Write>,
     /// Violations already written to the trace.
     traced_violations: usize,
+    /// Keep the data the HTML report draws (`CoordsReport::plot`).
+    keep_plot: bool,
     /// Per link `(from, to)`: the last sequence sent and the highest delivered, while a
     /// reorder fault is measured.
     link_seq: meridian_core::FxHashMap<(u32, u32), (u32, u32)>,
@@ -306,6 +308,7 @@ impl<'a> World<'a> {
             scenario,
             faults: crate::random_faults::concrete_faults(scenario, seed),
             traced_violations: 0,
+            keep_plot: false,
             link_seq: Default::default(),
             nodes,
             queue: EventQueue::with_capacity(4 * n + 64),
@@ -367,6 +370,12 @@ impl<'a> World<'a> {
     }
 
     /// Run to the scenario's end and report.
+    /// Also keep what the HTML report draws (see [`crate::run_for_html`]).
+    pub fn with_plot(mut self) -> Self {
+        self.keep_plot = true;
+        self
+    }
+
     pub fn run(mut self) -> Report {
         let started = std::time::Instant::now();
         let end = self.scenario.duration.as_micros() as u64;
@@ -548,7 +557,7 @@ impl<'a> World<'a> {
         let rtt = |a: usize, b: usize| net.rtt_us(a, b) as f64 / 1000.0;
         if finish {
             let tracker = self.coords.take()?;
-            return Some(tracker.finish(&machines, &rtt));
+            return Some(tracker.finish(&machines, &rtt, self.keep_plot));
         }
         let mut tracker = self.coords.take()?;
         tracker.sample(at, &machines, &rtt);

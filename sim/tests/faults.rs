@@ -30,7 +30,7 @@ fn run_with(faults: &str) -> (Report, String) {
     let text = format!("{BASE}\n{faults}");
     let s = scenario::parse(&text, Path::new("faults.toml"), &[]).unwrap();
     let mut trace = Vec::new();
-    let r = meridian_sim::run_traced(&s, s.seed, &mut trace);
+    let r = meridian_sim::run_for_html(&s, s.seed, &mut trace);
     assert!(r.ok(), "{faults}: {:?}", r.invariants.violations);
     (r, String::from_utf8(trace).unwrap())
 }

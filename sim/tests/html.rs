@@ -10,7 +10,7 @@ use std::process::Command;
 fn page(name: &str) -> (String, meridian_sim::report::Report) {
     let s = common::load(name, &[]);
     let mut buf = Vec::new();
-    let r = meridian_sim::run_traced(&s, s.seed, &mut buf);
+    let r = meridian_sim::run_for_html(&s, s.seed, &mut buf);
     let lines: Vec<serde_json::Value> = String::from_utf8(buf)
         .unwrap()
         .lines()
@@ -149,4 +149,20 @@ fn the_three_dc_partition_page_renders_in_headless_chromium() {
         bytes.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The plot data is kept only for the HTML report: a sweep holds every report.
+#[test]
+fn only_a_run_for_the_html_report_keeps_the_plot_data() {
+    let s = common::load("jobs-basic.toml", &[]);
+    let plain = meridian_sim::run(&s, 1);
+    let plot = &plain.coords.as_ref().unwrap().plot;
+    assert!(plot.points.is_empty() && plot.pairs.is_empty());
+    let mut sink = Vec::new();
+    let drawn = meridian_sim::run_for_html(&s, 1, &mut sink);
+    let plot = &drawn.coords.as_ref().unwrap().plot;
+    assert_eq!(plot.points.len(), drawn.nodes);
+    assert!(!plot.pairs.is_empty());
+    // Same run either way.
+    assert_eq!(plain.trace_hash, drawn.trace_hash);
 }
