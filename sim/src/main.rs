@@ -1,4 +1,5 @@
-//! `meridian-sim`: run a scenario, or sweep it over many seeds.
+//! `meridian-sim`: run a scenario, sweep it over many seeds, shrink a failing seed, filter
+//! a trace, replay a real node's journal.
 //! Exit status: 0 every invariant held, 1 an invariant was violated, 2 bad input.
 
 use clap::{Parser, Subcommand};
@@ -61,8 +62,8 @@ enum Cmd {
         quiet: bool,
     },
     /// Reduce a failing run to a small repro: remove faults, jobs, nodes and DCs and
-    /// shorten the run while the same seed still violates the same invariant, then write
-    /// the smallest scenario found. Exit 0 written, 1 nothing to shrink (every invariant
+    /// shorten the run while it still violates the same invariant (with the same seed,
+    /// or for fewer nodes one of the next four), then write the smallest scenario found. Exit 0 written, 1 nothing to shrink (every invariant
     /// held), 2 bad input.
     Shrink {
         scenario: PathBuf,
