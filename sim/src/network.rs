@@ -123,6 +123,13 @@ impl Network {
             && self.links.iter().all(|l| !l.cut && l.loss <= QUIET_LOSS)
     }
 
+    /// Whether any datagram may be lost now (globally, at a node, or on a link).
+    pub fn lossy(&self) -> bool {
+        self.loss > 0.0
+            || self.node_loss.iter().any(|l| *l > 0.0)
+            || self.links.iter().any(|l| l.loss > 0.0)
+    }
+
     /// The largest RTT between any two nodes with jitter at its worst, microseconds.
     pub fn max_rtt_us(&self) -> u64 {
         let base = match &self.matrix_us {

@@ -15,7 +15,7 @@ use crate::report::{
 use crate::scenario::{Fault, NodeSpec, RestartState, Scenario};
 use meridian_core::io::{Event, Output};
 use meridian_core::jobs::{JobEvent, JobState};
-use meridian_core::leadership::{ElectionConfig, ElectionEvent};
+use meridian_core::leadership::{ElectionConfig, ElectionEvent, StepDownReason};
 use meridian_core::membership::Config;
 use meridian_core::node::{DcRequest, Input, Node, NodeConfig};
 use meridian_core::rng::{derive_seed, DetRng};
@@ -242,6 +242,9 @@ pub struct World<'a> {
     traced_violations: usize,
     /// Keep the data the HTML report draws (`CoordsReport::plot`).
     keep_plot: bool,
+    /// Per election group: when its leader last stepped down for want of a quorum on a
+    /// lossy network (the leader checks start again from then).
+    regrouped: std::collections::BTreeMap<u32, u64>,
     /// Per link `(from, to)`: the last sequence sent and the highest delivered, while a
     /// reorder fault is measured.
     link_seq: meridian_core::FxHashMap<(u32, u32), (u32, u32)>,
@@ -309,6 +312,7 @@ impl<'a> World<'a> {
             faults: crate::random_faults::concrete_faults(scenario, seed),
             traced_violations: 0,
             keep_plot: false,
+            regrouped: Default::default(),
             link_seq: Default::default(),
             nodes,
             queue: EventQueue::with_capacity(4 * n + 64),
@@ -738,8 +742,34 @@ impl<'a> World<'a> {
         (views, voters, eligible)
     }
 
+    /// A leader of node `i`'s group stepped down for want of a quorum. On a lossy
+    /// network that is the protocol working (check-quorum after two heartbeats or their
+    /// acks were lost in a row: the lease covers one), not a failure to converge: the
+    /// group's convergence is judged afresh from now, and checks pending from before
+    /// no longer apply to it. On a loss-free network it is left to the checks as is.
+    fn quorum_lost(&mut self, i: usize) {
+        if !self.net.lossy() {
+            return;
+        }
+        let group = Self::election_group(&self.nodes[i].spec);
+        self.regrouped.insert(group, self.now);
+        self.push(
+            self.now,
+            Ev::PollLeaders {
+                healed_at: self.now,
+                group,
+            },
+        );
+    }
+
+    /// Whether a later disturbance of `group` (see [`World::quorum_lost`]) supersedes a
+    /// check that started at `healed_at`.
+    fn superseded(&self, healed_at: u64, group: u32) -> bool {
+        self.regrouped.get(&group).is_some_and(|t| *t > healed_at)
+    }
+
     fn poll_leaders(&mut self, healed_at: u64, group: u32) {
-        if self.leader_check_disturbed(healed_at) {
+        if self.leader_check_disturbed(healed_at) || self.superseded(healed_at, group) {
             return;
         }
         let (views, voters, eligible) = self.leader_views(group);
@@ -759,7 +789,7 @@ impl<'a> World<'a> {
     /// leadership.md §4.5 at B after the group could elect again: its live voters
     /// follow one live leader (a group that lost its majority again is not judged).
     fn check_leaders(&mut self, healed_at: u64, group: u32) {
-        if self.leader_check_disturbed(healed_at) {
+        if self.leader_check_disturbed(healed_at) || self.superseded(healed_at, group) {
             return;
         }
         let (views, voters, eligible) = self.leader_views(group);
@@ -1459,6 +1489,13 @@ impl<'a> World<'a> {
         if let Event::Election(ElectionEvent::Persist { term, voted_for }) = &e {
             // The store persists before the vote leaves.
             self.nodes[i].stored_vote = (*term, *voted_for);
+        }
+        if let Event::Election(ElectionEvent::SteppedDown {
+            reason: StepDownReason::LostQuorum,
+            ..
+        }) = &e
+        {
+            self.quorum_lost(i);
         }
         let net = &self.net;
         let cut_since = |a: usize, b: usize, since: u64| net.cut_since(a, b, since);
