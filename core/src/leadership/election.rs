@@ -483,12 +483,16 @@ impl Election {
             term: self.term,
             lhm: self.lhm,
         }));
-        let window = self.cfg.vote_window + self.jitter(self.cfg.vote_window_jitter);
-        let window = if self.flapping() {
-            window.max(self.cooldown)
+        // While flapping the window is `max(5 s, cooldown)` (leadership.md §1.2), and it
+        // keeps its jitter on top: stretched without it, the window was the bare
+        // cooldown, the same on every node, and two voters that once stood together
+        // split the vote in lockstep for ever (found by the simulator's random faults).
+        let base = if self.flapping() {
+            self.cfg.vote_window.max(self.cooldown)
         } else {
-            window
+            self.cfg.vote_window
         };
+        let window = base + self.jitter(self.cfg.vote_window_jitter);
         self.deadline = Some(now + window);
         if self.votes.len() >= self.quorum() {
             self.become_leader(now, out); // a group of one

@@ -743,6 +743,57 @@ fn flapping_raises_the_cooldown_and_calm_relaxes_it() {
     assert_eq!(e.cooldown(), secs(40));
 }
 
+/// While flapping, a candidate's vote window is stretched to the cooldown and keeps its
+/// jitter: `max(vote window, cooldown) + U[0, 2 s)`. Found by the simulator's random
+/// faults (a flapping link between two DCs): without the jitter two gates with the same
+/// 60 s-capped cooldown stood at the same moment every round and split the vote for
+/// ever (each votes for itself; a group of two needs both).
+#[test]
+fn a_flapping_candidates_vote_window_keeps_its_jitter() {
+    let mut windows = Vec::new();
+    for seed in 1..=8 {
+        let mut e = node(1, &[1, 2], seed);
+        // Ten leader changes within a minute: flapping, cooldown 60 s.
+        let mut now = Instant::ZERO + secs(1);
+        for term in 1..=10 {
+            e.step(msg(2, ElectionMsg::LeaderElected { term }), now);
+            e.step(msg(2, ElectionMsg::StepDown { term }), now + millis(10));
+            now = now + secs(1);
+        }
+        assert_eq!(e.cooldown(), secs(60));
+        // Let it stand: tick to each deadline, granting its pre-vote.
+        let mut guard = 0;
+        while e.role() != ElectionRole::Candidate {
+            now = e.next_deadline().unwrap_or(now + secs(1)).max(now);
+            e.step(ElectionInput::Tick, now);
+            if e.role() == ElectionRole::PreCandidate {
+                let term = e.term() + 1;
+                e.step(
+                    msg(
+                        2,
+                        ElectionMsg::PreVoteResp {
+                            term,
+                            granted: true,
+                        },
+                    ),
+                    now,
+                );
+            }
+            guard += 1;
+            assert!(guard < 100, "never stood");
+        }
+        let window = e.next_deadline().unwrap().saturating_since(now);
+        assert!(
+            window >= secs(60) && window < secs(62),
+            "seed {seed}: {window:?}"
+        );
+        windows.push(window);
+    }
+    windows.sort();
+    windows.dedup();
+    assert!(windows.len() > 4, "the jitter is gone: {windows:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// Election safety under loss, cuts and crashes: never two leaders in one term.
