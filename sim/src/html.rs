@@ -235,6 +235,33 @@ svg {{ display: block; background: #fff; }}
     page
 }
 
+/// One observer's view of subject `s` went from `old` to `new` at `t`: update the counts
+/// of views per state and, if the subject's display state changed, start a segment.
+fn recount(
+    counts: &mut [[u32; 4]],
+    segments: &mut [Vec<(f64, u8)>],
+    s: usize,
+    old: u8,
+    new: u8,
+    t: f64,
+) {
+    counts[s][old as usize] = counts[s][old as usize].saturating_sub(1);
+    counts[s][new as usize] += 1;
+    let state = if counts[s][2] > 0 {
+        2
+    } else if counts[s][1] > 0 {
+        1
+    } else if counts[s][3] > 0 {
+        3
+    } else {
+        0
+    };
+    let last = segments[s].last().map_or(0, |x| x.1);
+    if state != last {
+        segments[s].push((t, state));
+    }
+}
+
 /// Display state of a subject: 0 nobody doubts it, 1 some node holds it suspect,
 /// 2 some node holds it dead, 3 it left (some node holds it left, none dead).
 const STATE_COLOURS: [&str; 4] = ["#cfe8cf", "#f5c242", "#d62728", "#9aa7b8"];
@@ -262,6 +289,27 @@ fn membership(trace: &Trace, axis: &TimeAxis) -> String {
         _ => 0,
     };
     for line in trace.lines {
+        // A machine that stops takes its views with it: what it held counts no more.
+        if line["kind"] == "node" && line["type"] != "started" {
+            if let Some(&obs) = line
+                .get("node")
+                .and_then(Value::as_str)
+                .and_then(|o| index.get(o))
+            {
+                let gone: Vec<((usize, u64, usize), u8)> = held
+                    .iter()
+                    .filter(|((o, _, _), _)| *o == obs)
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                let mut gone = gone;
+                gone.sort_unstable();
+                for (key, old) in gone {
+                    held.remove(&key);
+                    recount(&mut counts, &mut segments, key.2, old, 0, t_ms(line));
+                }
+            }
+            continue;
+        }
         let Some(m) = line.get("event").and_then(|e| e.get("Member")) else {
             continue;
         };
@@ -284,23 +332,8 @@ fn membership(trace: &Trace, axis: &TimeAxis) -> String {
                 .and_then(Value::as_str),
         );
         let old = held.insert((*obs, cluster, s), new).unwrap_or(0);
-        if old == new {
-            continue;
-        }
-        counts[s][old as usize] = counts[s][old as usize].saturating_sub(1);
-        counts[s][new as usize] += 1;
-        let state = if counts[s][2] > 0 {
-            2
-        } else if counts[s][1] > 0 {
-            1
-        } else if counts[s][3] > 0 {
-            3
-        } else {
-            0
-        };
-        let last = segments[s].last().map_or(0, |x| x.1);
-        if state != last {
-            segments[s].push((t_ms(line), state));
+        if old != new {
+            recount(&mut counts, &mut segments, s, old, new, t_ms(line));
         }
     }
     // Nodes that were ever doubted first, then the rest, up to MAX_ROWS.

@@ -49,6 +49,12 @@ pub fn violation_line(t_us: u64, v: &crate::report::Violation) -> Value {
     })
 }
 
+/// A node's process started, crashed or stopped (after a graceful leave): `type` is
+/// `started`, `crashed` or `stopped`. A machine that stops takes its views with it.
+pub fn node_line(t_us: u64, node: &str, what: &str) -> Value {
+    json!({ "t_ms": ms(t_us), "kind": "node", "type": what, "node": node })
+}
+
 pub fn end_line(t_us: u64, trace_hash: &str) -> Value {
     json!({ "t_ms": ms(t_us), "kind": "end", "type": "end", "trace_hash": trace_hash })
 }
@@ -64,7 +70,7 @@ pub struct Filter {
     /// matches its nodes. Lines without a node (faults, violations, the end) are kept
     /// only when no node is asked for.
     pub nodes: Vec<String>,
-    /// Line kinds (`event`, `fault`, `violation`, `end`) or types (`Member`,
+    /// Line kinds (`event`, `node`, `fault`, `violation`, `end`) or types (`Member`,
     /// `Election`, `partition`, `dead-ends-by-higher-inc`, ...), case-insensitive.
     pub kinds: Vec<String>,
     pub from_ms: Option<f64>,

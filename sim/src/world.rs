@@ -950,6 +950,10 @@ impl<'a> World<'a> {
         if self.nodes[i].up {
             return;
         }
+        if let Some(w) = self.trace.as_mut() {
+            let line = crate::trace::node_line(self.now, &self.nodes[i].spec.name, "started");
+            let _ = writeln!(w, "{line}");
+        }
         let inc = if restart {
             self.nodes[i].stored_inc + RESTART_INC_STEP
         } else {
@@ -990,6 +994,11 @@ impl<'a> World<'a> {
         self.up[i] = false;
         self.paused[i] = false;
         self.checker.on_stop(i, self.now, crashed);
+        if let Some(w) = self.trace.as_mut() {
+            let what = if crashed { "crashed" } else { "stopped" };
+            let line = crate::trace::node_line(self.now, &self.nodes[i].spec.name, what);
+            let _ = writeln!(w, "{line}");
+        }
     }
 
     fn deliver(

@@ -166,3 +166,62 @@ fn only_a_run_for_the_html_report_keeps_the_plot_data() {
     // Same run either way.
     assert_eq!(plain.trace_hash, drawn.trace_hash);
 }
+
+/// A node's views go with it: a node cut off (so it holds every other node suspect or
+/// dead) that then crashes does not leave the others drawn as doubted for the rest of
+/// the run.
+#[test]
+fn a_crashed_nodes_views_do_not_linger_on_the_chart() {
+    let text = r#"
+name = "isolated-then-crashed"
+duration = "2m"
+seed = 2
+[[dc]]
+name = "a"
+managers = 1
+workers = 5
+[network]
+intra_dc_rtt_ms = 1.0
+[[fault]]
+at = "10s"
+action = "partition"
+groups = [["a/worker-4"]]
+[[fault]]
+at = "50s"
+action = "crash"
+nodes = ["a/worker-4"]
+[[fault]]
+at = "55s"
+action = "heal"
+"#;
+    let s = meridian_sim::scenario::parse(text, std::path::Path::new("t.toml"), &[]).unwrap();
+    let mut buf = Vec::new();
+    let r = meridian_sim::run_for_html(&s, s.seed, &mut buf);
+    let trace = String::from_utf8(buf).unwrap();
+    assert!(trace.contains(r#""kind":"node","node":"a/worker-4","t_ms":50000.0,"type":"crashed""#));
+    let lines: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let html = meridian_sim::html::render(&r, &lines);
+    let m = section(&html, "membership");
+    // worker-4 doubted the others during the cut...
+    assert!(
+        m.contains("a/manager-0: dead to some from") || m.contains("a/manager-0: suspected from")
+    );
+    // ...and once it is gone, they end as nobody doubts them.
+    for n in [
+        "a/manager-0",
+        "a/worker-0",
+        "a/worker-1",
+        "a/worker-2",
+        "a/worker-3",
+    ] {
+        let last = m.rfind(&format!("<title>{n}: ")).unwrap();
+        assert!(
+            m[last..].starts_with(&format!("<title>{n}: alive to all")),
+            "{n}: {}",
+            &m[last..last + 80]
+        );
+    }
+}
