@@ -37,17 +37,18 @@ pub struct Network {
 
 /// One link's trouble: from the nodes of `a` to those of `b` (and back unless one-way).
 struct Link {
+    /// `(first end, second end, one-way)` as the fault names them.
     key: (String, String, bool),
     a: Vec<bool>,
     b: Vec<bool>,
-    one_way: bool,
     loss: f64,
     cut: bool,
 }
 
 impl Link {
     fn joins(&self, from: usize, to: usize) -> bool {
-        (self.a[from] && self.b[to]) || (!self.one_way && self.b[from] && self.a[to])
+        let one_way = self.key.2;
+        (self.a[from] && self.b[to]) || (!one_way && self.b[from] && self.a[to])
     }
 }
 
@@ -211,12 +212,10 @@ impl Network {
         if let Some(i) = self.links.iter().position(|l| l.key == key) {
             return i;
         }
-        let one_way = key.2;
         self.links.push(Link {
             key,
             a,
             b,
-            one_way,
             loss: 0.0,
             cut: false,
         });
@@ -235,12 +234,17 @@ impl Network {
     ) {
         let i = self.link(key, a, b);
         if self.links[i].loss >= 1.0 && rate < 1.0 && !self.links[i].cut {
-            if self.ended_links.len() == ENDED_PARTITIONS_KEPT {
-                self.ended_links.remove(0);
-            }
-            self.ended_links.push((i, now_us));
+            self.remember_ended_link(i, now_us);
         }
         self.links[i].loss = rate;
+    }
+
+    /// Link `i` stopped cutting at `now_us`: remembered, like an ended partition.
+    fn remember_ended_link(&mut self, i: usize, now_us: u64) {
+        if self.ended_links.len() == ENDED_PARTITIONS_KEPT {
+            self.ended_links.remove(0);
+        }
+        self.ended_links.push((i, now_us));
     }
 
     /// Cut or restore the link between the node sets (a flap); returns whether that
@@ -259,10 +263,7 @@ impl Network {
         }
         self.links[i].cut = cut;
         if !cut {
-            if self.ended_links.len() == ENDED_PARTITIONS_KEPT {
-                self.ended_links.remove(0);
-            }
-            self.ended_links.push((i, now_us));
+            self.remember_ended_link(i, now_us);
         }
         true
     }

@@ -822,6 +822,20 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                 None => Ok(()),
             }
         };
+        // A link's two ends: each a DC or a node.
+        let check_ends = |between: &[String; 2]| -> Result<(), ScenarioError> {
+            match between
+                .iter()
+                .find(|e| !names.contains(*e) && !known_node(e))
+            {
+                Some(bad) => Err(err(
+                    path,
+                    key("between"),
+                    format!("{bad:?} is neither a DC nor a node"),
+                )),
+                None => Ok(()),
+            }
+        };
         match f {
             Fault::Crash { nodes, .. }
             | Fault::Restart { nodes, .. }
@@ -911,15 +925,7 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                 }
             }
             Fault::LinkLoss { between, rate, .. } => {
-                for end in between {
-                    if !names.contains(end) && !known_node(end) {
-                        return Err(err(
-                            path,
-                            key("between"),
-                            format!("{end:?} is neither a DC nor a node"),
-                        ));
-                    }
-                }
+                check_ends(between)?;
                 if !(0.0..=1.0).contains(rate) {
                     return Err(err(path, key("rate"), "must be a probability in [0, 1]"));
                 }
@@ -932,15 +938,7 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                 until,
                 ..
             } => {
-                for end in between {
-                    if !names.contains(end) && !known_node(end) {
-                        return Err(err(
-                            path,
-                            key("between"),
-                            format!("{end:?} is neither a DC nor a node"),
-                        ));
-                    }
-                }
+                check_ends(between)?;
                 if down.is_zero() || *down >= *period {
                     return Err(err(
                         path,
