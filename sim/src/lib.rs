@@ -15,6 +15,7 @@ pub mod routing;
 pub mod scenario;
 pub mod shrink;
 pub mod trace;
+pub mod trace_hash;
 pub mod world;
 
 use rayon::prelude::*;

@@ -25,7 +25,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use xxhash_rust::xxh3::Xxh3;
+use crate::trace_hash::TraceHasher;
 
 /// Incarnation store: a restarted node starts at `stored + 10` (membership.md §2).
 const RESTART_INC_STEP: u32 = 10;
@@ -231,7 +231,7 @@ pub struct World<'a> {
     node_rng: Vec<DetRng>,
     cfg: Config,
     seed: u64,
-    hash: Xxh3,
+    hash: TraceHasher,
     checker: Checker,
     messages: Messages,
     events: u64,
@@ -324,7 +324,7 @@ impl<'a> World<'a> {
                 .collect(),
             cfg: scenario.membership_config(),
             seed,
-            hash: Xxh3::new(),
+            hash: TraceHasher::new(),
             checker,
             messages: Messages::default(),
             events: 0,
