@@ -85,7 +85,9 @@ mod tests {
     /// XXH3's digest of the whole.
     #[test]
     fn digest_is_plain_xxh3_of_the_stream_however_it_is_cut() {
-        let stream: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let stream: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let want = xxhash_rust::xxh3::xxh3_64(&stream);
         for piece in [1, 3, 7, 64, 511, 512, 513, 1400, 4999] {
             let mut h = TraceHasher::new();

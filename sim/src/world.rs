@@ -13,6 +13,7 @@ use crate::report::{
     Report, TablesAtEnd, Throughput,
 };
 use crate::scenario::{Fault, NodeSpec, RestartState, Scenario};
+use crate::trace_hash::TraceHasher;
 use meridian_core::io::{Event, Output};
 use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::{ElectionConfig, ElectionEvent, StepDownReason};
@@ -25,7 +26,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use crate::trace_hash::TraceHasher;
 
 /// Incarnation store: a restarted node starts at `stored + 10` (membership.md §2).
 const RESTART_INC_STEP: u32 = 10;

@@ -54,6 +54,7 @@ use gossip::{retransmit_limit, GossipQueue};
 use lifeguard::{Degradation, LagEffect, Lhm};
 use serde::Serialize;
 use smallvec::SmallVec;
+use std::collections::VecDeque;
 use suspicion::Suspicion;
 
 /// Who this machine speaks for.
@@ -224,8 +225,8 @@ pub struct Membership {
     /// warning and then their removal check. Every such member follows one schedule
     /// relative to its discovery, so only the heads need checking: 8 bytes a member
     /// instead of a timer each (a node of a 1000-member cluster holds ~1000 of them).
-    passive_warn: std::collections::VecDeque<(NodeId, u8)>,
-    passive_remove: std::collections::VecDeque<(NodeId, u8)>,
+    passive_warn: VecDeque<(NodeId, u8)>,
+    passive_remove: VecDeque<(NodeId, u8)>,
     passive_sweep_at: Option<Instant>,
     gossip: GossipQueue,
     lhm: Lhm,

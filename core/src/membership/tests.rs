@@ -1430,3 +1430,26 @@ fn an_extension_grant_stretches_a_suspicion_by_as_much() {
     );
     assert_eq!(m.next_deadline(), before);
 }
+
+/// A mass discovery queues a passive-confirmation entry per worker; once the entries
+/// are done with (here: the workers never confirmed and were removed) the
+/// queues hold no memory, rather than a mass join's capacity for the machine's life.
+#[test]
+fn passive_confirmation_queues_give_their_memory_back_once_drained() {
+    let mut m = machine(Role::Manager);
+    // Three datagrams of 100 claims each, relayed by an observer.
+    for batch in 0..3u32 {
+        let gossip = (1..=100)
+            .map(|i| claim(ClaimKind::Alive, batch * 100 + i, 0, Role::Worker, 0))
+            .collect();
+        let mut env = env_from(9, Role::Gate, 0, Body::Notice { gossip });
+        env.flags = wire::FLAG_OBSERVER;
+        deliver(&mut m, env, Instant::ZERO);
+    }
+    assert!(m.passive_warn.len() + m.passive_remove.len() >= 300);
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(3600), &mut log);
+    assert!((1..=300).all(|w| m.member(NodeId(w)).is_none()));
+    assert_eq!(m.passive_warn.capacity(), 0);
+    assert_eq!(m.passive_remove.capacity(), 0);
+}

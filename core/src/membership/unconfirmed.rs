@@ -79,6 +79,8 @@ impl Membership {
             self.event(out, ev);
             self.remove_member(entry.0, out);
         }
+        release_drained(&mut self.passive_warn);
+        release_drained(&mut self.passive_remove);
         let warn_at = self
             .passive_warn
             .front()
@@ -211,5 +213,18 @@ impl Membership {
             return; // the attempt's timeout reschedules us
         }
         self.schedule_confirmation(node, now);
+    }
+}
+
+/// A queue that has drained gives its memory back. A mass join queues an entry for
+/// every worker discovered (a thousand at 1,000 nodes); without this each machine kept
+/// that capacity, 8 KB, for the rest of its life (8 MB at 1,000 nodes).
+fn release_drained<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() {
+        if q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+    } else if q.capacity() > 64 && q.len() < q.capacity() / 4 {
+        q.shrink_to(q.len() * 2);
     }
 }
