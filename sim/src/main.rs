@@ -8,6 +8,8 @@ use meridian_sim::{median, scenario};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod huge_pages;
+
 #[derive(Parser)]
 #[command(
     name = "meridian-sim",
@@ -130,6 +132,12 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.cmd,
+        Cmd::Run { .. } | Cmd::Sweep { .. } | Cmd::Shrink { .. }
+    ) {
+        huge_pages::reexec_with_huge_pages();
+    }
     match cli.cmd {
         Cmd::Replay { journal } => replay(&journal),
         Cmd::Trace {

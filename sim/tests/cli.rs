@@ -375,3 +375,38 @@ fn trace_filters_a_trace_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a meridian-sim trace"));
 }
+
+/// `run` re-executes itself once with glibc's huge-page tunable (`src/huge_pages.rs`):
+/// the report, its trace hash and the exit status are those of a run that opted out.
+#[test]
+fn huge_pages_change_nothing_a_run_reports() {
+    let p = write("huge-pages.toml", GOOD);
+    let dir = p.parent().unwrap().to_path_buf();
+    let run = |mark: Option<&str>, report: &str| {
+        let mut cmd = bin();
+        cmd.env_remove("GLIBC_TUNABLES")
+            .env_remove("MERIDIAN_SIM_HUGE_PAGES");
+        if let Some(m) = mark {
+            cmd.env("MERIDIAN_SIM_HUGE_PAGES", m);
+        }
+        let out = cmd
+            .arg("run")
+            .arg(&p)
+            .arg("--report")
+            .arg(dir.join(report))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(report)).unwrap()).unwrap();
+        (
+            r["trace_hash"].clone(),
+            r["events"].clone(),
+            r["messages"].clone(),
+        )
+    };
+    let with = run(None, "with.json");
+    let without = run(Some("off"), "without.json");
+    assert_eq!(with, without);
+    assert!(with.0.as_str().is_some_and(|h| h.len() == 16));
+}

@@ -1,0 +1,63 @@
+//! Transparent huge pages for the simulator's heap.
+//!
+//! A world of 1,000 nodes holds ~130 MiB of machine state, and every event touches a
+//! different machine's tables: the run is bound by memory latency, and with 4 KiB pages
+//! most of those touches also miss the TLB. glibc's malloc backs its heap with
+//! transparent huge pages when the process starts with
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc 2.35 and later; the kernel's THP mode
+//! `madvise` or `always`). That cut a 1,000-node run's wall time by ~14% here, with the
+//! same peak memory and, since the heap's layout never reaches the machines, the same
+//! trace. A tunable is read only when a process starts, so the simulator re-executes
+//! itself once with it set.
+//!
+//! Nothing happens when `GLIBC_TUNABLES` is already set (the user's tunables win), when
+//! `MERIDIAN_SIM_HUGE_PAGES` is set (to anything: `off` opts out; the re-executed process
+//! carries `on`), or off Linux. Where glibc or the kernel does not support it, the
+//! tunable is ignored and nothing changes.
+
+use std::ffi::OsString;
+
+const MARK: &str = "MERIDIAN_SIM_HUGE_PAGES";
+const TUNABLE: &str = "glibc.malloc.hugetlb=1";
+
+/// Re-execute this process with the huge-page tunable, unless told not to; returns only
+/// if it did not (or could not) re-execute.
+pub fn reexec_with_huge_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        if !wanted(std::env::var_os("GLIBC_TUNABLES"), std::env::var_os(MARK)) {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        // `exec` replaces this process (same pid, same standard streams) and returns
+        // only on failure, in which case the run simply goes on without huge pages.
+        let _ = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("GLIBC_TUNABLES", TUNABLE)
+            .env(MARK, "on")
+            .exec();
+    }
+}
+
+/// Re-execute only if neither the user nor an earlier execution has decided.
+fn wanted(tunables: Option<OsString>, mark: Option<OsString>) -> bool {
+    tunables.is_none() && mark.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_undecided_process_reexecutes() {
+        assert!(wanted(None, None));
+        // The re-executed process, and a user who opted out.
+        assert!(!wanted(Some(TUNABLE.into()), Some("on".into())));
+        assert!(!wanted(None, Some("off".into())));
+        // A user's own tunables are left alone.
+        assert!(!wanted(Some("glibc.malloc.arena_max=2".into()), None));
+    }
+}
