@@ -12,7 +12,8 @@
 //!
 //! Nothing happens when `GLIBC_TUNABLES` is already set (the user's tunables win), when
 //! `MERIDIAN_SIM_HUGE_PAGES` is set (to anything: `off` opts out; the re-executed process
-//! carries `on`), or off Linux. Where glibc or the kernel does not support it, the
+//! carries `on`), under valgrind, or off Linux. A debugger sees the `exec`: run with
+//! `MERIDIAN_SIM_HUGE_PAGES=off` to debug the process you started. Where glibc or the kernel does not support it, the
 //! tunable is ignored and nothing changes.
 
 use std::ffi::OsString;
@@ -26,7 +27,11 @@ pub fn reexec_with_huge_pages() {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        if !wanted(std::env::var_os("GLIBC_TUNABLES"), std::env::var_os(MARK)) {
+        if !wanted(
+            std::env::var_os("GLIBC_TUNABLES"),
+            std::env::var_os(MARK),
+            std::env::var_os("LD_PRELOAD"),
+        ) {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
@@ -42,9 +47,12 @@ pub fn reexec_with_huge_pages() {
     }
 }
 
-/// Re-execute only if neither the user nor an earlier execution has decided.
-fn wanted(tunables: Option<OsString>, mark: Option<OsString>) -> bool {
-    tunables.is_none() && mark.is_none()
+/// Re-execute only if neither the user nor an earlier execution has decided, and not
+/// under valgrind (its tools preload `vgpreload_*`; an `exec` would leave the profiler
+/// watching nothing but the start-up).
+fn wanted(tunables: Option<OsString>, mark: Option<OsString>, preload: Option<OsString>) -> bool {
+    let under_valgrind = preload.is_some_and(|p| p.to_string_lossy().contains("vgpreload"));
+    tunables.is_none() && mark.is_none() && !under_valgrind
 }
 
 #[cfg(test)]
@@ -53,11 +61,15 @@ mod tests {
 
     #[test]
     fn only_an_undecided_process_reexecutes() {
-        assert!(wanted(None, None));
+        assert!(wanted(None, None, None));
+        assert!(wanted(None, None, Some("/usr/lib/libfoo.so".into())));
         // The re-executed process, and a user who opted out.
-        assert!(!wanted(Some(TUNABLE.into()), Some("on".into())));
-        assert!(!wanted(None, Some("off".into())));
+        assert!(!wanted(Some(TUNABLE.into()), Some("on".into()), None));
+        assert!(!wanted(None, Some("off".into()), None));
         // A user's own tunables are left alone.
-        assert!(!wanted(Some("glibc.malloc.arena_max=2".into()), None));
+        assert!(!wanted(Some("glibc.malloc.arena_max=2".into()), None, None));
+        // Under valgrind.
+        let vg = "/usr/libexec/valgrind/vgpreload_core-amd64-linux.so";
+        assert!(!wanted(None, None, Some(vg.into())));
     }
 }
