@@ -230,8 +230,10 @@ mod tests {
     #[test]
     fn the_dense_index_grows_to_the_largest_id_not_to_twice_it() {
         let mut t = MemberTable::default();
-        // Increasing, as a join sweep delivers them, then one far id.
-        for id in 0..1000 {
+        // In the scrambled order gossip delivers them (a permutation of 0..1000), then
+        // one far id. Doubling took this index to 1,840 entries.
+        for k in 0..1000u32 {
+            let id = k * 7919 % 1000;
             t.insert(NodeId(id), member(id));
         }
         assert!(
