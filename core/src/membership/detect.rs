@@ -135,11 +135,9 @@ impl Membership {
     ) {
         let was_unconfirmed = self.members[&node].status == Status::Unconfirmed;
         self.transition(node, status, inc, now, out);
-        let m = self.members.get_mut(&node).expect("member exists");
         if status == Status::Dead {
             // Death time is `status_changed_at`, set by the transition just above.
-            m.has_death = true;
-            m.death_inc = inc;
+            self.deaths.insert(node, inc);
         }
         let kind = if status == Status::Left {
             ClaimKind::Left

@@ -32,6 +32,11 @@ impl Status {
     }
 }
 
+/// One member as this machine sees it: 48 bytes. A node of an N-member cluster holds N
+/// of these, so the record is most of a large simulation's memory (1,000 nodes: 1,000
+/// records each) and every claim, probe and gossip pick reads one; it was 56 bytes, of
+/// which most records then straddled two cache lines. Rarely used state lives beside the
+/// table instead: a dead member's death incarnation is in `Membership::deaths`.
 #[derive(Clone, Debug)]
 pub struct Member {
     pub id: NodeId,
@@ -43,16 +48,57 @@ pub struct Member {
     pub status_changed_at: Instant,
     /// Last direct contact (any datagram sourced by it).
     pub last_heard_at: OptInstant,
-    /// Declared dead (and not back since): the zombie guard applies from
-    /// `status_changed_at`, at `death_inc` (membership.md §2).
-    pub has_death: bool,
     /// Bumped at each (re)discovery, so queued confirmation entries of an earlier
     /// discovery are recognised as stale.
     pub discovery: u8,
-    pub death_inc: Incarnation,
-    pub proactive_made: u8,
-    pub proactive_last_failed: bool,
-    pub warned: bool,
+    /// Where an UNCONFIRMED member is in its confirmation lifecycle (membership.md §7).
+    pub confirmation: ConfirmationProgress,
+}
+
+/// The UNCONFIRMED lifecycle's per-member state in one byte: proactive attempts made
+/// (at most 5 by the spec; stored up to 63), whether the last one failed, and whether
+/// the warning was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConfirmationProgress(u8);
+
+impl ConfirmationProgress {
+    const MADE: u8 = 0b0011_1111;
+    const LAST_FAILED: u8 = 0b0100_0000;
+    const WARNED: u8 = 0b1000_0000;
+
+    pub fn proactive_made(self) -> u8 {
+        self.0 & Self::MADE
+    }
+    /// One more proactive attempt (saturating at 63, far above any role's limit).
+    pub fn add_proactive_attempt(&mut self) {
+        if self.proactive_made() < Self::MADE {
+            self.0 += 1;
+        }
+    }
+    pub fn last_failed(self) -> bool {
+        self.0 & Self::LAST_FAILED != 0
+    }
+    pub fn set_last_failed(&mut self, failed: bool) {
+        self.set(Self::LAST_FAILED, failed);
+    }
+    pub fn warned(self) -> bool {
+        self.0 & Self::WARNED != 0
+    }
+    pub fn set_warned(&mut self, warned: bool) {
+        self.set(Self::WARNED, warned);
+    }
+    /// A member back from the dead is discovered afresh: no attempts made, no warning
+    /// given (whether the last attempt failed is left as it was).
+    pub fn rediscovered(&mut self) {
+        self.0 &= Self::LAST_FAILED;
+    }
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.0 |= bit;
+        } else {
+            self.0 &= !bit;
+        }
+    }
 }
 
 impl Member {
@@ -66,12 +112,8 @@ impl Member {
             confirmed: false,
             status_changed_at: now,
             last_heard_at: OptInstant::NONE,
-            has_death: false,
             discovery: 0,
-            death_inc: Incarnation(0),
-            proactive_made: 0,
-            proactive_last_failed: false,
-            warned: false,
+            confirmation: ConfirmationProgress::default(),
         }
     }
 
@@ -249,5 +291,41 @@ mod tests {
         );
         assert_eq!(t.get(&NodeId(3000)).unwrap().id, NodeId(3000));
         assert_eq!(t.get(&NodeId(999)).unwrap().id, NodeId(999));
+    }
+
+    #[test]
+    fn a_member_record_is_48_bytes() {
+        assert_eq!(core::mem::size_of::<Member>(), 48);
+    }
+
+    #[test]
+    fn confirmation_progress_keeps_its_three_parts_apart() {
+        let mut c = ConfirmationProgress::default();
+        assert_eq!(
+            (c.proactive_made(), c.last_failed(), c.warned()),
+            (0, false, false)
+        );
+        c.set_warned(true);
+        for _ in 0..5 {
+            c.add_proactive_attempt();
+        }
+        c.set_last_failed(true);
+        assert_eq!(
+            (c.proactive_made(), c.last_failed(), c.warned()),
+            (5, true, true)
+        );
+        c.set_last_failed(false);
+        c.set_warned(false);
+        assert_eq!(
+            (c.proactive_made(), c.last_failed(), c.warned()),
+            (5, false, false)
+        );
+        for _ in 0..100 {
+            c.add_proactive_attempt();
+        }
+        assert_eq!(
+            (c.proactive_made(), c.last_failed(), c.warned()),
+            (63, false, false)
+        );
     }
 }

@@ -5,9 +5,10 @@ use super::*;
 
 impl Membership {
     pub(super) fn zombie_ok(&self, m: &Member, inc: Incarnation, now: Instant) -> bool {
-        match m.has_death.then_some(m.status_changed_at) {
-            Some(at) if now.saturating_since(at) < self.cfg.zombie_window => {
-                let death_inc = m.death_inc;
+        match self.deaths.get(&m.id) {
+            Some(death_inc)
+                if now.saturating_since(m.status_changed_at) < self.cfg.zombie_window =>
+            {
                 inc.0 >= death_inc.0.saturating_add(self.cfg.zombie_inc_margin)
             }
             _ => true,
@@ -167,10 +168,9 @@ impl Membership {
                 // undone at the incarnation it was declared at.
                 let planted = INJECTED_BUGS && self.cfg.injected_bug && c.inc == l;
                 if (c.inc > l || planted) && self.zombie_ok(m, c.inc, now) {
+                    self.deaths.remove(&c.node);
                     let m = self.members.get_mut(&c.node).expect("exists");
-                    m.has_death = false;
-                    m.proactive_made = 0;
-                    m.warned = false;
+                    m.confirmation.rediscovered();
                     m.discovery = m.discovery.wrapping_add(1);
                     self.transition(c.node, Status::Alive, c.inc, now, out);
                     if self.members[&c.node].status == Status::Unconfirmed {

@@ -213,6 +213,11 @@ pub struct Membership {
     /// The suspicions in progress, one per Suspect member (kept beside the table so every
     /// member record does not carry a pointer for the few that are suspected).
     suspicions: FxHashMap<NodeId, Suspicion>,
+    /// The incarnation each member we declared dead died at (and is not back from):
+    /// the zombie guard refuses it below `death_inc + margin` for the zombie window
+    /// from `status_changed_at` (membership.md §2). Beside the table, not in each
+    /// record: few members are dead at once. Dropped with the member.
+    deaths: FxHashMap<NodeId, Incarnation>,
     live_count: usize,
     dead_count: usize,
     probe_list: Vec<NodeId>,
@@ -293,6 +298,7 @@ impl Membership {
             rng,
             members: member::MemberTable::default(),
             suspicions: FxHashMap::default(),
+            deaths: FxHashMap::default(),
             live_count: 0,
             dead_count: 0,
             probe_list: Vec::new(),
@@ -529,7 +535,7 @@ impl Membership {
             Timer::ProactiveTimeout { seq } => {
                 if let Some((node, _)) = self.proactive.remove(&seq) {
                     if let Some(m) = self.members.get_mut(&node) {
-                        m.proactive_last_failed = true;
+                        m.confirmation.set_last_failed(true);
                     }
                     self.member_timers.at(now, Timer::Confirm { node });
                 }

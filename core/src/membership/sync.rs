@@ -73,12 +73,13 @@ impl Membership {
             return;
         }
         let window = self.cfg.tombstone;
+        let deaths = &self.deaths;
         let mut dead: Vec<NodeId> = self
             .members
             .values()
             .filter(|m| {
                 m.status == Status::Dead
-                    && m.has_death
+                    && deaths.contains_key(&m.id)
                     && now.saturating_since(m.status_changed_at) < window
             })
             .map(|m| m.id)

@@ -138,6 +138,7 @@ impl Membership {
         self.dead_count -= (m.status == Status::Dead) as usize;
         self.gossip.remove(node);
         self.suspicions.remove(&node);
+        self.deaths.remove(&node);
         self.coords.remove(node);
         self.member_event(out, node, m.role, Some(m.view()), None);
     }

@@ -520,6 +520,8 @@ fn zombie_guard_and_dead_precedence() {
         (x.status, x.inc, x.confirmed),
         (Status::Alive, Incarnation(7), true)
     );
+    // Back from the dead: its death is forgotten.
+    assert!(m.deaths.is_empty());
     // After the window a plain higher incarnation is enough.
     deliver(
         &mut m,
@@ -1452,4 +1454,27 @@ fn passive_confirmation_queues_give_their_memory_back_once_drained() {
     assert!((1..=300).all(|w| m.member(NodeId(w)).is_none()));
     assert_eq!(m.passive_warn.capacity(), 0);
     assert_eq!(m.passive_remove.capacity(), 0);
+}
+
+/// A member buried for good leaves nothing behind: its death incarnation (kept beside
+/// the table for the zombie guard) goes with its tombstone.
+#[test]
+fn a_forgotten_tombstone_takes_its_death_with_it() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let dead = Body::Notice {
+        gossip: vec![claim(ClaimKind::Dead, 5, 2, Role::Worker, 6)],
+    };
+    // Not heard from for 6 s: the claim buries it (earlier it would only suspect).
+    deliver(
+        &mut m,
+        env_from(6, Role::Worker, 0, dead),
+        Instant::ZERO + secs(6),
+    );
+    assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Dead);
+    assert_eq!(m.deaths.get(&NodeId(5)), Some(&Incarnation(2)));
+    let mut log = Vec::new();
+    run_until(&mut m, Instant::ZERO + secs(3700), &mut log);
+    assert!(m.member(NodeId(5)).is_none());
+    assert!(m.deaths.is_empty());
 }

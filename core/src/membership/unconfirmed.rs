@@ -13,7 +13,7 @@ impl Membership {
             return;
         }
         let entry = (node, m.discovery);
-        if m.warned {
+        if m.confirmation.warned() {
             self.passive_remove.push_back(entry);
         } else {
             self.passive_warn.push_back(entry);
@@ -42,7 +42,10 @@ impl Membership {
     /// (membership.md §7); stale entries are dropped on the way.
     pub(super) fn passive_sweep(&mut self, now: Instant, out: &mut Outputs) {
         while let Some(&entry) = self.passive_warn.front() {
-            let Some(m) = self.passive_entry(entry).filter(|m| !m.warned) else {
+            let Some(m) = self
+                .passive_entry(entry)
+                .filter(|m| !m.confirmation.warned())
+            else {
                 self.passive_warn.pop_front();
                 continue;
             };
@@ -50,7 +53,11 @@ impl Membership {
                 break;
             }
             self.passive_warn.pop_front();
-            self.members.get_mut(&entry.0).expect("current").warned = true;
+            self.members
+                .get_mut(&entry.0)
+                .expect("current")
+                .confirmation
+                .set_warned(true);
             self.event(
                 out,
                 Event::UnconfirmedWarning {
@@ -137,10 +144,10 @@ impl Membership {
     pub(super) fn next_confirmation_check(&self, m: &Member) -> Instant {
         let strat = strategy(m.role);
         let mut next = self.removal_deadline(m);
-        if let Some(a) = strat.attempt_at(m.discovered_at(), m.proactive_made) {
+        if let Some(a) = strat.attempt_at(m.discovered_at(), m.confirmation.proactive_made()) {
             next = next.min(a);
         }
-        if !m.warned {
+        if !m.confirmation.warned() {
             next = next.min(self.warning_at(m));
         }
         next
@@ -154,8 +161,12 @@ impl Membership {
         if m.status != Status::Unconfirmed {
             return;
         }
-        if !m.warned && now >= self.warning_at(m) {
-            self.members.get_mut(&node).expect("exists").warned = true;
+        if !m.confirmation.warned() && now >= self.warning_at(m) {
+            self.members
+                .get_mut(&node)
+                .expect("exists")
+                .confirmation
+                .set_warned(true);
             self.event(
                 out,
                 Event::UnconfirmedWarning {
@@ -168,16 +179,16 @@ impl Membership {
         let strat = strategy(m.role);
         let deadline = self.removal_deadline(m);
         let in_flight = self.proactive.values().any(|(n, _)| *n == node);
-        if let Some(due) = strat.attempt_at(m.discovered_at(), m.proactive_made) {
+        if let Some(due) = strat.attempt_at(m.discovered_at(), m.confirmation.proactive_made()) {
             if due <= now && !in_flight {
-                let (addr, role, attempt) = (m.addr, m.role, m.proactive_made);
+                let (addr, role, attempt) = (m.addr, m.role, m.confirmation.proactive_made());
                 let seq = self.seq();
                 let t = self.probe_timeout_for(node, now);
                 let key = self.at(now + t, Timer::ProactiveTimeout { seq });
                 self.proactive.insert(seq, (node, key));
                 let mm = self.members.get_mut(&node).expect("exists");
-                mm.proactive_made += 1;
-                mm.proactive_last_failed = false;
+                mm.confirmation.add_proactive_attempt();
+                mm.confirmation.set_last_failed(false);
                 self.event(
                     out,
                     Event::ProactivePing {
@@ -191,7 +202,8 @@ impl Membership {
                 return;
             }
         }
-        let exhausted = m.proactive_made >= strat.attempts && m.proactive_last_failed;
+        let exhausted =
+            m.confirmation.proactive_made() >= strat.attempts && m.confirmation.last_failed();
         if now >= deadline && (!strat.proactive || exhausted) {
             let reason = if strat.proactive {
                 RemovalReason::ExhaustedProactiveAttempts
