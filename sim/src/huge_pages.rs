@@ -39,8 +39,11 @@ pub fn reexec_with_huge_pages() {
         };
         // `exec` replaces this process (same pid, same standard streams) and returns
         // only on failure, in which case the run simply goes on without huge pages.
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
         let _ = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
+            .arg0(arg0)
+            .args(args)
             .env("GLIBC_TUNABLES", TUNABLE)
             .env(MARK, "on")
             .exec();
