@@ -377,17 +377,21 @@ mod memory_tests {
     use super::*;
     use crate::id::{Addr, Role};
 
-    #[test]
-    fn heap_entries_stay_bounded_and_an_empty_queue_holds_none() {
-        let mut q = GossipQueue::new(1000);
-        let claim = |n: u32, inc: u32| Claim {
+    /// An ALIVE claim a worker makes about itself.
+    fn claim(n: u32, inc: u32) -> Claim {
+        Claim {
             kind: ClaimKind::Alive,
             node: NodeId(n),
             addr: Addr::from_u32(n),
             inc: Incarnation(inc),
             role: Role::Worker,
             from: NodeId(n),
-        };
+        }
+    }
+
+    #[test]
+    fn heap_entries_stay_bounded_and_an_empty_queue_holds_none() {
+        let mut q = GossipQueue::new(1000);
         let render = |u: Update| Some(claim(u.node.0, u.inc.0));
         // Churn: many replacements leave stale heap entries behind.
         for round in 0..200u32 {
@@ -419,18 +423,10 @@ mod memory_tests {
     #[test]
     fn a_wave_of_updates_leaves_no_capacity_behind_in_earlier_heaps() {
         let mut q = GossipQueue::new(2000);
-        let claim = |n: u32| Claim {
-            kind: ClaimKind::Alive,
-            node: NodeId(n),
-            addr: Addr::from_u32(n),
-            inc: Incarnation(1),
-            role: Role::Worker,
-            from: NodeId(n),
-        };
         for n in 0..1000 {
-            q.enqueue(claim(n), 20, Instant::ZERO, false);
+            q.enqueue(claim(n, 1), 20, Instant::ZERO, false);
         }
-        let render = |u: Update| Some(claim(u.node.0));
+        let render = |u: Update| Some(claim(u.node.0, 1));
         let mut rounds = 0;
         while !q.is_empty() {
             let mut out = Vec::new();
