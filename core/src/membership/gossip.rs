@@ -22,6 +22,7 @@ pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
 /// to 1000 of these at a mass join, so 32 bytes instead of 64 count).
 #[derive(Clone, Copy, Debug)]
 struct Pending {
+    node: NodeId,
     kind: ClaimKind,
     sends: u8,
     limit: u8,
@@ -46,17 +47,29 @@ pub struct Update {
 const URGENT: u32 = 1 << 31;
 /// Orders are renumbered (rank-preserving) before the sequence reaches the urgent bit.
 const SEQ_LIMIT: u32 = URGENT - 1;
+/// A slab this many slots long or shorter is never compacted.
+const SLAB_KEEP: usize = 64;
 
 /// Pending updates, one per member. Selection order is "fewest sends first, newest
-/// first": one max-heap of `(order, node)` per send count, with lazy deletion (a heap
-/// entry is live only if the pending update still has that order and send count), so a
-/// datagram's selection costs O(k log n) on contiguous memory.
+/// first": one max-heap of `(order, slot)` per send count, with lazy deletion (a heap
+/// entry is live only if its slot still holds an update of that order and send count;
+/// orders are unique among pending updates), so a datagram's selection costs
+/// O(k log n) on contiguous memory.
+///
+/// The updates live in a slab that heap entries name by index, and a node's update is
+/// found through `by_node` only when one is queued or removed. Picking a datagram's
+/// gossip therefore reads one array entry per update instead of probing a hash map: at
+/// 2,000 nodes the queue is cold in cache every time a datagram is built, and the map's
+/// probe (its control bytes, then the entry) was a third of the time spent picking.
 #[derive(Clone, Debug, Default)]
 pub struct GossipQueue {
-    pending: FxHashMap<NodeId, Pending>,
-    /// 8-byte keys `(order, node)`: the heaps are most of the queue's memory when a mass
+    slots: Vec<Option<Pending>>,
+    /// Free slots, reused last-freed first.
+    free: Vec<u32>,
+    by_node: FxHashMap<NodeId, u32>,
+    /// 8-byte keys `(order, slot)`: the heaps are most of the queue's memory when a mass
     /// join saturates it.
-    by_sends: Vec<BinaryHeap<(u32, NodeId)>>,
+    by_sends: Vec<BinaryHeap<(u32, u32)>>,
     /// Entries across all heaps, live and stale.
     heap_entries: usize,
     cap: usize,
@@ -74,19 +87,53 @@ impl GossipQueue {
     }
 
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.by_node.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.by_node.is_empty()
     }
 
-    fn index(&mut self, sends: u8, order: u32, node: NodeId) {
+    fn pending(&self, slot: u32) -> Option<&Pending> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn live_updates(&self) -> impl Iterator<Item = (u32, &Pending)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i as u32, p)))
+    }
+
+    fn alloc(&mut self, p: Pending) -> u32 {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(p);
+                slot
+            }
+            None => {
+                self.slots.push(Some(p));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_node.insert(p.node, slot);
+        slot
+    }
+
+    /// Drop the update in `slot`; its heap entries become stale.
+    fn free_slot(&mut self, slot: u32) {
+        if let Some(p) = self.slots[slot as usize].take() {
+            self.by_node.remove(&p.node);
+            self.free.push(slot);
+        }
+    }
+
+    fn index(&mut self, sends: u8, order: u32, slot: u32) {
         let s = sends as usize;
         if self.by_sends.len() <= s {
             self.by_sends.resize_with(s + 1, BinaryHeap::new);
         }
         let grows = self.by_sends[s].len() == self.by_sends[s].capacity();
-        self.by_sends[s].push((order, node));
+        self.by_sends[s].push((order, slot));
         self.heap_entries += 1;
         // Bound what lazy deletion leaves behind: once stale entries outnumber live ones,
         // rebuild the heaps from the pending updates in right-sized allocations (a heap
@@ -94,10 +141,10 @@ impl GossipQueue {
         // Capacity is bounded the same way: a mass join's wave of updates passes through
         // every send count's heap in turn, and each heap kept the capacity of the wave's
         // peak (17 MB in all at 1,000 nodes). Checked only when a heap grows.
-        if self.heap_entries > 2 * self.pending.len() + 64
-            || (grows && self.heap_capacity() > 2 * self.pending.len() + 256)
+        if self.heap_entries > 2 * self.len() + 64
+            || (grows && self.heap_capacity() > 2 * self.len() + 256)
         {
-            self.compact();
+            self.compact_heaps();
         }
     }
 
@@ -106,13 +153,43 @@ impl GossipQueue {
         self.by_sends.iter().map(BinaryHeap::capacity).sum()
     }
 
-    fn compact(&mut self) {
-        let mut heaps: Vec<Vec<(u32, NodeId)>> = vec![Vec::new(); self.by_sends.len()];
-        for (node, p) in self.pending.iter() {
-            heaps[p.sends as usize].push((p.order, *node));
+    /// Rebuild the heaps from the live updates (slots are left where they are).
+    fn compact_heaps(&mut self) {
+        let mut heaps: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.by_sends.len()];
+        for (slot, p) in self.live_updates() {
+            heaps[p.sends as usize].push((p.order, slot));
         }
         self.by_sends = heaps.into_iter().map(BinaryHeap::from).collect();
-        self.heap_entries = self.pending.len();
+        self.heap_entries = self.len();
+    }
+
+    /// Give back what a drained or shrunken queue no longer needs: everything when it is
+    /// empty; the slab, packed, once three quarters of it are free (a mass join's wave
+    /// would otherwise keep its peak for ever). Never called while slots are held
+    /// elsewhere (in `select`'s picks).
+    fn release_memory(&mut self) {
+        if self.is_empty() {
+            if !self.slots.is_empty() || !self.by_sends.is_empty() {
+                *self = GossipQueue {
+                    cap: self.cap,
+                    next_order: self.next_order,
+                    evicted: self.evicted,
+                    ..Default::default()
+                };
+            }
+        } else if self.slots.len() > SLAB_KEEP && self.len() * 4 <= self.slots.len() {
+            let live: Vec<Pending> = self.slots.iter().flatten().copied().collect();
+            self.slots = live.into_iter().map(Some).collect();
+            self.free = Vec::new();
+            self.by_node = FxHashMap::default();
+            self.by_node.reserve(self.slots.len());
+            for (slot, p) in self.slots.iter().enumerate() {
+                if let Some(p) = p {
+                    self.by_node.insert(p.node, slot as u32);
+                }
+            }
+            self.compact_heaps();
+        }
     }
 
     /// Queue `claim` unless a pending update about the same node supersedes it: replaced by
@@ -120,7 +197,8 @@ impl GossipQueue {
     /// confirmations) the same rank from a different accuser. `urgent` puts it first
     /// (our own refutation goes at the head of the queue).
     pub fn enqueue(&mut self, claim: Claim, limit: u32, now: Instant, urgent: bool) {
-        if let Some(old) = self.pending.get(&claim.node) {
+        let existing = self.by_node.get(&claim.node).copied();
+        if let Some(old) = existing.and_then(|slot| self.pending(slot)) {
             let newer = claim.inc > old.inc
                 || (claim.inc == old.inc && claim.kind.rank() > old.kind.rank())
                 || (claim.inc == old.inc
@@ -129,7 +207,7 @@ impl GossipQueue {
             if !newer {
                 return;
             }
-        } else if self.pending.len() >= self.cap {
+        } else if self.len() >= self.cap {
             self.make_room(now);
         }
         if self.next_order >= SEQ_LIMIT {
@@ -141,52 +219,66 @@ impl GossipQueue {
         } else {
             self.next_order
         };
-        self.pending.insert(
-            claim.node,
-            Pending {
-                kind: claim.kind,
-                sends: 0,
-                limit: limit.clamp(1, u8::MAX as u32) as u8,
-                inc: claim.inc,
-                from: claim.from,
-                enqueued_at: now,
-                order,
-            },
-        );
-        self.index(0, order, claim.node);
+        let p = Pending {
+            node: claim.node,
+            kind: claim.kind,
+            sends: 0,
+            limit: limit.clamp(1, u8::MAX as u32) as u8,
+            inc: claim.inc,
+            from: claim.from,
+            enqueued_at: now,
+            order,
+        };
+        let slot = match existing {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(p);
+                slot
+            }
+            None => self.alloc(p),
+        };
+        self.index(0, order, slot);
     }
 
     /// Give the pending updates orders 1..=n in their current sequence (urgency kept),
     /// so the sequence never reaches the urgent bit; selection order is unchanged.
     fn renumber(&mut self) {
-        let mut entries: Vec<(u32, NodeId)> = self
-            .pending
-            .iter()
-            .map(|(n, p)| (p.order & SEQ_LIMIT, *n))
+        let mut entries: Vec<(u32, u32)> = self
+            .live_updates()
+            .map(|(slot, p)| (p.order & SEQ_LIMIT, slot))
             .collect();
         entries.sort_unstable();
-        for (i, (_, node)) in entries.iter().enumerate() {
-            let p = self.pending.get_mut(node).expect("collected from the map");
+        for (i, (_, slot)) in entries.iter().enumerate() {
+            let p = self.slots[*slot as usize]
+                .as_mut()
+                .expect("collected from the slab");
             p.order = (p.order & URGENT) | (i as u32 + 1);
         }
         self.next_order = entries.len() as u32;
-        self.compact();
+        self.compact_heaps();
     }
 
     /// Full queue: drop stale (> 60 s) entries; if still full, evict the 10 oldest.
     fn make_room(&mut self, now: Instant) {
-        let before = self.pending.len();
-        self.pending
-            .retain(|_, p| now.saturating_since(p.enqueued_at) <= secs(60));
-        if self.pending.len() >= self.cap {
-            let mut orders: Vec<(u32, NodeId)> =
-                self.pending.iter().map(|(k, p)| (p.order, *k)).collect();
+        let before = self.len();
+        let stale: Vec<u32> = self
+            .live_updates()
+            .filter(|(_, p)| now.saturating_since(p.enqueued_at) > secs(60))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in stale {
+            self.free_slot(slot);
+        }
+        if self.len() >= self.cap {
+            let mut orders: Vec<(u32, u32)> = self
+                .live_updates()
+                .map(|(slot, p)| (p.order, slot))
+                .collect();
             orders.sort_unstable();
-            for (_, k) in orders.into_iter().take(10) {
-                self.pending.remove(&k);
+            for (_, slot) in orders.into_iter().take(10) {
+                self.free_slot(slot);
             }
         }
-        self.evicted += (before - self.pending.len()) as u64;
+        self.evicted += (before - self.len()) as u64;
     }
 
     /// Take up to `n` updates for one datagram: fewest sends first, newest first on ties.
@@ -201,30 +293,29 @@ impl GossipQueue {
         out: &mut Vec<Claim>,
         render: impl Fn(Update) -> Option<Claim>,
     ) {
-        if n == 0 || self.pending.is_empty() {
+        if n == 0 || self.is_empty() {
             return;
         }
-        let mut picked: smallvec::SmallVec<[NodeId; 8]> = smallvec::SmallVec::new();
-        let mut skipped: Option<(usize, (u32, NodeId))> = None;
+        let mut picked: smallvec::SmallVec<[u32; 8]> = smallvec::SmallVec::new();
+        let mut skipped: Option<(usize, (u32, u32))> = None;
         for s in 0..self.by_sends.len() {
             while picked.len() < n {
-                let Some(&(order, node)) = self.by_sends[s].peek() else {
+                let Some(&(order, slot)) = self.by_sends[s].peek() else {
                     break;
                 };
                 self.by_sends[s].pop();
                 self.heap_entries -= 1;
-                let live = self
-                    .pending
-                    .get(&node)
-                    .is_some_and(|p| p.order == order && p.sends as usize == s);
-                if !live {
+                let Some(p) = self.pending(slot) else {
+                    continue;
+                };
+                if p.order != order || p.sends as usize != s {
                     continue;
                 }
-                if Some(node) == skip {
-                    skipped = Some((s, (order, node)));
+                if Some(p.node) == skip {
+                    skipped = Some((s, (order, slot)));
                     continue;
                 }
-                picked.push(node);
+                picked.push(slot);
             }
             if picked.len() >= n {
                 break;
@@ -234,42 +325,38 @@ impl GossipQueue {
             self.by_sends[s].push(entry);
             self.heap_entries += 1;
         }
-        for node in picked {
-            let p = self.pending.get_mut(&node).expect("live entries exist");
+        for slot in picked {
+            let p = self.slots[slot as usize]
+                .as_mut()
+                .expect("live entries exist");
             let update = Update {
-                node,
+                node: p.node,
                 kind: p.kind,
                 inc: p.inc,
                 from: p.from,
             };
             let Some(claim) = render(update) else {
-                self.pending.remove(&node);
+                self.free_slot(slot);
                 continue;
             };
             out.push(claim);
             p.sends += 1;
             if p.sends >= p.limit {
-                self.pending.remove(&node);
+                self.free_slot(slot);
             } else {
                 let (sends, order) = (p.sends, p.order);
-                self.index(sends, order, node);
+                self.index(sends, order, slot);
             }
         }
-        self.release_if_empty();
+        self.release_memory();
     }
 
     /// Forget a member's pending update (member removed from the table); its heap
     /// entries become stale and are skipped.
     pub fn remove(&mut self, node: NodeId) {
-        self.pending.remove(&node);
-        self.release_if_empty();
-    }
-
-    /// An empty queue holds no heap memory (its heaps only had stale entries left).
-    fn release_if_empty(&mut self) {
-        if self.pending.is_empty() && !self.by_sends.is_empty() {
-            self.by_sends = Vec::new();
-            self.heap_entries = 0;
+        if let Some(slot) = self.by_node.get(&node).copied() {
+            self.free_slot(slot);
+            self.release_memory();
         }
     }
 }
@@ -441,6 +528,41 @@ mod memory_tests {
         }
         assert_eq!(rounds, 1000 * 20 / 5);
         assert_eq!(q.heap_capacity(), 0);
+    }
+
+    /// The slab a wave filled is packed once three quarters of it are free, and a
+    /// drained queue holds no slab, free list or index at all.
+    #[test]
+    fn the_slab_shrinks_with_the_queue_and_an_empty_queue_holds_nothing() {
+        let mut q = GossipQueue::new(2000);
+        for n in 0..1000 {
+            q.enqueue(claim(n, 1), 20, Instant::ZERO, false);
+        }
+        assert_eq!(q.slots.len(), 1000);
+        // The members behind 900 of them leave the table.
+        for n in 0..900 {
+            q.remove(NodeId(n));
+        }
+        assert_eq!(q.len(), 100);
+        assert!(q.slots.len() <= 4 * 100, "slab of {}", q.slots.len());
+        assert!(q.free.len() < q.slots.len());
+        // What is left is still sent, newest first, each to its limit.
+        let render = |u: Update| Some(claim(u.node.0, 1));
+        let mut out = Vec::new();
+        q.select(3, None, &mut out, render);
+        let nodes: Vec<u32> = out.iter().map(|c| c.node.0).collect();
+        assert_eq!(nodes, vec![999, 998, 997]);
+        let mut sent = 3;
+        while !q.is_empty() {
+            let mut out = Vec::new();
+            q.select(5, None, &mut out, render);
+            sent += out.len();
+        }
+        assert_eq!(sent, 100 * 20);
+        assert_eq!(
+            (q.slots.capacity(), q.free.capacity(), q.by_node.capacity()),
+            (0, 0, 0)
+        );
     }
 }
 
