@@ -9,7 +9,9 @@
 //! scenario, simulated messages, wall time and messages per wall-second for both
 //! (100 and 1,000 nodes by default; `-- nodes-2000` for the 2,000-node scale run).
 //! A plain harness: one run each (a 1,000-node run takes seconds), so run it a few
-//! times, or time whole processes, before quoting a figure.
+//! times, or time whole processes, before quoting a figure. Like `meridian-sim run`,
+//! the harness re-executes itself once so that the heap of both engines is backed by
+//! transparent huge pages (`sim/src/huge_pages.rs`).
 
 use foca::{Config, Foca, Notification, PostcardCodec, Runtime, Timer};
 use meridian_core::rng::{derive_seed, DetRng};
@@ -135,6 +137,10 @@ fn run_foca(s: &Scenario, seed: u64) -> u64 {
 }
 
 fn main() {
+    // Both engines run under the heap the simulator's own `run` and `sweep` use (huge
+    // pages where the platform has them; `MERIDIAN_SIM_HUGE_PAGES=off` opts out), so
+    // the comparison is of the engines, not of their allocators.
+    meridian_sim::huge_pages::reexec_with_huge_pages();
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -8,6 +8,7 @@ pub mod backpressure;
 pub mod check;
 pub mod coords;
 pub mod html;
+pub mod huge_pages;
 pub mod network;
 pub mod random_faults;
 pub mod report;

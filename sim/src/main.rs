@@ -8,8 +8,6 @@ use meridian_sim::{median, scenario};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-mod huge_pages;
-
 #[derive(Parser)]
 #[command(
     name = "meridian-sim",
@@ -136,7 +134,7 @@ fn main() -> ExitCode {
         cli.cmd,
         Cmd::Run { .. } | Cmd::Sweep { .. } | Cmd::Shrink { .. }
     ) {
-        huge_pages::reexec_with_huge_pages();
+        meridian_sim::huge_pages::reexec_with_huge_pages();
     }
     match cli.cmd {
         Cmd::Replay { journal } => replay(&journal),
