@@ -205,7 +205,8 @@ impl Membership {
             return;
         }
         m.role = role;
-        if m.status == Status::Unconfirmed {
+        self.gossip.set_role(node, role);
+        if self.members[&node].status == Status::Unconfirmed {
             self.schedule_confirmation(node, now);
         }
     }

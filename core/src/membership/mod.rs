@@ -652,8 +652,27 @@ impl Membership {
         if self.merging_snapshot && !urgent && claim.kind != ClaimKind::Suspect {
             return;
         }
+        // Sent with the table's address and role (the claim we received may name others).
+        let (addr, role) = if claim.node == self.me.node {
+            (self.me.addr, self.me.role)
+        } else {
+            match self.members.get(&claim.node) {
+                Some(m) => (m.addr, m.role),
+                // Only members and ourselves are ever gossiped about.
+                None => return,
+            }
+        };
         let limit = retransmit_limit(self.cfg.retransmit_mult, self.members.len() + 1);
-        self.gossip.enqueue(claim, limit, now, urgent);
+        self.gossip.enqueue(
+            Claim {
+                addr,
+                role,
+                ..claim
+            },
+            limit,
+            now,
+            urgent,
+        );
     }
 
     fn piggyback(&mut self, skip: Option<NodeId>) -> Vec<Claim> {
@@ -663,23 +682,7 @@ impl Membership {
                 .degradation
                 .level()
                 .piggyback(self.cfg.gossip_per_datagram);
-            let (members, me) = (&self.members, self.me);
-            self.gossip.select(n, skip, &mut v, |u| {
-                let (addr, role) = if u.node == me.node {
-                    (me.addr, me.role)
-                } else {
-                    let m = members.get(&u.node)?;
-                    (m.addr, m.role)
-                };
-                Some(Claim {
-                    kind: u.kind,
-                    node: u.node,
-                    addr,
-                    inc: u.inc,
-                    role,
-                    from: u.from,
-                })
-            });
+            self.gossip.select(n, skip, &mut v);
         }
         v
     }

@@ -1478,3 +1478,52 @@ fn a_forgotten_tombstone_takes_its_death_with_it() {
     assert!(m.member(NodeId(5)).is_none());
     assert!(m.deaths.is_empty());
 }
+
+/// Gossip about a member goes out with the role the table holds when it is sent: a role
+/// learned after the update was queued is the one carried (membership.md §7, roles are
+/// relayed verbatim once known).
+#[test]
+fn queued_gossip_carries_a_role_learned_after_it_was_queued() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 1, Role::Worker, Instant::ZERO);
+    // Node 5 first heard of without a role: its ALIVE is queued for onward gossip.
+    learn_by_gossip(&mut m, 5, Role::Unknown, Instant::ZERO);
+    // Then a claim of the same incarnation names its role.
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Alive, 5, 0, Role::Manager, 5)],
+    };
+    let mut env = env_from(9, Role::Gate, 0, body);
+    env.flags = wire::FLAG_OBSERVER;
+    deliver(&mut m, env, Instant::from_millis(10));
+    assert_eq!(m.member(NodeId(5)).unwrap().role, Role::Manager);
+    // The next datagram (our ACK to a PING from 1) carries 5's ALIVE with that role.
+    let ping = Body::Ping {
+        seq: 7,
+        target: NodeId(0),
+        buddy: None,
+        gossip: vec![],
+        coord: None,
+    };
+    let outs = deliver(
+        &mut m,
+        env_from(1, Role::Worker, 0, ping),
+        Instant::from_millis(20),
+    );
+    let gossip: Vec<Claim> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { bytes, .. } => match wire::decode(bytes, Channel::Datagram) {
+                Ok(Envelope {
+                    body: Body::Ack { gossip, .. },
+                    ..
+                }) => Some(gossip),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flatten()
+        .filter(|c| c.node == NodeId(5))
+        .collect();
+    assert_eq!(gossip.len(), 1, "{gossip:?}");
+    assert_eq!(gossip[0].role, Role::Manager);
+}
