@@ -135,17 +135,25 @@ fn for_each_pair<'a>(
     entries: &[Entry<'a>],
     mut visit: impl FnMut(&Entry<'a>, &Entry<'a>),
 ) -> usize {
+    // The pair test reads three small fields of every later entry: from a compact copy
+    // (8 bytes an entry) instead of the entries themselves (~130 bytes, each with its
+    // coordinate), since at 2,000 nodes this loop runs over 2 million pairs twice every
+    // simulated 10 s and scores only one pair in a hundred.
+    let keys: Vec<(u16, bool, u32)> = entries
+        .iter()
+        .map(|e| (e.cluster.0, e.member, e.node as u32))
+        .collect();
     let mut count = 0;
-    for (a, ea) in entries.iter().enumerate() {
-        for eb in entries[a + 1..].iter() {
-            if eb.cluster != ea.cluster {
+    for (a, &(cluster, member, node)) in keys.iter().enumerate() {
+        for (b, &(b_cluster, b_member, b_node)) in keys.iter().enumerate().skip(a + 1) {
+            if b_cluster != cluster {
                 break;
             }
             // Observers embed against members, not against each other.
-            if !(ea.member || eb.member) || ea.node == eb.node {
+            if !(member || b_member) || node == b_node {
                 continue;
             }
-            visit(ea, eb);
+            visit(&entries[a], &entries[b]);
             count += 1;
         }
     }
