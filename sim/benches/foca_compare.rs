@@ -5,9 +5,10 @@
 //! Foca runs its LAN defaults (memberlist's: 1 s probes, gossip to 3 members every
 //! 200 ms); every node announces itself to node 0 at boot.
 //!
-//! `cargo bench -p meridian-sim --bench foca_compare [-- NAME...]` prints, per bench
-//! scenario, simulated messages, wall time and messages per wall-second for both
-//! (100 and 1,000 nodes by default; `-- nodes-2000` for the 2,000-node scale run).
+//! `cargo bench -p meridian-sim --bench foca_compare [-- NAME... [--pairs N]]` prints,
+//! per bench scenario, simulated messages, wall time and messages per wall-second for
+//! both (100 and 1,000 nodes by default; `-- nodes-2000` for the 2,000-node scale run),
+//! and the median ratio of N alternating pairs (default 1).
 //! A plain harness: one run each (a 1,000-node run takes seconds), so run it a few
 //! times, or time whole processes, before quoting a figure. Like `meridian-sim run`,
 //! the harness re-executes itself once so that the heap of both engines is backed by
@@ -141,9 +142,26 @@ fn main() {
     // pages where the platform has them; `MERIDIAN_SIM_HUGE_PAGES=off` opts out), so
     // the comparison is of the engines, not of their allocators.
     meridian_sim::huge_pages::reexec_with_huge_pages();
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--pairs N`: N runs of each engine, alternating (foca, Meridian, foca, ...), so a
+    // drift in the machine's speed during the call touches both; the ratio quoted is
+    // the median of the N pairs' ratios.
+    let pairs: usize = args
+        .iter()
+        .position(|a| a == "--pairs")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--pairs takes a count"))
+        .unwrap_or(1)
+        .max(1);
+    let wanted: Vec<&String> = args
+        .iter()
+        .enumerate()
+        // Scenario names: neither a flag nor the count after `--pairs`.
+        .filter(|(i, a)| {
+            let is_count = *i > 0 && args[i - 1] == "--pairs";
+            !a.starts_with("--") && !is_count
+        })
+        .map(|(_, a)| a)
         .collect();
     println!(
         "{:<16} {:>9} {:>12} {:>9} {:>12}",
@@ -152,7 +170,9 @@ fn main() {
     // The 2,000-node scale run (issue 9's scale benchmark) takes a minute or more for
     // foca alone, so it runs only when named: `-- nodes-2000`.
     for name in ["nodes-100.toml", "nodes-1000.toml", "nodes-2000.toml"] {
-        let named = wanted.iter().any(|w| name.contains(w.as_str()));
+        let named = wanted
+            .iter()
+            .any(|w| name == w.as_str() || name.strip_suffix(".toml") == Some(w.as_str()));
         let by_default = name != "nodes-2000.toml";
         if !(named || (wanted.is_empty() && by_default)) {
             continue;
@@ -161,21 +181,28 @@ fn main() {
             .join("../fixtures/bench")
             .join(name);
         let s = scenario::load(&path, &[]).expect("bench scenario");
-        let t = Instant::now();
-        let foca = run_foca(&s, 1);
-        let foca_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let ours = meridian_sim::run(&s, 1).messages.sent;
-        let ours_s = t.elapsed().as_secs_f64();
-        for (engine, msgs, wall) in [("foca", foca, foca_s), ("meridian", ours, ours_s)] {
-            println!(
-                "{name:<16} {engine:>9} {msgs:>12} {wall:>9.2} {:>12.0}",
-                msgs as f64 / wall
-            );
+        let mut ratios = Vec::with_capacity(pairs);
+        for _ in 0..pairs {
+            let t = Instant::now();
+            let foca = run_foca(&s, 1);
+            let foca_s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let ours = meridian_sim::run(&s, 1).messages.sent;
+            let ours_s = t.elapsed().as_secs_f64();
+            for (engine, msgs, wall) in [("foca", foca, foca_s), ("meridian", ours, ours_s)] {
+                println!(
+                    "{name:<16} {engine:>9} {msgs:>12} {wall:>9.2} {:>12.0}",
+                    msgs as f64 / wall
+                );
+            }
+            ratios.push((ours as f64 / ours_s) / (foca as f64 / foca_s));
         }
+        ratios.sort_by(f64::total_cmp);
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{name:<16} meridian/foca msg/wall-s: {:.2}",
-            (ours as f64 / ours_s) / (foca as f64 / foca_s)
+            "{name:<16} meridian/foca msg/wall-s: {:.2} (median of {pairs}: {})",
+            ratios[ratios.len() / 2],
+            listed.join(" ")
         );
     }
 }
