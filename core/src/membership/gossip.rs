@@ -19,7 +19,7 @@ pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
 
 /// A pending update: the whole claim it will be sent as, so that building a datagram
 /// reads nothing but the queue. (It once took the member's address and role from the
-/// table at each send, 32 bytes here instead of 56; at 2,000 nodes that was two
+/// table at each send, 32 bytes here instead of 48; at 2,000 nodes that was two
 /// dependent cache misses a claim, the id index and then the record, and the largest
 /// part of picking a datagram's gossip.) The address is the table's, which never
 /// changes for a record; the role is kept in step by [`GossipQueue::set_role`].
