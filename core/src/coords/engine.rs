@@ -137,6 +137,9 @@ impl CoordEngine {
     pub fn peer_count(&self) -> usize {
         self.peers.len()
     }
+    pub fn has_peer(&self, node: NodeId) -> bool {
+        self.peers.contains_key(&node)
+    }
     pub fn peer(&self, node: NodeId) -> Option<Coordinate> {
         self.peers.get(&node).map(Peer::coord)
     }

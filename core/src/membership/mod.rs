@@ -439,6 +439,14 @@ impl Membership {
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
+    /// See `Node::warm`: reads the table's size and, for a sender, its member record
+    /// and peer coordinate. Changes nothing.
+    pub fn warm(&self, from: Option<NodeId>) -> usize {
+        let sender = from.map_or(0, |f| {
+            self.members.get(&f).map_or(0, |m| m.inc.0 as usize) + self.coords.has_peer(f) as usize
+        });
+        self.members.len() + sender
+    }
     pub fn member_count(&self) -> usize {
         self.members.len()
     }

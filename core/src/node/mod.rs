@@ -820,6 +820,15 @@ impl Node {
     }
 
     /// The node's membership machines: its own cluster first, then observers.
+    /// Reads the first of the node's state a step touches and returns something of it:
+    /// a simulator calls it for the next event's node while handling the current one,
+    /// so that those cache misses overlap. Changes nothing.
+    /// `from`: the sender of the datagram the next step will handle, whose member
+    /// record and coordinate that step reads.
+    pub fn warm(&self, from: Option<NodeId>) -> usize {
+        self.memberships.first().map_or(0, |m| m.warm(from))
+    }
+
     pub fn memberships(&self) -> &[Membership] {
         &self.memberships
     }
