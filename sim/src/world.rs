@@ -1295,6 +1295,7 @@ impl<'a> World<'a> {
     /// misses: the node's record, its machine, its membership). Changes nothing.
     fn warm_next(&self) {
         let (node, from) = match self.queue.peek() {
+            // A node's id is its index in the world.
             Some(Ev::Deliver { to, from, .. }) => (*to, Some(NodeId(*from))),
             Some(Ev::Tick { node, .. }) => (*node, None),
             _ => return,

@@ -819,7 +819,6 @@ impl Node {
         self.leadership.as_deref().map(|l| &l.election)
     }
 
-    /// The node's membership machines: its own cluster first, then observers.
     /// Reads the first of the node's state a step touches and returns something of it:
     /// a simulator calls it for the next event's node while handling the current one,
     /// so that those cache misses overlap. Changes nothing.
@@ -829,6 +828,7 @@ impl Node {
         self.memberships.first().map_or(0, |m| m.warm(from))
     }
 
+    /// The node's membership machines: its own cluster first, then observers.
     pub fn memberships(&self) -> &[Membership] {
         &self.memberships
     }
