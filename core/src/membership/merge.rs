@@ -205,8 +205,9 @@ impl Membership {
             return;
         }
         m.role = role;
+        let unconfirmed = m.status == Status::Unconfirmed;
         self.gossip.set_role(node, role);
-        if self.members[&node].status == Status::Unconfirmed {
+        if unconfirmed {
             self.schedule_confirmation(node, now);
         }
     }

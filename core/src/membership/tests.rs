@@ -1489,12 +1489,7 @@ fn queued_gossip_carries_a_role_learned_after_it_was_queued() {
     // Node 5 first heard of without a role: its ALIVE is queued for onward gossip.
     learn_by_gossip(&mut m, 5, Role::Unknown, Instant::ZERO);
     // Then a claim of the same incarnation names its role.
-    let body = Body::Notice {
-        gossip: vec![claim(ClaimKind::Alive, 5, 0, Role::Manager, 5)],
-    };
-    let mut env = env_from(9, Role::Gate, 0, body);
-    env.flags = wire::FLAG_OBSERVER;
-    deliver(&mut m, env, Instant::from_millis(10));
+    learn_by_gossip(&mut m, 5, Role::Manager, Instant::from_millis(10));
     assert_eq!(m.member(NodeId(5)).unwrap().role, Role::Manager);
     // The next datagram (our ACK to a PING from 1) carries 5's ALIVE with that role.
     let ping = Body::Ping {
@@ -1504,21 +1499,15 @@ fn queued_gossip_carries_a_role_learned_after_it_was_queued() {
         gossip: vec![],
         coord: None,
     };
-    let outs = deliver(
-        &mut m,
-        env_from(1, Role::Worker, 0, ping),
-        Instant::from_millis(20),
-    );
-    let gossip: Vec<Claim> = outs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Transmit { bytes, .. } => match wire::decode(bytes, Channel::Datagram) {
-                Ok(Envelope {
-                    body: Body::Ack { gossip, .. },
-                    ..
-                }) => Some(gossip),
-                _ => None,
-            },
+    let at = Instant::from_millis(20);
+    let log: Vec<(Instant, Output)> = deliver(&mut m, env_from(1, Role::Worker, 0, ping), at)
+        .into_iter()
+        .map(|o| (at, o))
+        .collect();
+    let gossip: Vec<Claim> = sent(&log)
+        .into_iter()
+        .filter_map(|(_, _, env)| match env.body {
+            Body::Ack { gossip, .. } => Some(gossip),
             _ => None,
         })
         .flatten()
