@@ -456,6 +456,15 @@ proptest! {
         prop_assert_eq!(decode(&bytes, Channel::Datagram), Err(DecodeError::WrongChannel));
     }
 
+    /// Our output flavor writes exactly postcard's own `Vec` encoding (the bytes every
+    /// trace hash covers), for datagrams and for frames.
+    #[test]
+    fn our_encoder_writes_postcards_bytes(env in arb_envelope(), entries in proptest::collection::vec(arb_claim(), 0..50)) {
+        prop_assert_eq!(encode_datagram(&env).unwrap(), postcard::to_allocvec(&env).unwrap());
+        let frame = Envelope { body: Body::PushPull { reply: false, entries }, ..env };
+        prop_assert_eq!(encode(&frame, Channel::Frame).unwrap(), postcard::to_allocvec(&frame).unwrap());
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
         let _ = decode(&bytes, Channel::Datagram);
