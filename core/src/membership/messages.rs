@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// How far ahead of the claim being merged a snapshot merge reads a member's index
+/// entry, and its record (whose slot the index entry names, read by then).
+const SNAPSHOT_INDEX_AHEAD: usize = 8;
+const SNAPSHOT_RECORD_AHEAD: usize = 4;
+
 impl Membership {
     pub(super) fn on_message(&mut self, env: Envelope, now: Instant, out: &mut Outputs) {
         let from_observer = env.flags & wire::FLAG_OBSERVER != 0;
@@ -235,7 +240,16 @@ impl Membership {
         // A snapshot is anti-entropy, not news: re-gossiping every entry of a
         // 1000-member table would saturate every queue at a mass join for no gain.
         self.merging_snapshot = true;
-        for c in claims.iter().take(wire::MAX_SNAPSHOT_ENTRIES) {
+        let claims = &claims[..claims.len().min(wire::MAX_SNAPSHOT_ENTRIES)];
+        for (i, c) in claims.iter().enumerate() {
+            // A snapshot lists members in the sender's table order, random in ours: each
+            // claim's index entry and record are two dependent cache misses in a large
+            // cluster (at 2,000 nodes, most of the time merging takes). Reading a few
+            // claims ahead overlaps them with the merging of the claims before.
+            std::hint::black_box(self.members.read_ahead(
+                claims.get(i + SNAPSHOT_INDEX_AHEAD).map(|c| c.node),
+                claims.get(i + SNAPSHOT_RECORD_AHEAD).map(|c| c.node),
+            ));
             if c.node == self.me.node {
                 self.apply_claim(c, false, now, out);
             } else if from_observer {
