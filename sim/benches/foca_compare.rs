@@ -179,10 +179,10 @@ fn memory_mib(field: &str) -> u64 {
 /// A run whose heap was large enough for huge pages, asked for them, and got none is
 /// run again, up to this many times in all.
 ///
-/// On this harness's machine one process in three or so of this executable came up
+/// On this harness's machine about four launches in ten of this executable came up
 /// with glibc's huge-page setting not applied (its heap never marked for them, its top
-/// not aligned to 2 MiB) although it carried the same tunables as the others; the
-/// simulator's own executable did not show it in ten runs. Such a run costs either
+/// not aligned to 2 MiB) although they carried the same tunables as the others; the
+/// simulator's own executable did not show it in ten launches. Such a run costs either
 /// engine 10-35% and says nothing about the engine, so it is repeated, for both alike,
 /// and the table's `huge MiB` column shows what each quoted run had.
 const ATTEMPTS: usize = 3;

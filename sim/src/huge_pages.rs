@@ -63,11 +63,10 @@ pub fn reexec_with_huge_pages() {
 /// Prepare `cmd`, a child this process starts, to ask for the huge pages itself.
 ///
 /// glibc rewrites `GLIBC_TUNABLES` in a process's own environment as it parses it: a
-/// child of the re-executed process would inherit `glibc.malloc.hugetlb=1` alone, and
-/// with that alone its heap got no huge page at all (`AnonHugePages: 0 kB`; a
-/// 1,000-node run 1.26x slower). When the settings are ours (our mark is `on`), the
-/// child gets neither variable and re-executes itself with the whole set; a user's
-/// own settings, or opt-out, are passed on untouched.
+/// child of the re-executed process would inherit `glibc.malloc.hugetlb=1` alone,
+/// without the trim and mmap thresholds above. When the settings are ours (our mark is
+/// `on`), the child gets neither variable and re-executes itself with the whole set; a
+/// user's own settings, or opt-out, are passed on untouched.
 pub fn for_child(cmd: &mut std::process::Command) {
     if child_asks_itself(std::env::var_os(MARK)) {
         cmd.env_remove("GLIBC_TUNABLES").env_remove(MARK);

@@ -359,11 +359,11 @@ impl GossipQueue {
 /// One send count's entries `(order, slot)`, kept sorted ascending in a ring buffer so
 /// that the next pick is the last entry. It replaced a binary max-heap: at 2,000 nodes
 /// every queue is cold in cache when a datagram is built, and each heap pop sifted down
-/// through ~10 levels, a cache miss each, which made picking gossip a tenth of the run.
-/// Here a pick reads one cache line. Inserts land at either end almost always: a fresh
-/// update has the newest order of all (send count 0), and the updates one select moves
-/// up a send count arrive newest first, each older than the last, so they are mostly
-/// older than everything already there. Anything else is a binary search and a shift of
+/// through ~10 levels, most of them cache misses; picking gossip was a tenth of the run.
+/// Here a pick reads one cache line. Inserts are expected at either end: a fresh update
+/// has the newest order of all (send count 0), and the updates one select moves up a
+/// send count arrive newest first, each older than the last, so they tend to be older
+/// than everything already there. Anything else is a binary search and a shift of
 /// the shorter side. The same entries come out in the same order as from the heap
 /// (largest tuple first), so the selection, and every trace, is unchanged.
 #[derive(Clone, Debug, Default)]
