@@ -192,7 +192,7 @@ const HEAP_WORTH_HUGE_PAGES_MIB: u64 = 64;
 
 /// [`in_fresh_process`], repeated when the heap got no huge pages it asked for.
 fn timed_run(engine: &str, name: &str) -> (u64, f64, u64) {
-    let asked = std::env::var_os("MERIDIAN_SIM_HUGE_PAGES").is_some_and(|m| m == "on");
+    let asked = meridian_sim::huge_pages::ours_applied();
     let mut attempt = 1;
     loop {
         let (messages, wall, huge, rss) = in_fresh_process(engine, name);

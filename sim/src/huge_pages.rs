@@ -68,9 +68,15 @@ pub fn reexec_with_huge_pages() {
 /// `on`), the child gets neither variable and re-executes itself with the whole set; a
 /// user's own settings, or opt-out, are passed on untouched.
 pub fn for_child(cmd: &mut std::process::Command) {
-    if child_asks_itself(std::env::var_os(MARK)) {
+    if ours_applied() {
         cmd.env_remove("GLIBC_TUNABLES").env_remove(MARK);
     }
+}
+
+/// Whether this process runs under the settings this module asked for (it is the
+/// re-executed process), rather than the user's own or none.
+pub fn ours_applied() -> bool {
+    child_asks_itself(std::env::var_os(MARK))
 }
 
 fn child_asks_itself(mark: Option<OsString>) -> bool {

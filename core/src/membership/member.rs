@@ -222,10 +222,9 @@ impl MemberTable {
     /// misses of finding them start while earlier ones are merged (see
     /// `Membership::apply_snapshot`). Returns what it read, for `black_box`.
     pub fn read_ahead(&self, index_of: Option<NodeId>, record_of: Option<NodeId>) -> u64 {
-        let index = index_of.map_or(0, |id| match self.dense.get(id.0 as usize) {
-            Some(&s) => s as u64,
-            None => 0,
-        });
+        let index = index_of
+            .and_then(|id| self.slot(&id))
+            .map_or(0, |s| s as u64);
         let record = record_of
             .and_then(|id| self.get(&id))
             .map_or(0, |m| m.inc.0 as u64);
