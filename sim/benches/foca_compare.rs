@@ -179,12 +179,12 @@ fn memory_mib(field: &str) -> u64 {
 /// A run whose heap was large enough for huge pages, asked for them, and got none is
 /// run again, up to this many times in all.
 ///
-/// On this harness's machine about four launches in ten of this executable came up
-/// with glibc's huge-page setting not applied (its heap never marked for them, its top
-/// not aligned to 2 MiB) although they carried the same tunables as the others; the
-/// simulator's own executable did not show it in ten launches. Such a run costs either
-/// engine 10-35% and says nothing about the engine, so it is repeated, for both alike,
-/// and the table's `huge MiB` column shows what each quoted run had.
+/// Four to seven launches in ten of this executable used to come up with glibc's
+/// huge-page setting not applied: glibc 2.36 compares the kernel's THP mode with an
+/// unterminated buffer (see `sim/src/huge_pages.rs`, which now checks and re-executes
+/// until the heap is marked). Such a run costs either engine 10-35% and says nothing
+/// about the engine, so should one still come up without them it is repeated, for both
+/// alike, and the table's `huge MiB` column shows what each quoted run had.
 const ATTEMPTS: usize = 3;
 /// A heap smaller than this may hold no whole 2 MiB page worth backing (the 100-node
 /// runs): no huge pages there is expected, not a fault.
