@@ -33,7 +33,7 @@
 //! on the other side) could otherwise record "timed out" for a job that the DCs, deaf to
 //! its decision, completed under the new owner: two outcomes for one job. A decision no
 //! DC confirms within `give_up` is dropped without an outcome. Deciding also needs the
-//! gate to hear at least half of the gates ([`GateJobs::has_quorum`]).
+//! gate to hear at least half of the gates (`GateJobs::has_quorum`).
 
 use super::{JobEvent, JobMsg, JobOutput, JobOutputs, JobState};
 use crate::backpressure::gate::GateBackpressure;

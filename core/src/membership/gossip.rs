@@ -46,7 +46,7 @@ const SEQ_LIMIT: u32 = URGENT - 1;
 const SLAB_KEEP: usize = 64;
 
 /// Pending updates, one per member. Selection order is "fewest sends first, newest
-/// first": one [`ByOrder`] of `(order, slot)` per send count, with lazy deletion (an
+/// first": one `ByOrder` of `(order, slot)` per send count, with lazy deletion (an
 /// entry is live only if its slot still holds an update of that order and send count;
 /// orders are unique among pending updates).
 ///
