@@ -17,7 +17,7 @@
 //! a 2 MiB page under huge pages: at 2,000 nodes the kernel's page clearing was 5% of
 //! the run. Without them the run took 1.05x the wall (paired), at the same peak.
 //!
-//! glibc 2.35 to 2.37 decide whether the kernel's THP mode is `madvise` by reading
+//! glibc 2.36 (this machine's) decides whether the kernel's THP mode is `madvise` by reading
 //! `/sys/kernel/mm/transparent_hugepage/enabled` (23 bytes) into a 24-byte buffer and
 //! comparing it with `strcmp`, without terminating it: the 24th byte is whatever the
 //! stack held, so the tunable takes effect or not at random from one launch to the next
@@ -52,18 +52,21 @@ pub fn reexec_with_huge_pages() {
     #[cfg(target_os = "linux")]
     {
         let mark = std::env::var_os(MARK);
+        let tunables = std::env::var_os("GLIBC_TUNABLES");
         if let Some(execs) = execs_so_far(mark.as_ref()) {
-            // Re-executed: retry while glibc missed the kernel's mode (see above).
-            if execs < MAX_EXECS && madvise_mode() && !heap_marked_for_huge_pages() {
+            // Re-executed: retry while glibc missed the kernel's mode (see above), as
+            // long as the tunables are ours (glibc cuts them short in the environment
+            // as it parses them: what is left is a prefix of ours).
+            let ours = tunables
+                .as_ref()
+                .and_then(|t| t.to_str())
+                .is_some_and(|t| !t.is_empty() && TUNABLE.starts_with(t));
+            if ours && execs < MAX_EXECS && madvise_mode() && !heap_marked_for_huge_pages() {
                 exec_with_tunable(execs + 1);
             }
             return;
         }
-        if wanted(
-            std::env::var_os("GLIBC_TUNABLES"),
-            mark,
-            std::env::var_os("LD_PRELOAD"),
-        ) {
+        if wanted(tunables, mark, std::env::var_os("LD_PRELOAD")) {
             exec_with_tunable(1);
         }
     }
@@ -123,14 +126,24 @@ fn heap_marked_for_huge_pages() -> bool {
     std::fs::read_to_string("/proc/self/smaps").is_ok_and(|smaps| heap_flags_have_hg(&smaps))
 }
 
-/// In an `smaps` listing: does the `[heap]` mapping's `VmFlags` line include `hg`?
+/// In an `smaps` listing: does a `[heap]` mapping's `VmFlags` line include `hg`? (The
+/// heap can be split in several mappings, e.g. a first small extension glibc did not
+/// mark followed by marked ones.)
 fn heap_flags_have_hg(smaps: &str) -> bool {
-    smaps
-        .lines()
-        .skip_while(|l| !l.ends_with("[heap]"))
-        .skip(1)
-        .find_map(|l| l.strip_prefix("VmFlags:"))
-        .is_some_and(|flags| flags.split_whitespace().any(|f| f == "hg"))
+    let mut in_heap = false;
+    for line in smaps.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if in_heap && flags.split_whitespace().any(|f| f == "hg") {
+                return true;
+            }
+        } else if line.split_whitespace().next().is_some_and(|range| {
+            range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }) {
+            // A mapping's header line: `start-end perms offset dev inode [path]`.
+            in_heap = line.ends_with("[heap]");
+        }
+    }
+    false
 }
 
 /// Prepare `cmd`, a child this process starts, to ask for the huge pages itself.
@@ -221,6 +234,15 @@ VmFlags: rd wr mr mw me ac
 VmFlags: rd wr mr mw me ac hg 
 ";
         assert!(!heap_flags_have_hg(unmarked));
+        // A heap split in two mappings, the second marked.
+        let split = "\
+5626dca1b000-5626dcc00000 rw-p 00000000 00:00 0                          [heap]
+VmFlags: rd wr mr mw me ac 
+5626dcc00000-5626e4800000 rw-p 00000000 00:00 0                          [heap]
+AnonHugePages:    126976 kB
+VmFlags: rd wr mr mw me ac hg 
+";
+        assert!(heap_flags_have_hg(split));
         assert!(!heap_flags_have_hg(
             "7f00-7f01 rw-p 0 00:00 0\nVmFlags: rd hg\n"
         ));
