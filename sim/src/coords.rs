@@ -119,7 +119,7 @@ pub fn plot(
 /// by first entry, then by second. Scoring takes every `stride`-th of them; at 2,000
 /// nodes there are 2 million, of which one in a hundred is scored every simulated 10 s,
 /// and walking them all twice (once to count, once to score) was 2% of the run. Here
-/// each entry's pairs are counted in O(1) from its cluster's member positions, and the
+/// each entry's pairs are counted from its cluster's member positions (O(log n)), and the
 /// scored ones are found directly.
 struct Pairs {
     /// Per entry: the cluster run's end, and the last entry of its node's run (equal
