@@ -55,6 +55,15 @@ impl Cell {
     fn inc(self) -> u32 {
         u32::from_le_bytes([self.0[1], self.0[2], self.0[3], self.0[4]])
     }
+    /// Whether this view agrees with the truth about a subject that is `up` (at
+    /// incarnation `inc`) or not: alive at its incarnation, or gone.
+    fn agrees(self, up: bool, inc: u32) -> bool {
+        if up {
+            self.status() == code(Status::Alive) && self.inc() == inc
+        } else {
+            gone(self.status())
+        }
+    }
 }
 
 /// What the simulator knows that the nodes do not.
@@ -263,13 +272,7 @@ impl Checker {
     }
 
     fn pair_ok(&self, o: usize, s: usize) -> bool {
-        let i = o * self.n + s;
-        if self.up[s] {
-            let v = self.view[i];
-            v.status() == code(Status::Alive) && v.inc() == self.own_inc[s]
-        } else {
-            gone(self.view[i].status())
-        }
+        self.view[o * self.n + s].agrees(self.up[s], self.own_inc[s])
     }
 
     /// Node `s` is now `up` at incarnation `inc`: every observer's pair about `s` may
@@ -280,22 +283,13 @@ impl Checker {
     fn set_subject(&mut self, s: usize, up: bool, inc: u32) {
         let n = self.n;
         let (up_before, inc_before) = (self.up[s], self.own_inc[s]);
-        let ok = |status: u8, view_inc: u32, up: bool, inc: u32| {
-            if up {
-                status == code(Status::Alive) && view_inc == inc
-            } else {
-                gone(status)
-            }
-        };
         let mut delta: isize = 0;
         for o in 0..n {
             if !self.counted(o, s) {
                 continue;
             }
             let v = self.view[o * n + s];
-            let (status, view_inc) = (v.status(), v.inc());
-            delta += !ok(status, view_inc, up, inc) as isize
-                - !ok(status, view_inc, up_before, inc_before) as isize;
+            delta += !v.agrees(up, inc) as isize - !v.agrees(up_before, inc_before) as isize;
         }
         self.up[s] = up;
         self.own_inc[s] = inc;
