@@ -13,11 +13,11 @@ fn at(c: &CoordsReport, ms: u64) -> &CoordsSample {
 }
 
 /// Acceptance 2: 100 nodes on the world-cities matrix. After 5 minutes the coordinates'
-/// median relative error is <= 0.09 and p90 <= 0.26; after 20 minutes the machines' RTT
-/// estimates (coordinates plus their own fresh measurements) have median <= 0.07. The
-/// coordinates alone settle at ~0.085-0.09 on this matrix (per-pair route inflation of
-/// 1.6-2.2 is noise no 8-dimensional embedding can represent): asserted as a guard, not
-/// as the 0.07 (see BENCHMARKS.md).
+/// median relative error is <= 0.09 and p90 <= 0.26; after 20 minutes their median is
+/// <= 0.07, and so is that of the machines' RTT estimates (coordinates plus their own
+/// fresh measurements, which reach ~0.01). The matrix's route inflation is triangular
+/// on [1.6, 2.2]: on a uniform draw no embedding reaches 0.07 (the generator's
+/// docstring and BENCHMARKS.md say why).
 #[test]
 fn world_cities_accuracy() {
     let s = common::load("world-cities.toml", &[]);
@@ -29,13 +29,13 @@ fn world_cities_accuracy() {
         let five = at(c, 300_000);
         assert!(five.median_rel_error <= 0.09, "seed {seed}: {five:?}");
         assert!(five.p90_rel_error <= 0.26, "seed {seed}: {five:?}");
-        assert!(c.estimate_median_rel_error <= 0.07, "seed {seed}: {c:?}");
-        assert!(c.estimate_p90_rel_error <= 0.26, "seed {seed}");
         assert!(
-            c.median_rel_error <= 0.095,
+            c.median_rel_error <= 0.07,
             "seed {seed}: {}",
             c.median_rel_error
         );
+        assert!(c.estimate_median_rel_error <= 0.07, "seed {seed}: {c:?}");
+        assert!(c.estimate_p90_rel_error <= 0.26, "seed {seed}");
         // The series covers the run every 10 s and shows convergence.
         assert_eq!(c.series.len(), 120);
         assert!(at(c, 10_000).median_rel_error > 2.0 * five.median_rel_error);
