@@ -743,55 +743,72 @@ fn flapping_raises_the_cooldown_and_calm_relaxes_it() {
     assert_eq!(e.cooldown(), secs(40));
 }
 
+/// `changes` leader changes one second apart (a leader elected, then stepping down),
+/// then the candidate's stand at `stand_after` past the last of them or later (ticking
+/// to each deadline, its pre-vote granted): the vote window it opens.
+fn vote_window_after_changes(seed: u64, changes: u64, stand_after: Duration) -> Duration {
+    let mut e = node(1, &[1, 2], seed);
+    let mut now = Instant::ZERO + secs(1);
+    for term in 1..=changes {
+        e.step(msg(2, ElectionMsg::LeaderElected { term }), now);
+        e.step(msg(2, ElectionMsg::StepDown { term }), now + millis(10));
+        now = now + secs(1);
+    }
+    now = now + stand_after;
+    let mut guard = 0;
+    while e.role() != ElectionRole::Candidate {
+        now = e.next_deadline().unwrap_or(now + secs(1)).max(now);
+        e.step(ElectionInput::Tick, now);
+        if e.role() == ElectionRole::PreCandidate {
+            let term = e.term() + 1;
+            e.step(
+                msg(
+                    2,
+                    ElectionMsg::PreVoteResp {
+                        term,
+                        granted: true,
+                    },
+                ),
+                now,
+            );
+        }
+        guard += 1;
+        assert!(guard < 100, "never stood");
+    }
+    e.next_deadline().unwrap().saturating_since(now)
+}
+
 /// While flapping, a candidate's vote window is stretched to the cooldown and keeps its
-/// jitter: `max(vote window, cooldown) + U[0, 2 s)`. Found by the simulator's random
-/// faults (a flapping link between two DCs): without the jitter two gates with the same
-/// 60 s-capped cooldown stood at the same moment every round and split the vote for
-/// ever (each votes for itself; a group of two needs both).
+/// jitter: `max(vote window, cooldown) + U[0, 2 s)`. Five changes within a minute raise
+/// the cooldown to 7.5 s, and the candidate stands when it ends, still within the
+/// minute. Found by the simulator's random faults (a flapping link between two DCs):
+/// without the jitter two gates with the same cooldown stood at the same moment every
+/// round and split the vote for ever (each votes for itself; a group of two needs both).
 #[test]
 fn a_flapping_candidates_vote_window_keeps_its_jitter() {
-    let mut windows = Vec::new();
-    for seed in 1..=8 {
-        let mut e = node(1, &[1, 2], seed);
-        // Ten leader changes within a minute: flapping, cooldown 60 s.
-        let mut now = Instant::ZERO + secs(1);
-        for term in 1..=10 {
-            e.step(msg(2, ElectionMsg::LeaderElected { term }), now);
-            e.step(msg(2, ElectionMsg::StepDown { term }), now + millis(10));
-            now = now + secs(1);
-        }
-        assert_eq!(e.cooldown(), secs(60));
-        // Let it stand: tick to each deadline, granting its pre-vote.
-        let mut guard = 0;
-        while e.role() != ElectionRole::Candidate {
-            now = e.next_deadline().unwrap_or(now + secs(1)).max(now);
-            e.step(ElectionInput::Tick, now);
-            if e.role() == ElectionRole::PreCandidate {
-                let term = e.term() + 1;
-                e.step(
-                    msg(
-                        2,
-                        ElectionMsg::PreVoteResp {
-                            term,
-                            granted: true,
-                        },
-                    ),
-                    now,
-                );
-            }
-            guard += 1;
-            assert!(guard < 100, "never stood");
-        }
-        let window = e.next_deadline().unwrap().saturating_since(now);
-        assert!(
-            window >= secs(60) && window < secs(62),
-            "seed {seed}: {window:?}"
-        );
-        windows.push(window);
+    let mut windows: Vec<Duration> = (1..=8)
+        .map(|seed| vote_window_after_changes(seed, 5, Duration::ZERO))
+        .collect();
+    for w in &windows {
+        assert!(*w >= millis(7500) && *w < millis(9500), "{w:?}");
     }
     windows.sort();
     windows.dedup();
     assert!(windows.len() > 4, "the jitter is gone: {windows:?}");
+}
+
+/// Flapping is a rate (leadership.md §1.2: changes per 60 s): a minute after the last
+/// of five changes the group is calm, and a candidate's window is the plain `5 s +
+/// U[0, 2 s)` although no change has come since to relax the 7.5 s cooldown. (Judged
+/// on the unpruned count, the window stayed stretched: two gates that split their first
+/// vote after a flapping link healed waited the whole cooldown to try again, beyond the
+/// heal bound; random-faults seed 19233.)
+#[test]
+fn flapping_ends_a_minute_after_the_changes() {
+    for seed in 1..=8 {
+        let w = vote_window_after_changes(seed, 5, secs(61));
+        assert!(w >= secs(5) && w < secs(7), "seed {seed}: {w:?}");
+    }
 }
 
 proptest! {
