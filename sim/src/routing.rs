@@ -62,6 +62,14 @@ pub struct Tracker {
 pub type Violation = (&'static str, String);
 
 impl Tracker {
+    /// Node `node` stopped (crash or leave): a gate that comes back is a new machine that
+    /// knows no DC until it classifies them again (`DcHealthChanged` from `None`), so its
+    /// view starts empty too. (Kept, a restarted gate that had met only its own DC was
+    /// held to the buckets its previous life had seen: a false `routing-bucket`.)
+    pub fn on_stop(&mut self, node: usize) {
+        self.view.retain(|(gate, _), _| *gate != node);
+    }
+
     /// A gate's job event. `rtt_ms(gate, dc)`: the true RTT now; `dc_name(dc)`.
     pub fn on_event(
         &mut self,

@@ -1001,6 +1001,9 @@ impl<'a> World<'a> {
         self.up[i] = false;
         self.paused[i] = false;
         self.checker.on_stop(i, self.now, crashed);
+        if let Some(rt) = self.routing.as_mut() {
+            rt.on_stop(i);
+        }
         if let Some(w) = self.trace.as_mut() {
             let what = if crashed { "crashed" } else { "stopped" };
             let line = crate::trace::node_line(self.now, &self.nodes[i].spec.name, what);
