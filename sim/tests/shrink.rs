@@ -445,3 +445,92 @@ intra_dc_rtt_ms = 1.0
     assert_eq!(routing.bucket_violations, 0);
     assert!(routing.decisions > 0, "{routing:?}");
 }
+
+/// A real jobs bug a sweep of `gate-unreachable-fallback` with random faults found (seed
+/// 170; `shrink` made it 6 nodes and 7 faults): eu-west's leader, cut off from its DC,
+/// ran the fallback timeout unheard; its successor, holding the state from before,
+/// replicated it back, and when the first leader led again it took that state over and
+/// timed the job out a second time. A replica now keeps the action the DC already took
+/// (core's `a_stale_replica_keeps_the_action_already_taken`).
+#[test]
+fn a_manager_back_in_charge_does_not_time_a_job_out_twice() {
+    let text = r#"
+duration = "9m 53s 778ms"
+name = "shrunk-fallback-170"
+seed = 170
+
+[[dc]]
+gates = 1
+name = "global"
+
+[[dc]]
+managers = 1
+name = "us-east"
+workers = 1
+
+[[dc]]
+managers = 3
+name = "eu-west"
+workers = 0
+
+[[fault]]
+action = "partition"
+at = "30s"
+groups = [["global"], ["us-east", "eu-west"]]
+one_way = false
+
+[[fault]]
+action = "heal"
+at = "8m 30s"
+
+[[fault]]
+action = "leave"
+at = "26s 548ms 149us"
+nodes = ["eu-west/manager-0"]
+
+[[fault]]
+action = "link_loss"
+at = "3m 18s 308ms 855us"
+between = ["us-east", "global"]
+one_way = false
+rate = 1.0
+
+[[fault]]
+action = "isolate_leader"
+at = "8m 8s 900ms 680us"
+dc = "eu-west"
+
+[[fault]]
+action = "isolate_leader"
+at = "9m 1s 799ms 464us"
+dc = "eu-west"
+
+[[fault]]
+action = "partition"
+at = "9m 20s 490ms 375us"
+groups = [["us-east"]]
+one_way = false
+
+[[job]]
+at = "20s"
+dcs = ["us-east", "eu-west"]
+gate = "global/gate-0"
+workflow_duration = ["5s", "15s"]
+workflows = 4
+
+[job.stall]
+after = "22s"
+dc = "eu-west"
+
+[network]
+intra_dc_rtt_ms = 1.0
+
+[network.inter_dc_rtt_ms]
+"global/eu-west" = 80
+"global/us-east" = 10
+"us-east/eu-west" = 80
+"#;
+    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
+    let r = meridian_sim::run(&s, s.seed);
+    assert!(r.ok(), "{:?}", r.invariants.violations);
+}

@@ -948,6 +948,8 @@ impl ManagerJobs {
                 if token >= r.token {
                     r.token = token;
                     r.items = r.items.max(items);
+                    let mut state = state;
+                    state.keep_acted(&r.timeout);
                     r.timeout = state;
                     r.gate = gate;
                     r.gate_addr = gate_addr;

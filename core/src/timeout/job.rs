@@ -161,6 +161,23 @@ impl JobTimeout {
         }
     }
 
+    /// A newer replica of the job replaces `known`: whatever the DC knew had already
+    /// run the timeout action stays known (jobs.md §7.3: at most once). A leader cut off
+    /// from its DC may act unheard; its successor then replicates the state from before
+    /// the action, and without this the first leader, once back in charge, took that
+    /// state over and acted a second time (random faults on gate-unreachable-fallback,
+    /// seed 170).
+    pub fn keep_acted(&mut self, known: &JobTimeout) {
+        if self.acted() || !known.acted() {
+            return;
+        }
+        self.locally_timed_out = true;
+        self.globally_timed_out |= known.globally_timed_out;
+        self.fallback_fired |= known.fallback_fired;
+        self.reason = known.reason;
+        self.report_pending = false;
+    }
+
     /// `timeout + total extensions` (None: no timeout).
     pub fn effective_timeout(&self) -> Option<Duration> {
         self.timeout.map(|t| t + self.total_extensions)
@@ -400,6 +417,41 @@ mod tests {
         // A terminal job is never timed out.
         let mut done = JobTimeout::start(Strategy::LocalAuthority, Some(secs(1)), t);
         assert_eq!(done.check(&cfg(), true, t + secs(100)), Check::Nothing);
+    }
+
+    /// A successor's replica from before the fallback does not undo it (jobs.md §7.3):
+    /// the leader that ran it and takes the job back does not run it again.
+    #[test]
+    fn a_stale_replica_keeps_the_action_already_taken() {
+        let t = Instant::ZERO;
+        let mut ran = JobTimeout::start(Strategy::GateCoordinated, None, t);
+        assert!(matches!(
+            ran.check(&cfg(), false, t + secs(130)),
+            Check::Report { .. }
+        ));
+        let before = ran.clone();
+        let fired = t + secs(130) + cfg().gate_fallback + secs(1);
+        assert!(matches!(
+            ran.check(&cfg(), false, fired),
+            Check::TimeOut {
+                by: TimeoutBy::Fallback,
+                ..
+            }
+        ));
+        assert!(!before.acted() && ran.acted());
+        let mut newer = before.clone();
+        newer.keep_acted(&ran);
+        assert!(newer.acted());
+        assert_eq!(newer.reason, Some(TimeoutReason::GateUnresponsive));
+        assert_eq!(newer.check(&cfg(), false, fired + secs(60)), Check::Nothing);
+        // Nothing to keep when nothing ran.
+        let mut fresh = before.clone();
+        fresh.keep_acted(&before);
+        assert!(!fresh.acted());
+        assert!(matches!(
+            fresh.check(&cfg(), false, fired),
+            Check::TimeOut { .. }
+        ));
     }
 
     #[test]
