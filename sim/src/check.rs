@@ -79,6 +79,15 @@ pub struct Truth<'a> {
 /// the old one dead: grace 10 s + check period 2 s + jitter 2 s, plus 1 ms of slack.
 const ORPHAN_TAKEOVER_MAX_US: u64 = 14_001_000;
 
+/// A `skew` fault as it reached one node's clock.
+#[derive(Debug, Clone, Copy)]
+struct ClockChange {
+    at: u64,
+    node: usize,
+    jump_us: u64,
+    drift_ppm: f64,
+}
+
 pub struct Checker {
     n: usize,
     role: Vec<Role>,
@@ -126,6 +135,9 @@ pub struct Checker {
     /// `WorkflowStarted` events are its accepted operations). Not persisted: a restart
     /// starts over.
     worker_register: std::collections::BTreeMap<(usize, u64), FenceToken>,
+    /// Every `skew` fault applied: what each node's clock was set to do, so timing
+    /// checks can allow for it (see [`Checker::clock_slack_us`]).
+    clock_changes: Vec<ClockChange>,
     /// leadership.md §4.6: which gate leads each job, and when each gate saw each other
     /// gate die (gate cluster).
     job_gate: std::collections::BTreeMap<u64, usize>,
@@ -230,6 +242,7 @@ impl Checker {
             gate_takeovers: 0,
             claims: Default::default(),
             worker_register: Default::default(),
+            clock_changes: Vec::new(),
             job_gate: Default::default(),
             gate_dead_seen: Default::default(),
             gate_ring_changed: Default::default(),
@@ -375,6 +388,35 @@ impl Checker {
         }
         self.row(i, true);
         self.active_crash[i] = None;
+    }
+
+    /// Node `i`'s clock was skewed at `at`: it jumped by `jump_us` (either way) and runs
+    /// `drift_ppm` off from then on.
+    pub fn on_clock_change(&mut self, i: usize, at: u64, jump_us: u64, drift_ppm: f64) {
+        self.clock_changes.push(ClockChange {
+            at,
+            node: i,
+            jump_us,
+            drift_ppm,
+        });
+    }
+
+    /// How far the clocks of DC `dc`'s nodes may together have moved off true time
+    /// between `from` and `to` (µs): every jump in that span plus every drift over it.
+    /// A duration a machine measures across its DC (a replicated age, rebased on each
+    /// receiver's clock) can be off by at most that much, so a check of when a machine
+    /// acted allows it. Summed over nodes and over a node's successive skews, it can
+    /// only overstate.
+    fn clock_slack_us(&self, dc: usize, from: u64, to: u64) -> u64 {
+        self.clock_changes
+            .iter()
+            .filter(|c| self.dc[c.node] == dc && c.at <= to)
+            .map(|c| {
+                let jump = if c.at > from { c.jump_us } else { 0 };
+                let span = to - c.at.max(from);
+                jump + (span as f64 * c.drift_ppm.abs() / 1e6).ceil() as u64
+            })
+            .sum()
     }
 
     /// A node stops (crash or after a graceful leave).
@@ -766,9 +808,14 @@ impl Checker {
                 let ok = match by {
                     TimeoutBy::Local => dcs == Some(1),
                     TimeoutBy::Global => global_at.is_some(),
+                    // 300 s after the report, as the DC's clocks measure it: a skewed
+                    // clock that replicated the report's age moves the action.
                     TimeoutBy::Fallback => {
                         dcs.is_some_and(|d| d > 1)
-                            && reported.is_some_and(|r| now >= r + GATE_FALLBACK_US)
+                            && reported.is_some_and(|r| {
+                                now + self.clock_slack_us(self.dc[o], r, now)
+                                    >= r + GATE_FALLBACK_US
+                            })
                     }
                 };
                 if !ok {

@@ -1778,10 +1778,13 @@ impl<'a> World<'a> {
                 for i in self.resolve(&nodes) {
                     let now = self.now;
                     let c = &mut self.nodes[i].clock;
-                    let local = c.local(now) as i64 + offset_ms * 1000;
+                    let before = c.local(now);
+                    let local = before as i64 + offset_ms * 1000;
                     c.base_true = now;
                     c.base_local = local.max(0) as u64;
                     c.drift_ppm = drift_ppm.max(-900_000.0);
+                    let (jump, drift) = (c.base_local.abs_diff(before), c.drift_ppm);
+                    self.checker.on_clock_change(i, now, jump, drift);
                     // Deadlines now map to different true times.
                     self.nodes[i].tick_at = None;
                     self.nodes[i].tick_generation += 1;
