@@ -19,6 +19,15 @@ fn with_planted_bug() -> String {
     format!("{}\n[membership]\ninjected_bug = true\n", fixture_text())
 }
 
+/// A scenario `shrink` wrote (its text): played with its own seed, every invariant must
+/// hold. The report, for what a test checks beyond that.
+fn replay_shrunk(text: &str) -> meridian_sim::report::Report {
+    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
+    let r = meridian_sim::run(&s, s.seed);
+    assert!(r.ok(), "{}: {:?}", s.name, r.invariants.violations);
+    r
+}
+
 fn here() -> std::path::PathBuf {
     common::fixture("random-faults.toml")
 }
@@ -232,15 +241,10 @@ at = "2m 31s 429ms 832us"
 default_inter_dc_rtt_ms = 60.0
 intra_dc_rtt_ms = 1.0
 "#;
-    for text in [restart, recovery] {
-        let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
-        let r = meridian_sim::run(&s, s.seed);
-        assert!(r.ok(), "{}: {:?}", s.name, r.invariants.violations);
-    }
+    replay_shrunk(restart);
     // ...and the gates do agree on a leader by the end, so the check had to wait, not
     // give up.
-    let s = scenario::parse(recovery, Path::new("regression.toml"), &[]).unwrap();
-    let r = meridian_sim::run(&s, s.seed);
+    let r = replay_shrunk(recovery);
     let gates = &r.leadership.leaders_at_end;
     assert!(gates.get("gates").is_some_and(|l| l.is_some()), "{gates:?}");
 }
@@ -348,9 +352,7 @@ offset_ms = -4392
 default_inter_dc_rtt_ms = 60.0
 intra_dc_rtt_ms = 1.0
 "#;
-    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
-    let r = meridian_sim::run(&s, s.seed);
-    assert!(r.ok(), "{:?}", r.invariants.violations);
+    let r = replay_shrunk(text);
     assert!(r.leadership.leaders_at_end["gates"].is_some());
 }
 
@@ -389,9 +391,7 @@ until = "5m 34s 936ms 526us"
 default_inter_dc_rtt_ms = 60.0
 intra_dc_rtt_ms = 1.0
 "#;
-    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
-    let r = meridian_sim::run(&s, s.seed);
-    assert!(r.ok(), "{:?}", r.invariants.violations);
+    let r = replay_shrunk(text);
     assert!(r.leadership.leaders_at_end["gates"].is_some());
 }
 
@@ -438,9 +438,7 @@ intra_dc_rtt_ms = 1.0
 [network.inter_dc_rtt_ms]
 "us-east/eu-west" = 80
 "#;
-    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
-    let r = meridian_sim::run(&s, s.seed);
-    assert!(r.ok(), "{:?}", r.invariants.violations);
+    let r = replay_shrunk(text);
     let routing = r.routing.as_ref().expect("jobs are routed");
     assert_eq!(routing.bucket_violations, 0);
     assert!(routing.decisions > 0, "{routing:?}");
@@ -530,9 +528,7 @@ intra_dc_rtt_ms = 1.0
 "global/us-east" = 10
 "us-east/eu-west" = 80
 "#;
-    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
-    let r = meridian_sim::run(&s, s.seed);
-    assert!(r.ok(), "{:?}", r.invariants.violations);
+    replay_shrunk(text);
 }
 
 /// A checker false alarm a sweep of `gate-unreachable-fallback` with random faults found
@@ -599,9 +595,7 @@ intra_dc_rtt_ms = 1.0
 "global/us-east" = 10
 "us-east/eu-west" = 80
 "#;
-    let s = scenario::parse(text, Path::new("regression.toml"), &[]).unwrap();
-    let r = meridian_sim::run(&s, s.seed);
-    assert!(r.ok(), "{:?}", r.invariants.violations);
+    let r = replay_shrunk(text);
     // The fallback did run (by the successor), the case the check is about.
     let job = &r.jobs.as_ref().expect("one job").per_job[0];
     assert!(job.dcs_timed_out >= 1, "{job:?}");
