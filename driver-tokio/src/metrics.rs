@@ -95,6 +95,16 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             Vec::new(),
         ),
         ("meridian_push_pulls_total", "Full-state syncs.", Vec::new()),
+        (
+            "meridian_sync_digests_total",
+            "Periodic syncs begun with a table digest.",
+            Vec::new(),
+        ),
+        (
+            "meridian_syncs_in_step_total",
+            "Periodic syncs whose digests matched (no full sync needed).",
+            Vec::new(),
+        ),
     ];
     let mut coord = Vec::new();
     let mut lhm = Vec::new();
@@ -120,6 +130,8 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             st.suspicions,
             st.refutations,
             st.push_pulls,
+            st.sync_digests,
+            st.syncs_in_step,
         ]
         .into_iter()
         .enumerate()

@@ -103,6 +103,20 @@ pub struct MembershipReport {
     /// Table sizes of the live nodes' membership machines at the end of the run, so
     /// leaks (state kept for departed members) show up in reports and tests.
     pub tables_at_end: TablesAtEnd,
+    /// Anti-entropy done by the machines running at the end (membership.md §4).
+    pub anti_entropy: AntiEntropy,
+}
+
+/// Periodic syncs begin with table digests; a full push-pull follows only when they
+/// differ (or when one is known to be needed: after a join, to reconnect, to observe).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AntiEntropy {
+    /// Digest offers sent.
+    pub digest_offers: u64,
+    /// Offers answered with an equal digest (no full exchange).
+    pub in_step: u64,
+    /// Full push-pull frames sent (offers and replies).
+    pub full_push_pulls: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -348,6 +348,8 @@ pub struct MembershipOverrides {
     pub suspicion_max: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub push_pull_interval: Option<Duration>,
+    /// Periodic push-pulls start with table digests (default off; `membership::digest`).
+    pub sync_digests: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub reconnect_interval: Option<Duration>,
     /// How long Dead/Left tombstones are kept (default 1 h).
@@ -380,6 +382,7 @@ impl MembershipOverrides {
             probe_interval,
             probe_timeout,
             push_pull_interval,
+            sync_digests,
             reconnect_interval,
             tombstone,
             lifeguard,

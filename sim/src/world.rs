@@ -9,8 +9,8 @@ use crate::check::{Checker, Truth};
 use crate::coords::{self, CoordsTracker};
 use crate::network::Network;
 use crate::report::{
-    CoordsReport, Invariants, JobEntry, JobsReport, LeadershipReport, MembershipReport, Messages,
-    Report, TablesAtEnd, Throughput,
+    AntiEntropy, CoordsReport, Invariants, JobEntry, JobsReport, LeadershipReport,
+    MembershipReport, Messages, Report, TablesAtEnd, Throughput,
 };
 use crate::scenario::{Fault, NodeSpec, RestartState, Scenario};
 use crate::trace_hash::TraceHasher;
@@ -497,6 +497,7 @@ impl<'a> World<'a> {
         let wall = started.elapsed();
         let wall_s = wall.as_secs_f64().max(1e-9);
         let tables_at_end = self.tables_at_end();
+        let anti_entropy = self.anti_entropy();
         let leadership = self.leadership_report();
         let jobs = self.jobs_report();
         let backpressure = self.bp.as_ref().map(|bp| {
@@ -535,6 +536,7 @@ impl<'a> World<'a> {
                 refutations: c.refutations,
                 partitions: c.partitions.clone(),
                 tables_at_end,
+                anti_entropy,
             },
             leadership,
             jobs,
@@ -878,6 +880,22 @@ impl<'a> World<'a> {
                 .collect(),
             leaders_at_end,
         }
+    }
+
+    fn anti_entropy(&self) -> AntiEntropy {
+        let mut a = AntiEntropy::default();
+        for s in self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .flat_map(|n| n.memberships())
+            .map(|m| m.stats())
+        {
+            a.digest_offers += s.sync_digests;
+            a.in_step += s.syncs_in_step;
+            a.full_push_pulls += s.push_pulls;
+        }
+        a
     }
 
     fn tables_at_end(&self) -> TablesAtEnd {

@@ -101,6 +101,40 @@ fn three_dc_partition_200_seeds_detected_healed_and_clean() {
     assert!(minority_complete >= 195, "{minority_complete}/200");
 }
 
+/// Digest-first anti-entropy (`membership.sync_digests`) keeps what acceptance 5 asks
+/// for, and a settled table is no longer sent whole: most periodic syncs end at the
+/// digests, and fewer bytes cross the network than in the same run without them.
+#[test]
+fn with_sync_digests_the_partition_still_heals_and_settled_tables_stay_home() {
+    let plain = common::load("three-dc-partition.toml", &[]);
+    let digests = common::load("three-dc-partition.toml", &["membership.sync_digests=true"]);
+    let before = meridian_sim::sweep(&plain, 1..11, 2);
+    let after = meridian_sim::sweep(&digests, 1..11, 2);
+    for (b, r) in before.iter().zip(&after) {
+        assert_clean(r);
+        assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
+        let p = &r.membership.partitions[0];
+        assert_eq!(p.suspected_or_dead_pairs, p.cut_pairs, "seed {}", r.seed);
+        let back = p.reconverged_at_ms.expect("reconverged") - 180_000;
+        assert!(back <= 60_000, "seed {}: {back} ms after the heal", r.seed);
+        assert!(r.membership.consistent_at_end, "seed {}", r.seed);
+        let ae = &r.membership.anti_entropy;
+        assert!(
+            ae.in_step * 2 > ae.digest_offers && ae.digest_offers > 0,
+            "seed {}: {ae:?}",
+            r.seed
+        );
+        assert_eq!(b.membership.anti_entropy.digest_offers, 0);
+        assert!(
+            r.messages.bytes < b.messages.bytes,
+            "seed {}: {} bytes, {} without digests",
+            r.seed,
+            r.messages.bytes,
+            b.messages.bytes
+        );
+    }
+}
+
 /// A node that restarts comes back with a higher incarnation (store + 10) and is seen
 /// alive everywhere again; a node that leaves is marked left, not dead.
 #[test]

@@ -193,6 +193,9 @@ impl Membership {
                     self.send_push_pull(env.sender_addr, true, out);
                 }
             }
+            Body::SyncDigest { reply, digest } => {
+                self.on_sync_digest(env.sender_addr, reply, digest, out)
+            }
             // The node routes elections to its election machine; one arriving here was
             // misrouted (the sender still counted as contact above).
             Body::Election { .. } | Body::Job(_) => self.stats.misdirected += 1,

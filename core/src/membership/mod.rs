@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod confirmation;
+pub mod digest;
 pub mod gossip;
 pub mod lifeguard;
 pub mod member;
@@ -122,6 +123,10 @@ pub struct Stats {
     pub refutations: u64,
     pub refutations_deferred: u64,
     pub push_pulls: u64,
+    /// Periodic syncs begun with a digest offer.
+    pub sync_digests: u64,
+    /// Offers answered with an equal digest: the full exchange was not needed.
+    pub syncs_in_step: u64,
     pub reconnects: u64,
     pub evicted_members: u64,
     pub helps_refused: u64,
@@ -233,6 +238,8 @@ pub struct Membership {
     passive_warn: VecDeque<(NodeId, u8)>,
     passive_remove: VecDeque<(NodeId, u8)>,
     passive_sweep_at: Option<Instant>,
+    /// Where our latest digest offer went (only its answer is acted on).
+    sync_offered_to: Option<Addr>,
     gossip: GossipQueue,
     lhm: Lhm,
     degradation: Degradation,
@@ -308,6 +315,7 @@ impl Membership {
             passive_warn: Default::default(),
             passive_remove: Default::default(),
             passive_sweep_at: None,
+            sync_offered_to: None,
             round: None,
             round_counter: 0,
             next_seq: 0,
@@ -572,7 +580,13 @@ impl Membership {
                 if let Some(peer) = self.random_member(|m| m.status == Status::Alive && m.confirmed)
                 {
                     let addr = self.members[&peer].addr;
-                    self.send_push_pull(addr, false, out);
+                    // An observer keeps only the roles it watches, so its table never
+                    // matches a member's: it pulls whole tables.
+                    if self.cfg.sync_digests && self.mode == Mode::Member {
+                        self.offer_sync_digest(addr, out);
+                    } else {
+                        self.send_push_pull(addr, false, out);
+                    }
                 }
             }
             Timer::Reconnect => {

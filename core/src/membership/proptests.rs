@@ -122,8 +122,12 @@ fn arb_envelope(body: impl Strategy<Value = Body>) -> impl Strategy<Value = Enve
 }
 
 fn arb_step() -> impl Strategy<Value = Step> {
-    let frame_body = (any::<bool>(), proptest::collection::vec(arb_claim(), 0..8))
-        .prop_map(|(reply, entries)| Body::PushPull { reply, entries });
+    let frame_body = prop_oneof![
+        3 => (any::<bool>(), proptest::collection::vec(arb_claim(), 0..8))
+            .prop_map(|(reply, entries)| Body::PushPull { reply, entries }),
+        1 => (any::<bool>(), any::<u64>())
+            .prop_map(|(reply, digest)| Body::SyncDigest { reply, digest }),
+    ];
     prop_oneof![
         6 => (arb_envelope(arb_body()), 0u64..3000).prop_map(|(e, dt)| Step::Datagram(e, dt)),
         1 => (arb_envelope(frame_body), 0u64..3000).prop_map(|(e, dt)| Step::Frame(e, dt)),

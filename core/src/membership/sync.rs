@@ -1,6 +1,7 @@
 //! Join, leave and anti-entropy (membership.md §4): seeds, graceful leave, push-pull
 //! full-state sync and reconnecting to members held dead (partitions heal unaided).
 
+use super::digest::TableDigest;
 use super::*;
 
 impl Membership {
@@ -96,10 +97,7 @@ impl Membership {
 
     pub(super) fn send_push_pull(&mut self, to: Addr, reply: bool, out: &mut Outputs) {
         let mut entries = Vec::with_capacity(self.members.len() + 1);
-        if self.mode == Mode::Member {
-            entries.push(self.self_claim(ClaimKind::Alive));
-        }
-        self.table_claims(wire::MAX_SNAPSHOT_ENTRIES - 1, None, &mut entries);
+        entries.extend(self.snapshot_claims());
         self.stats.push_pulls += 1;
         let env = self.envelope(Body::PushPull { reply, entries });
         match wire::encode(&env, Channel::Frame) {
@@ -108,28 +106,103 @@ impl Membership {
         }
     }
 
+    /// What a push-pull frame lists: our own ALIVE (members only), then the table.
+    fn snapshot_claims(&self) -> impl Iterator<Item = Claim> + '_ {
+        let me = (self.mode == Mode::Member).then(|| self.self_claim(ClaimKind::Alive));
+        me.into_iter()
+            .chain(self.table_claim_iter(None))
+            .take(wire::MAX_SNAPSHOT_ENTRIES)
+    }
+
+    /// The digest of exactly what [`Self::send_push_pull`] would send now.
+    pub(super) fn table_digest(&self) -> u64 {
+        let mut d = TableDigest::default();
+        self.snapshot_claims().for_each(|c| d.add(&c));
+        d.value()
+    }
+
+    /// Periodic anti-entropy starts with digests (see [`super::digest`]): offer ours; the
+    /// full exchange follows only if the peer's answer differs.
+    pub(super) fn offer_sync_digest(&mut self, to: Addr, out: &mut Outputs) {
+        let digest = self.table_digest();
+        self.stats.sync_digests += 1;
+        self.sync_offered_to = Some(to);
+        self.send_frame(
+            to,
+            Body::SyncDigest {
+                reply: false,
+                digest,
+            },
+            out,
+        );
+    }
+
+    /// A [`Body::SyncDigest`] arrived from `from`.
+    pub(super) fn on_sync_digest(
+        &mut self,
+        from: Addr,
+        reply: bool,
+        digest: u64,
+        out: &mut Outputs,
+    ) {
+        if !reply {
+            let own = self.table_digest();
+            self.send_frame(
+                from,
+                Body::SyncDigest {
+                    reply: true,
+                    digest: own,
+                },
+                out,
+            );
+            return;
+        }
+        // Only the answer to our own latest offer counts: anyone else's would make us
+        // send a whole table on request.
+        if self.sync_offered_to != Some(from) {
+            self.stats.stale_replies += 1;
+            return;
+        }
+        self.sync_offered_to = None;
+        if digest == self.table_digest() {
+            self.stats.syncs_in_step += 1;
+            self.joined = true;
+        } else {
+            self.send_push_pull(from, false, out);
+        }
+    }
+
+    fn send_frame(&mut self, to: Addr, body: Body, out: &mut Outputs) {
+        let env = self.envelope(body);
+        match wire::encode(&env, Channel::Frame) {
+            Ok(bytes) => out.push(Output::Frame { to, bytes }),
+            Err(_) => self.stats.encode_failures += 1,
+        }
+    }
+
     /// The table as claims, in the table's (deterministic) order.
     pub(super) fn table_claims(&self, max: usize, skip: Option<NodeId>, out: &mut Vec<Claim>) {
-        let start = out.len();
-        for m in self.members.values() {
-            if Some(m.id) == skip {
-                continue;
-            }
-            let (kind, from) = match m.status {
-                Status::Unconfirmed | Status::Alive => (ClaimKind::Alive, m.id),
-                Status::Suspect => (
-                    ClaimKind::Suspect,
-                    self.suspicions
-                        .get(&m.id)
-                        .map_or(self.me.node, |s| s.originator),
-                ),
-                Status::Dead => (ClaimKind::Dead, self.me.node),
-                Status::Left => (ClaimKind::Left, m.id),
-            };
-            out.push(self.claim_of(m, kind, from));
-        }
-        // Table order is deterministic already; no need to sort 1000 entries per sync.
-        out.truncate(start + max);
+        out.extend(self.table_claim_iter(skip).take(max));
+    }
+
+    fn table_claim_iter(&self, skip: Option<NodeId>) -> impl Iterator<Item = Claim> + '_ {
+        self.members
+            .values()
+            .filter(move |m| Some(m.id) != skip)
+            .map(|m| {
+                let (kind, from) = match m.status {
+                    Status::Unconfirmed | Status::Alive => (ClaimKind::Alive, m.id),
+                    Status::Suspect => (
+                        ClaimKind::Suspect,
+                        self.suspicions
+                            .get(&m.id)
+                            .map_or(self.me.node, |s| s.originator),
+                    ),
+                    Status::Dead => (ClaimKind::Dead, self.me.node),
+                    Status::Left => (ClaimKind::Left, m.id),
+                };
+                self.claim_of(m, kind, from)
+            })
     }
 
     pub(super) fn housekeeping(&mut self, now: Instant, out: &mut Outputs) {

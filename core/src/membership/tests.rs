@@ -1516,3 +1516,247 @@ fn queued_gossip_carries_a_role_learned_after_it_was_queued() {
     assert_eq!(gossip.len(), 1, "{gossip:?}");
     assert_eq!(gossip[0].role, Role::Manager);
 }
+
+fn frames(log: &[(Instant, Output)]) -> Vec<(Addr, Body)> {
+    log.iter()
+        .filter_map(|(_, o)| match o {
+            Output::Frame { to, bytes } => {
+                Some((*to, wire::decode(bytes, Channel::Frame).unwrap().body))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn deliver_frame(m: &mut Membership, env: Envelope, now: Instant) -> Vec<(Instant, Output)> {
+    let bytes = wire::encode(&env, Channel::Frame).unwrap();
+    m.step(
+        Input::Frame {
+            from: env.sender_addr,
+            bytes: &bytes,
+        },
+        now,
+    )
+    .into_iter()
+    .map(|o| (now, o))
+    .collect()
+}
+
+fn digest_machine() -> Membership {
+    machine_with(
+        Role::Worker,
+        Config {
+            adaptive_timeouts: false,
+            sync_digests: true,
+            ..Config::default()
+        },
+    )
+}
+
+/// One tick of `m` at `d`; every member it probes answers at once, so it stays Alive.
+fn tick_answering_probes(m: &mut Membership, d: Instant, log: &mut Vec<(Instant, Output)>) {
+    let outs = m.step(Input::Tick, d);
+    for o in &outs {
+        if let Output::Transmit { to, bytes } = o {
+            if let Ok(Envelope {
+                body: Body::Ping { seq, target, .. },
+                ..
+            }) = wire::decode(bytes, Channel::Datagram)
+            {
+                assert_eq!(Addr::from_u32(target.0), *to);
+                let ack = Body::Ack {
+                    seq,
+                    gossip: vec![],
+                    coord: None,
+                };
+                deliver(m, env_from(target.0, Role::Worker, 0, ack), d);
+            }
+        }
+    }
+    log.extend(outs.into_iter().map(|o| (d, o)));
+}
+
+/// Run `m` until its periodic sync offers a digest; returns when and to whom.
+fn next_offer(m: &mut Membership, log: &mut Vec<(Instant, Output)>) -> (Instant, Addr, u64) {
+    let start = log.len();
+    while let Some(d) = m.next_deadline() {
+        assert!(
+            d <= Instant::ZERO + secs(120),
+            "no sync offer in two minutes"
+        );
+        tick_answering_probes(m, d, log);
+        let offers: Vec<(Addr, u64)> = frames(&log[start..])
+            .into_iter()
+            .filter_map(|(to, b)| match b {
+                Body::SyncDigest {
+                    reply: false,
+                    digest,
+                } => Some((to, digest)),
+                _ => None,
+            })
+            .collect();
+        if let Some((to, digest)) = offers.first() {
+            assert_eq!(offers.len(), 1);
+            return (d, *to, *digest);
+        }
+    }
+    panic!("no sync offer");
+}
+
+#[test]
+fn periodic_sync_offers_a_digest_and_a_matching_answer_ends_it() {
+    let mut m = digest_machine();
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let mut log = Vec::new();
+    let (at, to, digest) = next_offer(&mut m, &mut log);
+    // §4's interval 30 s, scaled by memberlist's factor (1 below 32 members), the first
+    // one drawn from its second half.
+    assert!(at >= Instant::ZERO + secs(15) && at <= Instant::ZERO + secs(30));
+    assert_eq!(to, Addr::from_u32(5));
+    assert_eq!(digest, m.table_digest());
+    assert!(
+        !frames(&log)
+            .iter()
+            .any(|(_, b)| matches!(b, Body::PushPull { .. })),
+        "no table is sent up front"
+    );
+    let answer = Body::SyncDigest {
+        reply: true,
+        digest,
+    };
+    let out = deliver_frame(&mut m, env_from(5, Role::Worker, 0, answer), at);
+    assert!(
+        frames(&out).is_empty(),
+        "equal tables: nothing more to send"
+    );
+    assert_eq!(m.stats().syncs_in_step, 1);
+    assert_eq!(m.stats().push_pulls, 0);
+}
+
+#[test]
+fn a_differing_answer_starts_the_full_push_pull() {
+    let mut m = digest_machine();
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let mut log = Vec::new();
+    let (at, _, digest) = next_offer(&mut m, &mut log);
+    let answer = Body::SyncDigest {
+        reply: true,
+        digest: digest ^ 1,
+    };
+    let out = deliver_frame(&mut m, env_from(5, Role::Worker, 0, answer.clone()), at);
+    let sent = frames(&out);
+    assert_eq!(sent.len(), 1);
+    let (to, Body::PushPull { reply, entries }) = &sent[0] else {
+        panic!("expected a push-pull, got {sent:?}");
+    };
+    assert_eq!(*to, Addr::from_u32(5));
+    assert!(!reply, "the peer must answer with its own table");
+    let nodes: Vec<u32> = entries.iter().map(|c| c.node.0).collect();
+    assert_eq!(nodes, vec![0, 5], "our ALIVE, then the table");
+    // The offer is used up: a second answer is not acted on.
+    let again = deliver_frame(&mut m, env_from(5, Role::Worker, 0, answer), at);
+    assert!(frames(&again).is_empty());
+    assert_eq!(m.stats().syncs_in_step, 0);
+}
+
+#[test]
+fn an_answer_to_no_offer_of_ours_is_ignored() {
+    let mut m = digest_machine();
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    let mut log = Vec::new();
+    let (at, to, _) = next_offer(&mut m, &mut log);
+    let other = if to == Addr::from_u32(5) { 6 } else { 5 };
+    let stale = m.stats().stale_replies;
+    let answer = Body::SyncDigest {
+        reply: true,
+        digest: 1,
+    };
+    let out = deliver_frame(&mut m, env_from(other, Role::Worker, 0, answer), at);
+    assert!(
+        frames(&out).is_empty(),
+        "no table sent on a stranger's request"
+    );
+    assert_eq!(m.stats().stale_replies, stale + 1);
+}
+
+#[test]
+fn an_offer_is_answered_with_our_digest_and_equal_views_digest_alike() {
+    let mut a = machine(Role::Worker);
+    let mut b = Membership::new(
+        Config {
+            adaptive_timeouts: false,
+            ..Config::default()
+        },
+        ident(5, Role::Worker),
+        Mode::Member,
+        Incarnation(0),
+        43,
+        Instant::ZERO,
+    );
+    confirm(&mut a, 5, Role::Worker, Instant::ZERO);
+    let ping = Body::Ping {
+        seq: 1,
+        target: NodeId(5),
+        buddy: None,
+        gossip: vec![],
+        coord: None,
+    };
+    deliver(&mut b, env_from(0, Role::Worker, 0, ping), Instant::ZERO);
+    assert_eq!(a.table_digest(), b.table_digest(), "{{0, 5}} both ways");
+
+    let offer = Body::SyncDigest {
+        reply: false,
+        digest: a.table_digest(),
+    };
+    let out = deliver_frame(&mut b, env_from(0, Role::Worker, 0, offer), Instant::ZERO);
+    let sent = frames(&out);
+    assert_eq!(
+        sent,
+        vec![(
+            Addr::from_u32(0),
+            Body::SyncDigest {
+                reply: true,
+                digest: b.table_digest()
+            }
+        )]
+    );
+
+    // A third member b has not heard of: the views, and so the digests, differ.
+    learn_by_gossip(&mut a, 7, Role::Worker, Instant::ZERO + secs(1));
+    assert_ne!(a.table_digest(), b.table_digest());
+}
+
+#[test]
+fn without_sync_digests_the_periodic_sync_swaps_whole_tables() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 5, Role::Worker, Instant::ZERO);
+    let mut log = Vec::new();
+    while let Some(d) = m.next_deadline().filter(|d| *d <= Instant::ZERO + secs(30)) {
+        tick_answering_probes(&mut m, d, &mut log);
+    }
+    let sent = frames(&log);
+    assert!(
+        sent.iter()
+            .any(|(to, b)| *to == Addr::from_u32(5)
+                && matches!(b, Body::PushPull { reply: false, .. })),
+        "{sent:?}"
+    );
+    assert!(!sent
+        .iter()
+        .any(|(_, b)| matches!(b, Body::SyncDigest { .. })));
+    // An offer from a peer that has them is still answered.
+    let offer = Body::SyncDigest {
+        reply: false,
+        digest: 7,
+    };
+    let out = deliver_frame(
+        &mut m,
+        env_from(5, Role::Worker, 0, offer),
+        Instant::ZERO + secs(30),
+    );
+    assert!(matches!(
+        frames(&out).as_slice(),
+        [(_, Body::SyncDigest { reply: true, .. })]
+    ));
+}

@@ -145,6 +145,17 @@ pub enum Body {
     },
     /// The job plane (issue 4), over the reliable channel only.
     Job(JobMsg),
+    /// The first step of periodic anti-entropy (membership.md §4, refined here): the
+    /// sender's [table digest](crate::membership::digest) instead of its whole
+    /// table. An offer (`reply: false`) is answered with the receiver's own digest
+    /// (`reply: true`); the offerer then starts the full `PushPull` exchange only if the
+    /// two differ. Offered only with `membership::Config::sync_digests` on (always
+    /// answered). Over the reliable channel only. Appended last, so every earlier kind
+    /// keeps its encoding.
+    SyncDigest {
+        reply: bool,
+        digest: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
@@ -192,7 +203,7 @@ impl Channel {
 impl Body {
     fn channel(&self) -> Channel {
         match self {
-            Body::PushPull { .. } | Body::Job(_) => Channel::Frame,
+            Body::PushPull { .. } | Body::Job(_) | Body::SyncDigest { .. } => Channel::Frame,
             _ => Channel::Datagram,
         }
     }

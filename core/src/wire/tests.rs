@@ -456,6 +456,16 @@ proptest! {
         prop_assert_eq!(decode(&bytes, Channel::Datagram), Err(DecodeError::WrongChannel));
     }
 
+    #[test]
+    fn sync_digest_round_trips_on_frames_only(digest in any::<u64>(), reply in any::<bool>()) {
+        let env = Envelope { version: WIRE_VERSION, cluster: ClusterId(3), sender: NodeId(1),
+            sender_addr: Addr::from_u32(1), sender_inc: Incarnation(2), sender_role: Role::Worker,
+            flags: 0, body: Body::SyncDigest { reply, digest } };
+        let bytes = encode(&env, Channel::Frame).unwrap();
+        prop_assert_eq!(decode(&bytes, Channel::Frame).unwrap(), env);
+        prop_assert_eq!(decode(&bytes, Channel::Datagram), Err(DecodeError::WrongChannel));
+    }
+
     /// Our output flavor writes exactly postcard's own `Vec` encoding (the bytes every
     /// trace hash covers), for datagrams and for frames.
     #[test]
