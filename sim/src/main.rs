@@ -41,6 +41,9 @@ enum Cmd {
         /// Override a scenario key, e.g. --set membership.lifeguard=false
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Add random faults: RATE a simulated minute, of every kind, from 20 s on.
+        #[arg(long, value_name = "RATE")]
+        chaos: Option<f64>,
     },
     /// Play many seeds in parallel and list any seed that violated an invariant.
     Sweep {
@@ -53,6 +56,9 @@ enum Cmd {
         jobs: Option<usize>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Add random faults: RATE a simulated minute, of every kind, from 20 s on.
+        #[arg(long, value_name = "RATE")]
+        chaos: Option<f64>,
         /// Write every seed's report as a JSON array.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -79,6 +85,9 @@ enum Cmd {
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
+        /// Add random faults as `run --chaos` does (the shrunk scenario writes them out).
+        #[arg(long, value_name = "RATE")]
+        chaos: Option<f64>,
     },
     /// Filter a trace (`run --trace FILE`, format in sim/TRACE.md) by node, kind and
     /// time window; prints the kept lines (the header first) as JSON lines.
@@ -159,7 +168,8 @@ fn main() -> ExitCode {
             out,
             max_runs,
             quiet,
-        } => shrink(&path, seed, out, max_runs, quiet),
+            chaos,
+        } => shrink(&path, seed, out, max_runs, quiet, chaos),
         Cmd::Run {
             scenario: path,
             seed,
@@ -167,8 +177,9 @@ fn main() -> ExitCode {
             trace,
             html,
             set,
+            chaos,
         } => {
-            let sc = match scenario::load(&path, &set) {
+            let sc = match load(&path, &set, chaos) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("meridian-sim: {e}");
@@ -243,6 +254,7 @@ fn main() -> ExitCode {
             seeds,
             jobs,
             set,
+            chaos,
             report,
             quiet,
         } => {
@@ -253,7 +265,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let sc = match scenario::load(&path, &set) {
+            let sc = match load(&path, &set, chaos) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("meridian-sim: {e}");
@@ -398,18 +410,41 @@ fn replay(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Read `path`, apply `--chaos` and then `--set`.
+fn load(
+    path: &std::path::Path,
+    set: &[String],
+    chaos: Option<f64>,
+) -> Result<scenario::Scenario, String> {
+    let text = read_with_chaos(path, chaos)?;
+    scenario::parse(&text, path, set).map_err(|e| e.to_string())
+}
+
+fn read_with_chaos(path: &std::path::Path, chaos: Option<f64>) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    match chaos {
+        None => Ok(text),
+        Some(rate) if rate.is_finite() && rate > 0.0 => Ok(scenario::with_chaos(&text, rate)),
+        Some(rate) => Err(format!(
+            "--chaos {rate}: must be a positive number of faults per simulated minute"
+        )),
+    }
+}
+
 fn shrink(
     path: &std::path::Path,
     seed: Option<u64>,
     out: Option<PathBuf>,
     max_runs: usize,
     quiet: bool,
+    chaos: Option<f64>,
 ) -> ExitCode {
     use meridian_sim::shrink::{default_output, shrink, ShrinkError};
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_with_chaos(path, chaos) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("meridian-sim: {}: cannot read: {e}", path.display());
+            eprintln!("meridian-sim: {e}");
             return ExitCode::from(2);
         }
     };

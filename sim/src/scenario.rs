@@ -635,6 +635,19 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError
     parse(&text, path, overrides)
 }
 
+/// When `--chaos` faults start: after a cluster has joined and settled.
+pub const CHAOS_FROM: &str = "20s";
+
+/// A scenario's text with `--chaos RATE` applied: one `random` fault entry appended,
+/// `rate` faults per simulated minute from [`CHAOS_FROM`] to the end, of every kind the
+/// generator knows (`random_faults.rs`). Any fixture becomes a chaos variant of itself,
+/// written out like any other entry (so `shrink` keeps what it needs of it).
+pub fn with_chaos(text: &str, rate: f64) -> String {
+    format!(
+        "{text}\n\n# added by --chaos\n[[fault]]\naction = \"random\"\nat = \"{CHAOS_FROM}\"\nrate = {rate:?}\n"
+    )
+}
+
 pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
     let mut table: toml::Table = text
         .parse()

@@ -410,3 +410,45 @@ fn huge_pages_change_nothing_a_run_reports() {
     assert_eq!(with, without);
     assert!(with.0.as_str().is_some_and(|h| h.len() == 16));
 }
+
+/// `--chaos RATE` turns any scenario into a chaos variant of itself: random faults from
+/// 20 s on, drawn from the seed (the same each time); a rate that is not a positive
+/// number is refused with exit 2, naming the flag.
+#[test]
+fn chaos_adds_random_faults_from_twenty_seconds_on() {
+    let p = write("chaos.toml", GOOD);
+    let fault_times = |chaos: Option<&str>| -> Vec<f64> {
+        let trace = p.with_extension(format!("{}.trace", chaos.unwrap_or("none")));
+        let mut cmd = bin();
+        cmd.arg("run").arg(&p).arg("--trace").arg(&trace);
+        if let Some(rate) = chaos {
+            cmd.args(["--chaos", rate]);
+        }
+        let out = cmd.output().unwrap();
+        assert_ne!(out.status.code(), Some(2), "{:?}", out);
+        std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["kind"] == "fault")
+            .map(|v| v["t_ms"].as_f64().unwrap())
+            .collect()
+    };
+    assert!(fault_times(None).is_empty());
+    let chaos = fault_times(Some("60"));
+    // 60 a minute over the last 10 of 30 s: about 10.
+    assert!(chaos.len() >= 3, "{chaos:?}");
+    assert!(chaos.iter().all(|t| *t >= 20_000.0), "{chaos:?}");
+    assert_eq!(fault_times(Some("60")), chaos, "drawn from the seed");
+
+    for bad in ["0", "-1", "nan"] {
+        let out = bin()
+            .arg("run")
+            .arg(&p)
+            .arg(format!("--chaos={bad}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--chaos {bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--chaos"));
+    }
+}
