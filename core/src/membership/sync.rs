@@ -99,11 +99,7 @@ impl Membership {
         let mut entries = Vec::with_capacity(self.members.len() + 1);
         entries.extend(self.snapshot_claims());
         self.stats.push_pulls += 1;
-        let env = self.envelope(Body::PushPull { reply, entries });
-        match wire::encode(&env, Channel::Frame) {
-            Ok(bytes) => out.push(Output::Frame { to, bytes }),
-            Err(_) => self.stats.encode_failures += 1,
-        }
+        self.send_frame(to, Body::PushPull { reply, entries }, out);
     }
 
     /// What a push-pull frame lists: our own ALIVE (members only), then the table.
