@@ -454,7 +454,7 @@ fn rows(node: &Node) -> Vec<MemberRow> {
             .filter(|m| m.id != me.node)
             .map(|m| MemberRow {
                 node: m.id,
-                addr: socket_of(m.addr),
+                addr: socket_of(own.addr_of(m)),
                 role: m.role,
                 status: m.status,
                 incarnation: m.inc.0,

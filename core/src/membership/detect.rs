@@ -94,7 +94,7 @@ impl Membership {
             // began, it demonstrably lives (typically a verdict formed during a partition
             // that just healed): probe and extend again rather than declare, up to twice
             // the maximum suspicion, so a one-way cut still ends in a verdict.
-            let (addr, t) = (m.addr, self.probe_timeout_for(node, now));
+            let (addr, t) = (self.members.addr_of(m), self.probe_timeout_for(node, now));
             let s = self
                 .suspicions
                 .get_mut(&node)

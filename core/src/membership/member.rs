@@ -32,15 +32,17 @@ impl Status {
     }
 }
 
-/// One member as this machine sees it: 48 bytes. A node of an N-member cluster holds N
+/// One member as this machine sees it: 40 bytes. A node of an N-member cluster holds N
 /// of these, so the record is most of a large simulation's memory (1,000 nodes: 1,000
 /// records each) and every claim, probe and gossip pick reads one; it was 56 bytes, of
-/// which most records then straddled two cache lines. Rarely used state lives beside the
-/// table instead: a dead member's death incarnation is in `Membership::deaths`.
+/// which most records then straddled two cache lines, then 48 with the address inline.
+/// Rarely used state lives beside the table instead: a dead member's death incarnation
+/// is in `Membership::deaths`, an address longer than 7 bytes in the table's overflow
+/// map (read addresses through [`MemberTable::addr_of`]).
 #[derive(Clone, Debug)]
 pub struct Member {
     pub id: NodeId,
-    pub addr: Addr,
+    addr: PackedAddr,
     pub role: Role,
     pub status: Status,
     pub inc: Incarnation,
@@ -101,11 +103,46 @@ impl ConfirmationProgress {
     }
 }
 
+/// A member's address as its record holds it, in 8 bytes: the length, then up to 7
+/// address bytes inline (the simulator's 4, IPv4 and a port's 6), or [`PackedAddr::SPILLED`]
+/// for a longer address (IPv6 and a port is 18), which the table keeps in its overflow
+/// map. The full 19-byte [`Addr`] in every record was 11 of its 48 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedAddr([u8; 8]);
+
+impl PackedAddr {
+    const INLINE: usize = 7;
+    const SPILLED: u8 = u8::MAX;
+    const UNSET: PackedAddr = PackedAddr([0; 8]);
+
+    /// The packed form, or `None` if `addr` must go to the overflow map.
+    fn pack(addr: &Addr) -> Option<PackedAddr> {
+        let bytes = addr.as_bytes();
+        if bytes.len() > Self::INLINE {
+            return None;
+        }
+        let mut p = [0u8; 8];
+        p[0] = bytes.len() as u8;
+        p[1..1 + bytes.len()].copy_from_slice(bytes);
+        Some(PackedAddr(p))
+    }
+    fn is_spilled(self) -> bool {
+        self.0[0] == Self::SPILLED
+    }
+    /// The inline address (only for a record that is not spilled).
+    fn unpack(self) -> Addr {
+        let len = (self.0[0] as usize).min(Self::INLINE);
+        Addr::new(&self.0[1..1 + len]).expect("7 bytes fit an Addr")
+    }
+}
+
 impl Member {
-    pub fn new(id: NodeId, addr: Addr, role: Role, inc: Incarnation, now: Instant) -> Self {
+    /// A new record. Its address is given to [`MemberTable::insert`], which keeps it
+    /// inline or in its overflow map.
+    pub fn new(id: NodeId, role: Role, inc: Incarnation, now: Instant) -> Self {
         Member {
             id,
-            addr,
+            addr: PackedAddr::UNSET,
             role,
             status: Status::Unconfirmed,
             inc,
@@ -148,6 +185,8 @@ pub struct MemberTable {
     slots: Vec<Member>,
     dense: Vec<u32>,
     sparse: crate::FxHashMap<NodeId, u32>,
+    /// Addresses too long to pack into their record (see [`PackedAddr`]), by member.
+    long_addrs: crate::FxHashMap<NodeId, Addr>,
 }
 
 impl MemberTable {
@@ -197,15 +236,40 @@ impl MemberTable {
     pub fn contains_key(&self, id: &NodeId) -> bool {
         self.slot(id).is_some()
     }
-    /// Insert a member that is not in the table.
-    pub fn insert(&mut self, id: NodeId, m: Member) {
+    /// Insert a member that is not in the table, reachable at `addr`.
+    pub fn insert(&mut self, id: NodeId, mut m: Member, addr: Addr) {
         debug_assert!(!self.contains_key(&id));
+        m.addr = match PackedAddr::pack(&addr) {
+            Some(packed) => packed,
+            None => {
+                self.long_addrs.insert(id, addr);
+                PackedAddr([PackedAddr::SPILLED, 0, 0, 0, 0, 0, 0, 0])
+            }
+        };
         self.set_slot(id, self.slots.len() as u32);
         self.slots.push(m);
+    }
+    /// The address of `m`, a record of this table.
+    pub fn addr_of(&self, m: &Member) -> Addr {
+        if m.addr.is_spilled() {
+            self.long_addrs.get(&m.id).copied().unwrap_or_default()
+        } else {
+            m.addr.unpack()
+        }
+    }
+    /// The address of member `id`, if it is in the table.
+    pub fn addr(&self, id: &NodeId) -> Option<Addr> {
+        self.get(id).map(|m| self.addr_of(m))
     }
     pub fn remove(&mut self, id: &NodeId) -> Option<Member> {
         let i = self.slot(id)?;
         self.set_slot(*id, NO_SLOT);
+        if self.slots[i].addr.is_spilled() {
+            self.long_addrs.remove(id);
+            if self.long_addrs.is_empty() {
+                self.long_addrs = Default::default();
+            }
+        }
         let m = self.slots.swap_remove(i);
         if let Some(moved) = self.slots.get(i) {
             let moved_id = moved.id;
@@ -246,20 +310,14 @@ mod tests {
     use crate::time::Instant;
 
     fn member(id: u32) -> Member {
-        Member::new(
-            NodeId(id),
-            Addr::from_u32(id),
-            Role::Worker,
-            Incarnation(0),
-            Instant::ZERO,
-        )
+        Member::new(NodeId(id), Role::Worker, Incarnation(0), Instant::ZERO)
     }
 
     #[test]
     fn dense_and_sparse_ids_insert_find_and_remove() {
         let mut t = MemberTable::default();
         for id in [3, 70_000, 0, 16_383, 16_384, u32::MAX - 1] {
-            t.insert(NodeId(id), member(id));
+            t.insert(NodeId(id), member(id), Addr::from_u32(id));
         }
         assert_eq!(t.len(), 6);
         for id in [3, 70_000, 0, 16_383, 16_384, u32::MAX - 1] {
@@ -290,14 +348,14 @@ mod tests {
         // one far id. Doubling took this index to 1,840 entries.
         for k in 0..1000u32 {
             let id = k * 7919 % 1000;
-            t.insert(NodeId(id), member(id));
+            t.insert(NodeId(id), member(id), Addr::from_u32(id));
         }
         assert!(
             t.dense.capacity() <= 1024,
             "capacity {}",
             t.dense.capacity()
         );
-        t.insert(NodeId(3000), member(3000));
+        t.insert(NodeId(3000), member(3000), Addr::from_u32(3000));
         assert!(
             t.dense.capacity() <= 3072,
             "capacity {}",
@@ -308,8 +366,42 @@ mod tests {
     }
 
     #[test]
-    fn a_member_record_is_48_bytes() {
-        assert_eq!(core::mem::size_of::<Member>(), 48);
+    fn a_member_record_is_40_bytes() {
+        assert_eq!(core::mem::size_of::<Member>(), 40);
+    }
+
+    /// Addresses of every length come back as they went in: up to 7 bytes from the
+    /// record itself, longer ones from the overflow map, which forgets them with their
+    /// member.
+    #[test]
+    fn short_addresses_stay_in_the_record_and_long_ones_in_the_overflow_map() {
+        let mut t = MemberTable::default();
+        let lengths = [0usize, 1, 4, 6, 7, 8, 16, 18];
+        let addr_for = |len: usize| {
+            let bytes: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37) ^ 0xA5).collect();
+            Addr::new(&bytes).unwrap()
+        };
+        for (k, &len) in lengths.iter().enumerate() {
+            t.insert(NodeId(k as u32), member(k as u32), addr_for(len));
+        }
+        assert_eq!(t.long_addrs.len(), 3, "8, 16 and 18 bytes overflow");
+        for (k, &len) in lengths.iter().enumerate() {
+            assert_eq!(
+                t.addr(&NodeId(k as u32)),
+                Some(addr_for(len)),
+                "{len} bytes"
+            );
+        }
+        // Removing a member moves the last record into its slot; both still resolve.
+        t.remove(&NodeId(5));
+        assert_eq!(t.long_addrs.len(), 2);
+        assert_eq!(t.addr(&NodeId(5)), None);
+        assert_eq!(t.addr(&NodeId(7)), Some(addr_for(18)));
+        for id in [6, 7] {
+            t.remove(&NodeId(id));
+        }
+        assert!(t.long_addrs.is_empty());
+        assert_eq!(t.addr(&NodeId(4)), Some(addr_for(7)));
     }
 
     #[test]

@@ -447,6 +447,14 @@ impl Membership {
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
+    /// Where member `node` is reached, if it is in the table.
+    pub fn member_addr(&self, node: NodeId) -> Option<Addr> {
+        self.members.addr(&node)
+    }
+    /// The address of `m`, a record from [`Membership::members`] or [`Membership::member`].
+    pub fn addr_of(&self, m: &Member) -> Addr {
+        self.members.addr_of(m)
+    }
     /// See `Node::warm`: reads the table's size and, for a sender, its member record
     /// and peer coordinate. Changes nothing.
     pub fn warm(&self, from: Option<NodeId>) -> usize {
@@ -579,7 +587,7 @@ impl Membership {
                 self.at(now + next, Timer::PushPull);
                 if let Some(peer) = self.random_member(|m| m.status == Status::Alive && m.confirmed)
                 {
-                    let addr = self.members[&peer].addr;
+                    let addr = self.members.addr_of(&self.members[&peer]);
                     // An observer keeps only the roles it watches, so its table never
                     // matches a member's: it pulls whole tables.
                     if self.cfg.sync_digests && self.mode == Mode::Member {
@@ -638,7 +646,7 @@ impl Membership {
         Claim {
             kind,
             node: m.id,
-            addr: m.addr,
+            addr: self.members.addr_of(m),
             inc: m.inc,
             role: m.role,
             from,
@@ -679,7 +687,7 @@ impl Membership {
             (self.me.addr, self.me.role)
         } else {
             match self.members.get(&claim.node) {
-                Some(m) => (m.addr, m.role),
+                Some(m) => (self.members.addr_of(m), m.role),
                 // Only members and ourselves are ever gossiped about.
                 None => return,
             }

@@ -89,7 +89,7 @@ impl Membership {
             return;
         };
         let seq = self.seq();
-        let addr = self.members[&target].addr;
+        let addr = self.members.addr_of(&self.members[&target]);
         let timeout = self.probe_timeout_for(target, now);
         self.round = Some(Round {
             seq,
@@ -186,7 +186,7 @@ impl Membership {
         let helpers = self.pick_helpers(target, now);
         let inc = self.members[&target].inc;
         for h in &helpers {
-            let haddr = self.members[h].addr;
+            let haddr = self.members.addr_of(&self.members[h]);
             let gossip = self.piggyback(None);
             self.send(
                 haddr,

@@ -49,7 +49,7 @@ impl Membership {
             .members
             .values()
             .filter(|m| m.status.is_live())
-            .map(|m| m.addr)
+            .map(|m| self.members.addr_of(m))
             .collect();
         for addr in targets {
             self.send(addr, Body::Leave, out);
@@ -90,7 +90,7 @@ impl Membership {
         }
         dead.sort_unstable();
         let pick = dead[self.rng.below(dead.len())];
-        let addr = self.members[&pick].addr;
+        let addr = self.members.addr_of(&self.members[&pick]);
         self.stats.reconnects += 1;
         self.send_push_pull(addr, false, out);
     }

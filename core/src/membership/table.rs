@@ -110,7 +110,7 @@ impl Membership {
         if self.members.len() >= self.cfg.max_members {
             self.evict(out);
         }
-        let mut m = Member::new(node, addr, role, inc, now);
+        let mut m = Member::new(node, role, inc, now);
         if confirmed {
             m.confirmed = true;
             m.status = Status::Alive;
@@ -118,7 +118,7 @@ impl Membership {
             self.live_count += 1;
         }
         let to = m.view();
-        self.members.insert(node, m);
+        self.members.insert(node, m, addr);
         self.probe_list_insert(node);
         self.member_event(out, node, role, None, Some(to));
         if !confirmed {

@@ -181,7 +181,8 @@ impl Membership {
         let in_flight = self.proactive.values().any(|(n, _)| *n == node);
         if let Some(due) = strat.attempt_at(m.discovered_at(), m.confirmation.proactive_made()) {
             if due <= now && !in_flight {
-                let (addr, role, attempt) = (m.addr, m.role, m.confirmation.proactive_made());
+                let addr = self.members.addr_of(m);
+                let (role, attempt) = (m.role, m.confirmation.proactive_made());
                 let seq = self.seq();
                 let t = self.probe_timeout_for(node, now);
                 let key = self.at(now + t, Timer::ProactiveTimeout { seq });

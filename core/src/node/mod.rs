@@ -568,8 +568,7 @@ impl Node {
         self.memberships
             .iter()
             .find(|m| m.identity().cluster == cluster)
-            .and_then(|m| m.member(node))
-            .map(|m| m.addr)
+            .and_then(|m| m.member_addr(node))
     }
 
     fn voter_addr(&self, node: NodeId) -> Option<Addr> {
