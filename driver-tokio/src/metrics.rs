@@ -105,6 +105,16 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             "Periodic syncs whose digests matched (no full sync needed).",
             Vec::new(),
         ),
+        (
+            "meridian_coordinate_timeout_lookups_total",
+            "Probe and suspicion timeouts that asked for the peer's coordinate.",
+            Vec::new(),
+        ),
+        (
+            "meridian_coordinate_timeout_hits_total",
+            "Of those, the ones that found it in the peer table (the others used the widest timeout).",
+            Vec::new(),
+        ),
     ];
     let mut coord = Vec::new();
     let mut lhm = Vec::new();
@@ -124,6 +134,7 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             ));
         }
         let st = m.stats();
+        let (lookups, hits) = m.coordinates().timeout_lookups();
         for (i, v) in [
             st.probes,
             st.indirect_probes,
@@ -132,6 +143,8 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             st.push_pulls,
             st.sync_digests,
             st.syncs_in_step,
+            lookups,
+            hits,
         ]
         .into_iter()
         .enumerate()

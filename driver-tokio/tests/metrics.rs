@@ -70,6 +70,22 @@ async fn a_node_serves_its_metrics() {
     );
     assert!(value(&page, "meridian_probes_total{cluster=\"1\"}").unwrap() >= 2.0);
     assert!(value(&page, "meridian_coordinate_error{cluster=\"1\"}").is_some());
+    // Every probe's timeout looked for the peer's coordinate; from the second probe on
+    // the first one's ACK has put it in the table.
+    let lookups = value(
+        &page,
+        "meridian_coordinate_timeout_lookups_total{cluster=\"1\"}",
+    )
+    .unwrap();
+    let hits = value(
+        &page,
+        "meridian_coordinate_timeout_hits_total{cluster=\"1\"}",
+    )
+    .unwrap();
+    assert!(
+        lookups >= 2.0 && (1.0..=lookups).contains(&hits),
+        "{lookups} {hits}"
+    );
     assert!(value(&page, "meridian_events_total{kind=\"Member\"}").unwrap() >= 1.0);
     assert!(value(&page, "meridian_transport_total{what=\"datagrams_in\"}").unwrap() > 0.0);
     n0.kill();

@@ -280,12 +280,22 @@ impl CoordsTracker {
         let pairs = coord.len();
         let (median, p90) = median_p90(coord);
         let (est_median, est_p90) = median_p90(est);
+        let (mut timeout_lookups, mut timeout_lookups_cached) = (0, 0);
+        for (_, node, _) in machines {
+            for m in node.memberships() {
+                let (lookups, hits) = m.coordinates().timeout_lookups();
+                timeout_lookups += lookups;
+                timeout_lookups_cached += hits;
+            }
+        }
         CoordsReport {
             median_rel_error: median,
             p90_rel_error: p90,
             pairs,
             estimate_median_rel_error: est_median,
             estimate_p90_rel_error: est_p90,
+            timeout_lookups,
+            timeout_lookups_cached,
             series: self.series,
             plot,
         }

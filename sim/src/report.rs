@@ -46,6 +46,11 @@ pub struct CoordsReport {
     /// the coordinates (what timeouts use).
     pub estimate_median_rel_error: f64,
     pub estimate_p90_rel_error: f64,
+    /// Probe and suspicion timeouts computed over the run, by every machine, and how many
+    /// found the peer's coordinate in the machine's peer table (the others took the
+    /// spec's no-coordinate default, the widest timeout).
+    pub timeout_lookups: u64,
+    pub timeout_lookups_cached: u64,
     /// The coordinates' error every simulated 10 s.
     pub series: Vec<CoordsSample>,
     /// For the HTML report's charts; not in the JSON report.
@@ -380,6 +385,14 @@ impl Report {
                 "  coordinates: median relative RTT error {:.3} (p90 {:.3}) over {} pairs; the nodes' own estimates {:.3} (p90 {:.3})",
                 c.median_rel_error, c.p90_rel_error, c.pairs, c.estimate_median_rel_error, c.estimate_p90_rel_error
             );
+            if c.timeout_lookups > 0 {
+                let _ = writeln!(
+                    s,
+                    "  coordinates: {:.1}% of {} timeout lookups found the peer cached",
+                    100.0 * c.timeout_lookups_cached as f64 / c.timeout_lookups as f64,
+                    c.timeout_lookups
+                );
+            }
         }
         let inv = &self.invariants;
         if inv.violations_total == 0 {

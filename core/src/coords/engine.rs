@@ -8,6 +8,7 @@ use crate::id::NodeId;
 use crate::rng::DetRng;
 use crate::time::{secs, Instant, OptInstant};
 use crate::FxHashMap;
+use core::cell::Cell;
 use core::time::Duration;
 use smallvec::SmallVec;
 
@@ -94,6 +95,8 @@ pub struct CoordStats {
     pub peers_expired: u64,
     /// Peers forgotten to make room in a full table.
     pub evicted: u64,
+    /// Coordinates of peers not in the table that the caller chose not to keep.
+    pub not_admitted: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +111,11 @@ pub struct CoordEngine {
     peers: FxHashMap<NodeId, Peer>,
     max_peers: usize,
     pub stats: CoordStats,
+    /// Timeout lookups ([`CoordEngine::timeout_inputs`]) and how many found the peer
+    /// cached: what the peer table buys. Counted through `&self`, since a lookup changes
+    /// nothing else.
+    timeout_lookups: Cell<u64>,
+    timeout_hits: Cell<u64>,
 }
 
 impl CoordEngine {
@@ -125,7 +133,16 @@ impl CoordEngine {
             peers: FxHashMap::default(),
             max_peers,
             stats: CoordStats::default(),
+            timeout_lookups: Cell::new(0),
+            timeout_hits: Cell::new(0),
         }
+    }
+
+    /// `(lookups, hits)`: how many timeout computations asked for a peer's coordinate,
+    /// and how many found it in the table (a miss means the spec's 200 ms default and
+    /// quality 0, the widest timeout).
+    pub fn timeout_lookups(&self) -> (u64, u64) {
+        (self.timeout_lookups.get(), self.timeout_hits.get())
     }
 
     pub fn own(&self) -> &Coordinate {
@@ -155,11 +172,27 @@ impl CoordEngine {
     /// recent peers are the useful ones, and every ACK brings its sender's coordinate
     /// anew, so learning never depends on what was evicted.
     pub fn observe(&mut self, node: NodeId, wire: &WireCoord, now: Instant) -> bool {
+        self.observe_if(node, wire, now, true)
+    }
+
+    /// As [`CoordEngine::observe`], but a peer not yet in the table is added only when
+    /// `admit_new` (the caller knows whether the coordinate can serve before it
+    /// expires); a known peer's coordinate is always refreshed.
+    pub fn observe_if(
+        &mut self,
+        node: NodeId,
+        wire: &WireCoord,
+        now: Instant,
+        admit_new: bool,
+    ) -> bool {
         if let Some(p) = self.peers.get_mut(&node) {
             if p.wire == *wire {
                 p.last_seen = now; // unchanged since last time: already validated
                 return true;
             }
+        } else if !admit_new {
+            self.stats.not_admitted += 1;
+            return false;
         }
         let coord = wire.to_coordinate();
         if !coord.is_valid(&self.cfg) {
@@ -292,9 +325,11 @@ impl CoordEngine {
     /// `(rtt_ucb_ms(node), pair_quality(node))` with one lookup and one pass over the
     /// peer's filter: what a probe's timeout needs, once per probe (the hot path).
     pub fn timeout_inputs(&self, node: NodeId, now: Instant) -> (f64, f64) {
+        self.timeout_lookups.set(self.timeout_lookups.get() + 1);
         let Some(p) = self.peers.get(&node) else {
             return (DEFAULT_RTT_UCB_MS, 0.0);
         };
+        self.timeout_hits.set(self.timeout_hits.get() + 1);
         // As `rtt_ucb_ms`, no estimate before our own first sample.
         let no_sample = self.samples == 0;
         match self.measured(p, now) {

@@ -11,14 +11,18 @@ impl Membership {
 
     /// A PING or ACK carried the sender's coordinate: remember it for estimates and the
     /// next sample. Only members of our table are tracked, so a gate observing this
-    /// cluster leaves no state behind here.
+    /// cluster leaves no state behind here; and a newcomer to the peer table only if a
+    /// timeout can use it before it expires (our probe's target, whose ACK is about to
+    /// be a sample, or a member whose probe is due soon: `coord_due_soon`).
     pub(super) fn observe_coord(&mut self, sender: NodeId, coord: Option<WireCoord>, now: Instant) {
         if !self.cfg.coordinates {
             return;
         }
         if let Some(c) = coord {
             if self.members.get(&sender).is_some() {
-                self.coords.observe(sender, &c, now);
+                let admit = self.round.as_ref().is_some_and(|r| r.target == sender)
+                    || self.coord_due_soon(sender);
+                self.coords.observe_if(sender, &c, now, admit);
             }
         }
     }
@@ -54,6 +58,11 @@ impl Membership {
                     samples: self.coords.samples(),
                 }));
             }
+        }
+        // The sample taught our own coordinate; the target's entry serves a later
+        // timeout only if its next probe comes before the entry expires.
+        if !self.coord_due_soon(target) {
+            self.coords.remove(target);
         }
     }
 

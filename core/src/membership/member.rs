@@ -55,6 +55,10 @@ pub struct Member {
     pub discovery: u8,
     /// Where an UNCONFIRMED member is in its confirmation lifecycle (membership.md §7).
     pub confirmation: ConfirmationProgress,
+    /// The member's place in this node's probe list, 24 bits (the record had 3 bytes of
+    /// padding): whether its next probe is near decides if its coordinate is worth
+    /// keeping (`Membership::coord_due_soon`).
+    probe_pos: [u8; 3],
 }
 
 /// The UNCONFIRMED lifecycle's per-member state in one byte: proactive attempts made
@@ -151,7 +155,27 @@ impl Member {
             last_heard_at: OptInstant::NONE,
             discovery: 0,
             confirmation: ConfirmationProgress::default(),
+            probe_pos: Self::NO_PROBE_POS,
         }
+    }
+
+    const NO_PROBE_POS: [u8; 3] = [0xFF; 3];
+
+    /// Where the probe list last placed this member (`None`: never, or beyond 24 bits).
+    pub fn probe_pos(&self) -> Option<usize> {
+        (self.probe_pos != Self::NO_PROBE_POS).then(|| {
+            let [a, b, c] = self.probe_pos;
+            u32::from_be_bytes([0, a, b, c]) as usize
+        })
+    }
+    pub fn set_probe_pos(&mut self, pos: usize) {
+        self.probe_pos = match u32::try_from(pos) {
+            Ok(p) if p < 0x00FF_FFFF => {
+                let [_, a, b, c] = p.to_be_bytes();
+                [a, b, c]
+            }
+            _ => Self::NO_PROBE_POS,
+        };
     }
 
     /// When an UNCONFIRMED member was (re)discovered. Not stored: a member only enters
@@ -402,6 +426,20 @@ mod tests {
         }
         assert!(t.long_addrs.is_empty());
         assert_eq!(t.addr(&NodeId(4)), Some(addr_for(7)));
+    }
+
+    #[test]
+    fn probe_positions_round_trip_in_24_bits() {
+        let mut m = member(1);
+        assert_eq!(m.probe_pos(), None);
+        for pos in [0, 1, 255, 256, 65_535, 1 << 20, 0x00FF_FFFE] {
+            m.set_probe_pos(pos);
+            assert_eq!(m.probe_pos(), Some(pos));
+        }
+        m.set_probe_pos(0x00FF_FFFF);
+        assert_eq!(m.probe_pos(), None, "beyond 24 bits is unknown");
+        m.set_probe_pos(usize::MAX);
+        assert_eq!(m.probe_pos(), None);
     }
 
     #[test]

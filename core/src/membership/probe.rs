@@ -43,6 +43,11 @@ impl Membership {
                 list.sort_unstable();
                 list.dedup();
                 self.rng.shuffle(&mut list);
+                for (pos, id) in list.iter().enumerate() {
+                    if let Some(m) = self.members.get_mut(id) {
+                        m.set_probe_pos(pos);
+                    }
+                }
                 self.probe_list = list;
                 self.probe_idx = 0;
                 if self.probe_list.is_empty() {
@@ -73,6 +78,47 @@ impl Membership {
         let from = self.probe_idx.min(last);
         let at = from + self.rng.below(last - from + 1);
         self.probe_list.swap(at, last);
+        // The entry moved to the end keeps its place only if it was its member's current
+        // one (not a stale duplicate); the newcomer's place is set last, so that a stale
+        // duplicate of it never overrides it.
+        let moved = self.probe_list[last];
+        if let Some(m) = self.members.get_mut(&moved) {
+            if m.probe_pos() == Some(at) {
+                m.set_probe_pos(last);
+            }
+        }
+        if let Some(m) = self.members.get_mut(&id) {
+            m.set_probe_pos(at);
+        }
+    }
+
+    /// Whether `node`'s next probe may come before a coordinate heard now expires
+    /// ([`crate::coords::engine::PEER_TTL`]): its place in the probe list is within the next
+    /// `TTL / probe_interval` probes, or the list is rebuilt within that many, after which
+    /// any member may come first. In a cluster no larger than that window (300 members at
+    /// the default 1 s interval) every member is due soon.
+    ///
+    /// Only such a peer's coordinate can serve a probe or suspicion timeout: in a
+    /// 1,000-member cluster a peer is probed about once per 1,000 s, so a coordinate heard
+    /// from a peer whose turn is further away expires unused. Keeping only these in the
+    /// peer table made it smaller and its hit rate higher (BENCHMARKS.md, session 12).
+    pub(super) fn coord_due_soon(&self, node: NodeId) -> bool {
+        let window = crate::coords::engine::PEER_TTL
+            .as_micros()
+            .div_ceil(self.cfg.probe_interval.as_micros().max(1))
+            .max(1);
+        let window = usize::try_from(window).unwrap_or(usize::MAX);
+        let left_in_round = self.probe_list.len().saturating_sub(self.probe_idx);
+        if left_in_round < window {
+            return true;
+        }
+        let Some(pos) = self.members.get(&node).and_then(Member::probe_pos) else {
+            return true;
+        };
+        if self.probe_list.get(pos) != Some(&node) {
+            return true; // not placed (yet): do not guess
+        }
+        pos >= self.probe_idx && pos - self.probe_idx < window
     }
 
     pub(super) fn start_round(&mut self, now: Instant, out: &mut Outputs) {

@@ -1246,6 +1246,141 @@ mod adaptive {
         assert_eq!(m.probe_timeout_for(NodeId(5), now), millis(100));
     }
 
+    /// A ping from `node` carrying coordinate `c`.
+    fn ping_with_coord(node: u32, seq: u32, c: WireCoord) -> Envelope {
+        let body = Body::Ping {
+            seq,
+            target: NodeId(0),
+            buddy: None,
+            gossip: vec![],
+            coord: Some(c),
+        };
+        env_from(node, Role::Worker, 0, body)
+    }
+
+    /// Start the first probe round; returns its target and seq.
+    fn first_probe(m: &mut Membership) -> (NodeId, u32, Instant) {
+        while let Some(d) = m.next_deadline() {
+            m.step(Input::Tick, d);
+            if let Some(r) = &m.round {
+                return (r.target, r.seq, d);
+            }
+            assert!(d < Instant::ZERO + secs(600), "no probe round");
+        }
+        panic!("no deadline")
+    }
+
+    /// membership.md §8 keeps a peer's coordinate 300 s; it serves a timeout only if
+    /// the peer is probed within that time. With a 60 s probe interval that is the next
+    /// 5 probes: in a 20-member cluster a coordinate from a member further down the
+    /// probe list is not kept, one from the next few is, and the probe target's entry
+    /// is dropped once its ACK has taught us a sample (its next turn is a round away).
+    #[test]
+    fn only_peers_probed_before_their_coordinate_expires_keep_it() {
+        let cfg = Config {
+            probe_interval: secs(60),
+            ..Config::default()
+        };
+        let mut m = machine_with(Role::Worker, cfg);
+        for n in 1..=20 {
+            confirm(&mut m, n, Role::Worker, Instant::ZERO);
+        }
+        let (target, seq, at) = first_probe(&mut m);
+        assert_eq!((m.probe_idx, m.probe_list.len()), (1, 20));
+        let mut c = Coordinate::origin(&VivaldiConfig::default());
+        c.vec[0] = 0.001;
+        let wire = WireCoord::from_coordinate(&c);
+        let (near, far) = (m.probe_list[3], m.probe_list[15]);
+        assert_eq!(m.members[&near].probe_pos(), Some(3));
+        let now = at + millis(1);
+        deliver(&mut m, ping_with_coord(near.0, 7, wire), now);
+        deliver(&mut m, ping_with_coord(far.0, 8, wire), now);
+        assert!(m.coords.has_peer(near), "probed within 5 rounds");
+        assert!(!m.coords.has_peer(far), "not probed for 14 rounds");
+        assert_eq!(m.coords.stats.not_admitted, 1);
+        // The target's ACK: admitted, sampled, then dropped.
+        let ack = Body::Ack {
+            seq,
+            gossip: vec![],
+            coord: Some(wire),
+        };
+        deliver(
+            &mut m,
+            env_from(target.0, Role::Worker, 0, ack),
+            at + millis(2),
+        );
+        assert_eq!(m.coords.samples(), 1, "the ACK was a sample");
+        assert!(!m.coords.has_peer(target));
+        assert!(m.coords.has_peer(near));
+        // The timeout towards `near` now finds its coordinate; towards `far` it does not.
+        let before = m.coords.timeout_lookups();
+        m.probe_timeout_for(near, now);
+        m.probe_timeout_for(far, now);
+        let after = m.coords.timeout_lookups();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (2, 1));
+    }
+
+    /// In a cluster no larger than the window (300 members at the default 1 s
+    /// interval) every coordinate is kept, and a sampled target keeps its entry.
+    #[test]
+    fn in_a_cluster_within_the_window_every_coordinate_is_kept() {
+        let mut m = machine_with(Role::Worker, Config::default());
+        for n in 1..=20 {
+            confirm(&mut m, n, Role::Worker, Instant::ZERO);
+        }
+        let (target, seq, at) = first_probe(&mut m);
+        let wire = WireCoord::from_coordinate(&Coordinate::origin(&VivaldiConfig::default()));
+        for n in 1..=20 {
+            deliver(&mut m, ping_with_coord(n, 100 + n, wire), at + millis(1));
+        }
+        let ack = Body::Ack {
+            seq,
+            gossip: vec![],
+            coord: Some(wire),
+        };
+        deliver(
+            &mut m,
+            env_from(target.0, Role::Worker, 0, ack),
+            at + millis(2),
+        );
+        assert_eq!(m.coords.samples(), 1);
+        assert_eq!(m.coords.peer_count(), 20);
+        assert_eq!(m.coords.stats.not_admitted, 0);
+    }
+
+    /// Every member's recorded place in the probe list is where the list holds it, as
+    /// members join mid-round (swapped into random places) and rounds are rebuilt.
+    #[test]
+    fn probe_positions_follow_the_list() {
+        let mut m = machine_with(Role::Worker, Config::default());
+        for n in 1..=10 {
+            confirm(&mut m, n, Role::Worker, Instant::ZERO);
+        }
+        let (_, _, mut at) = first_probe(&mut m);
+        for n in 11..=40 {
+            at = at + millis(300);
+            confirm(&mut m, n, Role::Worker, at);
+            m.step(Input::Tick, at);
+            for (pos, id) in m.probe_list.iter().enumerate() {
+                assert_eq!(
+                    m.members[id].probe_pos(),
+                    Some(pos),
+                    "{id:?} after {n} joined"
+                );
+            }
+        }
+        // Then 100 s of probes, answered: two more rounds, each rebuilding the list.
+        let rebuilt_at = m.probe_list.clone();
+        let (end, mut log) = (at + secs(100), Vec::new());
+        while let Some(d) = m.next_deadline().filter(|d| *d < end) {
+            tick_answering_probes(&mut m, d, &mut log);
+            for (pos, id) in m.probe_list.iter().enumerate() {
+                assert_eq!(m.members[id].probe_pos(), Some(pos), "{id:?} at {d:?}");
+            }
+        }
+        assert_ne!(m.probe_list, rebuilt_at, "the list was rebuilt");
+    }
+
     #[test]
     fn low_confidence_stretches_by_up_to_half() {
         let mut m = machine_with(Role::Worker, Config::default());
