@@ -139,6 +139,41 @@ impl Addr {
     }
 }
 
+/// An address as a member record or a pending gossip update holds it, in 8 bytes: the length, then up to 7
+/// address bytes inline (the simulator's 4, IPv4 and a port's 6), or [`PackedAddr::SPILLED`]
+/// for a longer address (IPv6 and a port is 18), which the holder keeps in an overflow map
+/// by node. The full 19-byte [`Addr`] was 11 of a member record's 48 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedAddr([u8; 8]);
+
+impl PackedAddr {
+    const INLINE: usize = 7;
+    const SPILLED_LEN: u8 = u8::MAX;
+    /// The mark of an address kept elsewhere.
+    pub(crate) const SPILLED: PackedAddr = PackedAddr([Self::SPILLED_LEN, 0, 0, 0, 0, 0, 0, 0]);
+    pub(crate) const UNSET: PackedAddr = PackedAddr([0; 8]);
+
+    /// The packed form, or `None` if `addr` must go to the overflow map.
+    pub(crate) fn pack(addr: &Addr) -> Option<PackedAddr> {
+        let bytes = addr.as_bytes();
+        if bytes.len() > Self::INLINE {
+            return None;
+        }
+        let mut p = [0u8; 8];
+        p[0] = bytes.len() as u8;
+        p[1..1 + bytes.len()].copy_from_slice(bytes);
+        Some(PackedAddr(p))
+    }
+    pub(crate) fn is_spilled(self) -> bool {
+        self.0[0] == Self::SPILLED_LEN
+    }
+    /// The inline address (only for a record that is not spilled).
+    pub(crate) fn unpack(self) -> Addr {
+        let len = (self.0[0] as usize).min(Self::INLINE);
+        Addr::new(&self.0[1..1 + len]).expect("7 bytes fit an Addr")
+    }
+}
+
 impl core::fmt::Debug for Addr {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Addr(")?;

@@ -1,7 +1,7 @@
 //! Piggyback gossip (membership.md §5): one pending update per member, a retransmit limit
 //! that grows with ln N, fewest-sent-first selection, bounded queue.
 
-use crate::id::{Addr, Incarnation, NodeId, Role};
+use crate::id::{Addr, Incarnation, NodeId, PackedAddr, Role};
 use crate::time::{secs, Instant};
 use crate::wire::{Claim, ClaimKind};
 use crate::FxHashMap;
@@ -22,11 +22,13 @@ pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
 /// table at each send, 32 bytes here instead of 48; at 2,000 nodes that was two
 /// dependent cache misses a claim, the id index and then the record, and the largest
 /// part of picking a datagram's gossip.) The address is the table's, which never
-/// changes for a record; the role is kept in step by [`GossipQueue::set_role`].
+/// changes for a record, packed as the record packs it (an address longer than 7
+/// bytes waits in `GossipQueue::long_addrs`); the role is kept in step by
+/// [`GossipQueue::set_role`].
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     node: NodeId,
-    addr: Addr,
+    addr: PackedAddr,
     role: Role,
     kind: ClaimKind,
     sends: u8,
@@ -61,6 +63,8 @@ pub struct GossipQueue {
     /// Free slots, reused last-freed first.
     free: Vec<u32>,
     by_node: FxHashMap<NodeId, u32>,
+    /// The addresses of pending updates too long to pack (see [`PackedAddr`]).
+    long_addrs: FxHashMap<NodeId, Addr>,
     /// 8-byte keys `(order, slot)`: the buckets are most of the queue's memory when a mass
     /// join saturates it.
     by_sends: Vec<ByOrder>,
@@ -117,6 +121,9 @@ impl GossipQueue {
     fn free_slot(&mut self, slot: u32) {
         if let Some(p) = self.slots[slot as usize].take() {
             self.by_node.remove(&p.node);
+            if p.addr.is_spilled() {
+                self.long_addrs.remove(&p.node);
+            }
             self.free.push(slot);
         }
     }
@@ -214,9 +221,21 @@ impl GossipQueue {
         } else {
             self.next_order
         };
+        let addr = match PackedAddr::pack(&claim.addr) {
+            Some(packed) => {
+                if !self.long_addrs.is_empty() {
+                    self.long_addrs.remove(&claim.node);
+                }
+                packed
+            }
+            None => {
+                self.long_addrs.insert(claim.node, claim.addr);
+                PackedAddr::SPILLED
+            }
+        };
         let p = Pending {
             node: claim.node,
-            addr: claim.addr,
+            addr,
             role: claim.role,
             kind: claim.kind,
             sends: 0,
@@ -327,10 +346,15 @@ impl GossipQueue {
             let p = self.slots[slot as usize]
                 .as_mut()
                 .expect("live entries exist");
+            let addr = if p.addr.is_spilled() {
+                self.long_addrs.get(&p.node).copied().unwrap_or_default()
+            } else {
+                p.addr.unpack()
+            };
             out.push(Claim {
                 kind: p.kind,
                 node: p.node,
-                addr: p.addr,
+                addr,
                 inc: p.inc,
                 role: p.role,
                 from: p.from,
@@ -441,6 +465,57 @@ mod tests {
         }
         assert_eq!(sent, 3);
         assert!(q.is_empty());
+    }
+
+    /// IPv6 and a port (18 bytes) do not pack into an update: they wait in the overflow
+    /// map, go out intact, and leave with their update (also when a shorter address
+    /// replaces them).
+    #[test]
+    fn long_addresses_go_out_intact_and_leave_nothing_behind() {
+        let v6 = Addr::new(&[
+            0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x1f, 0x90,
+        ])
+        .unwrap();
+        let mut q = GossipQueue::new(100);
+        let long = |node: u32, inc: u32| Claim {
+            addr: v6,
+            ..claim(node, ClaimKind::Alive, inc)
+        };
+        q.enqueue(long(1, 1), 2, Instant::ZERO, false);
+        q.enqueue(long(2, 1), 2, Instant::ZERO, false);
+        q.enqueue(claim(3, ClaimKind::Alive, 1), 2, Instant::ZERO, false);
+        assert_eq!(q.long_addrs.len(), 2);
+        // Node 2's next update carries a short address: its long one is forgotten.
+        q.enqueue(claim(2, ClaimKind::Alive, 2), 2, Instant::ZERO, false);
+        assert_eq!(q.long_addrs.len(), 1);
+        let mut out = Vec::new();
+        q.select(5, None, &mut out);
+        out.sort_by_key(|c| c.node);
+        assert_eq!(
+            out,
+            vec![
+                long(1, 1),
+                claim(2, ClaimKind::Alive, 2),
+                claim(3, ClaimKind::Alive, 1)
+            ]
+        );
+        q.remove(NodeId(3));
+        let mut out = Vec::new();
+        q.select(5, None, &mut out);
+        assert_eq!(out, vec![claim(2, ClaimKind::Alive, 2), long(1, 1)]);
+        assert!(q.is_empty() && q.long_addrs.is_empty());
+        // A long address whose update is removed before it is sent leaves too.
+        q.enqueue(long(4, 1), 2, Instant::ZERO, false);
+        q.enqueue(claim(5, ClaimKind::Alive, 1), 2, Instant::ZERO, false);
+        q.remove(NodeId(4));
+        assert!(q.long_addrs.is_empty());
+    }
+
+    /// A mass join fills every node's queue with one update per member: 40 bytes a
+    /// slot (the address packed; 48 with it whole).
+    #[test]
+    fn a_queued_update_is_40_bytes() {
+        assert_eq!(core::mem::size_of::<Option<Pending>>(), 40);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The member record and its status (membership.md §2).
 
-use crate::id::{Addr, Incarnation, NodeId, Role};
+use crate::id::{Addr, Incarnation, NodeId, PackedAddr, Role};
 use crate::time::{Instant, OptInstant};
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,7 @@ impl Status {
 /// which most records then straddled two cache lines, then 48 with the address inline.
 /// Rarely used state lives beside the table instead: a dead member's death incarnation
 /// is in `Membership::deaths`, an address longer than 7 bytes in the table's overflow
-/// map (read addresses through [`MemberTable::addr_of`]).
+/// map (see [`PackedAddr`]; read addresses through [`MemberTable::addr_of`]).
 #[derive(Clone, Debug)]
 pub struct Member {
     pub id: NodeId,
@@ -104,39 +104,6 @@ impl ConfirmationProgress {
         } else {
             self.0 &= !bit;
         }
-    }
-}
-
-/// A member's address as its record holds it, in 8 bytes: the length, then up to 7
-/// address bytes inline (the simulator's 4, IPv4 and a port's 6), or [`PackedAddr::SPILLED`]
-/// for a longer address (IPv6 and a port is 18), which the table keeps in its overflow
-/// map. The full 19-byte [`Addr`] in every record was 11 of its 48 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PackedAddr([u8; 8]);
-
-impl PackedAddr {
-    const INLINE: usize = 7;
-    const SPILLED: u8 = u8::MAX;
-    const UNSET: PackedAddr = PackedAddr([0; 8]);
-
-    /// The packed form, or `None` if `addr` must go to the overflow map.
-    fn pack(addr: &Addr) -> Option<PackedAddr> {
-        let bytes = addr.as_bytes();
-        if bytes.len() > Self::INLINE {
-            return None;
-        }
-        let mut p = [0u8; 8];
-        p[0] = bytes.len() as u8;
-        p[1..1 + bytes.len()].copy_from_slice(bytes);
-        Some(PackedAddr(p))
-    }
-    fn is_spilled(self) -> bool {
-        self.0[0] == Self::SPILLED
-    }
-    /// The inline address (only for a record that is not spilled).
-    fn unpack(self) -> Addr {
-        let len = (self.0[0] as usize).min(Self::INLINE);
-        Addr::new(&self.0[1..1 + len]).expect("7 bytes fit an Addr")
     }
 }
 
@@ -267,7 +234,7 @@ impl MemberTable {
             Some(packed) => packed,
             None => {
                 self.long_addrs.insert(id, addr);
-                PackedAddr([PackedAddr::SPILLED, 0, 0, 0, 0, 0, 0, 0])
+                PackedAddr::SPILLED
             }
         };
         self.set_slot(id, self.slots.len() as u32);

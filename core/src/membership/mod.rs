@@ -233,10 +233,10 @@ pub struct Membership {
     member_timers: timers::TimerQueue<Timer>,
     /// UNCONFIRMED members of passive roles (workers), in discovery order, awaiting their
     /// warning and then their removal check. Every such member follows one schedule
-    /// relative to its discovery, so only the heads need checking: 8 bytes a member
+    /// relative to its discovery, so only the heads need checking: 5 bytes a member
     /// instead of a timer each (a node of a 1000-member cluster holds ~1000 of them).
-    passive_warn: VecDeque<(NodeId, u8)>,
-    passive_remove: VecDeque<(NodeId, u8)>,
+    passive_warn: VecDeque<unconfirmed::PassiveEntry>,
+    passive_remove: VecDeque<unconfirmed::PassiveEntry>,
     passive_sweep_at: Option<Instant>,
     /// Where our latest digest offer went (only its answer is acted on).
     sync_offered_to: Option<Addr>,
