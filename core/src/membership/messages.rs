@@ -232,6 +232,14 @@ impl Membership {
     ///   refute it with the zombie-safe bump.
     /// - an observer's snapshot is outside knowledge of this cluster: only its claims
     ///   about us are used (to refute); its verdicts about others are ignored.
+    ///
+    /// A DEAD about a member we hold UNCONFIRMED cannot become a suspicion (never
+    /// UNCONFIRMED -> SUSPECT, §7), and taking it as it is would let a stale verdict
+    /// kill a live peer we merely have not met. It is checked instead: one ping, and
+    /// the death stands only if that goes unanswered ([`Membership::check_reported_death`]).
+    /// Before, such a death was dropped: a node that missed its gossip kept the dead
+    /// member UNCONFIRMED until its removal deadline (~2,000 s at 1,000 members), every
+    /// push-pull notwithstanding.
     pub(super) fn apply_snapshot(
         &mut self,
         claims: &[Claim],
@@ -257,6 +265,8 @@ impl Membership {
                 self.apply_claim(c, false, now, out);
             } else if from_observer {
                 continue;
+            } else if c.kind == ClaimKind::Dead && self.holds_unconfirmed(c.node, c.inc) {
+                self.check_reported_death(c.node, c.inc, now, out);
             } else if c.kind == ClaimKind::Dead {
                 let suspect = Claim {
                     kind: ClaimKind::Suspect,
@@ -309,6 +319,14 @@ impl Membership {
         } else if self.proactive.get(&seq).is_some_and(|(n, _)| *n == sender) {
             let (_, key) = self.proactive.remove(&seq).expect("present");
             self.timers.cancel(key);
+        } else if self
+            .death_checks
+            .get(&seq)
+            .is_some_and(|d| d.node == sender)
+        {
+            // Alive after all: its datagram has already confirmed it (direct contact).
+            let check = self.death_checks.remove(&seq).expect("present");
+            self.timers.cancel(check.timer);
         } else {
             self.stats.stale_replies += 1;
         }

@@ -132,6 +132,8 @@ pub struct Stats {
     pub helps_refused: u64,
     pub encode_failures: u64,
     pub implausible_claims: u64,
+    /// Pings sent to check a death a push-pull reported about an UNCONFIRMED member.
+    pub death_checks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,6 +157,9 @@ enum Timer {
     /// Checks the heads of the passive-confirmation queues.
     PassiveSweep,
     ProactiveTimeout {
+        seq: u32,
+    },
+    DeathCheckTimeout {
         seq: u32,
     },
     Forget {
@@ -248,6 +253,9 @@ pub struct Membership {
     next_seq: u32,
     helps: FxHashMap<u32, Help>,
     proactive: FxHashMap<u32, (NodeId, TimerKey)>,
+    /// Pings checking a death a push-pull reported about an UNCONFIRMED member, by seq
+    /// (see `check_reported_death`); at most `unconfirmed::MAX_DEATH_CHECKS`.
+    death_checks: FxHashMap<u32, unconfirmed::DeathCheck>,
     buckets: FxHashMap<Addr, Bucket>,
     refute_window_start: Instant,
     refutes_in_window: u32,
@@ -321,6 +329,7 @@ impl Membership {
             next_seq: 0,
             helps: FxHashMap::default(),
             proactive: FxHashMap::default(),
+            death_checks: FxHashMap::default(),
             buckets: FxHashMap::default(),
             refute_window_start: now,
             refutes_in_window: 0,
@@ -472,7 +481,8 @@ impl Membership {
             members: self.members.len(),
             gossip: self.gossip.len(),
             helps: self.helps.len(),
-            proactive: self.proactive.len(),
+            // Death checks are proactive pings too.
+            proactive: self.proactive.len() + self.death_checks.len(),
             rate_buckets: self.buckets.len(),
             coord_peers: self.coords.peer_count(),
             timers: self.timers.len()
@@ -564,6 +574,7 @@ impl Membership {
                     self.member_timers.at(now, Timer::Confirm { node });
                 }
             }
+            Timer::DeathCheckTimeout { seq } => self.death_check_timeout(seq, now, out),
             Timer::Forget { node } => {
                 let due = self.members.get(&node).is_some_and(|m| {
                     m.status.is_gone() && now >= m.status_changed_at + self.cfg.tombstone

@@ -831,6 +831,147 @@ fn a_snapshot_death_is_merged_as_a_suspicion_but_our_own_death_is_refuted() {
     );
 }
 
+/// A push-pull from node 6 listing `entries`, delivered at `now`; the datagrams sent.
+fn push_pull_from_6(m: &mut Membership, entries: Vec<Claim>, now: Instant) -> Vec<(Addr, Body)> {
+    let env = env_from(
+        6,
+        Role::Worker,
+        0,
+        Body::PushPull {
+            reply: true,
+            entries,
+        },
+    );
+    deliver_frame(m, env, now)
+        .into_iter()
+        .filter_map(|(_, o)| match o {
+            Output::Transmit { to, bytes } => {
+                Some((to, wire::decode(&bytes, Channel::Datagram).ok()?.body))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A push-pull's DEAD about a member we hold UNCONFIRMED (learned by gossip, never
+/// heard from) can be neither a suspicion (never UNCONFIRMED -> SUSPECT) nor dropped
+/// (a node that missed the death's gossip would keep a dead member for ~2,000 s at
+/// 1,000 members): we ping it once, and silence for the probe timeout makes it dead
+/// (without DEAD gossip: an unconfirmed member's tombstone is ours alone).
+#[test]
+fn a_snapshot_death_of_an_unconfirmed_member_is_checked_with_one_ping() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    learn_by_gossip(&mut m, 7, Role::Worker, Instant::ZERO);
+    let t0 = Instant::ZERO + secs(30);
+    let sent = push_pull_from_6(
+        &mut m,
+        vec![claim(ClaimKind::Dead, 7, 0, Role::Worker, 6)],
+        t0,
+    );
+    let pings: Vec<_> = sent
+        .iter()
+        .filter(|(to, b)| {
+            *to == Addr::from_u32(7)
+                && matches!(b, Body::Ping { target, .. } if *target == NodeId(7))
+        })
+        .collect();
+    assert_eq!(pings.len(), 1, "{sent:?}");
+    assert_eq!(m.member(NodeId(7)).unwrap().status, Status::Unconfirmed);
+    assert_eq!(m.stats().death_checks, 1);
+    // The same report again while the check is in flight: no second ping.
+    let again = push_pull_from_6(
+        &mut m,
+        vec![claim(ClaimKind::Dead, 7, 0, Role::Worker, 6)],
+        t0 + millis(10),
+    );
+    assert!(!again.iter().any(|(to, _)| *to == Addr::from_u32(7)));
+    // Unanswered for the probe timeout (1 s with timeouts that do not adapt): dead.
+    m.step(Input::Tick, t0 + millis(999));
+    assert_eq!(m.member(NodeId(7)).unwrap().status, Status::Unconfirmed);
+    m.step(Input::Tick, t0 + secs(1));
+    assert_eq!(m.member(NodeId(7)).unwrap().status, Status::Dead);
+    assert!(m.death_checks.is_empty());
+    let mut gossip = Vec::new();
+    m.gossip.select(100, None, &mut gossip);
+    assert!(
+        !gossip
+            .iter()
+            .any(|c| c.node == NodeId(7) && c.kind == ClaimKind::Dead),
+        "no DEAD gossip about an unconfirmed member: {gossip:?}"
+    );
+}
+
+/// The checked member answers: alive and confirmed, and the timeout changes nothing.
+#[test]
+fn a_snapshot_death_of_an_unconfirmed_member_that_answers_confirms_it() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    learn_by_gossip(&mut m, 7, Role::Worker, Instant::ZERO);
+    let t0 = Instant::ZERO + secs(30);
+    let sent = push_pull_from_6(
+        &mut m,
+        vec![claim(ClaimKind::Dead, 7, 0, Role::Worker, 6)],
+        t0,
+    );
+    let seq = sent
+        .iter()
+        .find_map(|(_, b)| match b {
+            Body::Ping { seq, target, .. } if *target == NodeId(7) => Some(*seq),
+            _ => None,
+        })
+        .expect("a ping to 7");
+    let ack = Body::Ack {
+        seq,
+        gossip: vec![],
+        coord: None,
+    };
+    deliver(&mut m, env_from(7, Role::Worker, 0, ack), t0 + millis(5));
+    let x = m.member(NodeId(7)).unwrap();
+    assert_eq!((x.status, x.confirmed), (Status::Alive, true));
+    assert!(m.death_checks.is_empty());
+    assert_eq!(m.stats().stale_replies, 0, "the ACK matched the check");
+    m.step(Input::Tick, t0 + secs(2));
+    assert_eq!(m.member(NodeId(7)).unwrap().status, Status::Alive);
+}
+
+/// One push-pull listing many such deaths starts at most 16 checks; an older
+/// incarnation than ours is no report at all.
+#[test]
+fn death_checks_are_bounded_and_need_a_current_incarnation() {
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    for n in 100..130 {
+        learn_by_gossip(&mut m, n, Role::Worker, Instant::ZERO);
+    }
+    let entries = (100..130)
+        .map(|n| claim(ClaimKind::Dead, n, 0, Role::Worker, 6))
+        .collect();
+    let sent = push_pull_from_6(&mut m, entries, Instant::ZERO + secs(30));
+    let pings = sent
+        .iter()
+        .filter(|(_, b)| matches!(b, Body::Ping { .. }))
+        .count();
+    assert_eq!(pings, unconfirmed::MAX_DEATH_CHECKS);
+    assert_eq!(m.table_sizes().proactive, 16);
+
+    let mut m = machine(Role::Worker);
+    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
+    let body = Body::Notice {
+        gossip: vec![claim(ClaimKind::Alive, 7, 3, Role::Worker, 7)],
+    };
+    let mut env = env_from(9, Role::Gate, 0, body);
+    env.flags = wire::FLAG_OBSERVER;
+    deliver(&mut m, env, Instant::ZERO);
+    let sent = push_pull_from_6(
+        &mut m,
+        vec![claim(ClaimKind::Dead, 7, 2, Role::Worker, 6)],
+        Instant::ZERO + secs(30),
+    );
+    assert!(!sent.iter().any(|(to, _)| *to == Addr::from_u32(7)));
+    assert_eq!(m.member(NodeId(7)).unwrap().status, Status::Unconfirmed);
+}
+
 #[test]
 fn an_observers_snapshot_only_counts_for_claims_about_the_receiver() {
     let mut m = machine(Role::Manager);

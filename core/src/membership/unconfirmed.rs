@@ -229,9 +229,66 @@ impl Membership {
     }
 }
 
-/// A queue that has drained gives its memory back. A mass join queues an entry for
-/// every worker discovered (a thousand at 1,000 nodes); without this each machine kept
-/// that capacity, 8 KB, for the rest of its life (8 MB at 1,000 nodes).
+/// A ping checking a death reported about an UNCONFIRMED member: the member and the
+/// incarnation the report gave.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DeathCheck {
+    pub(super) node: NodeId,
+    pub(super) inc: Incarnation,
+    pub(super) timer: TimerKey,
+}
+
+/// At most this many death checks in flight: a push-pull can list thousands of deaths,
+/// and checks that do not fit wait for a later push-pull (each lists its deaths again
+/// until their tombstones expire).
+pub(super) const MAX_DEATH_CHECKS: usize = 16;
+
+impl Membership {
+    /// Whether we hold `node` UNCONFIRMED at an incarnation a report about `inc` covers.
+    pub(super) fn holds_unconfirmed(&self, node: NodeId, inc: Incarnation) -> bool {
+        self.members
+            .get(&node)
+            .is_some_and(|m| m.status == Status::Unconfirmed && inc >= m.inc)
+    }
+
+    /// A push-pull reported `node`, which we hold UNCONFIRMED, dead at `inc`: ping it
+    /// once. An ACK confirms it (direct contact); silence for its probe timeout makes
+    /// the death ours (`death_check_timeout`).
+    pub(super) fn check_reported_death(
+        &mut self,
+        node: NodeId,
+        inc: Incarnation,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        if self.death_checks.len() >= MAX_DEATH_CHECKS
+            || self.death_checks.values().any(|d| d.node == node)
+        {
+            return;
+        }
+        let addr = self.members.addr_of(&self.members[&node]);
+        let seq = self.seq();
+        let t = self.probe_timeout_for(node, now);
+        let timer = self.at(now + t, Timer::DeathCheckTimeout { seq });
+        self.death_checks
+            .insert(seq, DeathCheck { node, inc, timer });
+        self.stats.death_checks += 1;
+        self.send_ping(seq, node, addr, out);
+    }
+
+    /// A death check went unanswered: the reported death stands, unless the member has
+    /// since been confirmed, removed or reported at a newer incarnation. (An
+    /// UNCONFIRMED member's tombstone is not gossiped: `declare_gone`.)
+    pub(super) fn death_check_timeout(&mut self, seq: u32, now: Instant, out: &mut Outputs) {
+        let Some(check) = self.death_checks.remove(&seq) else {
+            return;
+        };
+        if self.holds_unconfirmed(check.node, check.inc) {
+            self.declare_gone(check.node, Status::Dead, check.inc, self.me.node, now, out);
+        }
+    }
+}
+
 /// A passive member's place in `passive_warn` or `passive_remove`: the member and the
 /// discovery it was queued for, in 5 bytes. A `(NodeId, u8)` pair takes 8, and a node
 /// of a 1,000-member cluster holds ~1,000 of them for a probe cycle (8 MB of a
@@ -253,6 +310,9 @@ impl PassiveEntry {
     }
 }
 
+/// A queue that has drained gives its memory back. A mass join queues an entry for
+/// every worker discovered (a thousand at 1,000 nodes); without this each machine kept
+/// that capacity, 5 KB, for the rest of its life (5 MB at 1,000 nodes).
 fn release_drained<T>(q: &mut VecDeque<T>) {
     if q.is_empty() {
         if q.capacity() > 0 {
