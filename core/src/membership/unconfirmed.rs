@@ -252,8 +252,11 @@ impl Membership {
     }
 
     /// A push-pull reported `node`, which we hold UNCONFIRMED, dead at `inc`: ping it
-    /// once. An ACK confirms it (direct contact); silence for its probe timeout makes
-    /// the death ours (`death_check_timeout`).
+    /// once. An ACK confirms it (direct contact); silence for its probe timeout lets the
+    /// reported death stand (`death_check_timeout`). The ping can only stop a death
+    /// someone else declared, never start one of ours: membership.md §11 invariant 2
+    /// (an UNCONFIRMED member yields no death of our own, no DEAD gossip) still holds,
+    /// as for a DEAD that arrives by gossip, which is applied without a check.
     pub(super) fn check_reported_death(
         &mut self,
         node: NodeId,
