@@ -420,7 +420,10 @@ fn chaos_adds_random_faults_from_twenty_seconds_on() {
     let fault_times = |chaos: Option<&str>| -> Vec<f64> {
         let trace = p.with_extension(format!("{}.trace", chaos.unwrap_or("none")));
         let mut cmd = bin();
+        // The report goes beside the trace, not into the working directory (the crate's).
+        let report = trace.with_extension("report.json");
         cmd.arg("run").arg(&p).arg("--trace").arg(&trace);
+        cmd.arg("--report").arg(&report);
         if let Some(rate) = chaos {
             cmd.args(["--chaos", rate]);
         }
