@@ -139,10 +139,11 @@ impl Addr {
     }
 }
 
-/// An address as a member record or a pending gossip update holds it, in 8 bytes: the length, then up to 7
-/// address bytes inline (the simulator's 4, IPv4 and a port's 6), or a spilled mark
-/// for a longer address (IPv6 and a port is 18), which the holder keeps in an overflow map
-/// by node. The full 19-byte [`Addr`] was 11 of a member record's 48 bytes.
+/// An address as a member record or a pending gossip update holds it, in 8 bytes: the
+/// length, then up to 7 address bytes inline (the simulator's 4, IPv4 and a port's 6),
+/// or a spilled mark for a longer address (IPv6 and a port is 18), which the holder
+/// keeps in an overflow map by node. The full 19-byte [`Addr`] was 11 of a member
+/// record's 48 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackedAddr([u8; 8]);
 

@@ -177,7 +177,8 @@ impl CoordEngine {
 
     /// As [`CoordEngine::observe`], but a peer not yet in the table is added only when
     /// `admit_new` (the caller knows whether the coordinate can serve before it
-    /// expires); a known peer's coordinate is always refreshed.
+    /// expires); a known peer's coordinate is always refreshed. Returns whether the
+    /// coordinate is now in the table.
     pub fn observe_if(
         &mut self,
         node: NodeId,
