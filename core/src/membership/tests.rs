@@ -853,13 +853,9 @@ fn push_pull_from_6(m: &mut Membership, entries: Vec<Claim>, now: Instant) -> Ve
         .collect()
 }
 
-/// A push-pull's DEAD about a member we hold UNCONFIRMED (learned by gossip, never
-/// heard from) can be neither a suspicion (never UNCONFIRMED -> SUSPECT) nor dropped
-/// (a node that missed the death's gossip would keep a dead member for ~2,000 s at
-/// 1,000 members): we ping it once, and silence for the probe timeout makes it dead
-/// (without DEAD gossip: an unconfirmed member's tombstone is ours alone).
-#[test]
-fn a_snapshot_death_of_an_unconfirmed_member_is_checked_with_one_ping() {
+/// A machine that holds 7 UNCONFIRMED (learned by gossip) and has just merged node 6's
+/// push-pull reporting 7 dead: the machine, the datagrams it sent, and when.
+fn unconfirmed_7_reported_dead() -> (Membership, Vec<(Addr, Body)>, Instant) {
     let mut m = machine(Role::Worker);
     confirm(&mut m, 6, Role::Worker, Instant::ZERO);
     learn_by_gossip(&mut m, 7, Role::Worker, Instant::ZERO);
@@ -869,6 +865,17 @@ fn a_snapshot_death_of_an_unconfirmed_member_is_checked_with_one_ping() {
         vec![claim(ClaimKind::Dead, 7, 0, Role::Worker, 6)],
         t0,
     );
+    (m, sent, t0)
+}
+
+/// A push-pull's DEAD about a member we hold UNCONFIRMED (learned by gossip, never
+/// heard from) can be neither a suspicion (never UNCONFIRMED -> SUSPECT) nor dropped
+/// (a node that missed the death's gossip would keep a dead member for ~2,000 s at
+/// 1,000 members): we ping it once, and silence for the probe timeout makes it dead
+/// (without DEAD gossip: an unconfirmed member's tombstone is ours alone).
+#[test]
+fn a_snapshot_death_of_an_unconfirmed_member_is_checked_with_one_ping() {
+    let (mut m, sent, t0) = unconfirmed_7_reported_dead();
     let pings: Vec<_> = sent
         .iter()
         .filter(|(to, b)| {
@@ -905,15 +912,7 @@ fn a_snapshot_death_of_an_unconfirmed_member_is_checked_with_one_ping() {
 /// The checked member answers: alive and confirmed, and the timeout changes nothing.
 #[test]
 fn a_snapshot_death_of_an_unconfirmed_member_that_answers_confirms_it() {
-    let mut m = machine(Role::Worker);
-    confirm(&mut m, 6, Role::Worker, Instant::ZERO);
-    learn_by_gossip(&mut m, 7, Role::Worker, Instant::ZERO);
-    let t0 = Instant::ZERO + secs(30);
-    let sent = push_pull_from_6(
-        &mut m,
-        vec![claim(ClaimKind::Dead, 7, 0, Role::Worker, 6)],
-        t0,
-    );
+    let (mut m, sent, t0) = unconfirmed_7_reported_dead();
     let seq = sent
         .iter()
         .find_map(|(_, b)| match b {
