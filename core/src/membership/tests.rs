@@ -1398,6 +1398,27 @@ mod adaptive {
         env_from(node, Role::Worker, 0, body)
     }
 
+    /// The ACK from `node` to our PING `seq`, carrying coordinate `c`.
+    fn ack_with_coord(node: NodeId, seq: u32, c: WireCoord) -> Envelope {
+        let body = Body::Ack {
+            seq,
+            gossip: vec![],
+            coord: Some(c),
+        };
+        env_from(node.0, Role::Worker, 0, body)
+    }
+
+    /// A machine with 20 confirmed workers (nodes 1..=20) whose first probe round has
+    /// started: the machine, the round's target and seq, and when it started.
+    fn twenty_members_first_probe(cfg: Config) -> (Membership, NodeId, u32, Instant) {
+        let mut m = machine_with(Role::Worker, cfg);
+        for n in 1..=20 {
+            confirm(&mut m, n, Role::Worker, Instant::ZERO);
+        }
+        let (target, seq, at) = first_probe(&mut m);
+        (m, target, seq, at)
+    }
+
     /// Start the first probe round; returns its target and seq.
     fn first_probe(m: &mut Membership) -> (NodeId, u32, Instant) {
         while let Some(d) = m.next_deadline() {
@@ -1421,11 +1442,7 @@ mod adaptive {
             probe_interval: secs(60),
             ..Config::default()
         };
-        let mut m = machine_with(Role::Worker, cfg);
-        for n in 1..=20 {
-            confirm(&mut m, n, Role::Worker, Instant::ZERO);
-        }
-        let (target, seq, at) = first_probe(&mut m);
+        let (mut m, target, seq, at) = twenty_members_first_probe(cfg);
         assert_eq!((m.probe_idx, m.probe_list.len()), (1, 20));
         let mut c = Coordinate::origin(&VivaldiConfig::default());
         c.vec[0] = 0.001;
@@ -1439,16 +1456,7 @@ mod adaptive {
         assert!(!m.coords.has_peer(far), "not probed for 14 rounds");
         assert_eq!(m.coords.stats.not_admitted, 1);
         // The target's ACK: admitted, sampled, then dropped.
-        let ack = Body::Ack {
-            seq,
-            gossip: vec![],
-            coord: Some(wire),
-        };
-        deliver(
-            &mut m,
-            env_from(target.0, Role::Worker, 0, ack),
-            at + millis(2),
-        );
+        deliver(&mut m, ack_with_coord(target, seq, wire), at + millis(2));
         assert_eq!(m.coords.samples(), 1, "the ACK was a sample");
         assert!(!m.coords.has_peer(target));
         assert!(m.coords.has_peer(near));
@@ -1464,25 +1472,12 @@ mod adaptive {
     /// interval) every coordinate is kept, and a sampled target keeps its entry.
     #[test]
     fn in_a_cluster_within_the_window_every_coordinate_is_kept() {
-        let mut m = machine_with(Role::Worker, Config::default());
-        for n in 1..=20 {
-            confirm(&mut m, n, Role::Worker, Instant::ZERO);
-        }
-        let (target, seq, at) = first_probe(&mut m);
+        let (mut m, target, seq, at) = twenty_members_first_probe(Config::default());
         let wire = WireCoord::from_coordinate(&Coordinate::origin(&VivaldiConfig::default()));
         for n in 1..=20 {
             deliver(&mut m, ping_with_coord(n, 100 + n, wire), at + millis(1));
         }
-        let ack = Body::Ack {
-            seq,
-            gossip: vec![],
-            coord: Some(wire),
-        };
-        deliver(
-            &mut m,
-            env_from(target.0, Role::Worker, 0, ack),
-            at + millis(2),
-        );
+        deliver(&mut m, ack_with_coord(target, seq, wire), at + millis(2));
         assert_eq!(m.coords.samples(), 1);
         assert_eq!(m.coords.peer_count(), 20);
         assert_eq!(m.coords.stats.not_admitted, 0);
