@@ -1,7 +1,7 @@
 //! The member record and its status (membership.md §2).
 
 use crate::id::{Addr, Incarnation, NodeId, PackedAddr, Role};
-use crate::time::{Instant, OptInstant};
+use crate::time::{CompactInstant, CompactOptInstant, Instant};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -32,10 +32,11 @@ impl Status {
     }
 }
 
-/// One member as this machine sees it: 40 bytes. A node of an N-member cluster holds N
+/// One member as this machine sees it: 36 bytes. A node of an N-member cluster holds N
 /// of these, so the record is most of a large simulation's memory (1,000 nodes: 1,000
 /// records each) and every claim, probe and gossip pick reads one; it was 56 bytes, of
-/// which most records then straddled two cache lines, then 48 with the address inline.
+/// which most records then straddled two cache lines, then 48 with the address inline,
+/// then 40; its two instants take 6 bytes each ([`CompactInstant`]).
 /// Rarely used state lives beside the table instead: a dead member's death incarnation
 /// is in `Membership::deaths`, an address longer than 7 bytes in the table's overflow
 /// map (see [`PackedAddr`]; read addresses through [`MemberTable::addr_of`]).
@@ -47,9 +48,10 @@ pub struct Member {
     pub status: Status,
     pub inc: Incarnation,
     pub confirmed: bool,
-    pub status_changed_at: Instant,
+    /// When `status` last changed (6 bytes: see [`CompactInstant`]).
+    pub status_changed_at: CompactInstant,
     /// Last direct contact (any datagram sourced by it).
-    pub last_heard_at: OptInstant,
+    pub last_heard_at: CompactOptInstant,
     /// Bumped at each (re)discovery, so queued confirmation entries of an earlier
     /// discovery are recognised as stale.
     pub discovery: u8,
@@ -118,8 +120,8 @@ impl Member {
             status: Status::Unconfirmed,
             inc,
             confirmed: false,
-            status_changed_at: now,
-            last_heard_at: OptInstant::NONE,
+            status_changed_at: CompactInstant::new(now),
+            last_heard_at: CompactOptInstant::NONE,
             discovery: 0,
             confirmation: ConfirmationProgress::default(),
             probe_pos: Self::NO_PROBE_POS,
@@ -148,7 +150,7 @@ impl Member {
     /// When an UNCONFIRMED member was (re)discovered. Not stored: a member only enters
     /// Unconfirmed by being (re)discovered, and `status_changed_at` is set exactly then.
     pub fn discovered_at(&self) -> Instant {
-        self.status_changed_at
+        self.status_changed_at.get()
     }
 
     pub fn view(&self) -> crate::io::MemberView {
@@ -357,8 +359,8 @@ mod tests {
     }
 
     #[test]
-    fn a_member_record_is_40_bytes() {
-        assert_eq!(core::mem::size_of::<Member>(), 40);
+    fn a_member_record_is_36_bytes() {
+        assert_eq!(core::mem::size_of::<Member>(), 36);
     }
 
     /// Addresses of every length come back as they went in: up to 7 bytes from the

@@ -7,7 +7,7 @@ impl Membership {
     pub(super) fn zombie_ok(&self, m: &Member, inc: Incarnation, now: Instant) -> bool {
         match self.deaths.get(&m.id) {
             Some(death_inc)
-                if now.saturating_since(m.status_changed_at) < self.cfg.zombie_window =>
+                if now.saturating_since(m.status_changed_at.get()) < self.cfg.zombie_window =>
             {
                 inc.0 >= death_inc.0.saturating_add(self.cfg.zombie_inc_margin)
             }

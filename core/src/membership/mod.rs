@@ -577,7 +577,7 @@ impl Membership {
             Timer::DeathCheckTimeout { seq } => self.death_check_timeout(seq, now, out),
             Timer::Forget { node } => {
                 let due = self.members.get(&node).is_some_and(|m| {
-                    m.status.is_gone() && now >= m.status_changed_at + self.cfg.tombstone
+                    m.status.is_gone() && now >= m.status_changed_at.get() + self.cfg.tombstone
                 });
                 if due {
                     self.remove_member(node, out);

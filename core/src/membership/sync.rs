@@ -81,7 +81,7 @@ impl Membership {
             .filter(|m| {
                 m.status == Status::Dead
                     && deaths.contains_key(&m.id)
-                    && now.saturating_since(m.status_changed_at) < window
+                    && now.saturating_since(m.status_changed_at.get()) < window
             })
             .map(|m| m.id)
             .collect();

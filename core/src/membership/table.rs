@@ -22,7 +22,7 @@ impl Membership {
         let from = m.view();
         let suspicion_over = m.status == Status::Suspect && status != Status::Suspect;
         if m.status != status {
-            m.status_changed_at = now;
+            m.status_changed_at.set(now);
         }
         let was_live = m.status.is_live();
         let was_dead = m.status == Status::Dead;
@@ -89,7 +89,7 @@ impl Membership {
         m.confirmed = true;
         if m.status == Status::Unconfirmed {
             m.status = Status::Alive;
-            m.status_changed_at = now;
+            m.status_changed_at.set(now);
         }
         let (to, role) = (m.view(), m.role);
         if to.status.is_live() && !from.status.is_live() {
@@ -156,7 +156,7 @@ impl Membership {
         let mut order: Vec<(u8, Instant, NodeId)> = self
             .members
             .values()
-            .map(|m| (class(m.status), m.status_changed_at, m.id))
+            .map(|m| (class(m.status), m.status_changed_at.get(), m.id))
             .collect();
         order.sort_unstable();
         for (_, _, id) in order.into_iter().take(excess) {
