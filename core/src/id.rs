@@ -165,6 +165,14 @@ impl PackedAddr {
         p[1..1 + bytes.len()].copy_from_slice(bytes);
         Some(PackedAddr(p))
     }
+    /// The raw 8 bytes (a key for maps of packed addresses).
+    pub(crate) fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+    /// Back from [`PackedAddr::to_bytes`].
+    pub(crate) fn from_bytes(bytes: [u8; 8]) -> PackedAddr {
+        PackedAddr(bytes)
+    }
     pub(crate) fn is_spilled(self) -> bool {
         self.0[0] == Self::SPILLED_LEN
     }

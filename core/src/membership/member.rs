@@ -164,19 +164,26 @@ impl Member {
 
 /// Node ids below this index a dense vector directly; larger ones go through a hash map.
 /// Ids are small integers by design (ARCHITECTURE.md); the bound caps what one hostile
-/// claim can make a node allocate (64 KiB).
+/// claim can make a node allocate (32 KiB).
 const DENSE_IDS: u32 = 16_384;
-const NO_SLOT: u32 = u32::MAX;
+/// A dense index entry is a slot below this; above it, one of the two marks.
+const DENSE_SLOTS: u16 = u16::MAX - 1;
+/// Dense index mark: no member with this id.
+const NO_SLOT: u16 = u16::MAX;
+/// Dense index mark: the member's slot is too large for the entry and is in `sparse`
+/// (a table of more than 65,534 members, far above the default `max_members`).
+const IN_SPARSE: u16 = u16::MAX - 1;
 
 /// The member table: records stored densely in a `Vec`, found through a direct
-/// `id -> slot` vector for small ids (one cache line, 4 bytes a member) and a hash map
-/// for the rest. A hash map of 1000 records of ~100 bytes rounded up to 2048 buckets
-/// (~220 KB); this takes one `Vec` of records and 4 KB of index. Iteration order depends
-/// only on the sequence of inserts and removals (deterministic).
+/// `id -> slot` vector for small ids (2 bytes a member) and a hash map for the rest. A
+/// hash map of 1000 records of ~100 bytes rounded up to 2048 buckets (~220 KB); this
+/// takes one `Vec` of records and 2 KB of index (1,000 nodes of 1,000 members: 2 MB;
+/// 4-byte entries took 4). Iteration order depends only on the sequence of inserts and
+/// removals (deterministic).
 #[derive(Clone, Debug, Default)]
 pub struct MemberTable {
     slots: Vec<Member>,
-    dense: Vec<u32>,
+    dense: Vec<u16>,
     sparse: crate::FxHashMap<NodeId, u32>,
     /// Addresses too long to pack into their record (see [`PackedAddr`]), by member.
     long_addrs: crate::FxHashMap<NodeId, Addr>,
@@ -193,30 +200,43 @@ impl MemberTable {
     fn slot(&self, id: &NodeId) -> Option<usize> {
         if id.0 < DENSE_IDS {
             match self.dense.get(id.0 as usize) {
-                Some(&s) if s != NO_SLOT => Some(s as usize),
-                _ => None,
+                Some(&NO_SLOT) | None => None,
+                Some(&IN_SPARSE) => self.sparse.get(id).map(|&s| s as usize),
+                Some(&s) => Some(s as usize),
             }
         } else {
             self.sparse.get(id).map(|&s| s as usize)
         }
     }
 
-    fn set_slot(&mut self, id: NodeId, slot: u32) {
+    /// Point `id` at `slot`, or at nothing when `slot` is `None`.
+    fn set_slot(&mut self, id: NodeId, slot: Option<u32>) {
         if id.0 < DENSE_IDS {
             let i = id.0 as usize;
             if self.dense.len() <= i {
                 // Grow in steps of 256 ids, not by doubling: ids arrive in any order
-                // during a join, and doubling left up to twice the index needed (7 MB
-                // instead of 4 at 1,000 nodes); 256 bounds the reallocations all the same.
+                // during a join, and doubling left up to twice the index needed (3.5 MB
+                // instead of 2 at 1,000 nodes); 256 bounds the reallocations all the same.
                 let want = (i + 1).next_multiple_of(256).min(DENSE_IDS as usize);
                 self.dense.reserve_exact(want - self.dense.len());
                 self.dense.resize(i + 1, NO_SLOT);
             }
-            self.dense[i] = slot;
-        } else if slot == NO_SLOT {
-            self.sparse.remove(&id);
+            if self.dense[i] == IN_SPARSE {
+                self.sparse.remove(&id);
+            }
+            self.dense[i] = match slot {
+                None => NO_SLOT,
+                Some(s) if s < u32::from(DENSE_SLOTS) => s as u16,
+                Some(s) => {
+                    self.sparse.insert(id, s);
+                    IN_SPARSE
+                }
+            };
         } else {
-            self.sparse.insert(id, slot);
+            match slot {
+                None => self.sparse.remove(&id),
+                Some(s) => self.sparse.insert(id, s),
+            };
         }
     }
 
@@ -239,7 +259,7 @@ impl MemberTable {
                 PackedAddr::SPILLED
             }
         };
-        self.set_slot(id, self.slots.len() as u32);
+        self.set_slot(id, Some(self.slots.len() as u32));
         self.slots.push(m);
     }
     /// The address of `m`, a record of this table.
@@ -256,7 +276,7 @@ impl MemberTable {
     }
     pub fn remove(&mut self, id: &NodeId) -> Option<Member> {
         let i = self.slot(id)?;
-        self.set_slot(*id, NO_SLOT);
+        self.set_slot(*id, None);
         if self.slots[i].addr.is_spilled() {
             self.long_addrs.remove(id);
             if self.long_addrs.is_empty() {
@@ -266,7 +286,7 @@ impl MemberTable {
         let m = self.slots.swap_remove(i);
         if let Some(moved) = self.slots.get(i) {
             let moved_id = moved.id;
-            self.set_slot(moved_id, i as u32);
+            self.set_slot(moved_id, Some(i as u32));
         }
         Some(m)
     }
@@ -330,6 +350,39 @@ mod tests {
         assert_eq!(t.values().count(), 4);
         // A huge id never grows the dense index.
         assert!(t.dense.len() <= DENSE_IDS as usize);
+    }
+
+    /// A small id whose slot does not fit a 2-byte index entry (a table of more than
+    /// 65,534 members) is found through the hash map, and back through the entry once a
+    /// removal moves it to a low slot.
+    #[test]
+    fn small_ids_in_slots_beyond_the_dense_entries_reach_still_resolve() {
+        let mut t = MemberTable::default();
+        let far = |k: u32| NodeId(100_000 + k);
+        for k in 0..u32::from(DENSE_SLOTS) {
+            t.insert(far(k), member(far(k).0), Addr::from_u32(k));
+        }
+        for id in 0..4 {
+            t.insert(NodeId(id), member(id), Addr::from_u32(id));
+        }
+        for id in 0..4 {
+            assert_eq!(t.dense[id as usize], IN_SPARSE);
+            assert_eq!(t.get(&NodeId(id)).unwrap().id, NodeId(id));
+        }
+        // Removing slot 0 moves the last record (id 3) into it: back in the dense entry.
+        t.remove(&far(0));
+        assert_eq!(t.dense[3], 0);
+        assert!(!t.sparse.contains_key(&NodeId(3)));
+        assert_eq!(t.get(&NodeId(3)).unwrap().id, NodeId(3));
+        // Removing an id held through the map forgets it there too.
+        t.remove(&NodeId(1));
+        assert!(t.get(&NodeId(1)).is_none());
+        assert!(!t.sparse.contains_key(&NodeId(1)));
+        for id in [0, 2, 3] {
+            assert_eq!(t.get(&NodeId(id)).unwrap().id, NodeId(id));
+        }
+        assert_eq!(t.get(&far(7)).unwrap().id, far(7));
+        assert_eq!(t.len(), usize::from(DENSE_SLOTS) + 2);
     }
 
     /// Ids arriving in any order grow the dense index in steps of 256, not by

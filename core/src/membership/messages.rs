@@ -412,32 +412,13 @@ impl Membership {
     }
 
     pub(super) fn admit(&mut self, from: Addr, now: Instant) -> bool {
-        if self.buckets.len() >= self.cfg.rate_limit_senders && !self.buckets.contains_key(&from) {
-            // Evict the least recently active tenth, in one pass (amortised).
-            let mut by_age: Vec<(Instant, Addr)> =
-                self.buckets.iter().map(|(a, b)| (b.last, *a)).collect();
-            by_age.sort_unstable();
-            for (_, a) in by_age
-                .into_iter()
-                .take(self.cfg.rate_limit_senders / 10 + 1)
-            {
-                self.buckets.remove(&a);
-            }
-        }
-        let burst = self.cfg.rate_limit_burst;
-        let rate = self.cfg.rate_limit_per_sec;
-        let b = self.buckets.entry(from).or_insert(Bucket {
-            tokens: burst,
-            last: now,
-        });
-        let elapsed = now.saturating_since(b.last).as_micros() as f64 / 1e6;
-        b.tokens = (b.tokens + elapsed * rate).min(burst);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let cfg = &self.cfg;
+        self.rate.admit(
+            from,
+            now,
+            cfg.rate_limit_burst,
+            cfg.rate_limit_per_sec,
+            cfg.rate_limit_senders,
+        )
     }
 }

@@ -30,6 +30,7 @@ mod latency;
 mod merge;
 mod messages;
 mod probe;
+mod rate;
 mod sync;
 mod table;
 mod unconfirmed;
@@ -199,12 +200,6 @@ struct Help {
     want_nack: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// Claims more than this far above the known incarnation are implausible (membership.md §2).
 const MAX_INC_JUMP: u32 = 1000;
 /// JOIN_ACK snapshot entries: what fits one datagram with room to spare.
@@ -256,7 +251,8 @@ pub struct Membership {
     /// Pings checking a death a push-pull reported about an UNCONFIRMED member, by seq
     /// (see `check_reported_death`); at most `unconfirmed::MAX_DEATH_CHECKS`.
     death_checks: FxHashMap<u32, unconfirmed::DeathCheck>,
-    buckets: FxHashMap<Addr, Bucket>,
+    /// Per-sender inbound token buckets (membership.md §5).
+    rate: rate::RateLimiter,
     refute_window_start: Instant,
     refutes_in_window: u32,
     deferred_refute: Option<(Incarnation, ClaimKind)>,
@@ -330,7 +326,7 @@ impl Membership {
             helps: FxHashMap::default(),
             proactive: FxHashMap::default(),
             death_checks: FxHashMap::default(),
-            buckets: FxHashMap::default(),
+            rate: rate::RateLimiter::default(),
             refute_window_start: now,
             refutes_in_window: 0,
             deferred_refute: None,
@@ -483,7 +479,7 @@ impl Membership {
             helps: self.helps.len(),
             // Death checks are proactive pings too.
             proactive: self.proactive.len() + self.death_checks.len(),
-            rate_buckets: self.buckets.len(),
+            rate_buckets: self.rate.len(),
             coord_peers: self.coords.peer_count(),
             timers: self.timers.len()
                 + self.member_timers.len()
@@ -617,14 +613,9 @@ impl Membership {
                     self.coords.expire(now);
                 }
                 self.reconnect(now, out);
-                // A bucket idle for burst/rate seconds has refilled completely: exactly
-                // the state a new bucket starts in. Dropping it changes no decision and
-                // keeps the table to the senders of the last few seconds (a node of a
-                // 1000-member cluster hears from hundreds of senders a minute).
-                let refill = self.cfg.rate_limit_burst / self.cfg.rate_limit_per_sec.max(1e-3);
-                let idle = Duration::from_micros((refill * 1e6) as u64);
-                self.buckets
-                    .retain(|_, b| now.saturating_since(b.last) < idle);
+                // Buckets that have refilled are forgotten (see `rate`).
+                self.rate
+                    .sweep(now, self.cfg.rate_limit_burst, self.cfg.rate_limit_per_sec);
             }
             Timer::Housekeeping => {
                 self.housekeeping_armed = false;
