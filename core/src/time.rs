@@ -52,21 +52,6 @@ impl core::ops::Sub<Duration> for Instant {
     }
 }
 
-/// An optional instant in 8 bytes (`Option<Instant>` takes 16): `u64::MAX` is "none".
-/// Member records hold several, and a node holds a record per peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct OptInstant(u64);
-
-impl OptInstant {
-    pub const NONE: OptInstant = OptInstant(u64::MAX);
-    pub fn get(self) -> Option<Instant> {
-        (self.0 != u64::MAX).then_some(Instant(self.0))
-    }
-    pub fn set(&mut self, t: Instant) {
-        self.0 = t.0.min(u64::MAX - 1);
-    }
-}
-
 /// An instant in 6 bytes with byte alignment, for records a node holds one of per peer
 /// (a member record holds two: with 8-byte instants the record was 40 bytes, with these
 /// it is 36, and 1,000 nodes of 1,000 members hold a million records). 2^48 µs is 8.9

@@ -6,7 +6,7 @@ use super::coordinate::{Coordinate, VivaldiConfig};
 use super::wire::WireCoord;
 use crate::id::NodeId;
 use crate::rng::DetRng;
-use crate::time::{secs, Instant, OptInstant};
+use crate::time::{secs, CompactInstant, CompactOptInstant, Instant};
 use crate::FxHashMap;
 use core::cell::Cell;
 use core::time::Duration;
@@ -45,15 +45,16 @@ pub struct RttEstimate {
     pub ucb_ms: f64,
 }
 
-/// What we keep per peer: ~64 bytes, since a node of a 1,000-member cluster keeps up to
-/// 1,000 of these (the coordinate is stored as received and decoded when used).
+/// What we keep per peer: 76 bytes, since a node of a large cluster keeps up to
+/// `coord_peers_max` of these (the coordinate is stored as received and decoded when
+/// used, the instants in 6 bytes each).
 #[derive(Clone, Debug)]
 struct Peer {
     /// The peer's coordinate as received (validated when it arrived).
     wire: WireCoord,
-    last_seen: Instant,
+    last_seen: CompactInstant,
     /// When the latest sample went into `filter`.
-    last_sample: OptInstant,
+    last_sample: CompactOptInstant,
     /// The latest raw RTT samples, whole µs (exact in an f32 up to 16 s, beyond
     /// `max_rtt`), a ring of `latency_filter` entries.
     filter: [f32; MAX_FILTER],
@@ -188,7 +189,7 @@ impl CoordEngine {
     ) -> bool {
         if let Some(p) = self.peers.get_mut(&node) {
             if p.wire == *wire {
-                p.last_seen = now; // unchanged since last time: already validated
+                p.last_seen.set(now); // unchanged since last time: already validated
                 return true;
             }
         } else if !admit_new {
@@ -202,7 +203,7 @@ impl CoordEngine {
         }
         if let Some(p) = self.peers.get_mut(&node) {
             p.wire = *wire;
-            p.last_seen = now;
+            p.last_seen.set(now);
             return true;
         }
         if self.peers.len() >= self.max_peers {
@@ -213,7 +214,7 @@ impl CoordEngine {
             let mut ages: Vec<(Instant, NodeId)> = self
                 .peers
                 .iter()
-                .map(|(id, p)| (p.last_seen, *id))
+                .map(|(id, p)| (p.last_seen.get(), *id))
                 .collect();
             let drop = ages.len().div_ceil(4);
             ages.select_nth_unstable(drop - 1);
@@ -232,8 +233,8 @@ impl CoordEngine {
             node,
             Peer {
                 wire: *wire,
-                last_seen: now,
-                last_sample: OptInstant::NONE,
+                last_seen: CompactInstant::new(now),
+                last_sample: CompactOptInstant::NONE,
                 filter: [0.0; MAX_FILTER],
                 filter_len: 0,
                 filter_next: 0,
@@ -261,7 +262,7 @@ impl CoordEngine {
             self.stats.rejected += 1;
             return Err(SampleError::UnknownPeer);
         };
-        peer.last_seen = now;
+        peer.last_seen.set(now);
         peer.last_sample.set(now);
         let size = cfg.latency_filter.clamp(1, MAX_FILTER);
         peer.filter[peer.filter_next as usize] = rtt.as_micros() as f32;
@@ -420,7 +421,7 @@ impl CoordEngine {
     pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.peers.len();
         self.peers
-            .retain(|_, p| now.saturating_since(p.last_seen) <= PEER_TTL);
+            .retain(|_, p| now.saturating_since(p.last_seen.get()) <= PEER_TTL);
         let dropped = before - self.peers.len();
         self.stats.peers_expired += dropped as u64;
         if self.peers.is_empty() {
@@ -461,6 +462,12 @@ fn median(v: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::time::millis;
+
+    /// A node keeps up to `coord_peers_max` of these (224 by default).
+    #[test]
+    fn a_peer_entry_is_76_bytes() {
+        assert_eq!(core::mem::size_of::<Peer>(), 76);
+    }
 
     fn engine(seed: u64) -> (CoordEngine, DetRng) {
         let mut rng = DetRng::new(seed);

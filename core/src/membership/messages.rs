@@ -1,5 +1,5 @@
 //! Handling one message (membership.md §3, §4, §5): dispatch by body, snapshots, acks,
-//! helping, answering the dead, and per-sender inbound rate limiting.
+//! helping, answering the dead; per-sender inbound rate limiting asks `rate`.
 
 use super::*;
 

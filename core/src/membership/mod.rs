@@ -11,9 +11,10 @@
 //!
 //! Where things are: `probe` (§3 rounds, helpers), `detect` (§3.4/§6.3 suspicion and
 //! death), `merge` (§2 claim precedence, refutation), `table` (status transitions),
-//! `unconfirmed` (§7 lifecycle), `messages` (dispatch, rate limiting), `sync` (§4 join,
-//! leave, push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`,
-//! `suspicion`, `confirmation`, `timers`, `member` and `config`. This file holds the
+//! `unconfirmed` (§7 lifecycle), `messages` (dispatch), `sync` (§4 join, leave,
+//! push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`, `suspicion`,
+//! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets) and
+//! `config`. This file holds the
 //! machine's state, its public API and the timer dispatch.
 
 pub mod config;
