@@ -139,20 +139,20 @@ impl Addr {
     }
 }
 
-/// An address as a member record or a pending gossip update holds it, in 8 bytes: the
-/// length, then up to 7 address bytes inline (the simulator's 4, IPv4 and a port's 6),
+/// An address as a member record or a pending gossip update holds it, in 7 bytes: the
+/// length, then up to 6 address bytes inline (the simulator's 4, IPv4 and a port's 6),
 /// or a spilled mark for a longer address (IPv6 and a port is 18), which the holder
 /// keeps in an overflow map by node. The full 19-byte [`Addr`] was 11 of a member
 /// record's 48 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PackedAddr([u8; 8]);
+pub struct PackedAddr([u8; 7]);
 
 impl PackedAddr {
-    const INLINE: usize = 7;
+    const INLINE: usize = 6;
     const SPILLED_LEN: u8 = u8::MAX;
     /// The mark of an address kept elsewhere.
-    pub(crate) const SPILLED: PackedAddr = PackedAddr([Self::SPILLED_LEN, 0, 0, 0, 0, 0, 0, 0]);
-    pub(crate) const UNSET: PackedAddr = PackedAddr([0; 8]);
+    pub(crate) const SPILLED: PackedAddr = PackedAddr([Self::SPILLED_LEN, 0, 0, 0, 0, 0, 0]);
+    pub(crate) const UNSET: PackedAddr = PackedAddr([0; 7]);
 
     /// The packed form, or `None` if `addr` must go to the overflow map.
     pub(crate) fn pack(addr: &Addr) -> Option<PackedAddr> {
@@ -160,18 +160,20 @@ impl PackedAddr {
         if bytes.len() > Self::INLINE {
             return None;
         }
-        let mut p = [0u8; 8];
+        let mut p = [0u8; 7];
         p[0] = bytes.len() as u8;
         p[1..1 + bytes.len()].copy_from_slice(bytes);
         Some(PackedAddr(p))
     }
-    /// The raw 8 bytes (a key for maps of packed addresses).
-    pub(crate) fn to_bytes(self) -> [u8; 8] {
-        self.0
+    /// The packed bytes as a number (a key for maps of packed addresses).
+    pub(crate) fn to_u64(self) -> u64 {
+        let [a, b, c, d, e, f, g] = self.0;
+        u64::from_le_bytes([a, b, c, d, e, f, g, 0])
     }
-    /// Back from [`PackedAddr::to_bytes`].
-    pub(crate) fn from_bytes(bytes: [u8; 8]) -> PackedAddr {
-        PackedAddr(bytes)
+    /// Back from [`PackedAddr::to_u64`].
+    pub(crate) fn from_u64(k: u64) -> PackedAddr {
+        let [a, b, c, d, e, f, g, _] = k.to_le_bytes();
+        PackedAddr([a, b, c, d, e, f, g])
     }
     pub(crate) fn is_spilled(self) -> bool {
         self.0[0] == Self::SPILLED_LEN
@@ -179,7 +181,7 @@ impl PackedAddr {
     /// The inline address (only for a record that is not spilled).
     pub(crate) fn unpack(self) -> Addr {
         let len = (self.0[0] as usize).min(Self::INLINE);
-        Addr::new(&self.0[1..1 + len]).expect("7 bytes fit an Addr")
+        Addr::new(&self.0[1..1 + len]).expect("6 bytes fit an Addr")
     }
 }
 

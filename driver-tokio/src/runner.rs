@@ -455,7 +455,7 @@ fn rows(node: &Node) -> Vec<MemberRow> {
             .map(|m| MemberRow {
                 node: m.id,
                 addr: socket_of(own.addr_of(m)),
-                role: m.role,
+                role: m.role(),
                 status: m.status,
                 incarnation: m.inc.0,
             }),

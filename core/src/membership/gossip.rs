@@ -22,7 +22,7 @@ pub fn retransmit_limit(mult: f64, n: usize) -> u32 {
 /// table at each send, 32 bytes here instead of 48; at 2,000 nodes that was two
 /// dependent cache misses a claim, the id index and then the record, and the largest
 /// part of picking a datagram's gossip.) The address is the table's, which never
-/// changes for a record, packed as the record packs it (an address longer than 7
+/// changes for a record, packed as the record packs it (an address longer than 6
 /// bytes waits in `GossipQueue::long_addrs`); the role is kept in step by
 /// [`GossipQueue::set_role`].
 #[derive(Clone, Copy, Debug)]

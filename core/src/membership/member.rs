@@ -32,22 +32,21 @@ impl Status {
     }
 }
 
-/// One member as this machine sees it: 36 bytes. A node of an N-member cluster holds N
+/// One member as this machine sees it: 32 bytes. A node of an N-member cluster holds N
 /// of these, so the record is most of a large simulation's memory (1,000 nodes: 1,000
 /// records each) and every claim, probe and gossip pick reads one; it was 56 bytes, of
 /// which most records then straddled two cache lines, then 48 with the address inline,
-/// then 40; its two instants take 6 bytes each ([`CompactInstant`]).
+/// then 40, then 36 with 6-byte instants ([`CompactInstant`]); now the role and the
+/// confirmed flag share a byte with the confirmation progress ([`MemberFlags`]).
 /// Rarely used state lives beside the table instead: a dead member's death incarnation
-/// is in `Membership::deaths`, an address longer than 7 bytes in the table's overflow
+/// is in `Membership::deaths`, an address longer than 6 bytes in the table's overflow
 /// map (see [`PackedAddr`]; read addresses through [`MemberTable::addr_of`]).
 #[derive(Clone, Debug)]
 pub struct Member {
     pub id: NodeId,
-    addr: PackedAddr,
-    pub role: Role,
-    pub status: Status,
     pub inc: Incarnation,
-    pub confirmed: bool,
+    addr: PackedAddr,
+    pub status: Status,
     /// When `status` last changed (6 bytes: see [`CompactInstant`]).
     pub status_changed_at: CompactInstant,
     /// Last direct contact (any datagram sourced by it).
@@ -55,30 +54,60 @@ pub struct Member {
     /// Bumped at each (re)discovery, so queued confirmation entries of an earlier
     /// discovery are recognised as stale.
     pub discovery: u8,
-    /// Where an UNCONFIRMED member is in its confirmation lifecycle (membership.md §7).
-    pub confirmation: ConfirmationProgress,
-    /// The member's place in this node's probe list, 24 bits (the record had 3 bytes of
-    /// padding): whether its next probe is near decides if its coordinate is worth
-    /// keeping (`Membership::coord_due_soon`).
-    probe_pos: [u8; 3],
+    /// The role, whether we have heard from it directly, and where an UNCONFIRMED
+    /// member is in its confirmation lifecycle (membership.md §7).
+    flags: MemberFlags,
+    /// The member's place in this node's probe list, 16 bits: whether its next probe is
+    /// near decides if its coordinate is worth keeping (`Membership::coord_due_soon`;
+    /// a place beyond 16 bits reads as unknown, which that check takes as near).
+    probe_pos: [u8; 2],
 }
 
-/// The UNCONFIRMED lifecycle's per-member state in one byte: proactive attempts made
-/// (at most 5 by the spec; stored up to 63), whether the last one failed, and whether
-/// the warning was given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConfirmationProgress(u8);
+/// A member's small state in one byte: its role (2 bits), whether it is confirmed
+/// (heard from directly), and its UNCONFIRMED lifecycle: proactive attempts made (at
+/// most 5 by the spec's strategy table, stored up to 7), whether the last one failed,
+/// and whether the warning was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberFlags(u8);
 
-impl ConfirmationProgress {
-    const MADE: u8 = 0b0011_1111;
-    const LAST_FAILED: u8 = 0b0100_0000;
-    const WARNED: u8 = 0b1000_0000;
+impl MemberFlags {
+    const MADE: u8 = 0b0000_0111;
+    const LAST_FAILED: u8 = 0b0000_1000;
+    const WARNED: u8 = 0b0001_0000;
+    const CONFIRMED: u8 = 0b0010_0000;
+    const ROLE_SHIFT: u32 = 6;
+    const ROLE: u8 = 0b1100_0000;
 
+    fn new(role: Role) -> Self {
+        let mut f = MemberFlags(0);
+        f.set_role(role);
+        f
+    }
+    pub fn role(self) -> Role {
+        match (self.0 & Self::ROLE) >> Self::ROLE_SHIFT {
+            0 => Role::Gate,
+            1 => Role::Manager,
+            2 => Role::Worker,
+            _ => Role::Unknown,
+        }
+    }
+    fn set_role(&mut self, role: Role) {
+        let bits = match role {
+            Role::Gate => 0,
+            Role::Manager => 1,
+            Role::Worker => 2,
+            Role::Unknown => 3,
+        };
+        self.0 = (self.0 & !Self::ROLE) | (bits << Self::ROLE_SHIFT);
+    }
+    pub fn confirmed(self) -> bool {
+        self.0 & Self::CONFIRMED != 0
+    }
     pub fn proactive_made(self) -> u8 {
         self.0 & Self::MADE
     }
-    /// One more proactive attempt (saturating at 63, far above any role's limit).
-    pub fn add_proactive_attempt(&mut self) {
+    /// One more proactive attempt (saturating at 7, above any role's limit of 5).
+    fn add_proactive_attempt(&mut self) {
         if self.proactive_made() < Self::MADE {
             self.0 += 1;
         }
@@ -86,19 +115,20 @@ impl ConfirmationProgress {
     pub fn last_failed(self) -> bool {
         self.0 & Self::LAST_FAILED != 0
     }
-    pub fn set_last_failed(&mut self, failed: bool) {
+    fn set_last_failed(&mut self, failed: bool) {
         self.set(Self::LAST_FAILED, failed);
     }
     pub fn warned(self) -> bool {
         self.0 & Self::WARNED != 0
     }
-    pub fn set_warned(&mut self, warned: bool) {
+    fn set_warned(&mut self, warned: bool) {
         self.set(Self::WARNED, warned);
     }
     /// A member back from the dead is discovered afresh: no attempts made, no warning
-    /// given (whether the last attempt failed is left as it was).
-    pub fn rediscovered(&mut self) {
-        self.0 &= Self::LAST_FAILED;
+    /// given (whether the last attempt failed, the role and the confirmed flag are left
+    /// as they were).
+    fn rediscovered(&mut self) {
+        self.0 &= !(Self::MADE | Self::WARNED);
     }
     fn set(&mut self, bit: u8, on: bool) {
         if on {
@@ -115,34 +145,58 @@ impl Member {
     pub fn new(id: NodeId, role: Role, inc: Incarnation, now: Instant) -> Self {
         Member {
             id,
-            addr: PackedAddr::UNSET,
-            role,
-            status: Status::Unconfirmed,
             inc,
-            confirmed: false,
+            addr: PackedAddr::UNSET,
+            status: Status::Unconfirmed,
             status_changed_at: CompactInstant::new(now),
             last_heard_at: CompactOptInstant::NONE,
             discovery: 0,
-            confirmation: ConfirmationProgress::default(),
+            flags: MemberFlags::new(role),
             probe_pos: Self::NO_PROBE_POS,
         }
     }
 
-    const NO_PROBE_POS: [u8; 3] = [0xFF; 3];
+    const NO_PROBE_POS: [u8; 2] = [0xFF; 2];
 
-    /// Where the probe list last placed this member (`None`: never, or beyond 24 bits).
+    pub fn role(&self) -> Role {
+        self.flags.role()
+    }
+    pub fn set_role(&mut self, role: Role) {
+        self.flags.set_role(role);
+    }
+    /// Heard from directly (membership.md §7).
+    pub fn confirmed(&self) -> bool {
+        self.flags.confirmed()
+    }
+    pub fn set_confirmed(&mut self, confirmed: bool) {
+        self.flags.set(MemberFlags::CONFIRMED, confirmed);
+    }
+    /// The UNCONFIRMED lifecycle's progress, to read (a copy: it changes through the
+    /// methods below).
+    pub fn confirmation(&self) -> MemberFlags {
+        self.flags
+    }
+    pub fn add_proactive_attempt(&mut self) {
+        self.flags.add_proactive_attempt();
+    }
+    pub fn set_last_attempt_failed(&mut self, failed: bool) {
+        self.flags.set_last_failed(failed);
+    }
+    pub fn set_warned(&mut self, warned: bool) {
+        self.flags.set_warned(warned);
+    }
+    /// Discovered afresh (back from the dead): no attempts made, no warning given.
+    pub fn restart_confirmation(&mut self) {
+        self.flags.rediscovered();
+    }
+
+    /// Where the probe list last placed this member (`None`: never, or beyond 16 bits).
     pub fn probe_pos(&self) -> Option<usize> {
-        (self.probe_pos != Self::NO_PROBE_POS).then(|| {
-            let [a, b, c] = self.probe_pos;
-            u32::from_be_bytes([0, a, b, c]) as usize
-        })
+        (self.probe_pos != Self::NO_PROBE_POS).then(|| u16::from_le_bytes(self.probe_pos) as usize)
     }
     pub fn set_probe_pos(&mut self, pos: usize) {
-        self.probe_pos = match u32::try_from(pos) {
-            Ok(p) if p < 0x00FF_FFFF => {
-                let [_, a, b, c] = p.to_be_bytes();
-                [a, b, c]
-            }
+        self.probe_pos = match u16::try_from(pos) {
+            Ok(p) if p < u16::MAX => p.to_le_bytes(),
             _ => Self::NO_PROBE_POS,
         };
     }
@@ -157,7 +211,7 @@ impl Member {
         crate::io::MemberView {
             status: self.status,
             inc: self.inc,
-            confirmed: self.confirmed,
+            confirmed: self.confirmed(),
         }
     }
 }
@@ -412,11 +466,11 @@ mod tests {
     }
 
     #[test]
-    fn a_member_record_is_36_bytes() {
-        assert_eq!(core::mem::size_of::<Member>(), 36);
+    fn a_member_record_is_32_bytes() {
+        assert_eq!(core::mem::size_of::<Member>(), 32);
     }
 
-    /// Addresses of every length come back as they went in: up to 7 bytes from the
+    /// Addresses of every length come back as they went in: up to 6 bytes from the
     /// record itself, longer ones from the overflow map, which forgets them with their
     /// member.
     #[test]
@@ -430,7 +484,7 @@ mod tests {
         for (k, &len) in lengths.iter().enumerate() {
             t.insert(NodeId(k as u32), member(k as u32), addr_for(len));
         }
-        assert_eq!(t.long_addrs.len(), 3, "8, 16 and 18 bytes overflow");
+        assert_eq!(t.long_addrs.len(), 4, "7, 8, 16 and 18 bytes overflow");
         for (k, &len) in lengths.iter().enumerate() {
             assert_eq!(
                 t.addr(&NodeId(k as u32)),
@@ -440,58 +494,68 @@ mod tests {
         }
         // Removing a member moves the last record into its slot; both still resolve.
         t.remove(&NodeId(5));
-        assert_eq!(t.long_addrs.len(), 2);
+        assert_eq!(t.long_addrs.len(), 3);
         assert_eq!(t.addr(&NodeId(5)), None);
         assert_eq!(t.addr(&NodeId(7)), Some(addr_for(18)));
-        for id in [6, 7] {
+        for id in [4, 6, 7] {
             t.remove(&NodeId(id));
         }
         assert!(t.long_addrs.is_empty());
-        assert_eq!(t.addr(&NodeId(4)), Some(addr_for(7)));
+        assert_eq!(t.addr(&NodeId(3)), Some(addr_for(6)));
     }
 
     #[test]
-    fn probe_positions_round_trip_in_24_bits() {
+    fn probe_positions_round_trip_in_16_bits() {
         let mut m = member(1);
         assert_eq!(m.probe_pos(), None);
-        for pos in [0, 1, 255, 256, 65_535, 1 << 20, 0x00FF_FFFE] {
+        for pos in [0, 1, 255, 256, 10_000, 65_534] {
             m.set_probe_pos(pos);
             assert_eq!(m.probe_pos(), Some(pos));
         }
-        m.set_probe_pos(0x00FF_FFFF);
-        assert_eq!(m.probe_pos(), None, "beyond 24 bits is unknown");
+        m.set_probe_pos(65_535);
+        assert_eq!(m.probe_pos(), None, "beyond 16 bits is unknown");
         m.set_probe_pos(usize::MAX);
         assert_eq!(m.probe_pos(), None);
     }
 
+    /// The one flags byte keeps its five parts apart: the role and the confirmed flag
+    /// survive every change of the confirmation progress, and the reverse.
     #[test]
-    fn confirmation_progress_keeps_its_three_parts_apart() {
-        let mut c = ConfirmationProgress::default();
-        assert_eq!(
-            (c.proactive_made(), c.last_failed(), c.warned()),
-            (0, false, false)
-        );
-        c.set_warned(true);
-        for _ in 0..5 {
-            c.add_proactive_attempt();
+    fn member_flags_keep_their_five_parts_apart() {
+        let parts = |m: &Member| {
+            let c = m.confirmation();
+            (
+                m.role(),
+                m.confirmed(),
+                c.proactive_made(),
+                c.last_failed(),
+                c.warned(),
+            )
+        };
+        for role in [Role::Gate, Role::Manager, Role::Worker, Role::Unknown] {
+            let mut m = Member::new(NodeId(1), role, Incarnation(0), Instant::ZERO);
+            assert_eq!(parts(&m), (role, false, 0, false, false));
+            m.set_confirmed(true);
+            m.set_warned(true);
+            for _ in 0..5 {
+                m.add_proactive_attempt();
+            }
+            m.set_last_attempt_failed(true);
+            assert_eq!(parts(&m), (role, true, 5, true, true));
+            m.set_last_attempt_failed(false);
+            m.set_warned(false);
+            assert_eq!(parts(&m), (role, true, 5, false, false));
+            for _ in 0..100 {
+                m.add_proactive_attempt();
+            }
+            assert_eq!(parts(&m), (role, true, 7, false, false), "saturates at 7");
+            m.set_warned(true);
+            m.set_last_attempt_failed(true);
+            m.restart_confirmation();
+            assert_eq!(parts(&m), (role, true, 0, true, false));
+            m.set_role(Role::Worker);
+            m.set_confirmed(false);
+            assert_eq!(parts(&m), (Role::Worker, false, 0, true, false));
         }
-        c.set_last_failed(true);
-        assert_eq!(
-            (c.proactive_made(), c.last_failed(), c.warned()),
-            (5, true, true)
-        );
-        c.set_last_failed(false);
-        c.set_warned(false);
-        assert_eq!(
-            (c.proactive_made(), c.last_failed(), c.warned()),
-            (5, false, false)
-        );
-        for _ in 0..100 {
-            c.add_proactive_attempt();
-        }
-        assert_eq!(
-            (c.proactive_made(), c.last_failed(), c.warned()),
-            (63, false, false)
-        );
     }
 }

@@ -77,7 +77,7 @@ impl Membership {
             && matches!(c.kind, ClaimKind::Alive | ClaimKind::Join)
             && c.inc == l
             && matches!(status, Status::Alive | Status::Unconfirmed)
-            && (c.role == m.role || c.role == Role::Unknown)
+            && (c.role == m.role() || c.role == Role::Unknown)
         {
             return true;
         }
@@ -170,7 +170,7 @@ impl Membership {
                 if (c.inc > l || planted) && self.zombie_ok(m, c.inc, now) {
                     self.deaths.remove(&c.node);
                     let m = self.members.get_mut(&c.node).expect("exists");
-                    m.confirmation.rediscovered();
+                    m.restart_confirmation();
                     m.discovery = m.discovery.wrapping_add(1);
                     self.transition(c.node, Status::Alive, c.inc, now, out);
                     if self.members[&c.node].status == Status::Unconfirmed {
@@ -201,10 +201,10 @@ impl Membership {
             return;
         }
         let m = self.members.get_mut(&node).expect("exists");
-        if m.role == role || !(newer || m.role == Role::Unknown) {
+        if m.role() == role || !(newer || m.role() == Role::Unknown) {
             return;
         }
-        m.role = role;
+        m.set_role(role);
         let unconfirmed = m.status == Status::Unconfirmed;
         self.gossip.set_role(node, role);
         if unconfirmed {

@@ -566,7 +566,7 @@ impl Membership {
             Timer::ProactiveTimeout { seq } => {
                 if let Some((node, _)) = self.proactive.remove(&seq) {
                     if let Some(m) = self.members.get_mut(&node) {
-                        m.confirmation.set_last_failed(true);
+                        m.set_last_attempt_failed(true);
                     }
                     self.member_timers.at(now, Timer::Confirm { node });
                 }
@@ -593,7 +593,8 @@ impl Membership {
                 );
                 let next = self.jittered(scaled);
                 self.at(now + next, Timer::PushPull);
-                if let Some(peer) = self.random_member(|m| m.status == Status::Alive && m.confirmed)
+                if let Some(peer) =
+                    self.random_member(|m| m.status == Status::Alive && m.confirmed())
                 {
                     let addr = self.members.addr_of(&self.members[&peer]);
                     // An observer keeps only the roles it watches, so its table never
@@ -651,7 +652,7 @@ impl Membership {
             node: m.id,
             addr: self.members.addr_of(m),
             inc: m.inc,
-            role: m.role,
+            role: m.role(),
             from,
         }
     }
@@ -690,7 +691,7 @@ impl Membership {
             (self.me.addr, self.me.role)
         } else {
             match self.members.get(&claim.node) {
-                Some(m) => (self.members.addr_of(m), m.role),
+                Some(m) => (self.members.addr_of(m), m.role()),
                 // Only members and ourselves are ever gossiped about.
                 None => return,
             }

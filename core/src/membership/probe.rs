@@ -26,7 +26,7 @@ impl Membership {
         !m.status.is_gone()
             && match self.mode {
                 Mode::Member => true,
-                Mode::Observer { probes } => m.role == probes,
+                Mode::Observer { probes } => m.role() == probes,
             }
     }
 
@@ -285,7 +285,7 @@ impl Membership {
                 continue;
             }
             match self.members.get(&id) {
-                Some(m) if m.status == Status::Alive && m.confirmed => {
+                Some(m) if m.status == Status::Alive && m.confirmed() => {
                     if recent(m) {
                         helpers.push(id);
                     } else if fallback.len() < k {

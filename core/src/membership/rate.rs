@@ -8,8 +8,8 @@
 //! decision. Such buckets are dropped at every sweep (the machine calls [`RateLimiter::sweep`]
 //! every reconnect interval) and, before the table would grow, on the spot: the table
 //! holds the senders of the last `burst / rate` seconds, not of the last two sweeps.
-//! Senders whose address packs into 8 bytes (IPv4 and a port, the simulator's ids) are
-//! keyed by that packed form: a bucket is 24 bytes instead of 40. The table is bounded
+//! Senders whose address packs inline (IPv4 and a port, the simulator's ids) are
+//! keyed by that packed form (a `u64`): a bucket is 24 bytes instead of 40. The table is bounded
 //! by `max_senders` all the same: when every entry is recent, the least recently active
 //! tenth goes.
 
@@ -121,11 +121,11 @@ fn refill_time(burst: f64, rate: f64) -> Option<Duration> {
 }
 
 fn packed_key(p: PackedAddr) -> u64 {
-    u64::from_le_bytes(p.to_bytes())
+    p.to_u64()
 }
 
 fn unpack_key(k: u64) -> Addr {
-    PackedAddr::from_bytes(k.to_le_bytes()).unpack()
+    PackedAddr::from_u64(k).unpack()
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ impl Membership {
         let was_gone = m.status.is_gone();
         m.status = status;
         m.inc = inc;
-        if matches!(status, Status::Alive | Status::Suspect) && !m.confirmed {
+        if matches!(status, Status::Alive | Status::Suspect) && !m.confirmed() {
             // Alive only ever means "confirmed": an unconfirmed revival stays Unconfirmed.
             m.status = if status == Status::Alive {
                 Status::Unconfirmed
@@ -38,7 +38,7 @@ impl Membership {
             };
         }
         let to = m.view();
-        let role = m.role;
+        let role = m.role();
         let now_live = m.status.is_live();
         let now_dead = m.status == Status::Dead;
         let now_gone = m.status.is_gone();
@@ -82,16 +82,16 @@ impl Membership {
             return;
         };
         m.last_heard_at.set(now);
-        if m.confirmed {
+        if m.confirmed() {
             return;
         }
         let from = m.view();
-        m.confirmed = true;
+        m.set_confirmed(true);
         if m.status == Status::Unconfirmed {
             m.status = Status::Alive;
             m.status_changed_at.set(now);
         }
-        let (to, role) = (m.view(), m.role);
+        let (to, role) = (m.view(), m.role());
         if to.status.is_live() && !from.status.is_live() {
             self.live_count += 1;
         }
@@ -112,7 +112,7 @@ impl Membership {
         }
         let mut m = Member::new(node, role, inc, now);
         if confirmed {
-            m.confirmed = true;
+            m.set_confirmed(true);
             m.status = Status::Alive;
             m.last_heard_at.set(now);
             self.live_count += 1;
@@ -140,7 +140,7 @@ impl Membership {
         self.suspicions.remove(&node);
         self.deaths.remove(&node);
         self.coords.remove(node);
-        self.member_event(out, node, m.role, Some(m.view()), None);
+        self.member_event(out, node, m.role(), Some(m.view()), None);
     }
 
     /// Table full: evict `len - max + 100`, Unconfirmed first, then Dead, Suspect, Alive;

@@ -130,7 +130,7 @@ fn learn_by_gossip(m: &mut Membership, node: u32, role: Role, now: Instant) {
     deliver(m, env, now);
     let x = m.member(NodeId(node)).unwrap();
     assert_eq!(x.status, Status::Unconfirmed);
-    assert!(!x.confirmed);
+    assert!(!x.confirmed());
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn a_proactive_ack_confirms_the_peer() {
     assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Member { node, to: Some(MemberView { status: Status::Alive, confirmed: true, .. }), .. }) if *node == NodeId(5))));
     run_until(&mut m, Instant::ZERO + secs(400), &mut log);
     // Confirmed, so never removed as unconfirmed (its later silence is ordinary SWIM).
-    assert!(m.member(NodeId(5)).unwrap().confirmed);
+    assert!(m.member(NodeId(5)).unwrap().confirmed());
     assert!(!events(&log)
         .iter()
         .any(|(_, e)| matches!(e, Event::UnconfirmedRemoved { .. })));
@@ -517,7 +517,7 @@ fn zombie_guard_and_dead_precedence() {
     deliver(&mut m, env_from(6, Role::Worker, 0, body), t + secs(10));
     let x = m.member(NodeId(5)).unwrap();
     assert_eq!(
-        (x.status, x.inc, x.confirmed),
+        (x.status, x.inc, x.confirmed()),
         (Status::Alive, Incarnation(7), true)
     );
     // Back from the dead: its death is forgotten.
@@ -597,7 +597,7 @@ fn join_confirms_the_joiner_at_the_seed_only() {
     let out = deliver(&mut seed, env_from(5, Role::Worker, 0, body), Instant::ZERO);
     let x = seed.member(NodeId(5)).unwrap();
     assert_eq!(
-        (x.status, x.confirmed, x.role),
+        (x.status, x.confirmed(), x.role()),
         (Status::Alive, true, Role::Worker)
     );
     let ack = out
@@ -927,7 +927,7 @@ fn a_snapshot_death_of_an_unconfirmed_member_that_answers_confirms_it() {
     };
     deliver(&mut m, env_from(7, Role::Worker, 0, ack), t0 + millis(5));
     let x = m.member(NodeId(7)).unwrap();
-    assert_eq!((x.status, x.confirmed), (Status::Alive, true));
+    assert_eq!((x.status, x.confirmed()), (Status::Alive, true));
     assert!(m.death_checks.is_empty());
     assert_eq!(m.stats().stale_replies, 0, "the ACK matched the check");
     m.step(Input::Tick, t0 + secs(2));
@@ -1760,7 +1760,7 @@ fn queued_gossip_carries_a_role_learned_after_it_was_queued() {
     learn_by_gossip(&mut m, 5, Role::Unknown, Instant::ZERO);
     // Then a claim of the same incarnation names its role.
     learn_by_gossip(&mut m, 5, Role::Manager, Instant::from_millis(10));
-    assert_eq!(m.member(NodeId(5)).unwrap().role, Role::Manager);
+    assert_eq!(m.member(NodeId(5)).unwrap().role(), Role::Manager);
     // The next datagram (our ACK to a PING from 1) carries 5's ALIVE with that role.
     let ping = Body::Ping {
         seq: 7,

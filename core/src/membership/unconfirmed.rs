@@ -7,13 +7,13 @@ impl Membership {
     pub(super) fn schedule_confirmation(&mut self, node: NodeId, now: Instant) {
         let m = &self.members[&node];
         let next = self.next_confirmation_check(m);
-        if strategy(m.role).proactive {
+        if strategy(m.role()).proactive {
             self.member_timers
                 .at(next.max(now), Timer::Confirm { node });
             return;
         }
         let entry = PassiveEntry::new(node, m.discovery);
-        if m.confirmation.warned() {
+        if m.confirmation().warned() {
             self.passive_remove.push_back(entry);
         } else {
             self.passive_warn.push_back(entry);
@@ -34,7 +34,7 @@ impl Membership {
         self.members.get(&entry.node()).filter(|m| {
             m.discovery == entry.discovery()
                 && m.status == Status::Unconfirmed
-                && !strategy(m.role).proactive
+                && !strategy(m.role()).proactive
         })
     }
 
@@ -44,7 +44,7 @@ impl Membership {
         while let Some(&entry) = self.passive_warn.front() {
             let Some(m) = self
                 .passive_entry(entry)
-                .filter(|m| !m.confirmation.warned())
+                .filter(|m| !m.confirmation().warned())
             else {
                 self.passive_warn.pop_front();
                 continue;
@@ -56,7 +56,6 @@ impl Membership {
             self.members
                 .get_mut(&entry.node())
                 .expect("current")
-                .confirmation
                 .set_warned(true);
             self.event(
                 out,
@@ -78,7 +77,7 @@ impl Membership {
             let ev = Event::UnconfirmedRemoved {
                 cluster: self.me.cluster,
                 node: entry.node(),
-                role: m.role,
+                role: m.role(),
                 reason: RemovalReason::PassiveTimeoutExpired,
                 discovered_at: m.discovered_at(),
             };
@@ -125,7 +124,7 @@ impl Membership {
     /// them forever. This only ever extends the spec's timeout.
     pub(super) fn removal_deadline(&self, m: &Member) -> Instant {
         let role_deadline =
-            strategy(m.role).removal_deadline(m.discovered_at(), self.lhm.multiplier(), 1.0);
+            strategy(m.role()).removal_deadline(m.discovered_at(), self.lhm.multiplier(), 1.0);
         let cycles = scale(self.probe_interval(), 2.0 * self.probe_list.len() as f64);
         role_deadline.max(m.discovered_at() + cycles)
     }
@@ -142,12 +141,12 @@ impl Membership {
     /// The next instant the confirmation timer must look at `m`: its warning, its next
     /// proactive attempt, or its removal deadline.
     pub(super) fn next_confirmation_check(&self, m: &Member) -> Instant {
-        let strat = strategy(m.role);
+        let strat = strategy(m.role());
         let mut next = self.removal_deadline(m);
-        if let Some(a) = strat.attempt_at(m.discovered_at(), m.confirmation.proactive_made()) {
+        if let Some(a) = strat.attempt_at(m.discovered_at(), m.confirmation().proactive_made()) {
             next = next.min(a);
         }
-        if !m.confirmation.warned() {
+        if !m.confirmation().warned() {
             next = next.min(self.warning_at(m));
         }
         next
@@ -161,11 +160,10 @@ impl Membership {
         if m.status != Status::Unconfirmed {
             return;
         }
-        if !m.confirmation.warned() && now >= self.warning_at(m) {
+        if !m.confirmation().warned() && now >= self.warning_at(m) {
             self.members
                 .get_mut(&node)
                 .expect("exists")
-                .confirmation
                 .set_warned(true);
             self.event(
                 out,
@@ -176,20 +174,20 @@ impl Membership {
             );
         }
         let m = &self.members[&node];
-        let strat = strategy(m.role);
+        let strat = strategy(m.role());
         let deadline = self.removal_deadline(m);
         let in_flight = self.proactive.values().any(|(n, _)| *n == node);
-        if let Some(due) = strat.attempt_at(m.discovered_at(), m.confirmation.proactive_made()) {
+        if let Some(due) = strat.attempt_at(m.discovered_at(), m.confirmation().proactive_made()) {
             if due <= now && !in_flight {
                 let addr = self.members.addr_of(m);
-                let (role, attempt) = (m.role, m.confirmation.proactive_made());
+                let (role, attempt) = (m.role(), m.confirmation().proactive_made());
                 let seq = self.seq();
                 let t = self.probe_timeout_for(node, now);
                 let key = self.at(now + t, Timer::ProactiveTimeout { seq });
                 self.proactive.insert(seq, (node, key));
                 let mm = self.members.get_mut(&node).expect("exists");
-                mm.confirmation.add_proactive_attempt();
-                mm.confirmation.set_last_failed(false);
+                mm.add_proactive_attempt();
+                mm.set_last_attempt_failed(false);
                 self.event(
                     out,
                     Event::ProactivePing {
@@ -204,7 +202,7 @@ impl Membership {
             }
         }
         let exhausted =
-            m.confirmation.proactive_made() >= strat.attempts && m.confirmation.last_failed();
+            m.confirmation().proactive_made() >= strat.attempts && m.confirmation().last_failed();
         if now >= deadline && (!strat.proactive || exhausted) {
             let reason = if strat.proactive {
                 RemovalReason::ExhaustedProactiveAttempts
@@ -214,7 +212,7 @@ impl Membership {
             let ev = Event::UnconfirmedRemoved {
                 cluster: self.me.cluster,
                 node,
-                role: m.role,
+                role: m.role(),
                 reason,
                 discovered_at: m.discovered_at(),
             };

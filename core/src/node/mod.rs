@@ -548,7 +548,7 @@ impl Node {
             observers.iter().flat_map(|m| {
                 let c = m.coordinates();
                 m.members()
-                    .filter(|p| p.role == Role::Manager)
+                    .filter(|p| p.role() == Role::Manager)
                     .filter_map(move |p| {
                         c.estimate(p.id, now)
                             .map(|e| (p.id, (e.ucb_ms, c.pair_quality(p.id, now))))
