@@ -3,15 +3,17 @@
 //! sender's bucket empty is dropped before it is decoded further.
 //!
 //! A node of a large cluster hears from hundreds of senders a minute, so what the table
-//! keeps is chosen with care. A bucket idle for `burst / rate` seconds has refilled
-//! completely: exactly the state a new bucket starts in, so forgetting it changes no
-//! decision. Such buckets are dropped at every sweep (the machine calls [`RateLimiter::sweep`]
-//! every reconnect interval) and, before the table would grow, on the spot: the table
-//! holds the senders of the last `burst / rate` seconds, not of the last two sweeps.
-//! Senders whose address packs inline (IPv4 and a port, the simulator's ids) are
-//! keyed by that packed form (a `u64`): a bucket is 24 bytes instead of 40. The table is bounded
-//! by `max_senders` all the same: when every entry is recent, the least recently active
-//! tenth goes.
+//! keeps is chosen with care:
+//! - A bucket idle for `burst / rate` seconds has refilled completely: exactly the state
+//!   a new bucket starts in, so forgetting it changes no decision. Such buckets are
+//!   dropped at every sweep (the machine calls [`RateLimiter::sweep`] every reconnect
+//!   interval) and, before the table would grow, on the spot (at most every eighth of
+//!   the refill time). So the table holds the senders of the last `burst / rate` seconds
+//!   and a little more, not of the last two sweeps.
+//! - Senders whose address packs inline (IPv4 and a port, the simulator's ids) are keyed
+//!   by that packed form (a `u64`): a bucket is 24 bytes instead of 40.
+//! - The table is bounded by `max_senders` all the same: when every entry is recent, the
+//!   least recently active tenth goes.
 
 use crate::id::{Addr, PackedAddr};
 use crate::time::{CompactInstant, Instant};
@@ -31,6 +33,10 @@ pub(crate) struct RateLimiter {
     packed: FxHashMap<u64, Bucket>,
     /// The rest (IPv6), by address.
     long: FxHashMap<Addr, Bucket>,
+    /// When the last sweep ran: a full table is swept again before it grows only
+    /// once an eighth of the refill time has passed (a table at its capacity would
+    /// otherwise be swept for every new sender, in vain when none has refilled).
+    swept_at: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -58,7 +64,11 @@ impl RateLimiter {
                 Some(_) => self.packed.len() == self.packed.capacity(),
                 None => self.long.len() == self.long.capacity(),
             };
-            if full || self.len() >= max_senders {
+            let swept_lately = match (self.swept_at, refill_time(burst, rate)) {
+                (Some(at), Some(refill)) => now.saturating_since(at) < refill / 8,
+                _ => false,
+            };
+            if (full && !swept_lately) || self.len() >= max_senders {
                 self.sweep(now, burst, rate);
             }
             if self.len() >= max_senders {
@@ -89,6 +99,7 @@ impl RateLimiter {
         let Some(idle) = refill_time(burst, rate) else {
             return;
         };
+        self.swept_at = Some(now);
         let recent = |b: &mut Bucket| now.saturating_since(b.last.get()) < idle;
         self.packed.retain(|_, b| recent(b));
         self.long.retain(|_, b| recent(b));
