@@ -53,10 +53,11 @@ impl core::ops::Sub<Duration> for Instant {
 }
 
 /// An instant in 6 bytes with byte alignment, for records a node holds one of per peer
-/// (a member record holds two: with 8-byte instants the record was 40 bytes, with these
-/// it is 36, and 1,000 nodes of 1,000 members hold a million records). 2^48 µs is 8.9
-/// years from the origin (the simulator's start, the driver's process start); an
-/// instant beyond that is stored as the last representable one.
+/// (a member record holds two, a peer coordinate two, a pending gossip update one: with
+/// 8-byte instants each record needed 8-byte alignment, and 1,000 nodes of 1,000
+/// members hold a million member records). 2^48 µs is 8.9 years from the origin (the
+/// simulator's start, the driver's process start); an instant beyond that is stored as
+/// the last representable one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CompactInstant([u8; 6]);
 
