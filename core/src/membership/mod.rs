@@ -14,8 +14,8 @@
 //! `unconfirmed` (§7 lifecycle), `messages` (dispatch), `sync` (§4 join, leave,
 //! push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`, `suspicion`,
 //! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets) and
-//! `config`. This file holds the
-//! machine's state, its public API and the timer dispatch.
+//! `config`. This file holds the machine's state, its public API and the timer
+//! dispatch.
 
 pub mod config;
 pub mod confirmation;
