@@ -26,6 +26,21 @@ struct Bucket {
     last: CompactInstant,
 }
 
+impl Bucket {
+    /// Refill for the time since the last datagram, then take a token if there is one.
+    fn take(&mut self, now: Instant, burst: f64, rate: f64) -> bool {
+        let elapsed = now.saturating_since(self.last.get()).as_micros() as f64 / 1e6;
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.last = CompactInstant::new(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The token buckets of one membership machine.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RateLimiter {
@@ -54,44 +69,39 @@ impl RateLimiter {
         rate: f64,
         max_senders: usize,
     ) -> bool {
-        let key = PackedAddr::pack(&from).map(packed_key);
+        let key = PackedAddr::pack(&from).map(PackedAddr::to_u64);
+        // A known sender (nearly every datagram) costs one lookup.
         let known = match key {
-            Some(k) => self.packed.contains_key(&k),
-            None => self.long.contains_key(&from),
+            Some(k) => self.packed.get_mut(&k),
+            None => self.long.get_mut(&from),
         };
-        if !known {
-            let full = match key {
-                Some(_) => self.packed.len() == self.packed.capacity(),
-                None => self.long.len() == self.long.capacity(),
-            };
-            let swept_lately = match (self.swept_at, refill_time(burst, rate)) {
-                (Some(at), Some(refill)) => now.saturating_since(at) < refill / 8,
-                _ => false,
-            };
-            if (full && !swept_lately) || self.len() >= max_senders {
-                self.sweep(now, burst, rate);
-            }
-            if self.len() >= max_senders {
-                self.evict_least_recent(max_senders / 10 + 1);
-            }
+        if let Some(b) = known {
+            return b.take(now, burst, rate);
         }
-        let fresh = Bucket {
+        let full = match key {
+            Some(_) => self.packed.len() == self.packed.capacity(),
+            None => self.long.len() == self.long.capacity(),
+        };
+        let swept_lately = match (self.swept_at, refill_time(burst, rate)) {
+            (Some(at), Some(refill)) => now.saturating_since(at) < refill / 8,
+            _ => false,
+        };
+        if (full && !swept_lately) || self.len() >= max_senders {
+            self.sweep(now, burst, rate);
+        }
+        if self.len() >= max_senders {
+            self.evict_least_recent(max_senders / 10 + 1);
+        }
+        let mut fresh = Bucket {
             tokens: burst,
             last: CompactInstant::new(now),
         };
-        let b = match key {
-            Some(k) => self.packed.entry(k).or_insert(fresh),
-            None => self.long.entry(from).or_insert(fresh),
+        let admitted = fresh.take(now, burst, rate);
+        match key {
+            Some(k) => self.packed.insert(k, fresh),
+            None => self.long.insert(from, fresh),
         };
-        let elapsed = now.saturating_since(b.last.get()).as_micros() as f64 / 1e6;
-        b.tokens = (b.tokens + elapsed * rate).min(burst);
-        b.last = CompactInstant::new(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        admitted
     }
 
     /// Forget every bucket that has refilled completely by `now` (see the module doc).
@@ -110,13 +120,13 @@ impl RateLimiter {
         let mut by_age: Vec<(Instant, Addr)> = self
             .packed
             .iter()
-            .map(|(k, b)| (b.last.get(), unpack_key(*k)))
+            .map(|(k, b)| (b.last.get(), PackedAddr::from_u64(*k).unpack()))
             .chain(self.long.iter().map(|(a, b)| (b.last.get(), *a)))
             .collect();
         by_age.sort_unstable();
         for (_, a) in by_age.into_iter().take(n) {
             match PackedAddr::pack(&a) {
-                Some(p) => self.packed.remove(&packed_key(p)),
+                Some(p) => self.packed.remove(&p.to_u64()),
                 None => self.long.remove(&a),
             };
         }
@@ -129,14 +139,6 @@ fn refill_time(burst: f64, rate: f64) -> Option<Duration> {
     let secs = burst / rate;
     (rate > 0.0 && secs.is_finite() && secs >= 0.0)
         .then(|| Duration::from_micros((secs * 1e6).ceil() as u64 + 1))
-}
-
-fn packed_key(p: PackedAddr) -> u64 {
-    p.to_u64()
-}
-
-fn unpack_key(k: u64) -> Addr {
-    PackedAddr::from_u64(k).unpack()
 }
 
 #[cfg(test)]
@@ -259,9 +261,9 @@ mod tests {
         // The most recent sender is kept, the oldest ones went.
         assert!(r
             .packed
-            .contains_key(&packed_key(PackedAddr::pack(&Addr::from_u32(999)).unwrap())));
+            .contains_key(&PackedAddr::pack(&Addr::from_u32(999)).unwrap().to_u64()));
         assert!(!r
             .packed
-            .contains_key(&packed_key(PackedAddr::pack(&Addr::from_u32(1)).unwrap())));
+            .contains_key(&PackedAddr::pack(&Addr::from_u32(1)).unwrap().to_u64()));
     }
 }
