@@ -121,13 +121,16 @@ fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
 }
 
 /// `node` learned by gossip only (relayed by an observer, so nothing else joins the table).
-fn learn_by_gossip(m: &mut Membership, node: u32, role: Role, now: Instant) {
-    let body = Body::Notice {
-        gossip: vec![claim(ClaimKind::Alive, node, 0, role, node)],
-    };
-    let mut env = env_from(9, Role::Gate, 0, body);
+/// Gossip `claims` to `m` from node 9, an observer (so 9 itself is not learned).
+fn gossip_from_observer(m: &mut Membership, claims: Vec<Claim>, now: Instant) -> Outputs {
+    let mut env = env_from(9, Role::Gate, 0, Body::Notice { gossip: claims });
     env.flags = wire::FLAG_OBSERVER;
-    deliver(m, env, now);
+    deliver(m, env, now)
+}
+
+fn learn_by_gossip(m: &mut Membership, node: u32, role: Role, now: Instant) {
+    let claims = vec![claim(ClaimKind::Alive, node, 0, role, node)];
+    gossip_from_observer(m, claims, now);
     let x = m.member(NodeId(node)).unwrap();
     assert_eq!(x.status, Status::Unconfirmed);
     assert!(!x.confirmed());
@@ -138,12 +141,8 @@ fn gossip_never_confirms_and_unconfirmed_is_never_suspected() {
     let mut m = machine(Role::Worker);
     learn_by_gossip(&mut m, 5, Role::Worker, Instant::ZERO);
     // A SUSPECT claim about an unconfirmed peer is ignored, whatever its incarnation.
-    let body = Body::Notice {
-        gossip: vec![claim(ClaimKind::Suspect, 5, 7, Role::Worker, 9)],
-    };
-    let mut env = env_from(9, Role::Gate, 0, body);
-    env.flags = wire::FLAG_OBSERVER;
-    deliver(&mut m, env, Instant::ZERO);
+    let claims = vec![claim(ClaimKind::Suspect, 5, 7, Role::Worker, 9)];
+    gossip_from_observer(&mut m, claims, Instant::ZERO);
     assert_eq!(m.member(NodeId(5)).unwrap().status, Status::Unconfirmed);
     // 5 never answers. Run 170 s: it is probed round-robin, never indirectly, never
     // suspected, and its silence never raises our LHM.
@@ -956,12 +955,8 @@ fn death_checks_are_bounded_and_need_a_current_incarnation() {
 
     let mut m = machine(Role::Worker);
     confirm(&mut m, 6, Role::Worker, Instant::ZERO);
-    let body = Body::Notice {
-        gossip: vec![claim(ClaimKind::Alive, 7, 3, Role::Worker, 7)],
-    };
-    let mut env = env_from(9, Role::Gate, 0, body);
-    env.flags = wire::FLAG_OBSERVER;
-    deliver(&mut m, env, Instant::ZERO);
+    let claims = vec![claim(ClaimKind::Alive, 7, 3, Role::Worker, 7)];
+    gossip_from_observer(&mut m, claims, Instant::ZERO);
     let sent = push_pull_from_6(
         &mut m,
         vec![claim(ClaimKind::Dead, 7, 2, Role::Worker, 6)],
@@ -1714,9 +1709,7 @@ fn passive_confirmation_queues_give_their_memory_back_once_drained() {
         let gossip = (1..=100)
             .map(|i| claim(ClaimKind::Alive, batch * 100 + i, 0, Role::Worker, 0))
             .collect();
-        let mut env = env_from(9, Role::Gate, 0, Body::Notice { gossip });
-        env.flags = wire::FLAG_OBSERVER;
-        deliver(&mut m, env, Instant::ZERO);
+        gossip_from_observer(&mut m, gossip, Instant::ZERO);
     }
     assert!(m.passive_warn.len() + m.passive_remove.len() >= 300);
     let mut log = Vec::new();
