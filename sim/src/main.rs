@@ -8,6 +8,29 @@ use meridian_sim::{median, scenario};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` for what `run`, `sweep` and `shrink` tell the user, except that a stdout
+/// that went away (`meridian-sim run X | head -3`) is not an error: `println!` would
+/// panic there, before the report is written and with exit status 101. The run goes
+/// on, writes its report and exits 0, 1 or 2 as it would have. Any other write error is
+/// said once on stderr.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe && !FAILED.swap(true, Ordering::Relaxed) {
+            eprintln!("meridian-sim: stdout: {e}");
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "meridian-sim",
@@ -209,7 +232,7 @@ fn main() -> ExitCode {
                         eprintln!("meridian-sim: {}: {e}", h.display());
                         return ExitCode::from(2);
                     }
-                    println!("  html report written to {}", h.display());
+                    say!("  html report written to {}", h.display());
                     rep
                 }
                 (Some(t), None) => {
@@ -225,7 +248,7 @@ fn main() -> ExitCode {
                 }
                 (None, None) => meridian_sim::run(&sc, seed),
             };
-            println!("{}", rep.summary());
+            say!("{}", rep.summary());
             // The report is always written: by default next to where we run.
             let report = report.unwrap_or_else(|| {
                 PathBuf::from(format!(
@@ -233,7 +256,7 @@ fn main() -> ExitCode {
                     rep.scenario, rep.seed
                 ))
             });
-            println!("  report written to {}", report.display());
+            say!("  report written to {}", report.display());
             {
                 let p = report;
                 if let Err(e) =
@@ -312,9 +335,13 @@ fn progress_bar(seeds: u64, quiet: bool) -> indicatif::ProgressBar {
 
 fn print_sweep(reports: &[Report], wall: std::time::Duration, quiet: bool) {
     if !quiet {
-        println!(
+        say!(
             "{:>8}  {:16}  {:>6}  {:>10}  {:>12}",
-            "seed", "trace_hash", "fp", "violations", "converged_s"
+            "seed",
+            "trace_hash",
+            "fp",
+            "violations",
+            "converged_s"
         );
     }
     let mut first_dead = Vec::new();
@@ -326,7 +353,7 @@ fn print_sweep(reports: &[Report], wall: std::time::Duration, quiet: bool) {
             .converged_at_ms
             .map_or("-".into(), |t| format!("{:.1}", t as f64 / 1000.0));
         if !quiet {
-            println!(
+            say!(
                 "{:>8}  {}  {:>6}  {:>10}  {:>12}",
                 r.seed,
                 r.trace_hash,
@@ -348,16 +375,16 @@ fn print_sweep(reports: &[Report], wall: std::time::Duration, quiet: bool) {
     let bad: Vec<u64> = reports.iter().filter(|r| !r.ok()).map(|r| r.seed).collect();
     let fp: u64 = reports.iter().map(|r| r.membership.false_positives).sum();
     let msgs: u64 = reports.iter().map(|r| r.messages.sent).sum();
-    println!(
+    say!(
         "{} seeds in {:.1} s wall; {} simulated messages",
         reports.len(),
         wall.as_secs_f64(),
         msgs
     );
-    println!("false positives: {fp} in total");
+    say!("false positives: {fp} in total");
     if !first_dead.is_empty() || undetected > 0 {
         let ms = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} s", v as f64 / 1000.0));
-        println!(
+        say!(
             "crash detection: median first dead {}, median dead everywhere {}, max dead everywhere {}; {} crashes not dead everywhere",
             ms(median(first_dead.clone())),
             ms(median(all_dead.clone())),
@@ -366,13 +393,13 @@ fn print_sweep(reports: &[Report], wall: std::time::Duration, quiet: bool) {
         );
     }
     if bad.is_empty() {
-        println!("invariants held on every seed");
+        say!("invariants held on every seed");
     } else {
-        println!("{:<32}  {:>6}  {:>10}", "invariant", "seeds", "violations");
+        say!("{:<32}  {:>6}  {:>10}", "invariant", "seeds", "violations");
         for (name, (seeds, count)) in meridian_sim::violations_by_invariant(reports) {
-            println!("{name:<32}  {seeds:>6}  {count:>10}");
+            say!("{name:<32}  {seeds:>6}  {count:>10}");
         }
-        println!("seeds with invariant violations: {bad:?}");
+        say!("seeds with invariant violations: {bad:?}");
     }
 }
 
@@ -390,14 +417,14 @@ fn replay(path: &std::path::Path) -> ExitCode {
     };
     match journal::replay(&records) {
         Ok(journal::Replay::Identical { steps, span }) => {
-            println!(
+            say!(
                 "replayed {steps} steps ({:.1} s of the node's time): every output identical",
                 span.as_secs_f64()
             );
             ExitCode::SUCCESS
         }
         Ok(journal::Replay::Diverged { step, at, input }) => {
-            println!(
+            say!(
                 "DIVERGED at step {step} ({input} at {:.6} s): the machine emitted something else",
                 at.as_micros() as f64 / 1e6
             );
@@ -478,7 +505,7 @@ fn shrink(
                 eprintln!("meridian-sim: {}: {e}", out.display());
                 return ExitCode::from(2);
             }
-            println!(
+            say!(
                 "`{}` still violated at {} ms with seed {} ({})\n  faults {} -> {}, nodes {} -> {}, duration {} -> {} ms, {} runs\n  written to {}",
                 s.invariant,
                 s.at_ms,

@@ -80,6 +80,41 @@ fn good_scenario_runs_and_writes_the_report() {
     }
 }
 
+/// `meridian-sim run X | head -1`: the reader is gone before the summary is printed.
+/// The run still writes its report and exits 0 (it panicked with 101 before writing
+/// it). The pipe's read end is closed before the process starts, so every write to its
+/// stdout fails, whatever the timing.
+#[test]
+fn a_closed_stdout_still_writes_the_report_and_exits_by_the_invariants() {
+    let p = write("closed-stdout.toml", GOOD);
+    let report = p.with_extension("closed.json");
+    let _ = std::fs::remove_file(&report);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = bin()
+        .args(["run"])
+        .arg(&p)
+        .arg("--report")
+        .arg(&report)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["scenario"], "tiny");
+}
+
 #[test]
 fn unknown_action_names_the_key() {
     let err = run_bad(
