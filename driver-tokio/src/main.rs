@@ -15,6 +15,30 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// `println!` / `print!` / `eprintln!` without their panic when the stream is gone: a
+/// query piped into `head` still exits by its answer, and a node whose log reader died
+/// (its stderr a pipe nobody reads) keeps running and, on SIGTERM, still leaves
+/// gracefully instead of panicking on the line that announces it. What cannot be
+/// written is dropped: there is nowhere left to say it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "meridian-node", version, about = "Run a Meridian node")]
 struct Cli {
@@ -78,7 +102,7 @@ fn main() -> ExitCode {
             let file = match NodeFile::load(&config) {
                 Ok(f) => f,
                 Err(e) => {
-                    eprintln!("meridian-node: {e}");
+                    note!("meridian-node: {e}");
                     return ExitCode::from(2);
                 }
             };
@@ -101,14 +125,14 @@ fn main() -> ExitCode {
         Cmd::Jobs { node, json } => ask(node, Request::Jobs, json),
         Cmd::Certs { out } => match write_certs(&out) {
             Ok(()) => {
-                println!(
+                outln!(
                     "CA and gate/manager/worker certificates written to {}",
                     out.display()
                 );
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("meridian-node: {e}");
+                note!("meridian-node: {e}");
                 ExitCode::from(1)
             }
         },
@@ -119,7 +143,7 @@ fn main() -> ExitCode {
             match parsed {
                 Ok(j) => ask(node, Request::Submit(j), json),
                 Err(e) => {
-                    eprintln!("meridian-node: {}: {e}", job.display());
+                    note!("meridian-node: {}: {e}", job.display());
                     ExitCode::from(2)
                 }
             }
@@ -135,30 +159,33 @@ fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
     let answer = match rt.block_on(admin::ask(node, &req)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("meridian-node: {node}: {e}");
+            note!("meridian-node: {node}: {e}");
             return ExitCode::from(1);
         }
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&answer).expect("answers serialize")
         );
         return ExitCode::SUCCESS;
     }
     match answer {
-        Answer::Members { members } => print!("{}", admin::members_table(&members)),
-        Answer::Rtt { estimate: Some(e) } => println!(
+        Answer::Members { members } => out!("{}", admin::members_table(&members)),
+        Answer::Rtt { estimate: Some(e) } => outln!(
             "node {}: {:.2} ms (sigma {:.2} ms, upper bound {:.2} ms)",
-            e.node, e.rtt_ms, e.sigma_ms, e.ucb_ms
+            e.node,
+            e.rtt_ms,
+            e.sigma_ms,
+            e.ucb_ms
         ),
-        Answer::Rtt { estimate: None } => println!("no estimate yet"),
-        Answer::Submitted { job, state } => println!("job {job}: {state}"),
+        Answer::Rtt { estimate: None } => outln!("no estimate yet"),
+        Answer::Submitted { job, state } => outln!("job {job}: {state}"),
         Answer::Jobs { running, finished } => {
-            print!("{}", admin::jobs_table(&running, &finished))
+            out!("{}", admin::jobs_table(&running, &finished))
         }
         Answer::Error { message } => {
-            eprintln!("meridian-node: {message}");
+            note!("meridian-node: {message}");
             return ExitCode::from(1);
         }
     }
@@ -169,14 +196,14 @@ async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode
     let journal = match record.as_ref().map(std::fs::File::create).transpose() {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("meridian-node: cannot write the journal: {e}");
+            note!("meridian-node: cannot write the journal: {e}");
             return ExitCode::from(2);
         }
     };
     let bound = match Bound::bind(file.bind).await {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("meridian-node: cannot bind {}: {e}", file.bind);
+            note!("meridian-node: cannot bind {}: {e}", file.bind);
             return ExitCode::from(1);
         }
     };
@@ -185,14 +212,14 @@ async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode
     let tls = match file.tls(&base) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("meridian-node: {e}");
+            note!("meridian-node: {e}");
             return ExitCode::from(2);
         }
     };
     let metrics = match file.metrics.map(std::net::TcpListener::bind).transpose() {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("meridian-node: cannot serve metrics: {e}");
+            note!("meridian-node: cannot serve metrics: {e}");
             return ExitCode::from(1);
         }
     };
@@ -208,14 +235,14 @@ async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode
             tls,
         },
     );
-    eprintln!(
+    note!(
         "meridian-node: {} (id {}, {:?}) on {at}",
         file.name,
         file.id,
         file.role()
     );
     wait_for_signal().await;
-    eprintln!("meridian-node: leaving");
+    note!("meridian-node: leaving");
     node.leave(Duration::from_secs(1)).await;
     ExitCode::SUCCESS
 }

@@ -1,7 +1,7 @@
 //! Issue 8, acceptance 1: the local cluster of `fixtures/cluster/` (what `just cluster`
 //! starts) comes up as real processes, and `meridian-node members` on any node lists
 //! every member of its cluster alive; a job submitted through the CLI completes over
-//! mutual TLS; SIGTERM makes a node leave.
+//! mutual TLS; SIGTERM makes a node leave, even one whose stderr nobody reads any more.
 
 use meridian_driver_tokio::admin::MemberView;
 use std::path::PathBuf;
@@ -45,11 +45,21 @@ fn the_local_cluster_lists_every_node_alive_and_leaves_on_sigterm() {
     assert_eq!(files.len(), 12, "3 DCs x (gate, 2 managers, worker)");
     let mut cluster = Cluster(Vec::new());
     for f in &files {
+        // eu-west's worker logs into a pipe nobody reads (its read end is closed before
+        // the node starts, as when an operator's log collector died): it must run, and
+        // leave on SIGTERM below, all the same.
+        let stderr = if f.ends_with("eu-west-worker-0.toml") {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            Stdio::from(writer)
+        } else {
+            Stdio::null()
+        };
         cluster.0.push(
             Command::new(BIN)
                 .args(["run", "--config", f.to_str().unwrap()])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .unwrap(),
         );
