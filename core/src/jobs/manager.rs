@@ -278,6 +278,41 @@ fn cancelled(j: &mut Job, wf: WorkflowIndex, now: Instant, out: &mut JobOutputs)
     j.dispatch[wf as usize] = None;
 }
 
+/// Stop every workflow of `j` that has not ended: one a worker runs is sent a cancel
+/// (Cancelling until the worker confirms), any other is cancelled at once.
+fn cancel_unfinished(
+    j: &mut Job,
+    workers: &BTreeMap<NodeId, Worker>,
+    now: Instant,
+    out: &mut JobOutputs,
+) {
+    let job = j.id;
+    for i in 0..j.life.len() as WorkflowIndex {
+        let state = j.life.state(i);
+        if state.is_terminal() {
+            continue;
+        }
+        step_wf(
+            j,
+            i,
+            WorkflowState::Cancelling,
+            TransitionReason::Cancel,
+            now,
+            out,
+        );
+        let on = j.dispatch[i as usize]
+            .filter(|_| matches!(state, WorkflowState::Dispatched | WorkflowState::Running))
+            .and_then(|d| workers.get(&d.worker).map(|w| w.addr));
+        match on {
+            Some(addr) => out.push(JobOutput::Send {
+                to: addr,
+                msg: JobMsg::CancelWorkflow { job, workflow: i },
+            }),
+            None => cancelled(j, i, now, out),
+        }
+    }
+}
+
 /// Worker-failure recovery of a dispatched or running workflow, back to Pending.
 fn recover_wf(
     j: &mut Job,
@@ -929,6 +964,22 @@ impl ManagerJobs {
                 if self.leading.is_some() {
                     return; // a deposed leader's late word: we lead now
                 }
+                if let Some(t) = self.tombstones.get(&job).copied() {
+                    // It ended here already: the sender took it over from a replica
+                    // that missed the end (it was cut off when the job was forgotten).
+                    // Our tombstone tells it, instead of the job running a second time.
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::ReplicaForget {
+                            job,
+                            status: t.status,
+                            token: t.token,
+                            fence: t.fence,
+                            items: t.items,
+                        },
+                    });
+                    return;
+                }
                 let known = self.replicas.contains_key(&job);
                 if !known && self.replicas.len() >= self.cfg.max_jobs {
                     return;
@@ -977,16 +1028,19 @@ impl ManagerJobs {
                 fence,
                 items,
             } => {
-                self.lay_tombstone(
-                    job,
-                    Tombstone {
-                        status,
-                        token,
-                        fence,
-                        items,
-                    },
-                    now,
-                );
+                let t = Tombstone {
+                    status,
+                    token,
+                    fence,
+                    items,
+                };
+                if self.leading.is_some() && self.jobs.contains_key(&job) {
+                    // We lead a job that ended here already (a takeover from a stale
+                    // replica, answered by a peer's tombstone).
+                    self.superseded(job, t, now, out);
+                    return;
+                }
+                self.lay_tombstone(job, t, now);
                 let had = self.replicas.remove(&job).is_some();
                 if had && !self.jobs.contains_key(&job) {
                     out.push(JobOutput::Event(JobEvent::Forgotten { job }));
@@ -1279,32 +1333,7 @@ impl ManagerJobs {
         }
         j.status = Status::TimedOut;
         j.timeout.reason = Some(reason);
-        for i in 0..j.life.len() as WorkflowIndex {
-            let state = j.life.state(i);
-            if state.is_terminal() {
-                continue;
-            }
-            step_wf(
-                j,
-                i,
-                WorkflowState::Cancelling,
-                TransitionReason::Cancel,
-                now,
-                out,
-            );
-            let on = j.dispatch[i as usize]
-                .filter(|_| matches!(state, WorkflowState::Dispatched | WorkflowState::Running))
-                .and_then(|d| self.workers.get(&d.worker).map(|w| w.addr));
-            match on {
-                Some(addr) => out.push(JobOutput::Send {
-                    to: addr,
-                    msg: JobMsg::CancelWorkflow { job, workflow: i },
-                }),
-                None => {
-                    cancelled(j, i, now, out);
-                }
-            }
-        }
+        cancel_unfinished(j, &self.workers, now, out);
         j.ext_workers.clear();
         j.report_next = Some(now + self.cfg.retry);
         out.push(JobOutput::Event(JobEvent::TimedOut {
@@ -1355,6 +1384,40 @@ impl ManagerJobs {
                 out,
             );
         }
+    }
+
+    /// A peer's tombstone `t` for `job`, which we lead: the job ended in this DC while
+    /// our replica of it missed the end (we were cut off when it was forgotten), and our
+    /// takeover revived it. It must not run, report or time out a second time (the
+    /// module doc's tombstone rule, applied to a takeover as to a gate's late claim): it
+    /// takes the tombstone's end, what we dispatched since is cancelled like a timed-out
+    /// job's, and it is forgotten once the cancels are confirmed. The gate is not told:
+    /// the tombstone exists because the gate acknowledged the job's final report. A job
+    /// that ended under us as well keeps its own end.
+    fn superseded(&mut self, job: JobId, t: Tombstone, now: Instant, out: &mut JobOutputs) {
+        let dc = self.dc;
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.status != Status::Running {
+            return;
+        }
+        j.status = match t.status {
+            DcStatus::Completed => Status::Completed,
+            _ => Status::TimedOut,
+        };
+        j.items = t.items;
+        j.final_acked = true;
+        j.report_next = None;
+        j.hold_until = None;
+        j.ext_workers.clear();
+        cancel_unfinished(j, &self.workers, now, out);
+        out.push(JobOutput::Event(JobEvent::TakeoverSuperseded {
+            job,
+            dc,
+            status: t.status,
+        }));
+        self.forget_if_settled(job, now, out);
     }
 
     /// An evicted worker (jobs.md §2): its workflows are taken back and cancelled on it.
@@ -2593,6 +2656,123 @@ mod tests {
         // After the 600 s TTL it is gone.
         m.step(ManagerInput::Tick, t + secs(92 + 600));
         assert_eq!(m.tombstones_len(), 0);
+    }
+
+    /// A manager cut off while its DC finished a job keeps a replica that missed the end
+    /// (found by a chaos sweep: `extensions.toml`, seed 30397, `--chaos 5`, where the
+    /// revived job ran a second time and then timed out). When it leads again its takeover
+    /// announces the job; a peer holding the job's tombstone answers with it, and the job
+    /// is dropped before the takeover grace lets it be dispatched.
+    #[test]
+    fn a_takeover_from_a_replica_that_missed_the_end_is_superseded_by_a_tombstone() {
+        let t = Instant::ZERO;
+        let leader_addr = Addr::from_u32(2);
+        let replicate = JobMsg::Replicate {
+            job: JobId(9),
+            workflows: 2,
+            gate: NodeId(100),
+            gate_addr: GATE,
+            gate_token: FenceToken::new(1, 1),
+            token: FenceToken::new(1, 3),
+            timeout: JobTimeout::start(Strategy::LocalAuthority, Some(secs(60)), t).to_wire(t),
+            items: 0,
+        };
+        let follower = |m: &mut ManagerJobs| {
+            m.step(
+                ManagerInput::Leader {
+                    leader: Some((NodeId(2), leader_addr)),
+                    term: 1,
+                },
+                t,
+            );
+            m.step(
+                ManagerInput::Msg {
+                    from: leader_addr,
+                    msg: replicate,
+                },
+                t,
+            );
+        };
+        // `f` (node 1) and `p` both replicate job 9; only `p` hears it end.
+        let mut f = manager_with_workers();
+        follower(&mut f);
+        let mut p = manager_with_workers();
+        follower(&mut p);
+        p.step(
+            ManagerInput::Msg {
+                from: leader_addr,
+                msg: JobMsg::ReplicaForget {
+                    job: JobId(9),
+                    status: DcStatus::Completed,
+                    token: FenceToken::new(1, 3),
+                    fence: Default::default(),
+                    items: 11,
+                },
+            },
+            t + secs(30),
+        );
+        assert_eq!((p.has_job(JobId(9)), p.tombstones_len()), (false, 1));
+        // `f` leads in term 2 and revives the job from its replica.
+        f.step(hello(10, 4), t + secs(40));
+        let out = f.step(leader(2), t + secs(40));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            JobOutput::Event(JobEvent::TakenOver { job: JobId(9), .. })
+        )));
+        let announced = sends(&out)
+            .find(|(_, msg)| matches!(msg, JobMsg::Replicate { job: JobId(9), .. }))
+            .expect("the takeover is announced to the peers")
+            .1;
+        // `p` keeps no replica of an ended job: it answers with the tombstone.
+        let out = p.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(1),
+                msg: announced,
+            },
+            t + secs(40),
+        );
+        assert!(!p.has_job(JobId(9)));
+        let answer = sends(&out)
+            .find(|(to, msg)| {
+                *to == Addr::from_u32(1)
+                    && matches!(
+                        msg,
+                        JobMsg::ReplicaForget {
+                            job: JobId(9),
+                            status: DcStatus::Completed,
+                            ..
+                        }
+                    )
+            })
+            .expect("the tombstone goes back to the new leader")
+            .1;
+        let out = f.step(
+            ManagerInput::Msg {
+                from: leader_addr,
+                msg: answer,
+            },
+            t + secs(40),
+        );
+        assert!(
+            out.contains(&JobOutput::Event(JobEvent::TakeoverSuperseded {
+                job: JobId(9),
+                dc: DcId(0),
+                status: DcStatus::Completed,
+            }))
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
+        assert!(!f.has_job(JobId(9)));
+        assert!(
+            sends(&out).all(|(to, _)| to != GATE),
+            "the gate has its report"
+        );
+        // Past the takeover grace and the job's own timeout nothing is dispatched or
+        // timed out.
+        for at in [43, 50, 120] {
+            let out = f.step(ManagerInput::Tick, t + secs(at));
+            assert!(dispatches(&out).is_empty());
+            assert!(timed_out(&out).is_empty());
+        }
     }
 
     /// AD-23 end to end on the leader: each progress update is recorded and answered

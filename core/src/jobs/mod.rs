@@ -460,6 +460,15 @@ pub enum JobEvent {
         job: JobId,
         dc: DcId,
     },
+    /// A DC leader that took a job over from its replica learned from a peer's tombstone
+    /// that the job had already ended in the DC (the replica missed its end): it is
+    /// not run again; what the takeover had dispatched is cancelled.
+    TakeoverSuperseded {
+        job: JobId,
+        dc: DcId,
+        /// How the job had ended.
+        status: crate::timeout::gate::DcStatus,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
