@@ -179,6 +179,12 @@ pub struct JobTrack {
     /// Extensions that lengthened the job's timeout, and by how much in all (µs).
     pub extensions: u64,
     pub extended_us: u64,
+    /// The DC the gate last gave up on (`RouteCooldown`), until the job moves on.
+    pub cooling: Option<u16>,
+    /// DCs the job fell back from (`RouteCooldown`, then a fallback `RouteDispatch`):
+    /// unanswered, perhaps only because their answers were lost, so they may hold a
+    /// copy of the job that does not count (see `terminal-not-timed-out`).
+    pub abandoned: Vec<u16>,
 }
 
 /// jobs.md §3's table, written out again here so the checker does not trust the code
@@ -638,6 +644,22 @@ impl Checker {
                     }
                 }
             }
+            Event::Job(JobEvent::RouteCooldown { job, dc }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    t.cooling = Some(dc.0);
+                }
+            }
+            Event::Job(JobEvent::RouteDispatch {
+                job,
+                fallback: true,
+                ..
+            }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    if let Some(d) = t.cooling.take() {
+                        t.abandoned.push(d);
+                    }
+                }
+            }
             Event::Job(JobEvent::Submitted { job, dcs }) => {
                 if let Some(t) = self.jobs.get_mut(job.0 as usize) {
                     t.dcs = Some(*dcs);
@@ -798,7 +820,13 @@ impl Checker {
                         format!("{name} timed job {} out twice", job.0),
                     ));
                 }
-                if let Some((_, JobState::Completed)) = ended {
+                // A DC the job fell back from may have accepted it after all (its
+                // answer lost, as under a one-way cut) and then timed out its own copy,
+                // which never ended there and whose outcome the gate ignores
+                // (`gate::dc_final`): that copy is not the completed job. Jobs.md §7's
+                // "a terminal job is never timed out" binds the DCs whose results count.
+                let abandoned = t.abandoned.contains(&dc.0);
+                if let (Some((_, JobState::Completed)), false) = (ended, abandoned) {
                     bad.push((
                         "terminal-not-timed-out",
                         format!("{name} timed out job {} after it completed", job.0),
