@@ -142,14 +142,52 @@ fn cold_start_routes_every_job() {
     }
 }
 
-/// A DC cut off one way (it hears, nobody hears it) when a routed job is sent to it:
-/// it accepts, its answer is lost, and the gate falls back to the next DC, where the job
-/// completes. The abandoned DC still holds its copy and, once its timeout passes, times
-/// it out: a copy that never ended there and whose outcome the gate ignores, not the
-/// completed job (found by a chaos sweep: seed 30012 of this scenario with `--chaos 5`).
-/// The run must show exactly that, and hold every invariant.
+/// What a routed run's trace says about the DC named `dc`: the jobs the gate fell back
+/// from it for, the ones it then withdrew, and the ones it timed out after they had
+/// completed elsewhere.
+#[derive(Default, Debug)]
+struct FellBack {
+    cooled: Vec<u64>,
+    withdrawn: Vec<u64>,
+    timed_out_after_completion: Vec<u64>,
+}
+
+fn fell_back_from(s: &meridian_sim::scenario::Scenario, dc: &str) -> (Report, FellBack) {
+    let mut trace = Vec::new();
+    let r = meridian_sim::run_traced(s, 1, &mut trace);
+    let d = s.dcs.iter().position(|x| x.name == dc).unwrap() as u64;
+    let (mut f, mut completed) = (FellBack::default(), Vec::new());
+    for line in String::from_utf8(trace).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(job) = v["event"].get("Job") else {
+            continue;
+        };
+        let id = |e: &serde_json::Value| e["job"].as_u64().unwrap();
+        if let Some(c) = job.get("RouteCooldown").filter(|c| c["dc"] == d) {
+            f.cooled.push(id(c));
+        }
+        if let Some(w) = job.get("Withdrawn").filter(|w| w["dc"] == d) {
+            f.withdrawn.push(id(w));
+        }
+        if let Some(e) = job.get("Finished").filter(|e| e["state"] == "Completed") {
+            completed.push(id(e));
+        }
+        if let Some(t) = job.get("TimedOut").filter(|t| t["dc"] == d) {
+            if completed.contains(&id(t)) {
+                f.timed_out_after_completion.push(id(t));
+            }
+        }
+    }
+    (r, f)
+}
+
+/// `near` cut off one way (it hears, nobody hears it) from 56 s to 78 s, while routed
+/// jobs are sent to it: it accepts them, its answers are lost, and the gate falls back
+/// to the next DC. The gate withdraws each job from `near` as it moves on, and `near`,
+/// which hears it, cancels the copy it holds instead of running it and timing it out
+/// (found by a chaos sweep: seed 30012 of this scenario with `--chaos 5`).
 #[test]
-fn a_dc_the_job_fell_back_from_may_time_out_its_own_copy() {
+fn a_dc_the_job_fell_back_from_is_told_to_withdraw_it() {
     let mut s = common::load("routing-dc-degrades.toml", &[]);
     common::add_faults(
         &mut s,
@@ -165,32 +203,46 @@ fn a_dc_the_job_fell_back_from_may_time_out_its_own_copy() {
         action = "heal"
         "#,
     );
-    let mut trace = Vec::new();
-    let r = meridian_sim::run_traced(&s, 1, &mut trace);
-    let near = s.dcs.iter().position(|d| d.name == "near").unwrap() as u64;
-    let (mut cooled, mut completed, mut stale_timeouts) = (Vec::new(), Vec::new(), Vec::new());
-    for line in String::from_utf8(trace).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let Some(job) = v["event"].get("Job") else {
-            continue;
-        };
-        if let Some(c) = job.get("RouteCooldown").filter(|c| c["dc"] == near) {
-            cooled.push(c["job"].as_u64().unwrap());
-        }
-        if let Some(f) = job.get("Finished").filter(|f| f["state"] == "Completed") {
-            completed.push(f["job"].as_u64().unwrap());
-        }
-        if let Some(t) = job.get("TimedOut").filter(|t| t["dc"] == near) {
-            let j = t["job"].as_u64().unwrap();
-            if completed.contains(&j) && cooled.contains(&j) {
-                stale_timeouts.push(j);
-            }
-        }
-    }
+    let (r, f) = fell_back_from(&s, "near");
+    clean(&r);
+    assert!(!f.withdrawn.is_empty(), "{f:?}");
+    assert!(f.withdrawn.iter().all(|j| f.cooled.contains(j)), "{f:?}");
+    assert!(f.timed_out_after_completion.is_empty(), "{f:?}");
+}
+
+/// The same, but the cut turns two-way from 70 s to 90 s, so the withdrawals are lost
+/// too: `near` keeps a copy of a job that completed elsewhere and times it out. That
+/// copy never ended in its DC and the gate ignores its outcome: not the completed job
+/// that jobs.md §7 invariant 4 protects, so the run must still hold every invariant.
+#[test]
+fn a_dc_cut_off_from_the_withdrawal_may_time_out_its_own_copy() {
+    let mut s = common::load("routing-dc-degrades.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "56s"
+        action = "partition"
+        groups = [["near"]]
+        one_way = true
+
+        [[fault]]
+        at = "70s"
+        action = "partition"
+        groups = [["near"], ["edge", "mid", "far"]]
+
+        [[fault]]
+        at = "90s"
+        action = "heal"
+        "#,
+    );
+    let (r, f) = fell_back_from(&s, "near");
+    assert!(f.withdrawn.is_empty(), "{f:?}");
     assert!(
-        !stale_timeouts.is_empty(),
-        "the cut must leave near a copy of a job completed elsewhere, which it times out \
-         (cooled {cooled:?})"
+        f.timed_out_after_completion
+            .iter()
+            .any(|j| f.cooled.contains(j)),
+        "near must time out a copy of a job completed elsewhere: {f:?}"
     );
     clean(&r);
 }

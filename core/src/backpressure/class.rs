@@ -98,6 +98,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GlobalTimeout { .. }
         | J::LeaderTransfer { .. }
         | J::FinalStatus { .. }
+        | J::Withdraw { .. }
         | J::ExtensionRequest { .. }
         | J::ExtensionResponse { .. }
         | J::CancelWorkflow { .. }

@@ -797,6 +797,31 @@ impl GateJobs {
         let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
             return;
         };
+        if t.tries > 0 {
+            // Submissions went out and none was answered: the DC's leader may have
+            // accepted one, its answer lost (a one-way cut). Withdraw it there, once,
+            // from every manager we know of the DC, so that it does not run a copy
+            // whose result we would ignore. Best effort: a DC we cannot reach at all
+            // may still run it (see `dc_final`).
+            let mut to: smallvec::SmallVec<[Addr; 4]> = self
+                .managers
+                .get(&dc)
+                .map(|l| l.iter().map(|(_, a)| *a).collect())
+                .unwrap_or_default();
+            if let Some(a) = t.to.filter(|a| !to.contains(a)) {
+                to.push(a);
+            }
+            for addr in to {
+                out.push(JobOutput::Send {
+                    to: addr,
+                    msg: JobMsg::Withdraw {
+                        job,
+                        dc,
+                        gate_token: j.token,
+                    },
+                });
+            }
+        }
         *t = Target::new(next, None, now);
         j.tried.push(next);
         out.push(JobOutput::Event(JobEvent::RouteDispatch {
@@ -2337,6 +2362,30 @@ mod tests {
                 assert!(sends(&out)
                     .iter()
                     .any(|(to, m)| *to == Addr::from_u32(3) && matches!(m, JobMsg::Submit { .. })));
+                // DC 1 may have accepted with its answer lost: it is told, once, to
+                // withdraw the job, and no other DC is.
+                let withdrawn: Vec<Addr> = sends(&out)
+                    .iter()
+                    .filter(|(_, m)| {
+                        matches!(
+                            m,
+                            JobMsg::Withdraw {
+                                job: JobId(1),
+                                dc: DcId(1),
+                                ..
+                            }
+                        )
+                    })
+                    .map(|(to, _)| *to)
+                    .collect();
+                assert_eq!(withdrawn, vec![Addr::from_u32(1)]);
+                assert_eq!(
+                    sends(&out)
+                        .iter()
+                        .filter(|(_, m)| matches!(m, JobMsg::Withdraw { .. }))
+                        .count(),
+                    1
+                );
             }
         }
         assert_eq!(fell, vec![(DcId(3), true)]);

@@ -126,6 +126,8 @@ enum Status {
     Running,
     Completed,
     TimedOut,
+    /// Its gate withdrew it (`JobMsg::Withdraw`): cancelled, reported `Cancelled`.
+    Withdrawn,
 }
 
 #[derive(Clone, Debug)]
@@ -205,6 +207,7 @@ impl Job {
             Status::Running => return None,
             Status::Completed => DcStatus::Completed,
             Status::TimedOut => DcStatus::TimedOut,
+            Status::Withdrawn => DcStatus::Cancelled,
         };
         Some(Tombstone {
             status,
@@ -841,6 +844,11 @@ impl ManagerJobs {
                     j.timeout.report_acked();
                 }
             }
+            JobMsg::Withdraw {
+                job,
+                dc,
+                gate_token,
+            } if dc == self.dc => self.withdraw(job, gate_token, now, out),
             JobMsg::GlobalTimeout { job, reason, fence } => {
                 // No tracking for the job (not ours, or long gone): ignore (jobs.md §4.5),
                 // unless it ended here: then its status corrects the gate.
@@ -1062,7 +1070,7 @@ impl ManagerJobs {
                 }
                 match j.status {
                     // It runs a workflow of a job that ended: stop it.
-                    Status::TimedOut => out.push(JobOutput::Send {
+                    Status::TimedOut | Status::Withdrawn => out.push(JobOutput::Send {
                         to: from,
                         msg: JobMsg::CancelWorkflow { job, workflow },
                     }),
@@ -1305,7 +1313,7 @@ impl ManagerJobs {
                 }
             }
             // It ended while we were cancelling it.
-            (Status::TimedOut, WorkflowState::Cancelling) => {
+            (Status::TimedOut | Status::Withdrawn, WorkflowState::Cancelling) => {
                 cancelled(j, workflow, now, out);
                 self.forget_if_settled(job, now, out);
             }
@@ -1386,6 +1394,38 @@ impl ManagerJobs {
         }
     }
 
+    /// The job's gate fell back from this DC (our acceptance never reached it): stop the
+    /// job and report it `Cancelled` until the gate acknowledges (it ignores our result
+    /// but acknowledges it, `gate::dc_final`), then forget it. Only the leader acts, on
+    /// a running job, for the gate token it runs under or a newer one (a withdrawal from
+    /// a gate the job has since moved away from is stale).
+    fn withdraw(&mut self, job: JobId, gate_token: FenceToken, now: Instant, out: &mut JobOutputs) {
+        if self.leading.is_none() {
+            return;
+        }
+        let current = self.gates.token(FenceDomain::GateJob, job);
+        if current.is_some_and(|t| gate_token < t) {
+            return;
+        }
+        let dc = self.dc;
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.status != Status::Running {
+            return;
+        }
+        j.status = Status::Withdrawn;
+        j.hold_until = None;
+        j.ext_workers.clear();
+        cancel_unfinished(j, &self.workers, now, out);
+        j.report_next = Some(now + self.cfg.retry);
+        out.push(JobOutput::Event(JobEvent::Withdrawn { job, dc }));
+        out.push(JobOutput::Send {
+            to: j.gate_addr,
+            msg: report_of(dc, self.me, job, j.ending().expect("withdrawn")),
+        });
+    }
+
     /// A peer's tombstone `t` for `job`, which we lead: the job ended in this DC while
     /// our replica of it missed the end (we were cut off when it was forgotten), and our
     /// takeover revived it. It must not run, report or time out a second time (the
@@ -1404,6 +1444,7 @@ impl ManagerJobs {
         }
         j.status = match t.status {
             DcStatus::Completed => Status::Completed,
+            DcStatus::Cancelled => Status::Withdrawn,
             _ => Status::TimedOut,
         };
         j.items = t.items;
@@ -2656,6 +2697,102 @@ mod tests {
         // After the 600 s TTL it is gone.
         m.step(ManagerInput::Tick, t + secs(92 + 600));
         assert_eq!(m.tombstones_len(), 0);
+    }
+
+    /// The gate fell back from this DC, whose acceptance it never heard: a withdrawal
+    /// (for the job's gate token, to the leader) stops the job: running workflows are
+    /// cancelled on their worker, the rest at once, the gate hears `Cancelled` until it
+    /// acknowledges, and then the job is forgotten with a `Cancelled` tombstone. A stale
+    /// token, another DC's withdrawal or one sent to a follower changes nothing.
+    #[test]
+    fn a_withdrawn_job_is_cancelled_reported_and_forgotten() {
+        let t = Instant::ZERO;
+        // Five workflows on worker 10's four slots: four run, one waits.
+        let mut m = running_job(Some(60), 1, 5);
+        let withdraw = |token, dc| ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Withdraw {
+                job: JobId(7),
+                dc: DcId(dc),
+                gate_token: token,
+            },
+        };
+        for ignored in [
+            withdraw(FenceToken::new(0, 9), 0),
+            withdraw(FenceToken::new(1, 1), 3),
+        ] {
+            let out = m.step(ignored, t + secs(1));
+            assert!(out.is_empty(), "{out:?}");
+        }
+        let mut follower = manager_with_workers();
+        follower.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), Addr::from_u32(2))),
+                term: 1,
+            },
+            t,
+        );
+        assert!(follower
+            .step(withdraw(FenceToken::new(1, 1), 0), t + secs(1))
+            .is_empty());
+        let out = m.step(withdraw(FenceToken::new(1, 1), 0), t + secs(2));
+        assert!(out.contains(&JobOutput::Event(JobEvent::Withdrawn {
+            job: JobId(7),
+            dc: DcId(0)
+        })));
+        let cancels: Vec<WorkflowIndex> = sends(&out)
+            .filter_map(|(to, msg)| match msg {
+                JobMsg::CancelWorkflow { workflow, .. } if to == Addr::from_u32(10) => {
+                    Some(workflow)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancels, vec![0, 1, 2, 3], "the four running on worker 10");
+        assert!(sends(&out).any(|(to, msg)| to == GATE
+            && matches!(
+                msg,
+                JobMsg::FinalStatus {
+                    status: DcStatus::Cancelled,
+                    ..
+                }
+            )));
+        assert!(timed_out(&out).is_empty());
+        // Nothing is dispatched again, and the job's timeout never fires.
+        let out = m.step(ManagerInput::Tick, t + secs(90));
+        assert!(dispatches(&out).is_empty() && timed_out(&out).is_empty());
+        // The worker confirms the cancels and the gate acknowledges: forgotten.
+        for wf in 0..4 {
+            m.step(
+                from_worker(
+                    10,
+                    JobMsg::WorkflowCancelled {
+                        job: JobId(7),
+                        workflow: wf,
+                    },
+                ),
+                t + secs(91),
+            );
+        }
+        let out = m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::JobDoneAck {
+                    job: JobId(7),
+                    dc: DcId(0),
+                },
+            },
+            t + secs(92),
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(7) })));
+        assert!(sends(&out).any(|(_, msg)| matches!(
+            msg,
+            JobMsg::ReplicaForget {
+                status: DcStatus::Cancelled,
+                ..
+            }
+        )));
+        assert_eq!((m.table_len(), m.tombstones_len()), (0, 1));
     }
 
     /// A manager cut off while its DC finished a job keeps a replica that missed the end

@@ -254,6 +254,15 @@ pub enum JobMsg {
     GateHello {
         gate: NodeId,
     },
+    /// Gate -> every manager of DC `dc` it knows: the job has moved on from this DC (no
+    /// answer to its submission came back, and the gate fell back to another DC). A
+    /// leader that accepted it after all (its answer lost) cancels it rather than run a
+    /// copy whose result the gate ignores. Best effort, sent once.
+    Withdraw {
+        job: JobId,
+        dc: DcId,
+        gate_token: FenceToken,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).
@@ -468,6 +477,12 @@ pub enum JobEvent {
         dc: DcId,
         /// How the job had ended.
         status: crate::timeout::gate::DcStatus,
+    },
+    /// The DC leader cancelled a job its gate withdrew (`JobMsg::Withdraw`): the gate
+    /// had fallen back to another DC.
+    Withdrawn {
+        job: JobId,
+        dc: DcId,
     },
 }
 

@@ -356,6 +356,11 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             },
         },
         J::GateHello { gate: NodeId(w) },
+        J::Withdraw {
+            job: JobId(seed),
+            dc,
+            gate_token: t,
+        },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -390,7 +395,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::WorkflowProgress { .. }
             | J::WorkflowProgressAck { .. }
             | J::ManagerHeartbeat { .. }
-            | J::GateHello { .. } => {}
+            | J::GateHello { .. }
+            | J::Withdraw { .. } => {}
         }
     }
     all
