@@ -181,13 +181,9 @@ fn fell_back_from(s: &meridian_sim::scenario::Scenario, dc: &str) -> (Report, Fe
     (r, f)
 }
 
-/// `near` cut off one way (it hears, nobody hears it) from 56 s to 78 s, while routed
-/// jobs are sent to it: it accepts them, its answers are lost, and the gate falls back
-/// to the next DC. The gate withdraws each job from `near` as it moves on, and `near`,
-/// which hears it, cancels the copy it holds instead of running it and timing it out
-/// (found by a chaos sweep: seed 30012 of this scenario with `--chaos 5`).
-#[test]
-fn a_dc_the_job_fell_back_from_is_told_to_withdraw_it() {
+/// `routing-dc-degrades` (seed 1) with `near` cut off one way from 56 s (it hears,
+/// nobody hears it) and `then` the faults that follow, read as [`fell_back_from`] `near`.
+fn near_cut_off(then: &str) -> (Report, FellBack) {
     let mut s = common::load("routing-dc-degrades.toml", &[]);
     common::add_faults(
         &mut s,
@@ -197,13 +193,26 @@ fn a_dc_the_job_fell_back_from_is_told_to_withdraw_it() {
         action = "partition"
         groups = [["near"]]
         one_way = true
+        "#,
+    );
+    common::add_faults(&mut s, then);
+    fell_back_from(&s, "near")
+}
 
+/// `near` cut off one way (it hears, nobody hears it) from 56 s to 78 s, while routed
+/// jobs are sent to it: it accepts them, its answers are lost, and the gate falls back
+/// to the next DC. The gate withdraws each job from `near` as it moves on, and `near`,
+/// which hears it, cancels the copy it holds instead of running it and timing it out
+/// (found by a chaos sweep: seed 30012 of this scenario with `--chaos 5`).
+#[test]
+fn a_dc_the_job_fell_back_from_is_told_to_withdraw_it() {
+    let (r, f) = near_cut_off(
+        r#"
         [[fault]]
         at = "78s"
         action = "heal"
         "#,
     );
-    let (r, f) = fell_back_from(&s, "near");
     clean(&r);
     assert!(!f.withdrawn.is_empty(), "{f:?}");
     assert!(f.withdrawn.iter().all(|j| f.cooled.contains(j)), "{f:?}");
@@ -216,16 +225,8 @@ fn a_dc_the_job_fell_back_from_is_told_to_withdraw_it() {
 /// that jobs.md §7 invariant 4 protects, so the run must still hold every invariant.
 #[test]
 fn a_dc_cut_off_from_the_withdrawal_may_time_out_its_own_copy() {
-    let mut s = common::load("routing-dc-degrades.toml", &[]);
-    common::add_faults(
-        &mut s,
+    let (r, f) = near_cut_off(
         r#"
-        [[fault]]
-        at = "56s"
-        action = "partition"
-        groups = [["near"]]
-        one_way = true
-
         [[fault]]
         at = "70s"
         action = "partition"
@@ -236,7 +237,6 @@ fn a_dc_cut_off_from_the_withdrawal_may_time_out_its_own_copy() {
         action = "heal"
         "#,
     );
-    let (r, f) = fell_back_from(&s, "near");
     assert!(f.withdrawn.is_empty(), "{f:?}");
     assert!(
         f.timed_out_after_completion

@@ -2321,6 +2321,28 @@ mod tests {
         m
     }
 
+    /// Worker 10 confirms it stopped workflow `wf` of job 7.
+    fn cancel_confirmed(wf: WorkflowIndex) -> ManagerInput {
+        from_worker(
+            10,
+            JobMsg::WorkflowCancelled {
+                job: JobId(7),
+                workflow: wf,
+            },
+        )
+    }
+
+    /// The gate acknowledges job 7's final report from DC 0.
+    fn final_acked() -> ManagerInput {
+        ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::JobDoneAck {
+                job: JobId(7),
+                dc: DcId(0),
+            },
+        }
+    }
+
     fn timed_out(out: &JobOutputs) -> Vec<(TimeoutBy, TimeoutReason)> {
         out.iter()
             .filter_map(|o| match o {
@@ -2369,28 +2391,10 @@ mod tests {
         let out = m.step(ManagerInput::Tick, t + secs(120));
         assert!(timed_out(&out).is_empty());
         assert!(sends(&out).any(|(_, msg)| matches!(msg, JobMsg::FinalStatus { .. })));
-        m.step(
-            ManagerInput::Msg {
-                from: GATE,
-                msg: JobMsg::JobDoneAck {
-                    job: JobId(7),
-                    dc: DcId(0),
-                },
-            },
-            t + secs(121),
-        );
+        m.step(final_acked(), t + secs(121));
         assert!(m.has_job(JobId(7)), "cancels still outstanding");
         for wf in 0..2 {
-            m.step(
-                from_worker(
-                    10,
-                    JobMsg::WorkflowCancelled {
-                        job: JobId(7),
-                        workflow: wf,
-                    },
-                ),
-                t + secs(122),
-            );
+            m.step(cancel_confirmed(wf), t + secs(122));
         }
         assert!(!m.has_job(JobId(7)));
         assert_eq!(m.table_len(), 0);
@@ -2624,26 +2628,8 @@ mod tests {
         let t = Instant::ZERO;
         let mut m = running_job(Some(60), 1, 1);
         m.step(ManagerInput::Tick, t + secs(90)); // timed out, cancel sent
-        m.step(
-            from_worker(
-                10,
-                JobMsg::WorkflowCancelled {
-                    job: JobId(7),
-                    workflow: 0,
-                },
-            ),
-            t + secs(91),
-        );
-        let out = m.step(
-            ManagerInput::Msg {
-                from: GATE,
-                msg: JobMsg::JobDoneAck {
-                    job: JobId(7),
-                    dc: DcId(0),
-                },
-            },
-            t + secs(92),
-        );
+        m.step(cancel_confirmed(0), t + secs(91));
+        let out = m.step(final_acked(), t + secs(92));
         let forget = sends(&out)
             .find(|(_, msg)| matches!(msg, JobMsg::ReplicaForget { .. }))
             .expect("the followers are told")
@@ -2763,27 +2749,9 @@ mod tests {
         assert!(dispatches(&out).is_empty() && timed_out(&out).is_empty());
         // The worker confirms the cancels and the gate acknowledges: forgotten.
         for wf in 0..4 {
-            m.step(
-                from_worker(
-                    10,
-                    JobMsg::WorkflowCancelled {
-                        job: JobId(7),
-                        workflow: wf,
-                    },
-                ),
-                t + secs(91),
-            );
+            m.step(cancel_confirmed(wf), t + secs(91));
         }
-        let out = m.step(
-            ManagerInput::Msg {
-                from: GATE,
-                msg: JobMsg::JobDoneAck {
-                    job: JobId(7),
-                    dc: DcId(0),
-                },
-            },
-            t + secs(92),
-        );
+        let out = m.step(final_acked(), t + secs(92));
         assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(7) })));
         assert!(sends(&out).any(|(_, msg)| matches!(
             msg,
