@@ -1396,11 +1396,29 @@ impl ManagerJobs {
 
     /// The job's gate fell back from this DC (our acceptance never reached it): stop the
     /// job and report it `Cancelled` until the gate acknowledges (it ignores our result
-    /// but acknowledges it, `gate::dc_final`), then forget it. Only the leader acts, on
-    /// a running job, for the gate token it runs under or a newer one (a withdrawal from
-    /// a gate the job has since moved away from is stale).
+    /// but acknowledges it, `gate::dc_final`), then forget it. The leader acts on a
+    /// running job, for the gate token it runs under or a newer one (a withdrawal from a
+    /// gate the job has since moved away from is stale); a follower drops its replica
+    /// for a `Cancelled` tombstone.
     fn withdraw(&mut self, job: JobId, gate_token: FenceToken, now: Instant, out: &mut JobOutputs) {
         if self.leading.is_none() {
+            // A follower's replica learns it too, so that a manager leading next does
+            // not take the job over again (the gate withdraws once, from every manager
+            // it knows in the DC). Its tombstone answers a late takeover as above.
+            let stale = |r: &Replica| gate_token < r.gate_token;
+            if self.replicas.get(&job).is_none_or(stale) {
+                return;
+            }
+            if let Some(r) = self.replicas.remove(&job) {
+                let t = Tombstone {
+                    status: DcStatus::Cancelled,
+                    token: r.token,
+                    fence: r.timeout.fence,
+                    items: r.items,
+                };
+                self.lay_tombstone(job, t, now);
+                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+            }
             return;
         }
         let current = self.gates.token(FenceDomain::GateJob, job);
@@ -2686,10 +2704,10 @@ mod tests {
     }
 
     /// The gate fell back from this DC, whose acceptance it never heard: a withdrawal
-    /// (for the job's gate token, to the leader) stops the job: running workflows are
+    /// (for the job's gate token) stops the job on the leader: running workflows are
     /// cancelled on their worker, the rest at once, the gate hears `Cancelled` until it
     /// acknowledges, and then the job is forgotten with a `Cancelled` tombstone. A stale
-    /// token, another DC's withdrawal or one sent to a follower changes nothing.
+    /// token or another DC's withdrawal changes nothing; a follower forgets its replica.
     #[test]
     fn a_withdrawn_job_is_cancelled_reported_and_forgotten() {
         let t = Instant::ZERO;
@@ -2710,6 +2728,8 @@ mod tests {
             let out = m.step(ignored, t + secs(1));
             assert!(out.is_empty(), "{out:?}");
         }
+        // A follower holding a replica drops it for a Cancelled tombstone (a stale
+        // token leaves it), so that leading next it does not take the job over.
         let mut follower = manager_with_workers();
         follower.step(
             ManagerInput::Leader {
@@ -2718,9 +2738,38 @@ mod tests {
             },
             t,
         );
+        follower.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(2),
+                msg: JobMsg::Replicate {
+                    job: JobId(7),
+                    workflows: 5,
+                    gate: NodeId(100),
+                    gate_addr: GATE,
+                    gate_token: FenceToken::new(1, 1),
+                    token: FenceToken::new(1, 3),
+                    timeout: JobTimeout::start(Strategy::LocalAuthority, Some(secs(60)), t)
+                        .to_wire(t),
+                    items: 0,
+                },
+            },
+            t,
+        );
         assert!(follower
-            .step(withdraw(FenceToken::new(1, 1), 0), t + secs(1))
+            .step(withdraw(FenceToken::new(0, 9), 0), t + secs(1))
             .is_empty());
+        assert!(follower.has_job(JobId(7)));
+        let out = follower.step(withdraw(FenceToken::new(1, 1), 0), t + secs(1));
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(7) })));
+        assert_eq!(
+            (follower.has_job(JobId(7)), follower.tombstones_len()),
+            (false, 1)
+        );
+        follower.step(hello(10, 4), t + secs(2));
+        let out = follower.step(leader(2), t + secs(2));
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, JobOutput::Event(JobEvent::TakenOver { .. }))));
         let out = m.step(withdraw(FenceToken::new(1, 1), 0), t + secs(2));
         assert!(out.contains(&JobOutput::Event(JobEvent::Withdrawn {
             job: JobId(7),
