@@ -199,6 +199,12 @@ impl Clock {
     }
 }
 
+/// The election config every node of the simulator runs (the spec's defaults), and
+/// what the heal-convergence check derives its bound from.
+fn election_config() -> ElectionConfig {
+    ElectionConfig::default()
+}
+
 /// leadership.md §4.5's B without the delay term, for the election config every node
 /// of the simulator runs: lease + heartbeat + 3 x (pre-vote + max vote window) + flapping
 /// cooldown = 5 + 2 + 3 x (2 + 7) + 0 = 34 s with the defaults.
@@ -798,7 +804,7 @@ impl<'a> World<'a> {
         if views.len() >= majority && eligible >= majority {
             let d = self.net.max_rtt_us() / 2;
             self.push(
-                self.now + heal_convergence_us(&ElectionConfig::default()) + 2 * d,
+                self.now + heal_convergence_us(&election_config()) + 2 * d,
                 Ev::CheckLeaders { healed_at, group },
             );
         } else if views.len() >= majority {
@@ -959,7 +965,7 @@ impl<'a> World<'a> {
             // A restart gets a fresh stream, still a pure function of (seed, node, inc).
             seed: derive_seed(self.seed, ((inc as u64) << 32) | i as u64),
             voters: self.voters(i),
-            election: ElectionConfig::default(),
+            election: election_config(),
             persisted_vote: self.nodes[i].stored_vote,
             backpressure: self.scenario.backpressure,
             routing_hysteresis: self.scenario.routing.hysteresis,
