@@ -18,19 +18,20 @@ use std::time::Duration;
 /// `println!` / `print!` / `eprintln!` without their panic when the stream is gone: a
 /// query piped into `head` still exits by its answer, and a node whose log reader died
 /// (its stderr a pipe nobody reads) keeps running and, on SIGTERM, still leaves
-/// gracefully instead of panicking on the line that announces it. What cannot be
-/// written is dropped: there is nowhere left to say it.
+/// gracefully instead of panicking on the line that announces it. A reader that went
+/// away (a broken pipe) is no error; any other failure to write a query's answer (a full
+/// disk under `> file`) is said on stderr and makes the query exit 1
+/// ([`answer_written`]). What cannot be written to stderr is dropped: there is nowhere
+/// left to say it.
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*), false)
+    };
 }
 macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*), true)
+    };
 }
 macro_rules! note {
     ($($arg:tt)*) => {{
@@ -129,7 +130,7 @@ fn main() -> ExitCode {
                     "CA and gate/manager/worker certificates written to {}",
                     out.display()
                 );
-                ExitCode::SUCCESS
+                answer_written()
             }
             Err(e) => {
                 note!("meridian-node: {e}");
@@ -151,6 +152,40 @@ fn main() -> ExitCode {
     }
 }
 
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn emit(text: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(text)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe
+            && !STDOUT_FAILED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            note!("meridian-node: stdout: {e}");
+        }
+    }
+}
+
+/// A command's exit status once its answer is out: 1 if stdout failed other than by
+/// its reader going away.
+fn answer_written() -> ExitCode {
+    if STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -168,7 +203,7 @@ fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&answer).expect("answers serialize")
         );
-        return ExitCode::SUCCESS;
+        return answer_written();
     }
     match answer {
         Answer::Members { members } => out!("{}", admin::members_table(&members)),
@@ -189,7 +224,7 @@ fn ask(node: SocketAddr, req: Request, json: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    ExitCode::SUCCESS
+    answer_written()
 }
 
 async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode {
