@@ -1425,23 +1425,37 @@ impl ManagerJobs {
         if current.is_some_and(|t| gate_token < t) {
             return;
         }
-        let dc = self.dc;
-        let Some(j) = self.jobs.get_mut(&job) else {
+        let (dc, me, retry) = (self.dc, self.me, self.cfg.retry);
+        let Some(j) = self.stop_running(job, Status::Withdrawn, now, out) else {
             return;
         };
-        if j.status != Status::Running {
-            return;
-        }
-        j.status = Status::Withdrawn;
-        j.hold_until = None;
-        j.ext_workers.clear();
-        cancel_unfinished(j, &self.workers, now, out);
-        j.report_next = Some(now + self.cfg.retry);
+        j.report_next = Some(now + retry);
         out.push(JobOutput::Event(JobEvent::Withdrawn { job, dc }));
         out.push(JobOutput::Send {
             to: j.gate_addr,
-            msg: report_of(dc, self.me, job, j.ending().expect("withdrawn")),
+            msg: report_of(dc, me, job, j.ending().expect("withdrawn")),
         });
+    }
+
+    /// End `job` as `status` if it still runs, not by its own course: no hold, no
+    /// extensions, every unfinished workflow cancelled (`cancel_unfinished`). `None` if
+    /// it is not ours or has ended already.
+    fn stop_running(
+        &mut self,
+        job: JobId,
+        status: Status,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) -> Option<&mut Job> {
+        let j = self.jobs.get_mut(&job)?;
+        if j.status != Status::Running {
+            return None;
+        }
+        j.status = status;
+        j.hold_until = None;
+        j.ext_workers.clear();
+        cancel_unfinished(j, &self.workers, now, out);
+        Some(j)
     }
 
     /// A peer's tombstone `t` for `job`, which we lead: the job ended in this DC while
@@ -1454,23 +1468,17 @@ impl ManagerJobs {
     /// that ended under us as well keeps its own end.
     fn superseded(&mut self, job: JobId, t: Tombstone, now: Instant, out: &mut JobOutputs) {
         let dc = self.dc;
-        let Some(j) = self.jobs.get_mut(&job) else {
-            return;
-        };
-        if j.status != Status::Running {
-            return;
-        }
-        j.status = match t.status {
+        let status = match t.status {
             DcStatus::Completed => Status::Completed,
             DcStatus::Cancelled => Status::Withdrawn,
             _ => Status::TimedOut,
         };
+        let Some(j) = self.stop_running(job, status, now, out) else {
+            return;
+        };
         j.items = t.items;
         j.final_acked = true;
         j.report_next = None;
-        j.hold_until = None;
-        j.ext_workers.clear();
-        cancel_unfinished(j, &self.workers, now, out);
         out.push(JobOutput::Event(JobEvent::TakeoverSuperseded {
             job,
             dc,
