@@ -16,7 +16,7 @@ use meridian_core::membership::Status;
 use meridian_core::timeout::job::TimeoutBy;
 use meridian_core::timeout::workflow::WorkflowState;
 use meridian_core::wire::MAX_DATAGRAM;
-use meridian_core::{FenceToken, Instant, JobId, Role};
+use meridian_core::{FenceToken, Instant, JobId, NodeId, Role};
 
 const ABSENT: u8 = 0;
 const MAX_VIOLATIONS_KEPT: usize = 200;
@@ -142,9 +142,10 @@ pub struct Checker {
     /// gate die (gate cluster).
     job_gate: std::collections::BTreeMap<u64, usize>,
     gate_dead_seen: std::collections::BTreeMap<(usize, usize), u64>,
-    /// Per gate: when its view of which gates live last changed (the ring changed).
-    gate_ring_changed: std::collections::BTreeMap<usize, u64>,
-    /// Per gate: since when it recognises a gate-cluster leader (absent: none now).
+    /// Per gate: when its majority (which other gates answer it) last changed.
+    gate_majority_changed: std::collections::BTreeMap<usize, u64>,
+    /// Per gate: since when it leads the gate cluster, the one gate that takes jobs
+    /// over (absent: it does not lead now).
     gate_leader_since: std::collections::BTreeMap<usize, u64>,
     /// leadership.md §4.4: who claimed each `(job, DC or gate, token)`.
     claims: std::collections::BTreeMap<(u64, u16, u64), usize>,
@@ -251,7 +252,7 @@ impl Checker {
             clock_changes: Vec::new(),
             job_gate: Default::default(),
             gate_dead_seen: Default::default(),
-            gate_ring_changed: Default::default(),
+            gate_majority_changed: Default::default(),
             gate_leader_since: Default::default(),
             started_token: Default::default(),
             wf_state: Default::default(),
@@ -516,19 +517,19 @@ impl Checker {
                 self.verdict_evidence[o] = None;
                 if *role == Role::Gate && self.role[o] == Role::Gate {
                     let key = (o, node.0 as usize);
-                    let was_live = from.is_some_and(|v| v.status.is_live());
                     let is_live = to.is_some_and(|v| v.status.is_live());
                     if !is_live {
                         self.gate_dead_seen.entry(key).or_insert(now);
                     } else {
                         self.gate_dead_seen.remove(&key);
                     }
-                    // The ring (who is live) or the quorum (who answers: alive and not
-                    // suspected) changed: either may hold a takeover back.
+                    // Its majority (who answers: alive and not suspected) changed: that
+                    // may hold a takeover back (who else is live no longer does: the
+                    // leader takes over, not a ring owner).
                     let answered =
                         |v: Option<MemberView>| v.is_some_and(|v| v.status == Status::Alive);
-                    if was_live != is_live || answered(*from) != answered(*to) {
-                        self.gate_ring_changed.insert(o, now);
+                    if answered(*from) != answered(*to) {
+                        self.gate_majority_changed.insert(o, now);
                     }
                 }
             }
@@ -575,14 +576,11 @@ impl Checker {
             Event::Election(ElectionEvent::LeaderChanged { group, leader, .. })
                 if group.0 == 0 && self.role[o] == Role::Gate =>
             {
-                // When each gate last came to recognise a gate leader (its quorum).
-                match leader {
-                    Some(_) => {
-                        self.gate_leader_since.entry(o).or_insert(now);
-                    }
-                    None => {
-                        self.gate_leader_since.remove(&o);
-                    }
+                // Since when each gate leads the gate cluster (the arbiter of takeovers).
+                if *leader == Some(NodeId(o as u32)) {
+                    self.gate_leader_since.entry(o).or_insert(now);
+                } else {
+                    self.gate_leader_since.remove(&o);
                 }
             }
             Event::Election(ElectionEvent::LeaderElected { group, term, node }) => {
@@ -619,14 +617,13 @@ impl Checker {
                 // leadership.md §4.6: re-led within grace (10 s) + check period (2 s) +
                 // jitter (<= 2 s) of the new owner learning that the old one died.
                 // (From the latest of: seeing the old owner dead, the last change of
-                // the taker's ring or of who answers it (a first successor may have
-                // died as well), and the taker coming to recognise a gate leader: a
-                // gate takes over only on the majority side.)
+                // who answers the taker (its majority), and the taker
+                // becoming the gate-cluster leader, the one gate that takes jobs over.)
                 if let Some(prev) = self.job_gate.insert(job.0, o) {
                     if let Some(seen) = self.gate_dead_seen.get(&(o, prev)) {
-                        let ring = self.gate_ring_changed.get(&o).copied().unwrap_or(0);
+                        let majority = self.gate_majority_changed.get(&o).copied().unwrap_or(0);
                         let quorum = self.gate_leader_since.get(&o).copied().unwrap_or(now);
-                        let seen = (*seen).max(ring).max(quorum);
+                        let seen = (*seen).max(majority).max(quorum);
                         let seen = &seen;
                         if now.saturating_sub(*seen) > ORPHAN_TAKEOVER_MAX_US {
                             self.violation(

@@ -5,13 +5,23 @@
 //!
 //! Gate failover (leadership.md §2.2): the accepting gate leads the job and replicates
 //! it (DCs, token, which DCs are done) to the other gates. When it dies, its jobs are
-//! orphaned; after a 10 s grace the job's owner on a consistent-hash ring of the live
-//! gates (150 virtual nodes each) waits `U[0.5, 2]` s, checks the job is still orphaned,
-//! and takes it over under the next token of its own term: it re-sends the job to every
-//! DC not yet done, which re-points the DC's manager at it (a newer gate claim), so
-//! results that were on their way to the dead gate come to the new owner. The ring hashes
-//! with splitmix64 rather than the original's MD5: determinism is what matters, and no
-//! Python peer shares the ring.
+//! orphaned; after a 10 s grace the gate-cluster leader waits `U[0.5, 2]` s, checks the
+//! job is still orphaned and that it still leads, and takes it over under the next token
+//! of its own term: it re-sends the job to every DC not yet done, which re-points the
+//! DC's manager at it (a newer gate claim), so results that were on their way to the
+//! dead gate come to the new owner.
+//!
+//! Spec contradiction (leadership.md §2.2 against §4.4, open question 7): the spec has
+//! the job's owner on a hash ring of the live gates take it over with `token += 1`. Two
+//! gates whose views of the live gates differ (a fault heals on one side first) can both
+//! see themselves as the ring owner in the same term and claim the job under the same
+//! token, which §4.4 forbids ("no two nodes claim the same `(job, t)`") and which lets
+//! one DC's managers follow one gate and another DC's the other. Here the gate-cluster
+//! leader is the one arbiter of takeovers: election safety gives at most one leader per
+//! term, so a takeover token `(term << 32) | counter` names one claimant. The cost is
+//! that the leader takes over every orphan rather than spreading them over a ring;
+//! takeovers are rare and cheap, and a gate already needed to recognise a leader to
+//! take a job over (`GateJobs::has_quorum`).
 //!
 //! Timeouts (AD-34, jobs.md §5): a job sent to several DCs is tracked by the gate's
 //! [`GateTimeouts`], fed by the DC leaders' progress and timeout reports; when it decides,
@@ -39,7 +49,7 @@ use super::{JobEvent, JobMsg, JobOutput, JobOutputs, JobState};
 use crate::backpressure::gate::GateBackpressure;
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
-use crate::rng::{splitmix64, DetRng};
+use crate::rng::DetRng;
 use crate::routing::dcs::{DcTable, DcTableConfig};
 use crate::routing::router::{RouteKey, Router, RoutingConfig};
 use crate::routing::DcHealth;
@@ -62,8 +72,6 @@ pub struct GateConfig {
     pub orphan_check: Duration,
     /// ...plus `U[takeover_jitter]`.
     pub takeover_jitter: (Duration, Duration),
-    /// Virtual nodes per gate on the ring.
-    pub ring_vnodes: u32,
     pub timeouts: GateTimeoutConfig,
     /// AD-36. The gate's default lifts the router's 2-primary cap (Q7): a job runs in
     /// the DCs it asks for, as many as the best bucket holds (never spilling into a
@@ -91,7 +99,6 @@ impl Default for GateConfig {
             orphan_grace: secs(10),
             orphan_check: secs(2),
             takeover_jitter: (millis(500), secs(2)),
-            ring_vnodes: 150,
             timeouts: GateTimeoutConfig::default(),
             routing: RoutingConfig {
                 max_primary_dcs: 64,
@@ -119,7 +126,7 @@ struct GateReplica {
     failed_mask: u64,
     token: FenceToken,
     owner: NodeId,
-    /// Since when its owner has been dead, and when we (the ring owner) act.
+    /// Since when its owner has been dead, and when we (the gate-cluster leader) act.
     orphaned_at: Option<Instant>,
     take_at: Option<Instant>,
 }
@@ -254,8 +261,8 @@ pub struct GateJobs {
     alive: std::collections::BTreeSet<NodeId>,
     /// The other gates that answer us now (alive and not suspected).
     reachable: std::collections::BTreeSet<NodeId>,
-    /// We recognise a gate-cluster leader (see [`GateInput::Quorum`]).
-    quorum: bool,
+    /// The gate-cluster leader we recognise, if any (see [`GateInput::Leader`]).
+    leader: Option<NodeId>,
     replicas: BTreeMap<JobId, GateReplica>,
     next_orphan_check: Option<Instant>,
     rng: DetRng,
@@ -324,10 +331,11 @@ pub enum GateInput {
     },
     /// The gate cluster's term changed.
     Term(u64),
-    /// Whether this gate recognises a gate-cluster leader now (itself, holding
-    /// check-quorum, or one whose heartbeats it hears within the lease): the gate is on
-    /// the majority side of any split.
-    Quorum(bool),
+    /// The gate-cluster leader this gate recognises now: itself, holding check-quorum,
+    /// or one whose heartbeats it hears within the lease (`None`: nobody). Recognising
+    /// one puts the gate on the majority side of any split; being it makes the gate the
+    /// arbiter of takeovers.
+    Leader(Option<NodeId>),
     /// Another gate became reachable or stopped being so (gate membership).
     Peer {
         node: NodeId,
@@ -352,7 +360,7 @@ impl GateJobs {
         GateJobs {
             alive: peers.iter().map(|(n, _)| *n).collect(),
             reachable: peers.iter().map(|(n, _)| *n).collect(),
-            quorum: false,
+            leader: None,
             peers,
             replicas: BTreeMap::new(),
             next_orphan_check: None,
@@ -540,7 +548,7 @@ impl GateJobs {
                 self.next_health.get_or_insert(now + self.cfg.health_every);
             }
             GateInput::Term(term) => self.term = self.term.max(term),
-            GateInput::Quorum(q) => self.quorum = q,
+            GateInput::Leader(l) => self.leader = l,
             GateInput::Peer {
                 node,
                 alive,
@@ -1108,9 +1116,10 @@ impl GateJobs {
                 timeout_ms,
             } => {
                 if self.jobs.contains_key(&job) && owner != self.me {
-                    // Another gate took over a job we lead (we were thought dead, or
-                    // two of us read the ring differently): the newer token wins, the
-                    // lower id on a tie; the loser stops.
+                    // Another gate took over a job we lead (we were thought dead): the
+                    // newer token wins and the loser stops. Takeover tokens are unique
+                    // (one leader per term takes over), so the tie rule, lower id wins,
+                    // is a defence that keeps every gate's choice the same.
                     let ours = self.jobs[&job].token;
                     if ours < token || (ours == token && owner < self.me) {
                         self.jobs.remove(&job);
@@ -1181,37 +1190,23 @@ impl GateJobs {
     /// peers (its probes slow down as its local health drops). So gate failover needs a
     /// gate majority: with two gates, the survivor of one does not take jobs over.
     fn has_quorum(&self) -> bool {
-        self.quorum && 2 * (self.reachable.len() + 1) > self.peers.len()
+        self.leader.is_some() && 2 * (self.reachable.len() + 1) > self.peers.len()
     }
 
     /// [`Self::has_quorum`], with a strict majority of the gates answering us.
     fn has_majority(&self) -> bool {
-        self.quorum && 2 * (self.reachable.len() + 1) > self.peers.len() + 1
+        self.leader.is_some() && 2 * (self.reachable.len() + 1) > self.peers.len() + 1
     }
 
-    /// The owner of `job` on the ring of the live gates (us included).
-    fn ring_owner(&self, job: JobId) -> NodeId {
-        let point = |node: NodeId, i: u32| -> u32 {
-            (splitmix64(((node.0 as u64) << 32) | i as u64) >> 32) as u32
-        };
-        let key = (splitmix64(job.0 ^ 0x6A0B_5EED) >> 32) as u32;
-        let mut best: Option<(u32, NodeId)> = None; // first point >= key
-        let mut lowest: Option<(u32, NodeId)> = None; // wrap-around
-        for node in self.alive.iter().copied().chain([self.me]) {
-            for i in 0..self.cfg.ring_vnodes {
-                let p = (point(node, i), node);
-                if p.0 >= key && best.is_none_or(|b| p < b) {
-                    best = Some(p);
-                }
-                if lowest.is_none_or(|l| p < l) {
-                    lowest = Some(p);
-                }
-            }
-        }
-        best.or(lowest).map_or(self.me, |(_, n)| n)
+    /// Whether we are the arbiter of takeovers: the gate-cluster leader, on the
+    /// majority side. At most one gate leads a term, and a takeover token carries the
+    /// term, so no two gates take a job over under the same token (leadership.md §4.4;
+    /// see the module doc for why this replaces the spec's ring).
+    fn may_take_over(&self) -> bool {
+        self.leader == Some(self.me) && self.has_quorum()
     }
 
-    /// Orphans past their grace that the ring gives us: schedule, then take over.
+    /// Orphans past their grace, while we lead the gate cluster: schedule, then take over.
     fn check_orphans(&mut self, now: Instant, out: &mut JobOutputs) {
         if self.next_orphan_check.is_some_and(|t| t <= now) {
             self.next_orphan_check = None;
@@ -1227,9 +1222,10 @@ impl GateJobs {
                     pending = true;
                     continue;
                 }
-                if !self.has_quorum() || self.ring_owner(job) != self.me {
-                    // Another live gate owns it; should that one die too, the ring
-                    // changes: keep looking until the orphan is re-led.
+                if !self.may_take_over() {
+                    // The leader takes it over; should leadership come to us, or the
+                    // owner come back, we see it at a later check: keep looking until
+                    // the orphan is re-led.
                     pending = true;
                 } else {
                     let (lo, hi) = self.cfg.takeover_jitter;
@@ -1256,6 +1252,15 @@ impl GateJobs {
             if r.orphaned_at.is_none() || self.jobs.contains_key(&job) {
                 self.replicas
                     .insert(job, GateReplica { take_at: None, ..r });
+                continue;
+            }
+            // Still the arbiter? Leadership may have moved during the jitter: then the
+            // next check sees whether the orphan is ours again.
+            if !self.may_take_over() {
+                self.replicas
+                    .insert(job, GateReplica { take_at: None, ..r });
+                self.next_orphan_check
+                    .get_or_insert(now + self.cfg.orphan_check);
                 continue;
             }
             let Ok(token) = self.issuer.next(job, self.term, Some(r.token)) else {
@@ -1461,7 +1466,7 @@ mod tests {
             );
         }
         g.step(GateInput::Term(2), Instant::ZERO);
-        g.step(GateInput::Quorum(true), Instant::ZERO);
+        g.step(GateInput::Leader(Some(ME)), Instant::ZERO);
         g
     }
 
@@ -1629,84 +1634,98 @@ mod tests {
         assert!(g.has_job(JobId(3)), "DC 1 has not reported");
     }
 
-    #[test]
-    fn the_ring_successor_takes_an_orphaned_job_over_after_the_grace() {
-        let t = Instant::ZERO;
-        let a = (NodeId(1), Addr::from_u32(201));
-        let c = (NodeId(3), Addr::from_u32(203));
-        let mk = |me: NodeId| {
-            let mut g = GateJobs::new(
-                GateConfig::default(),
-                me,
-                Addr::from_u32(200 + me.0),
-                vec![a, (NodeId(2), Addr::from_u32(202)), c],
-                7,
-            );
-            g.step(
-                GateInput::Manager {
-                    dc: DcId(0),
-                    node: NodeId(10),
-                    addr: M1,
-                    alive: true,
-                    suspected: false,
-                },
-                t,
-            );
-            g.step(GateInput::Term(4), t);
-            g.step(GateInput::Quorum(true), t);
-            g
-        };
-        let mut b = mk(NodeId(2));
-        // A job A leads whose ring owner (among B and C, once A is dead) is B.
-        b.step(peer(1, false), t);
-        let job = (0..100)
-            .map(JobId)
-            .find(|j| b.ring_owner(*j) == NodeId(2))
-            .unwrap();
-        let other = (0..100)
-            .map(JobId)
-            .find(|j| b.ring_owner(*j) == NodeId(3))
-            .unwrap();
-        let mut b = mk(NodeId(2));
-        for j in [job, other] {
-            b.step(
-                GateInput::Msg {
-                    from: a.1,
-                    msg: JobMsg::GateReplicate {
-                        job: j,
-                        workflows: 2,
-                        dcs_mask: 1,
-                        token: FenceToken::new(3, 1),
-                        owner: NodeId(1),
-                        timeout_ms: None,
-                    },
-                },
-                t,
-            );
+    /// Three gates A, B, C; B and C hold a replica of a job A leads (token `(3, 1)`),
+    /// under gate term 4.
+    fn three_gates(me: NodeId, leader: NodeId, t: Instant) -> GateJobs {
+        let mut g = GateJobs::new(
+            GateConfig::default(),
+            me,
+            Addr::from_u32(200 + me.0),
+            [1, 2, 3]
+                .into_iter()
+                .filter(|n| *n != me.0)
+                .map(|n| (NodeId(n), Addr::from_u32(200 + n)))
+                .collect(),
+            7 + me.0 as u64,
+        );
+        g.step(
+            GateInput::Manager {
+                dc: DcId(0),
+                node: NodeId(10),
+                addr: M1,
+                alive: true,
+                suspected: false,
+            },
+            t,
+        );
+        g.step(GateInput::Term(4), t);
+        g.step(GateInput::Leader(Some(leader)), t);
+        for n in [1, 2, 3].into_iter().filter(|n| *n != me.0) {
+            g.step(peer(n, true), t);
         }
-        b.step(peer(1, false), t + secs(1));
-        // Nothing within the 10 s grace.
-        let mut now = t + secs(1);
-        let mut taken = None;
-        while now < t + secs(20) {
-            now = b.next_deadline().unwrap();
-            for o in b.step(GateInput::Tick, now) {
-                if let JobOutput::Event(JobEvent::GateTakenOver { job: j, token }) = o {
-                    taken = Some((now, j, token));
+        g.step(
+            GateInput::Msg {
+                from: Addr::from_u32(201),
+                msg: JobMsg::GateReplicate {
+                    job: JobId(9),
+                    workflows: 2,
+                    dcs_mask: 1,
+                    token: FenceToken::new(3, 1),
+                    owner: NodeId(1),
+                    timeout_ms: None,
+                },
+            },
+            t,
+        );
+        g
+    }
+
+    /// Tick `g` from `from` until `until`; the takeovers it makes, with their instants.
+    fn takeovers(
+        g: &mut GateJobs,
+        from: Instant,
+        until: Instant,
+    ) -> Vec<(Instant, JobId, FenceToken)> {
+        let mut taken = vec![];
+        let mut now = from;
+        while let Some(d) = g.next_deadline().filter(|d| *d < until) {
+            now = d.max(now);
+            for o in g.step(GateInput::Tick, now) {
+                if let JobOutput::Event(JobEvent::GateTakenOver { job, token }) = o {
+                    taken.push((now, job, token));
                 }
             }
-            if taken.is_some() {
-                break;
-            }
         }
-        let (at, j, token) = taken.expect("taken over");
-        assert_eq!(j, job, "only the job the ring gives us");
+        taken
+    }
+
+    /// leadership.md §2.2, with the gate-cluster leader as the one arbiter (module doc):
+    /// after the 10 s grace the leader takes the orphan over under the next token of its
+    /// term; a follower that sees the same death, and recognises the leader (so it is
+    /// on the majority side too), does not. Two gates that disagree about who is alive
+    /// can no longer both claim the job under one token (§4.4).
+    #[test]
+    fn the_gate_leader_takes_an_orphaned_job_over_after_the_grace_and_a_follower_does_not() {
+        let t = Instant::ZERO;
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        for g in [&mut b, &mut c] {
+            g.step(peer(1, false), t + secs(1));
+        }
+        // C, a follower with quorum: never, however long it waits.
+        assert_eq!(takeovers(&mut c, t + secs(1), t + secs(60)), vec![]);
+        assert!(c.replicas.contains_key(&JobId(9)), "still A's job to C");
+        let taken = takeovers(&mut b, t + secs(1), t + secs(20));
+        let [(at, job, token)] = taken[..] else {
+            panic!("one takeover: {taken:?}")
+        };
+        assert_eq!(job, JobId(9));
         // Orphaned at 1 s; checks every 2 s: first at 11 s or later; then U[0.5, 2] s.
         assert!(
             at >= t + secs(11) + millis(500) && at <= t + secs(13) + secs(2),
             "{at:?}"
         );
-        // The next token under our term (4), the counter continuing from A's.
+        // The next token under the leader's term (4), the counter continuing from A's.
         assert_eq!(token, FenceToken::new(4, 2));
         assert!(b.has_job(job));
         // The DC is asked again, under the new token: its manager re-points.
@@ -1714,8 +1733,81 @@ mod tests {
             .targets
             .iter()
             .all(|t| t.to.is_some() && !t.done));
-        // The other orphan is C's to take, not ours.
-        assert!(!b.jobs.contains_key(&other));
+    }
+
+    /// The next leader takes over from a dead leader under a newer term, so every
+    /// takeover of one job has a token of its own; and a leader that loses leadership
+    /// between scheduling a takeover and its instant does not make it.
+    #[test]
+    fn each_takeover_of_a_job_has_its_own_token_and_a_deposed_leader_makes_none() {
+        let t = Instant::ZERO;
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        b.step(peer(1, false), t + secs(1));
+        let mut now = t + secs(1);
+        let mut replicate = None;
+        while replicate.is_none() && now < t + secs(20) {
+            now = b.next_deadline().expect("orphan pending");
+            for (to, msg) in sends(&b.step(GateInput::Tick, now)) {
+                if to == Addr::from_u32(203) && matches!(msg, JobMsg::GateReplicate { .. }) {
+                    replicate = Some(msg);
+                }
+            }
+        }
+        let replicate = replicate.expect("B took the job over and told C");
+        // C hears of it.
+        c.step(
+            GateInput::Msg {
+                from: Addr::from_u32(202),
+                msg: replicate,
+            },
+            now,
+        );
+        // A is back (restarted: it leads nothing now), B dies, C wins the next term.
+        c.step(peer(1, true), now);
+        c.step(peer(2, false), now + secs(1));
+        c.step(GateInput::Term(5), now + secs(1));
+        c.step(GateInput::Leader(Some(NodeId(3))), now + secs(1));
+        let taken = takeovers(&mut c, now + secs(1), now + secs(30));
+        assert_eq!(
+            taken.iter().map(|x| (x.1, x.2)).collect::<Vec<_>>(),
+            vec![(JobId(9), FenceToken::new(5, 3))],
+            "B's token was (4, 2)"
+        );
+
+        // A leader deposed during the takeover jitter.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.step(peer(1, false), t + secs(1));
+        let mut scheduled = None;
+        let mut now = t + secs(1);
+        while scheduled.is_none() {
+            now = b.next_deadline().expect("orphan pending");
+            assert!(takeovers_at(&mut b, now).is_empty());
+            scheduled = b.replicas[&JobId(9)].take_at;
+        }
+        b.step(GateInput::Term(5), now);
+        b.step(GateInput::Leader(Some(NodeId(3))), now);
+        assert_eq!(takeovers(&mut b, now, now + secs(60)), vec![]);
+        assert!(b.replicas.contains_key(&JobId(9)), "left to the new leader");
+        // Leading again (a later term): it takes the job over, under that term.
+        b.step(GateInput::Term(6), now + secs(60));
+        b.step(GateInput::Leader(Some(NodeId(2))), now + secs(60));
+        let taken = takeovers(&mut b, now + secs(60), now + secs(90));
+        assert_eq!(
+            taken.iter().map(|x| (x.1, x.2)).collect::<Vec<_>>(),
+            vec![(JobId(9), FenceToken::new(6, 2))]
+        );
+    }
+
+    /// One tick at `now`: the takeovers it makes.
+    fn takeovers_at(g: &mut GateJobs, now: Instant) -> Vec<JobId> {
+        g.step(GateInput::Tick, now)
+            .into_iter()
+            .filter_map(|o| match o {
+                JobOutput::Event(JobEvent::GateTakenOver { job, .. }) => Some(job),
+                _ => None,
+            })
+            .collect()
     }
 
     /// jobs.md §5 end to end on the gate: a two-DC job past its timeout is declared once;
@@ -1895,7 +1987,7 @@ mod tests {
             peers,
             7,
         );
-        b.step(GateInput::Quorum(true), t);
+        b.step(GateInput::Leader(Some(NodeId(2))), t);
         b.step(
             GateInput::Msg {
                 from: Addr::from_u32(201),
@@ -1934,7 +2026,7 @@ mod tests {
             b.replicas.contains_key(&JobId(5)),
             "still someone else's job"
         );
-        // (With 2 of 3 alive the ring successor does take over: the test above.)
+        // (With 2 of 3 alive the leader does take over: the tests above.)
     }
 
     /// A job declared long after its submission (past the 300 s give-up) must not leave
@@ -2034,7 +2126,7 @@ mod tests {
             assert!(!declared(&g.step(GateInput::Tick, t + secs(s))));
         }
         // A leader, but both peers suspected: still nothing.
-        g.step(GateInput::Quorum(true), t + secs(46));
+        g.step(GateInput::Leader(Some(NodeId(1))), t + secs(46));
         for n in [1, 3] {
             g.step(
                 GateInput::Peer {
@@ -2064,12 +2156,8 @@ mod tests {
             vec![a, (NodeId(3), Addr::from_u32(203))],
             7,
         );
-        b.step(GateInput::Quorum(true), t);
-        b.step(peer(1, false), t);
-        let job = (0..100)
-            .map(JobId)
-            .find(|j| b.ring_owner(*j) == NodeId(2))
-            .unwrap();
+        b.step(GateInput::Leader(Some(NodeId(2))), t);
+        let job = JobId(5);
         b.step(peer(1, true), t);
         let from_a = |msg| GateInput::Msg { from: a.1, msg };
         b.step(
@@ -2144,7 +2232,7 @@ mod tests {
         assert!((t + secs(300)..=t + secs(305)).contains(&at), "{at:?}");
         // Without a gate leader: never, and the deadline keeps moving on.
         let mut g = gate();
-        g.step(GateInput::Quorum(false), t);
+        g.step(GateInput::Leader(None), t);
         submit(&mut g);
         assert_eq!(failed_by(&mut g, t + secs(900)), None);
         // With quorum but no reachable manager in the DC: never either.
@@ -2189,7 +2277,7 @@ mod tests {
             );
         }
         g.step(GateInput::Term(2), Instant::ZERO);
-        g.step(GateInput::Quorum(true), Instant::ZERO);
+        g.step(GateInput::Leader(Some(ME)), Instant::ZERO);
         g
     }
 

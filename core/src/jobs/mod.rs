@@ -138,7 +138,7 @@ pub enum JobMsg {
         items: u64,
     },
     /// Job-leading gate -> the other gates: the job, its DCs (bit `d` = DC `d`), its
-    /// token and owner, so the hash-ring successor can take it over.
+    /// token and owner, so the gate-cluster leader can take it over.
     GateReplicate {
         job: JobId,
         workflows: u32,
@@ -321,7 +321,7 @@ pub enum JobEvent {
         dc: DcId,
         token: FenceToken,
     },
-    /// The hash-ring successor of a dead job-leading gate took the job over.
+    /// The gate-cluster leader took the job of a dead job-leading gate over.
     GateTakenOver {
         job: JobId,
         token: FenceToken,

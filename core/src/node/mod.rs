@@ -497,7 +497,7 @@ impl Node {
                         }
                         JobPlane::Gate(_) => {
                             gate_in.push(GateInput::Term(*term));
-                            gate_in.push(GateInput::Quorum(leader.is_some()));
+                            gate_in.push(GateInput::Leader(*leader));
                         }
                         JobPlane::Worker(_) => {}
                     }
