@@ -147,6 +147,9 @@ pub struct Checker {
     /// Per gate: since when it leads the gate cluster, the one gate that takes jobs
     /// over (absent: it does not lead now).
     gate_leader_since: std::collections::BTreeMap<usize, u64>,
+    /// Per node: the simulated intervals it spent paused, in order and disjoint (one per
+    /// `pause` fault at most, so bounded by the scenario).
+    paused_spans: Vec<Vec<(u64, u64)>>,
     /// leadership.md §4.4: who claimed each `(job, DC or gate, token)`.
     claims: std::collections::BTreeMap<(u64, u16, u64), usize>,
     /// Highest dispatch token that started each workflow at each worker, per (job,
@@ -254,6 +257,7 @@ impl Checker {
             gate_dead_seen: Default::default(),
             gate_majority_changed: Default::default(),
             gate_leader_since: Default::default(),
+            paused_spans: vec![Vec::new(); n],
             started_token: Default::default(),
             wf_state: Default::default(),
             last_grant: Default::default(),
@@ -426,6 +430,24 @@ impl Checker {
             .sum()
     }
 
+    /// How much less than `to - from` node `i`'s timers may have measured over that span
+    /// (µs). A node's clock never runs backwards: set back by J at `at`, it stands still
+    /// from `at` until true time has caught up, about `at + J`, and only the part of that
+    /// inside the span counts (a jump just before `from` still delays timers after it).
+    /// A jump forward is counted the same way (the direction is not recorded), which can
+    /// only overstate; drift adds its rate over the span.
+    fn node_clock_slack_us(&self, i: usize, from: u64, to: u64) -> u64 {
+        self.clock_changes
+            .iter()
+            .filter(|c| c.node == i && c.at <= to)
+            .map(|c| {
+                let still = (c.at + c.jump_us).min(to).saturating_sub(c.at.max(from));
+                let span = to - c.at.max(from).min(to);
+                still + (span as f64 * c.drift_ppm.abs() / 1e6).ceil() as u64
+            })
+            .sum()
+    }
+
     /// A node stops (crash or after a graceful leave).
     pub fn on_stop(&mut self, i: usize, now: u64, crashed: bool) {
         self.row(i, false);
@@ -441,6 +463,24 @@ impl Checker {
                 all_dead_ms: None,
             });
         }
+    }
+
+    /// Node `i` is paused from `now` until `until` (a later pause may extend one that is
+    /// still on).
+    pub fn on_pause(&mut self, i: usize, now: u64, until: u64) {
+        let spans = &mut self.paused_spans[i];
+        match spans.last_mut() {
+            Some(last) if last.1 >= now => last.1 = last.1.max(until),
+            _ => spans.push((now, until)),
+        }
+    }
+
+    /// How long node `i` was paused between `from` and `to`.
+    fn paused_within(&self, i: usize, from: u64, to: u64) -> u64 {
+        self.paused_spans[i]
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
     }
 
     /// A datagram or frame from `from` was handed to `to`'s machine.
@@ -618,14 +658,20 @@ impl Checker {
                 // jitter (<= 2 s) of the new owner learning that the old one died.
                 // (From the latest of: seeing the old owner dead, the last change of
                 // who answers the taker (its majority), and the taker
-                // becoming the gate-cluster leader, the one gate that takes jobs over.)
+                // becoming the gate-cluster leader, the one gate that takes jobs over.
+                // Time the taker spent paused does not count: its timers stood still;
+                // nor does what its clock lost to skew.)
                 if let Some(prev) = self.job_gate.insert(job.0, o) {
                     if let Some(seen) = self.gate_dead_seen.get(&(o, prev)) {
                         let majority = self.gate_majority_changed.get(&o).copied().unwrap_or(0);
                         let quorum = self.gate_leader_since.get(&o).copied().unwrap_or(now);
                         let seen = (*seen).max(majority).max(quorum);
                         let seen = &seen;
-                        if now.saturating_sub(*seen) > ORPHAN_TAKEOVER_MAX_US {
+                        let stood_still = self.paused_within(o, *seen, now)
+                            + self.node_clock_slack_us(o, *seen, now);
+                        if now.saturating_sub(*seen).saturating_sub(stood_still)
+                            > ORPHAN_TAKEOVER_MAX_US
+                        {
                             self.violation(
                                 now,
                                 "orphan-liveness",
@@ -1195,5 +1241,138 @@ impl Checker {
     /// Number of live observers tracking node `s`.
     pub fn trackers(&self, s: usize) -> usize {
         (0..self.n).filter(|&o| self.counted(o, s)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_core::leadership::GroupId;
+    use meridian_core::{ClusterId, Incarnation};
+
+    const SEC: u64 = 1_000_000;
+
+    /// Gates 0 (which accepts job 7 at 0 s) and 1 (which leads the gate cluster from
+    /// 0 s and sees gate 0 die at 10 s).
+    fn two_gates() -> Checker {
+        let mut c = Checker::new(
+            vec![Role::Gate, Role::Gate],
+            vec![0, 0],
+            vec!["gate-0".into(), "gate-1".into()],
+        );
+        c.on_start(0, 0);
+        c.on_start(1, 0);
+        let truth_up = [true, true];
+        let paused = [false, false];
+        let cut = |_: usize, _: usize, _: u64| false;
+        let truth = Truth {
+            up: &truth_up,
+            paused: &paused,
+            cut_since: &cut,
+        };
+        let at = |t: u64| Instant(t);
+        c.on_event(
+            0,
+            &Event::Job(JobEvent::Submitted {
+                job: JobId(7),
+                dcs: 1,
+            }),
+            0,
+            at(0),
+            &truth,
+        );
+        c.on_event(
+            1,
+            &Event::Election(ElectionEvent::LeaderChanged {
+                group: GroupId(0),
+                term: 2,
+                leader: Some(NodeId(1)),
+            }),
+            0,
+            at(0),
+            &truth,
+        );
+        let view = |status| {
+            Some(MemberView {
+                status,
+                inc: Incarnation(0),
+                confirmed: true,
+            })
+        };
+        c.on_event(
+            1,
+            &Event::Member {
+                cluster: ClusterId::GATES,
+                node: NodeId(0),
+                role: Role::Gate,
+                from: view(Status::Suspect),
+                to: view(Status::Dead),
+            },
+            10 * SEC,
+            at(10 * SEC),
+            &truth,
+        );
+        c
+    }
+
+    /// Gate 1 takes job 7 over at `at`: the orphan-liveness violations that makes.
+    fn take_over_at(c: &mut Checker, at: u64) -> usize {
+        let up = [false, true];
+        let paused = [false, false];
+        let cut = |_: usize, _: usize, _: u64| false;
+        let truth = Truth {
+            up: &up,
+            paused: &paused,
+            cut_since: &cut,
+        };
+        c.on_event(
+            1,
+            &Event::Job(JobEvent::GateTakenOver {
+                job: JobId(7),
+                token: FenceToken::new(2, 2),
+            }),
+            at,
+            Instant(at),
+            &truth,
+        );
+        c.violations
+            .iter()
+            .filter(|v| v.invariant == "orphan-liveness")
+            .count()
+    }
+
+    /// leadership.md §4.6: the leader re-leads an orphan within 14 s of seeing its
+    /// owner dead, counted on the taker's own timers: a pause, or a clock set back
+    /// (which stands still until true time catches up, even from a jump just before the
+    /// death was seen), stops them, and the bound does not count that time.
+    #[test]
+    fn orphan_liveness_counts_only_time_the_takers_timers_ran() {
+        // 14.5 s after seeing the death: late.
+        let mut c = two_gates();
+        assert_eq!(take_over_at(&mut c, 24 * SEC + SEC / 2), 1);
+        // Within 14 s: in time.
+        let mut c = two_gates();
+        assert_eq!(take_over_at(&mut c, 23 * SEC + SEC / 2), 0);
+        // Paused 3 s in between: 16.5 s of true time, 13.5 s of the taker's.
+        let mut c = two_gates();
+        c.on_pause(1, 15 * SEC, 17 * SEC);
+        c.on_pause(1, 16 * SEC, 18 * SEC); // extends the first pause
+        assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 0);
+        // A pause before the death was seen does not count.
+        let mut c = two_gates();
+        c.on_pause(1, 5 * SEC, 8 * SEC);
+        assert_eq!(take_over_at(&mut c, 24 * SEC + SEC / 2), 1);
+        // The clock set back 4 s at 9 s stands still until 13 s: 3 s of it after the
+        // death was seen.
+        let mut c = two_gates();
+        c.on_clock_change(1, 9 * SEC, 4 * SEC, 0.0);
+        assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 0);
+        let mut c = two_gates();
+        c.on_clock_change(1, 9 * SEC, 4 * SEC, 0.0);
+        assert_eq!(take_over_at(&mut c, 27 * SEC + SEC / 2), 1, "3 s, not 4");
+        // Another node's clock does not count.
+        let mut c = two_gates();
+        c.on_clock_change(0, 9 * SEC, 4 * SEC, 0.0);
+        assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 1);
     }
 }

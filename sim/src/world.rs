@@ -1789,6 +1789,7 @@ impl<'a> World<'a> {
                     n.pause_generation += 1;
                     self.paused[i] = true;
                     let (at, generation) = (n.paused_until, n.pause_generation);
+                    self.checker.on_pause(i, self.now, at);
                     self.push(
                         at,
                         Ev::Resume {
