@@ -577,7 +577,7 @@ impl ManagerJobs {
                 if lead && !was {
                     self.take_over(term, now, &mut out);
                 } else if !lead && was {
-                    self.step_aside(now);
+                    self.step_aside(now, &mut out);
                 }
                 if lead {
                     self.tick(now, &mut out);
@@ -1430,11 +1430,26 @@ impl ManagerJobs {
             return;
         };
         j.report_next = Some(now + retry);
+        let t = j.ending().expect("withdrawn");
         out.push(JobOutput::Event(JobEvent::Withdrawn { job, dc }));
         out.push(JobOutput::Send {
             to: j.gate_addr,
-            msg: report_of(dc, me, job, j.ending().expect("withdrawn")),
+            msg: report_of(dc, me, job, t),
         });
+        // The gate ignores our result (it fell back from this DC), so the followers
+        // need not wait for its acknowledgement to drop their replicas: told now, a
+        // manager leading next does not run the job again even if the gate's own
+        // withdrawal missed it.
+        self.to_peers(
+            JobMsg::ReplicaForget {
+                job,
+                status: t.status,
+                token: t.token,
+                fence: t.fence,
+                items: t.items,
+            },
+            out,
+        );
     }
 
     /// End `job` as `status` if it still runs, not by its own course: no hold, no
@@ -1814,13 +1829,24 @@ impl ManagerJobs {
 
     /// We no longer lead: our jobs become replicas (the new leader took them over, or
     /// will; should we lead again, we adopt them again). Losing leadership stops the
-    /// checks and nothing else (jobs.md §4.7, Q8).
-    fn step_aside(&mut self, now: Instant) {
+    /// checks and nothing else (jobs.md §4.7, Q8). A job its gate withdrew keeps its
+    /// end as a `Cancelled` tombstone instead: a replica would carry only the completed
+    /// workflows, and leading again we would dispatch the cancelled ones once more
+    /// (found by a chaos sweep: `jobs-basic.toml`, seed 80759, `--chaos 10`).
+    fn step_aside(&mut self, now: Instant, out: &mut JobOutputs) {
         self.next_refresh = None;
         self.next_check = None;
         self.next_replica_expiry = Some(now + self.cfg.replica_ttl);
         let jobs = core::mem::take(&mut self.jobs);
         for (job, j) in jobs {
+            self.issuer.forget(job);
+            if j.status == Status::Withdrawn {
+                let t = j.ending().expect("withdrawn jobs have ended");
+                self.lay_tombstone(job, t, now);
+                self.gates.forget_job(job);
+                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+                continue;
+            }
             let done = j.life.workflows_in(WorkflowState::Completed).collect();
             let gate_token = self
                 .gates
@@ -1840,7 +1866,6 @@ impl ManagerJobs {
                     timeout: j.timeout,
                 },
             );
-            self.issuer.forget(job);
             self.gates.forget_job(job);
         }
         for w in self.workers.values_mut() {
@@ -2818,6 +2843,73 @@ mod tests {
             }
         )));
         assert_eq!((m.table_len(), m.tombstones_len()), (0, 1));
+    }
+
+    /// A leader that withdrew a job and loses leadership before the gate acknowledges
+    /// (a chaos sweep: `jobs-basic.toml`, seed 80759, `--chaos 10`: the DC's one manager
+    /// was cut off, stepped aside, led again, and dispatched the cancelled workflows a
+    /// second time). The job's end survives as a `Cancelled` tombstone, so leading again
+    /// takes nothing over and dispatches nothing; a late claim for it gets the final
+    /// status back. The withdrawal also tells the followers at once.
+    #[test]
+    fn a_withdrawn_job_stays_ended_across_a_change_of_leader() {
+        let t = Instant::ZERO;
+        let mut m = running_job(Some(60), 1, 5);
+        let out = m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::Withdraw {
+                    job: JobId(7),
+                    dc: DcId(0),
+                    gate_token: FenceToken::new(1, 1),
+                },
+            },
+            t + secs(1),
+        );
+        assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(2)
+            && matches!(
+                msg,
+                JobMsg::ReplicaForget {
+                    job: JobId(7),
+                    status: DcStatus::Cancelled,
+                    ..
+                }
+            )));
+        // Another manager leads for a while: no acknowledgement reaches us.
+        let out = m.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), Addr::from_u32(2))),
+                term: 2,
+            },
+            t + secs(5),
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(7) })));
+        assert_eq!((m.has_job(JobId(7)), m.tombstones_len()), (false, 1));
+        // We lead again, with a worker free to run anything pending.
+        let out = m.step(leader(3), t + secs(10));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, JobOutput::Event(JobEvent::TakenOver { .. }))),
+            "{out:?}"
+        );
+        m.step(hello(11, 4), t + secs(10));
+        let mut now = t + secs(10);
+        while now < t + secs(30) {
+            now = now + secs(1);
+            let out = m.step(ManagerInput::Tick, now);
+            assert!(dispatches(&out).is_empty(), "{out:?}");
+        }
+        // The gate's claim again (say, a retry): answered with the final status.
+        let out = m.step(submit_with(7, 5, Some(60), 1), now);
+        assert!(sends(&out).any(|(to, msg)| to == GATE
+            && matches!(
+                msg,
+                JobMsg::FinalStatus {
+                    status: DcStatus::Cancelled,
+                    ..
+                }
+            )));
+        assert!(dispatches(&out).is_empty());
     }
 
     /// A manager cut off while its DC finished a job keeps a replica that missed the end
