@@ -1252,6 +1252,18 @@ mod tests {
 
     const SEC: u64 = 1_000_000;
 
+    /// Node `o` emits `e` at `at` (its clock true), with `up` the nodes that run.
+    fn feed(c: &mut Checker, o: usize, e: Event, at: u64, up: [bool; 2]) {
+        let paused = [false, false];
+        let cut = |_: usize, _: usize, _: u64| false;
+        let truth = Truth {
+            up: &up,
+            paused: &paused,
+            cut_since: &cut,
+        };
+        c.on_event(o, &e, at, Instant(at), &truth);
+    }
+
     /// Gates 0 (which accepts job 7 at 0 s) and 1 (which leads the gate cluster from
     /// 0 s and sees gate 0 die at 10 s).
     fn two_gates() -> Checker {
@@ -1262,36 +1274,17 @@ mod tests {
         );
         c.on_start(0, 0);
         c.on_start(1, 0);
-        let truth_up = [true, true];
-        let paused = [false, false];
-        let cut = |_: usize, _: usize, _: u64| false;
-        let truth = Truth {
-            up: &truth_up,
-            paused: &paused,
-            cut_since: &cut,
+        let submitted = JobEvent::Submitted {
+            job: JobId(7),
+            dcs: 1,
         };
-        let at = |t: u64| Instant(t);
-        c.on_event(
-            0,
-            &Event::Job(JobEvent::Submitted {
-                job: JobId(7),
-                dcs: 1,
-            }),
-            0,
-            at(0),
-            &truth,
-        );
-        c.on_event(
-            1,
-            &Event::Election(ElectionEvent::LeaderChanged {
-                group: GroupId(0),
-                term: 2,
-                leader: Some(NodeId(1)),
-            }),
-            0,
-            at(0),
-            &truth,
-        );
+        feed(&mut c, 0, Event::Job(submitted), 0, [true, true]);
+        let leads = ElectionEvent::LeaderChanged {
+            group: GroupId(0),
+            term: 2,
+            leader: Some(NodeId(1)),
+        };
+        feed(&mut c, 1, Event::Election(leads), 0, [true, true]);
         let view = |status| {
             Some(MemberView {
                 status,
@@ -1299,42 +1292,24 @@ mod tests {
                 confirmed: true,
             })
         };
-        c.on_event(
-            1,
-            &Event::Member {
-                cluster: ClusterId::GATES,
-                node: NodeId(0),
-                role: Role::Gate,
-                from: view(Status::Suspect),
-                to: view(Status::Dead),
-            },
-            10 * SEC,
-            at(10 * SEC),
-            &truth,
-        );
+        let died = Event::Member {
+            cluster: ClusterId::GATES,
+            node: NodeId(0),
+            role: Role::Gate,
+            from: view(Status::Suspect),
+            to: view(Status::Dead),
+        };
+        feed(&mut c, 1, died, 10 * SEC, [false, true]);
         c
     }
 
     /// Gate 1 takes job 7 over at `at`: the orphan-liveness violations that makes.
     fn take_over_at(c: &mut Checker, at: u64) -> usize {
-        let up = [false, true];
-        let paused = [false, false];
-        let cut = |_: usize, _: usize, _: u64| false;
-        let truth = Truth {
-            up: &up,
-            paused: &paused,
-            cut_since: &cut,
+        let taken = JobEvent::GateTakenOver {
+            job: JobId(7),
+            token: FenceToken::new(2, 2),
         };
-        c.on_event(
-            1,
-            &Event::Job(JobEvent::GateTakenOver {
-                job: JobId(7),
-                token: FenceToken::new(2, 2),
-            }),
-            at,
-            Instant(at),
-            &truth,
-        );
+        feed(c, 1, Event::Job(taken), at, [false, true]);
         c.violations
             .iter()
             .filter(|v| v.invariant == "orphan-liveness")

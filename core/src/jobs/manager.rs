@@ -367,6 +367,18 @@ fn report_of(dc: DcId, me: NodeId, job: JobId, t: Tombstone) -> JobMsg {
     }
 }
 
+/// The word to the DC's other managers that `job` ended here as tombstone `t` says:
+/// they drop its replica and keep the tombstone.
+fn replica_forget(job: JobId, t: Tombstone) -> JobMsg {
+    JobMsg::ReplicaForget {
+        job,
+        status: t.status,
+        token: t.token,
+        fence: t.fence,
+        items: t.items,
+    }
+}
+
 /// What a follower keeps of a job its leader runs.
 #[derive(Clone, Debug)]
 struct Replica {
@@ -978,13 +990,7 @@ impl ManagerJobs {
                     // Our tombstone tells it, instead of the job running a second time.
                     out.push(JobOutput::Send {
                         to: from,
-                        msg: JobMsg::ReplicaForget {
-                            job,
-                            status: t.status,
-                            token: t.token,
-                            fence: t.fence,
-                            items: t.items,
-                        },
+                        msg: replica_forget(job, t),
                     });
                     return;
                 }
@@ -1381,16 +1387,7 @@ impl ManagerJobs {
             out.push(JobOutput::Event(JobEvent::Forgotten { job }));
             let t = j.ending().expect("settled jobs have ended");
             self.lay_tombstone(job, t, now);
-            self.to_peers(
-                JobMsg::ReplicaForget {
-                    job,
-                    status: t.status,
-                    token: t.token,
-                    fence: t.fence,
-                    items: t.items,
-                },
-                out,
-            );
+            self.to_peers(replica_forget(job, t), out);
         }
     }
 
@@ -1440,16 +1437,7 @@ impl ManagerJobs {
         // need not wait for its acknowledgement to drop their replicas: told now, a
         // manager leading next does not run the job again even if the gate's own
         // withdrawal missed it.
-        self.to_peers(
-            JobMsg::ReplicaForget {
-                job,
-                status: t.status,
-                token: t.token,
-                fence: t.fence,
-                items: t.items,
-            },
-            out,
-        );
+        self.to_peers(replica_forget(job, t), out);
     }
 
     /// End `job` as `status` if it still runs, not by its own course: no hold, no
