@@ -131,6 +131,21 @@ struct GateReplica {
     take_at: Option<Instant>,
 }
 
+/// A withdrawal from a DC the job fell back from, until that DC reports the job's
+/// final status (a withdrawn copy says `Cancelled`; one that ended first, its end).
+#[derive(Clone, Copy, Debug)]
+struct Withdrawal {
+    token: FenceToken,
+    next_send: Instant,
+    /// The wait before the next resend: `retry`, doubling up to `MAX_WITHDRAW_EVERY`.
+    every: Duration,
+    /// Sent no more after this (`give_up` after the first send).
+    until: Instant,
+}
+
+/// The longest wait between two sends of a withdrawal.
+const MAX_WITHDRAW_EVERY: Duration = Duration::from_secs(60);
+
 impl GateReplica {
     /// What DC `d` reported, if it did.
     fn ended(&self, d: u16) -> Option<DcStatus> {
@@ -264,6 +279,8 @@ pub struct GateJobs {
     /// The gate-cluster leader we recognise, if any (see [`GateInput::Leader`]).
     leader: Option<NodeId>,
     replicas: BTreeMap<JobId, GateReplica>,
+    /// Withdrawals not yet confirmed, by job and DC (bounded by `max_jobs`).
+    withdrawals: BTreeMap<(JobId, DcId), Withdrawal>,
     next_orphan_check: Option<Instant>,
     rng: DetRng,
     timeouts: GateTimeouts,
@@ -363,6 +380,7 @@ impl GateJobs {
             leader: None,
             peers,
             replicas: BTreeMap::new(),
+            withdrawals: BTreeMap::new(),
             next_orphan_check: None,
             rng: DetRng::new(seed),
             results: JobRegistry::new(cfg.max_jobs),
@@ -393,6 +411,7 @@ impl GateJobs {
             + self.results.len()
             + self.replicas.len()
             + self.timeouts.len()
+            + self.withdrawals.len()
     }
 
     /// The RTT upper confidence bound (ms) and coordinate quality (0..1) of each manager
@@ -466,6 +485,7 @@ impl GateJobs {
             )
             .chain(self.next_hello)
             .chain(self.next_health)
+            .chain(self.withdrawals.values().map(|w| w.next_send))
             .min()
     }
 
@@ -807,29 +827,32 @@ impl GateJobs {
         };
         if t.tries > 0 {
             // Submissions went out and none was answered: the DC's leader may have
-            // accepted one, its answer lost (a one-way cut). Withdraw it there, once,
-            // from every manager we know of the DC, so that it does not run a copy
-            // whose result we would ignore. Best effort: a DC we cannot reach at all
-            // may still run it (see `dc_final`).
-            let mut to: smallvec::SmallVec<[Addr; 4]> = self
-                .managers
-                .get(&dc)
-                .map(|l| l.iter().map(|(_, a)| *a).collect())
-                .unwrap_or_default();
-            if let Some(a) = t.to.filter(|a| !to.contains(a)) {
-                to.push(a);
-            }
-            for addr in to {
-                out.push(JobOutput::Send {
-                    to: addr,
-                    msg: JobMsg::Withdraw {
-                        job,
-                        dc,
-                        gate_token: j.token,
+            // accepted one, its answer lost (a one-way cut). Withdraw it there, from
+            // every manager we know of the DC, so that it does not run a copy whose
+            // result we would ignore; and again, less and less often, until the DC
+            // reports the job's final status or `give_up` passes, so that a DC cut off
+            // both ways for a while stops its copy once it hears us. A DC we cannot
+            // reach for all that time may still run it (see `dc_final`).
+            let (token, extra) = (j.token, t.to);
+            self.send_withdraw(job, dc, token, extra, out);
+            if self.withdrawals.len() < self.cfg.max_jobs {
+                self.withdrawals.insert(
+                    (job, dc),
+                    Withdrawal {
+                        token,
+                        next_send: now + self.cfg.retry,
+                        every: self.cfg.retry,
+                        until: now + self.cfg.give_up,
                     },
-                });
+                );
             }
         }
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
+            return;
+        };
         *t = Target::new(next, None, now);
         j.tried.push(next);
         out.push(JobOutput::Event(JobEvent::RouteDispatch {
@@ -841,6 +864,63 @@ impl GateJobs {
         }));
         self.timeouts.replace_dc(job, dc, next, now);
         self.replicate(job, out);
+    }
+
+    /// `Withdraw` for `job` to every manager we know in `dc` (and to `extra`, where the
+    /// job was last sent, if we no longer list it).
+    fn send_withdraw(
+        &self,
+        job: JobId,
+        dc: DcId,
+        gate_token: FenceToken,
+        extra: Option<Addr>,
+        out: &mut JobOutputs,
+    ) {
+        let mut to: smallvec::SmallVec<[Addr; 4]> = self
+            .managers
+            .get(&dc)
+            .map(|l| l.iter().map(|(_, a)| *a).collect())
+            .unwrap_or_default();
+        if let Some(a) = extra.filter(|a| !to.contains(a)) {
+            to.push(a);
+        }
+        for addr in to {
+            out.push(JobOutput::Send {
+                to: addr,
+                msg: JobMsg::Withdraw {
+                    job,
+                    dc,
+                    gate_token,
+                },
+            });
+        }
+    }
+
+    /// Withdrawals due again: re-sent (the wait doubles), or dropped past their end.
+    fn resend_withdrawals(&mut self, now: Instant, out: &mut JobOutputs) {
+        let due: Vec<(JobId, DcId)> = self
+            .withdrawals
+            .iter()
+            .filter(|(_, w)| w.next_send <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for (job, dc) in due {
+            let w = self.withdrawals[&(job, dc)];
+            if now >= w.until {
+                self.withdrawals.remove(&(job, dc));
+                continue;
+            }
+            self.send_withdraw(job, dc, w.token, None, out);
+            let every = (w.every * 2).min(MAX_WITHDRAW_EVERY);
+            self.withdrawals.insert(
+                (job, dc),
+                Withdrawal {
+                    next_send: (now + every).min(w.until),
+                    every,
+                    ..w
+                },
+            );
+        }
     }
 
     fn submit_msg(&self, job: JobId, j: &Job) -> JobMsg {
@@ -877,6 +957,8 @@ impl GateJobs {
             to: from,
             msg: JobMsg::JobDoneAck { job, dc },
         };
+        // A DC we withdrew the job from says how its copy ended: nothing to re-send.
+        self.withdrawals.remove(&(job, dc));
         let Some(j) = self.jobs.get_mut(&job) else {
             // Already recorded (a resend after our ack was lost): ack again.
             out.push(ack);
@@ -1347,6 +1429,7 @@ impl GateJobs {
         }
         self.route_pending(now, out);
         self.check_orphans(now, out);
+        self.resend_withdrawals(now, out);
         if self.next_timeout_check.is_some_and(|t| t <= now) {
             // Only a gate that sees at least half of the gates decides: one cut off
             // from the others (isolated, or in a minority) has had its jobs taken over
@@ -2502,6 +2585,94 @@ mod tests {
             )]
         );
         assert!(g.has_job(JobId(1)));
+    }
+
+    /// A gate with job 1 routed to DC 1, which never answers: at 15 s it falls back to
+    /// DC 3 and withdraws the job from DC 1. The gate and that instant.
+    fn fallen_back_from_dc_1() -> (GateJobs, Instant) {
+        let mut g = routing_gate();
+        for n in 1..=3 {
+            g.step(heartbeat(n, 8), Instant::ZERO);
+        }
+        measured(&mut g, [10.0, 80.0, 50.0]);
+        g.step(routed(1, 1), Instant::ZERO);
+        loop {
+            let now = g.next_deadline().unwrap();
+            for n in 1..=3 {
+                g.step(heartbeat(n, 8), now);
+            }
+            if !dispatched(&g.step(GateInput::Tick, now)).is_empty() {
+                return (g, now);
+            }
+        }
+    }
+
+    /// Withdrawals of job 1 from DC 1 among `out`.
+    fn withdrawals_from_dc_1(out: &JobOutputs) -> usize {
+        sends(out)
+            .iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m,
+                    JobMsg::Withdraw {
+                        job: JobId(1),
+                        dc: DcId(1),
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// A withdrawal is sent again, 5 s after the first and then twice as long each time
+    /// (at most 60 s), until the DC reports how its copy ended or `give_up` (300 s)
+    /// after the first: a DC cut off both ways for a while stops its copy once it hears
+    /// the gate again.
+    #[test]
+    fn a_withdrawal_is_sent_again_until_the_dc_reports_how_its_copy_ended() {
+        let (mut g, fell) = fallen_back_from_dc_1();
+        assert_eq!(fell, Instant::ZERO + secs(15));
+        let mut sent_at = vec![];
+        let mut now = fell;
+        while let Some(d) = g.next_deadline().filter(|d| *d < fell + secs(400)) {
+            now = d.max(now);
+            for n in 1..=3 {
+                g.step(heartbeat(n, 8), now);
+            }
+            if withdrawals_from_dc_1(&g.step(GateInput::Tick, now)) > 0 {
+                sent_at.push(now.saturating_since(fell).as_secs());
+            }
+        }
+        assert_eq!(sent_at, vec![5, 15, 35, 75, 135, 195, 255]);
+        assert_eq!(g.withdrawals.len(), 0, "given up after 300 s");
+
+        // DC 1 answers the first resend with its copy's end: no more sends.
+        let (mut g, fell) = fallen_back_from_dc_1();
+        let out = g.step(GateInput::Tick, fell + secs(5));
+        assert_eq!(withdrawals_from_dc_1(&out), 1);
+        let out = g.step(
+            GateInput::Msg {
+                from: Addr::from_u32(1),
+                msg: JobMsg::FinalStatus {
+                    job: JobId(1),
+                    dc: DcId(1),
+                    manager: NodeId(1),
+                    status: DcStatus::Cancelled,
+                    fence: TimeoutFence::default(),
+                    token: FenceToken::new(1, 1),
+                },
+            },
+            fell + secs(6),
+        );
+        assert!(sends(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, JobMsg::JobDoneAck { .. })));
+        let mut now = fell + secs(6);
+        while let Some(d) = g.next_deadline().filter(|d| *d < fell + secs(400)) {
+            now = d.max(now);
+            assert_eq!(withdrawals_from_dc_1(&g.step(GateInput::Tick, now)), 0);
+        }
+        assert!(g.withdrawals.is_empty());
     }
 
     #[test]

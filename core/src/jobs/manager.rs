@@ -860,7 +860,7 @@ impl ManagerJobs {
                 job,
                 dc,
                 gate_token,
-            } if dc == self.dc => self.withdraw(job, gate_token, now, out),
+            } if dc == self.dc => self.withdraw(from, job, gate_token, now, out),
             JobMsg::GlobalTimeout { job, reason, fence } => {
                 // No tracking for the job (not ours, or long gone): ignore (jobs.md §4.5),
                 // unless it ended here: then its status corrects the gate.
@@ -1396,8 +1396,18 @@ impl ManagerJobs {
     /// but acknowledges it, `gate::dc_final`), then forget it. The leader acts on a
     /// running job, for the gate token it runs under or a newer one (a withdrawal from a
     /// gate the job has since moved away from is stale); a follower drops its replica
-    /// for a `Cancelled` tombstone.
-    fn withdraw(&mut self, job: JobId, gate_token: FenceToken, now: Instant, out: &mut JobOutputs) {
+    /// for a `Cancelled` tombstone. The gate asks again until it hears how the job ended
+    /// here, so the leader answers a job that has ended with its tombstone, and one it
+    /// never had (its submission lost, or still on its way) with a `Cancelled`
+    /// tombstone of its own: a submission arriving later gets that, not a run.
+    fn withdraw(
+        &mut self,
+        from: Addr,
+        job: JobId,
+        gate_token: FenceToken,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) {
         if self.leading.is_none() {
             // A follower's replica learns it too, so that a manager leading next does
             // not take the job over again (the gate withdraws once, from every manager
@@ -1418,8 +1428,30 @@ impl ManagerJobs {
             }
             return;
         }
+        if let Some(t) = self.tombstones.get(&job).copied() {
+            out.push(JobOutput::Send {
+                to: from,
+                msg: report_of(self.dc, self.me, job, t),
+            });
+            return;
+        }
         let current = self.gates.token(FenceDomain::GateJob, job);
         if current.is_some_and(|t| gate_token < t) {
+            return;
+        }
+        if !self.jobs.contains_key(&job) {
+            let t = Tombstone {
+                status: DcStatus::Cancelled,
+                token: FenceToken::default(),
+                fence: Default::default(),
+                items: 0,
+            };
+            self.lay_tombstone(job, t, now);
+            out.push(JobOutput::Send {
+                to: from,
+                msg: report_of(self.dc, self.me, job, t),
+            });
+            self.to_peers(replica_forget(job, t), out);
             return;
         }
         let (dc, me, retry) = (self.dc, self.me, self.cfg.retry);
@@ -2898,6 +2930,82 @@ mod tests {
                 }
             )));
         assert!(dispatches(&out).is_empty());
+    }
+
+    /// The gate withdraws a job until it hears how it ended here. A leader that never
+    /// had the job (its submission lost, or still on its way) keeps a `Cancelled`
+    /// tombstone, tells the gate and its followers, and answers a submission arriving
+    /// after it with that status instead of running the job; asked again, it answers
+    /// from the tombstone.
+    #[test]
+    fn a_withdrawal_of_a_job_never_received_leaves_a_cancelled_tombstone() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        m.step(hello(10, 4), t);
+        let withdraw = || ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Withdraw {
+                job: JobId(9),
+                dc: DcId(0),
+                gate_token: FenceToken::new(1, 1),
+            },
+        };
+        let cancelled_to_gate = |out: &JobOutputs| {
+            sends(out).any(|(to, msg)| {
+                to == GATE
+                    && matches!(
+                        msg,
+                        JobMsg::FinalStatus {
+                            job: JobId(9),
+                            status: DcStatus::Cancelled,
+                            ..
+                        }
+                    )
+            })
+        };
+        let out = m.step(withdraw(), t + secs(1));
+        assert!(cancelled_to_gate(&out), "{out:?}");
+        assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(2)
+            && matches!(msg, JobMsg::ReplicaForget { job: JobId(9), .. })));
+        assert_eq!((m.has_job(JobId(9)), m.tombstones_len()), (false, 1));
+        // The submission, late: no run.
+        let out = m.step(submit(9, 2), t + secs(2));
+        assert!(cancelled_to_gate(&out), "{out:?}");
+        assert!(dispatches(&out).is_empty());
+        assert!(!m.has_job(JobId(9)));
+        // Asked again (its answer was lost): the same answer.
+        let out = m.step(withdraw(), t + secs(6));
+        assert!(cancelled_to_gate(&out), "{out:?}");
+        assert_eq!(m.tombstones_len(), 1);
+
+        // A job that ended here some other way answers with that end, which stays.
+        let mut m = running_job(Some(60), 1, 1);
+        m.step(ManagerInput::Tick, t + secs(90)); // timed out, cancel sent
+        m.step(cancel_confirmed(0), t + secs(91));
+        m.step(final_acked(), t + secs(92));
+        let out = m.step(
+            ManagerInput::Msg {
+                from: GATE,
+                msg: JobMsg::Withdraw {
+                    job: JobId(7),
+                    dc: DcId(0),
+                    gate_token: FenceToken::new(1, 1),
+                },
+            },
+            t + secs(93),
+        );
+        assert!(
+            sends(&out).any(|(to, msg)| to == GATE
+                && matches!(
+                    msg,
+                    JobMsg::FinalStatus {
+                        status: DcStatus::TimedOut,
+                        ..
+                    }
+                )),
+            "{out:?}"
+        );
     }
 
     /// A manager cut off while its DC finished a job keeps a replica that missed the end
