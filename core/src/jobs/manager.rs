@@ -2423,6 +2423,25 @@ mod tests {
             .collect()
     }
 
+    /// The gate withdraws job `job` from DC 0 (under gate token `(1, 1)`).
+    fn withdraw_from_gate(job: u64) -> ManagerInput {
+        ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Withdraw {
+                job: JobId(job),
+                dc: DcId(0),
+                gate_token: FenceToken::new(1, 1),
+            },
+        }
+    }
+
+    /// Whether `out` reports a final status `status` to the gate.
+    fn final_status_to_gate(out: &JobOutputs, status: DcStatus) -> bool {
+        sends(out).any(|(to, msg)| {
+            to == GATE && matches!(msg, JobMsg::FinalStatus { status: s, .. } if s == status)
+        })
+    }
+
     fn sends<'a>(out: &'a JobOutputs) -> impl Iterator<Item = (Addr, JobMsg)> + 'a {
         out.iter().filter_map(|o| match o {
             JobOutput::Send { to, msg } => Some((*to, *msg)),
@@ -2450,14 +2469,7 @@ mod tests {
             .collect();
         assert_eq!(cancels.len(), 2);
         assert!(cancels.iter().all(|(to, _)| *to == Addr::from_u32(10)));
-        assert!(sends(&out).any(|(to, msg)| to == GATE
-            && matches!(
-                msg,
-                JobMsg::FinalStatus {
-                    status: DcStatus::TimedOut,
-                    ..
-                }
-            )));
+        assert!(final_status_to_gate(&out, DcStatus::TimedOut));
         // Never twice, and cancels and the final report are resent while unanswered.
         let out = m.step(ManagerInput::Tick, t + secs(120));
         assert!(timed_out(&out).is_empty());
@@ -2837,14 +2849,7 @@ mod tests {
             })
             .collect();
         assert_eq!(cancels, vec![0, 1, 2, 3], "the four running on worker 10");
-        assert!(sends(&out).any(|(to, msg)| to == GATE
-            && matches!(
-                msg,
-                JobMsg::FinalStatus {
-                    status: DcStatus::Cancelled,
-                    ..
-                }
-            )));
+        assert!(final_status_to_gate(&out, DcStatus::Cancelled));
         assert!(timed_out(&out).is_empty());
         // Nothing is dispatched again, and the job's timeout never fires.
         let out = m.step(ManagerInput::Tick, t + secs(90));
@@ -2875,17 +2880,7 @@ mod tests {
     fn a_withdrawn_job_stays_ended_across_a_change_of_leader() {
         let t = Instant::ZERO;
         let mut m = running_job(Some(60), 1, 5);
-        let out = m.step(
-            ManagerInput::Msg {
-                from: GATE,
-                msg: JobMsg::Withdraw {
-                    job: JobId(7),
-                    dc: DcId(0),
-                    gate_token: FenceToken::new(1, 1),
-                },
-            },
-            t + secs(1),
-        );
+        let out = m.step(withdraw_from_gate(7), t + secs(1));
         assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(2)
             && matches!(
                 msg,
@@ -2921,14 +2916,7 @@ mod tests {
         }
         // The gate's claim again (say, a retry): answered with the final status.
         let out = m.step(submit_with(7, 5, Some(60), 1), now);
-        assert!(sends(&out).any(|(to, msg)| to == GATE
-            && matches!(
-                msg,
-                JobMsg::FinalStatus {
-                    status: DcStatus::Cancelled,
-                    ..
-                }
-            )));
+        assert!(final_status_to_gate(&out, DcStatus::Cancelled));
         assert!(dispatches(&out).is_empty());
     }
 
@@ -2943,28 +2931,8 @@ mod tests {
         let mut m = manager_with_workers();
         m.step(leader(1), t);
         m.step(hello(10, 4), t);
-        let withdraw = || ManagerInput::Msg {
-            from: GATE,
-            msg: JobMsg::Withdraw {
-                job: JobId(9),
-                dc: DcId(0),
-                gate_token: FenceToken::new(1, 1),
-            },
-        };
-        let cancelled_to_gate = |out: &JobOutputs| {
-            sends(out).any(|(to, msg)| {
-                to == GATE
-                    && matches!(
-                        msg,
-                        JobMsg::FinalStatus {
-                            job: JobId(9),
-                            status: DcStatus::Cancelled,
-                            ..
-                        }
-                    )
-            })
-        };
-        let out = m.step(withdraw(), t + secs(1));
+        let cancelled_to_gate = |out: &JobOutputs| final_status_to_gate(out, DcStatus::Cancelled);
+        let out = m.step(withdraw_from_gate(9), t + secs(1));
         assert!(cancelled_to_gate(&out), "{out:?}");
         assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(2)
             && matches!(msg, JobMsg::ReplicaForget { job: JobId(9), .. })));
@@ -2975,7 +2943,7 @@ mod tests {
         assert!(dispatches(&out).is_empty());
         assert!(!m.has_job(JobId(9)));
         // Asked again (its answer was lost): the same answer.
-        let out = m.step(withdraw(), t + secs(6));
+        let out = m.step(withdraw_from_gate(9), t + secs(6));
         assert!(cancelled_to_gate(&out), "{out:?}");
         assert_eq!(m.tombstones_len(), 1);
 
@@ -2984,28 +2952,8 @@ mod tests {
         m.step(ManagerInput::Tick, t + secs(90)); // timed out, cancel sent
         m.step(cancel_confirmed(0), t + secs(91));
         m.step(final_acked(), t + secs(92));
-        let out = m.step(
-            ManagerInput::Msg {
-                from: GATE,
-                msg: JobMsg::Withdraw {
-                    job: JobId(7),
-                    dc: DcId(0),
-                    gate_token: FenceToken::new(1, 1),
-                },
-            },
-            t + secs(93),
-        );
-        assert!(
-            sends(&out).any(|(to, msg)| to == GATE
-                && matches!(
-                    msg,
-                    JobMsg::FinalStatus {
-                        status: DcStatus::TimedOut,
-                        ..
-                    }
-                )),
-            "{out:?}"
-        );
+        let out = m.step(withdraw_from_gate(7), t + secs(93));
+        assert!(final_status_to_gate(&out, DcStatus::TimedOut), "{out:?}");
     }
 
     /// A manager cut off while its DC finished a job keeps a replica that missed the end
