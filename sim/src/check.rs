@@ -664,8 +664,8 @@ impl Checker {
                 if let Some(prev) = self.job_gate.insert(job.0, o) {
                     if let Some(seen) = self.gate_dead_seen.get(&(o, prev)) {
                         let majority = self.gate_majority_changed.get(&o).copied().unwrap_or(0);
-                        let quorum = self.gate_leader_since.get(&o).copied().unwrap_or(now);
-                        let seen = (*seen).max(majority).max(quorum);
+                        let leading = self.gate_leader_since.get(&o).copied().unwrap_or(now);
+                        let seen = (*seen).max(majority).max(leading);
                         let seen = &seen;
                         let stood_still = self.paused_within(o, *seen, now)
                             + self.node_clock_slack_us(o, *seen, now);

@@ -833,13 +833,12 @@ impl GateJobs {
             // reports the job's final status or `give_up` passes, so that a DC cut off
             // both ways for a while stops its copy once it hears us. A DC we cannot
             // reach for all that time may still run it (see `dc_final`).
-            let (token, extra) = (j.token, t.to);
-            self.send_withdraw(job, dc, token, extra, out);
+            Self::send_withdraw(&self.managers, job, dc, j.token, t.to, out);
             if self.withdrawals.len() < self.cfg.max_jobs {
                 self.withdrawals.insert(
                     (job, dc),
                     Withdrawal {
-                        token,
+                        token: j.token,
                         next_send: now + self.cfg.retry,
                         every: self.cfg.retry,
                         until: now + self.cfg.give_up,
@@ -847,12 +846,6 @@ impl GateJobs {
                 );
             }
         }
-        let Some(j) = self.jobs.get_mut(&job) else {
-            return;
-        };
-        let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
-            return;
-        };
         *t = Target::new(next, None, now);
         j.tried.push(next);
         out.push(JobOutput::Event(JobEvent::RouteDispatch {
@@ -867,17 +860,17 @@ impl GateJobs {
     }
 
     /// `Withdraw` for `job` to every manager we know in `dc` (and to `extra`, where the
-    /// job was last sent, if we no longer list it).
+    /// job was last sent, if we no longer list it). Takes the manager lists rather than
+    /// `self` so that a caller holding one of its jobs can send.
     fn send_withdraw(
-        &self,
+        managers: &BTreeMap<DcId, Vec<(NodeId, Addr)>>,
         job: JobId,
         dc: DcId,
         gate_token: FenceToken,
         extra: Option<Addr>,
         out: &mut JobOutputs,
     ) {
-        let mut to: smallvec::SmallVec<[Addr; 4]> = self
-            .managers
+        let mut to: smallvec::SmallVec<[Addr; 4]> = managers
             .get(&dc)
             .map(|l| l.iter().map(|(_, a)| *a).collect())
             .unwrap_or_default();
@@ -910,7 +903,7 @@ impl GateJobs {
                 self.withdrawals.remove(&(job, dc));
                 continue;
             }
-            self.send_withdraw(job, dc, w.token, None, out);
+            Self::send_withdraw(&self.managers, job, dc, w.token, None, out);
             let every = (w.every * 2).min(MAX_WITHDRAW_EVERY);
             self.withdrawals.insert(
                 (job, dc),
