@@ -249,3 +249,51 @@ fn a_dc_cut_off_from_the_withdrawal_cancels_its_copy_once_it_hears_again() {
     assert!(f.timed_out_after_completion.is_empty(), "{f:?}");
     clean(&r);
 }
+
+/// `near` accepts routed jobs while cut off one way (from 56 s), the cut turns two-way
+/// from 70 s to 120 s, and `edge/gate-0`, which took the jobs and is withdrawing them
+/// from `near`, crashes at 82 s, inside the cut (`edge` has three gates here). The
+/// gate-cluster leader carries those withdrawals on once it sees `edge/gate-0` dead:
+/// `near` tells it how its copies ended and forgets them. Before, nobody carried them
+/// on: `near`'s managers re-sent those reports to the dead gate until the run ended,
+/// and still tracked two ended jobs then (jobs.md §7.10: tracking always ends).
+#[test]
+fn a_dead_gates_withdrawals_are_carried_on_by_the_gate_cluster_leader() {
+    let mut s = common::load("routing-dc-degrades.toml", &[]);
+    s.dcs[0].gates = 3;
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "56s"
+        action = "partition"
+        groups = [["near"]]
+        one_way = true
+
+        [[fault]]
+        at = "70s"
+        action = "partition"
+        groups = [["near"], ["edge", "mid", "far"]]
+
+        [[fault]]
+        at = "82s"
+        action = "crash"
+        nodes = ["edge/gate-0"]
+
+        [[fault]]
+        at = "120s"
+        action = "heal"
+        "#,
+    );
+    let (r, f) = fell_back_from(&s, "near");
+    clean(&r);
+    assert!(!f.cooled.is_empty(), "{f:?}");
+    let jobs = r.jobs.as_ref().expect("jobs");
+    let tracked: Vec<(u64, u16)> = jobs
+        .per_job
+        .iter()
+        .filter(|j| j.tracked_at_end > 0)
+        .map(|j| (j.id, j.tracked_at_end))
+        .collect();
+    assert!(tracked.is_empty(), "ended jobs still tracked: {tracked:?}");
+}

@@ -87,6 +87,8 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GateReplicate { .. }
         | J::GateReplicaDone { .. }
         | J::GateReplicaForget { .. }
+        | J::GateWithdrawing { .. }
+        | J::GateWithdrawDone { .. }
         | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }

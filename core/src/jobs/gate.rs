@@ -143,6 +143,16 @@ struct Withdrawal {
     until: Instant,
 }
 
+/// Another gate's withdrawal (`JobMsg::GateWithdrawing`), kept in case that gate dies
+/// before the DC reports: the gate-cluster leader then carries it on.
+#[derive(Clone, Copy, Debug)]
+struct WithdrawalReplica {
+    token: FenceToken,
+    owner: NodeId,
+    /// Since when its owner has been dead.
+    orphaned_at: Option<Instant>,
+}
+
 /// The longest wait between two sends of a withdrawal.
 const MAX_WITHDRAW_EVERY: Duration = Duration::from_secs(60);
 
@@ -281,6 +291,8 @@ pub struct GateJobs {
     replicas: BTreeMap<JobId, GateReplica>,
     /// Withdrawals not yet confirmed, by job and DC (bounded by `max_jobs`).
     withdrawals: BTreeMap<(JobId, DcId), Withdrawal>,
+    /// The other gates' withdrawals (bounded by `max_jobs`).
+    withdrawal_replicas: BTreeMap<(JobId, DcId), WithdrawalReplica>,
     next_orphan_check: Option<Instant>,
     rng: DetRng,
     timeouts: GateTimeouts,
@@ -381,6 +393,7 @@ impl GateJobs {
             peers,
             replicas: BTreeMap::new(),
             withdrawals: BTreeMap::new(),
+            withdrawal_replicas: BTreeMap::new(),
             next_orphan_check: None,
             rng: DetRng::new(seed),
             results: JobRegistry::new(cfg.max_jobs),
@@ -412,6 +425,7 @@ impl GateJobs {
             + self.replicas.len()
             + self.timeouts.len()
             + self.withdrawals.len()
+            + self.withdrawal_replicas.len()
     }
 
     /// The RTT upper confidence bound (ms) and coordinate quality (0..1) of each manager
@@ -585,9 +599,19 @@ impl GateJobs {
                         r.orphaned_at = None;
                         r.take_at = None;
                     }
+                    for w in self.withdrawal_replicas.values_mut() {
+                        if w.owner == node {
+                            w.orphaned_at = None;
+                        }
+                    }
                 } else if self.alive.remove(&node) {
                     for r in self.replicas.values_mut().filter(|r| r.owner == node) {
                         r.orphaned_at.get_or_insert(now);
+                    }
+                    for w in self.withdrawal_replicas.values_mut() {
+                        if w.owner == node {
+                            w.orphaned_at.get_or_insert(now);
+                        }
                     }
                     self.next_orphan_check
                         .get_or_insert(now + self.cfg.orphan_check);
@@ -825,6 +849,7 @@ impl GateJobs {
         let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
             return;
         };
+        let mut withdrawing = None;
         if t.tries > 0 {
             // Submissions went out and none was answered: the DC's leader may have
             // accepted one, its answer lost (a one-way cut). Withdraw it there, from
@@ -834,17 +859,7 @@ impl GateJobs {
             // both ways for a while stops its copy once it hears us. A DC we cannot
             // reach for all that time may still run it (see `dc_final`).
             Self::send_withdraw(&self.managers, job, dc, j.token, t.to, out);
-            if self.withdrawals.len() < self.cfg.max_jobs {
-                self.withdrawals.insert(
-                    (job, dc),
-                    Withdrawal {
-                        token: j.token,
-                        next_send: now + self.cfg.retry,
-                        every: self.cfg.retry,
-                        until: now + self.cfg.give_up,
-                    },
-                );
-            }
+            withdrawing = Some(j.token);
         }
         *t = Target::new(next, None, now);
         j.tried.push(next);
@@ -856,7 +871,56 @@ impl GateJobs {
             fallback: true,
         }));
         self.timeouts.replace_dc(job, dc, next, now);
+        if let Some(token) = withdrawing {
+            self.keep_withdrawing(job, dc, token, now + self.cfg.retry, now, out);
+        }
         self.replicate(job, out);
+    }
+
+    /// Withdraw `job` from `dc` (next at `next_send`) until the DC reports how its copy
+    /// ended or `give_up` passes, and tell the other gates, so that the gate-cluster
+    /// leader carries the withdrawal on should we die first.
+    fn keep_withdrawing(
+        &mut self,
+        job: JobId,
+        dc: DcId,
+        token: FenceToken,
+        next_send: Instant,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) {
+        if self.withdrawals.len() >= self.cfg.max_jobs && !self.withdrawals.contains_key(&(job, dc))
+        {
+            return;
+        }
+        self.withdrawals.insert(
+            (job, dc),
+            Withdrawal {
+                token,
+                next_send,
+                every: self.cfg.retry,
+                until: now + self.cfg.give_up,
+            },
+        );
+        self.to_peers(
+            JobMsg::GateWithdrawing {
+                job,
+                dc,
+                gate_token: token,
+                owner: self.me,
+            },
+            out,
+        );
+    }
+
+    /// The withdrawal of `job` from `dc` is over (the DC reported, or we gave up): no
+    /// other gate need carry it on.
+    fn end_withdrawal(&mut self, job: JobId, dc: DcId, out: &mut JobOutputs) -> bool {
+        if self.withdrawals.remove(&(job, dc)).is_none() {
+            return false;
+        }
+        self.to_peers(JobMsg::GateWithdrawDone { job, dc }, out);
+        true
     }
 
     /// `Withdraw` for `job` to every manager we know in `dc` (and to `extra`, where the
@@ -900,7 +964,7 @@ impl GateJobs {
         for (job, dc) in due {
             let w = self.withdrawals[&(job, dc)];
             if now >= w.until {
-                self.withdrawals.remove(&(job, dc));
+                self.end_withdrawal(job, dc, out);
                 continue;
             }
             Self::send_withdraw(&self.managers, job, dc, w.token, None, out);
@@ -951,7 +1015,7 @@ impl GateJobs {
             msg: JobMsg::JobDoneAck { job, dc },
         };
         // A DC we withdrew the job from says how its copy ended: nothing to re-send.
-        self.withdrawals.remove(&(job, dc));
+        let withdrawn = self.end_withdrawal(job, dc, out);
         let Some(j) = self.jobs.get_mut(&job) else {
             // Already recorded (a resend after our ack was lost): ack again.
             out.push(ack);
@@ -959,8 +1023,10 @@ impl GateJobs {
         };
         let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc) else {
             // A DC the job fell back from that ran it after all (its acceptance was
-            // lost): its result does not count, but it may stop re-sending it.
-            if j.tried.contains(&dc) {
+            // lost): its result does not count, but it may stop re-sending it. (A
+            // withdrawal we carried on for a dead gate names a DC our takeover of the
+            // job may not list.)
+            if withdrawn || j.tried.contains(&dc) {
                 out.push(ack);
             }
             return;
@@ -1246,6 +1312,41 @@ impl GateJobs {
             JobMsg::GateReplicaForget { job } => {
                 self.replicas.remove(&job);
             }
+            JobMsg::GateWithdrawing {
+                job,
+                dc,
+                gate_token,
+                owner,
+            } => {
+                // Ours as well (we carried it on while its owner seemed dead): both
+                // withdraw until the DC reports, which it does to each.
+                if owner == self.me || self.withdrawals.contains_key(&(job, dc)) {
+                    return;
+                }
+                if self.withdrawal_replicas.len() >= self.cfg.max_jobs
+                    && !self.withdrawal_replicas.contains_key(&(job, dc))
+                {
+                    return;
+                }
+                let orphaned_at = (!self.alive.contains(&owner)).then_some(now);
+                self.withdrawal_replicas.insert(
+                    (job, dc),
+                    WithdrawalReplica {
+                        token: gate_token,
+                        owner,
+                        orphaned_at,
+                    },
+                );
+                if orphaned_at.is_some() {
+                    self.next_orphan_check
+                        .get_or_insert(now + self.cfg.orphan_check);
+                }
+            }
+            JobMsg::GateWithdrawDone { job, dc } => {
+                self.withdrawal_replicas.remove(&(job, dc));
+                // The DC has reported (to the gate that withdrew): stop asking it too.
+                self.withdrawals.remove(&(job, dc));
+            }
             _ => {}
         }
     }
@@ -1311,6 +1412,7 @@ impl GateJobs {
                     self.replicas.get_mut(&job).expect("listed").take_at = Some(now + wait);
                 }
             }
+            pending |= self.adopt_orphaned_withdrawals(now, out);
             if pending {
                 self.next_orphan_check = Some(now + self.cfg.orphan_check);
             }
@@ -1381,6 +1483,32 @@ impl GateJobs {
                 self.finish(job, state, out);
             }
         }
+    }
+
+    /// The withdrawals of dead gates, past the orphan grace, while we are the arbiter
+    /// of takeovers: we carry them on (the first send at once), under the token the dead
+    /// gate withdrew with, on the schedule of a withdrawal of our own. Two gates carrying one on (leadership moved) is harmless: a
+    /// DC answers every withdrawal. Whether some wait still (not past their grace, or
+    /// we may not act now).
+    fn adopt_orphaned_withdrawals(&mut self, now: Instant, out: &mut JobOutputs) -> bool {
+        let mut pending = false;
+        let orphaned: Vec<((JobId, DcId), WithdrawalReplica)> = self
+            .withdrawal_replicas
+            .iter()
+            .filter(|(_, w)| w.orphaned_at.is_some())
+            .map(|(k, w)| (*k, *w))
+            .collect();
+        for ((job, dc), w) in orphaned {
+            let since = w.orphaned_at.expect("filtered");
+            if now < since + self.cfg.orphan_grace || !self.may_take_over() {
+                pending = true;
+                continue;
+            }
+            self.withdrawal_replicas.remove(&(job, dc));
+            Self::send_withdraw(&self.managers, job, dc, w.token, None, out);
+            self.keep_withdrawing(job, dc, w.token, now + self.cfg.retry, now, out);
+        }
+        pending
     }
 
     fn finish(&mut self, job: JobId, state: JobState, out: &mut JobOutputs) {
@@ -2334,7 +2462,12 @@ mod tests {
     /// A gate that knows three DCs of one manager each (manager n leads DC n), none
     /// registered yet.
     fn routing_gate() -> GateJobs {
-        let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), vec![], 1);
+        routing_gate_among(vec![])
+    }
+
+    /// [`routing_gate`] with other gates `peers`.
+    fn routing_gate_among(peers: Vec<(NodeId, Addr)>) -> GateJobs {
+        let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), peers, 1);
         for n in 1..=3u32 {
             let out = g.step(
                 GateInput::Manager {
@@ -2569,7 +2702,13 @@ mod tests {
     /// A gate with job 1 routed to DC 1, which never answers: at 15 s it falls back to
     /// DC 3 and withdraws the job from DC 1. The gate and that instant.
     fn fallen_back_from_dc_1() -> (GateJobs, Instant) {
-        let mut g = routing_gate();
+        let (g, now, _) = fallen_back_from_dc_1_among(vec![]);
+        (g, now)
+    }
+
+    /// [`fallen_back_from_dc_1`] with other gates `peers`; also what the fallback output.
+    fn fallen_back_from_dc_1_among(peers: Vec<(NodeId, Addr)>) -> (GateJobs, Instant, JobOutputs) {
+        let mut g = routing_gate_among(peers);
         for n in 1..=3 {
             g.step(heartbeat(n, 8), Instant::ZERO);
         }
@@ -2580,10 +2719,177 @@ mod tests {
             for n in 1..=3 {
                 g.step(heartbeat(n, 8), now);
             }
-            if !dispatched(&g.step(GateInput::Tick, now)).is_empty() {
-                return (g, now);
+            let out = g.step(GateInput::Tick, now);
+            if !dispatched(&out).is_empty() {
+                return (g, now, out);
             }
         }
+    }
+
+    const PEERS: [(NodeId, Addr); 2] = [
+        (NodeId(101), Addr::from_u32(101)),
+        (NodeId(102), Addr::from_u32(102)),
+    ];
+
+    /// What `out` tells the other gates of the withdrawal of job 1 from DC 1.
+    fn withdrawal_news(out: &JobOutputs) -> Vec<(Addr, JobMsg)> {
+        sends(out)
+            .into_iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m,
+                    JobMsg::GateWithdrawing {
+                        job: JobId(1),
+                        dc: DcId(1),
+                        ..
+                    } | JobMsg::GateWithdrawDone {
+                        job: JobId(1),
+                        dc: DcId(1)
+                    }
+                )
+            })
+            .collect()
+    }
+
+    /// DC 1's manager reports that its copy of job 1 was cancelled.
+    fn dc_1_cancelled(token: FenceToken) -> GateInput {
+        GateInput::Msg {
+            from: Addr::from_u32(1),
+            msg: JobMsg::FinalStatus {
+                job: JobId(1),
+                dc: DcId(1),
+                manager: NodeId(1),
+                status: DcStatus::Cancelled,
+                fence: TimeoutFence::default(),
+                token,
+            },
+        }
+    }
+
+    /// The other gates hear of a withdrawal when it starts and when it ends, whether the
+    /// DC reported or the gate gave up, so that one of them can carry it on should this
+    /// gate die in between.
+    #[test]
+    fn the_other_gates_hear_when_a_withdrawal_starts_and_ends() {
+        let (mut g, fell, out) = fallen_back_from_dc_1_among(PEERS.to_vec());
+        let token = g.withdrawals[&(JobId(1), DcId(1))].token;
+        let started = JobMsg::GateWithdrawing {
+            job: JobId(1),
+            dc: DcId(1),
+            gate_token: token,
+            owner: ME,
+        };
+        assert_eq!(
+            withdrawal_news(&out),
+            vec![(PEERS[0].1, started), (PEERS[1].1, started)]
+        );
+        let ended = JobMsg::GateWithdrawDone {
+            job: JobId(1),
+            dc: DcId(1),
+        };
+        let out = g.step(dc_1_cancelled(token), fell + secs(6));
+        assert_eq!(
+            withdrawal_news(&out),
+            vec![(PEERS[0].1, ended), (PEERS[1].1, ended)]
+        );
+        // Given up after 300 s: told as well.
+        let (mut g, fell, _) = fallen_back_from_dc_1_among(PEERS.to_vec());
+        let mut news = vec![];
+        let mut now = fell;
+        while let Some(d) = g.next_deadline().filter(|d| *d <= fell + secs(300)) {
+            now = d.max(now);
+            for n in 1..=3 {
+                g.step(heartbeat(n, 8), now);
+            }
+            news.extend(withdrawal_news(&g.step(GateInput::Tick, now)));
+        }
+        assert_eq!(news, vec![(PEERS[0].1, ended), (PEERS[1].1, ended)]);
+        assert!(!g.withdrawals.contains_key(&(JobId(1), DcId(1))));
+    }
+
+    /// A gate that dies while withdrawing a job from a DC leaves the withdrawal to the
+    /// gate-cluster leader: after the orphan grace (10 s) the leader withdraws the job
+    /// there, under the dead gate's token, until the DC reports, then acknowledges the
+    /// report (the DC would otherwise re-send it to the dead gate for ever) and tells
+    /// the others it is over. A follower carries nothing on; an owner that comes back
+    /// within the grace keeps its withdrawal.
+    #[test]
+    fn the_gate_cluster_leader_carries_on_a_dead_gates_withdrawal() {
+        let t = Instant::ZERO;
+        let token = FenceToken::new(1, 4);
+        let withdrawing = || GateInput::Msg {
+            from: PEERS[0].1,
+            msg: JobMsg::GateWithdrawing {
+                job: JobId(1),
+                dc: DcId(1),
+                gate_token: token,
+                owner: PEERS[0].0,
+            },
+        };
+        // Runs the gate from `from` to `to`; the withdrawals of job 1 from DC 1 it sent
+        // (their instants and tokens).
+        let run = |g: &mut GateJobs, from: Instant, to: Instant| {
+            let mut sent = vec![];
+            let mut now = from;
+            while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
+                now = d.max(now);
+                for (_, m) in sends(&g.step(GateInput::Tick, now)) {
+                    if let JobMsg::Withdraw {
+                        job: JobId(1),
+                        dc: DcId(1),
+                        gate_token,
+                    } = m
+                    {
+                        sent.push((now.saturating_since(t).as_secs(), gate_token));
+                    }
+                }
+            }
+            sent
+        };
+
+        let mut g = routing_gate_among(PEERS.to_vec());
+        g.step(withdrawing(), t);
+        assert!(run(&mut g, t, t + secs(60)).is_empty(), "its owner lives");
+        g.step(peer(101, false), t + secs(60));
+        let sent = run(&mut g, t + secs(60), t + secs(100));
+        assert_eq!(
+            sent.first(),
+            Some(&(70, token)),
+            "at the first check past the grace"
+        );
+        let at: Vec<u64> = sent.iter().map(|(s, _)| *s).collect();
+        assert_eq!(at, vec![70, 75, 85], "the schedule of its own withdrawals");
+        let out = g.step(dc_1_cancelled(token), t + secs(101));
+        assert!(sends(&out).contains(&(
+            Addr::from_u32(1),
+            JobMsg::JobDoneAck {
+                job: JobId(1),
+                dc: DcId(1)
+            }
+        )));
+        assert!(withdrawal_news(&out).contains(&(
+            PEERS[1].1,
+            JobMsg::GateWithdrawDone {
+                job: JobId(1),
+                dc: DcId(1)
+            }
+        )));
+        assert_eq!(g.table_len(), 0);
+        assert!(run(&mut g, t + secs(101), t + secs(600)).is_empty());
+
+        // A follower of the gate-cluster leader leaves it to the leader.
+        let mut g = routing_gate_among(PEERS.to_vec());
+        g.step(GateInput::Leader(Some(PEERS[1].0)), t);
+        g.step(withdrawing(), t);
+        g.step(peer(101, false), t + secs(60));
+        assert!(run(&mut g, t + secs(60), t + secs(200)).is_empty());
+
+        // The owner is back within the grace: it carries on itself.
+        let mut g = routing_gate_among(PEERS.to_vec());
+        g.step(withdrawing(), t);
+        g.step(peer(101, false), t + secs(60));
+        g.step(peer(101, true), t + secs(65));
+        assert!(run(&mut g, t + secs(65), t + secs(200)).is_empty());
     }
 
     /// Withdrawals of job 1 from DC 1 among `out`.

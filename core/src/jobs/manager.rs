@@ -1455,6 +1455,22 @@ impl ManagerJobs {
             return;
         }
         let (dc, me, retry) = (self.dc, self.me, self.cfg.retry);
+        // How the copy ends goes to the gate that asks, from now on: a gate carrying on
+        // the withdrawal of one that died (`JobMsg::GateWithdrawing`) is not the gate the
+        // job came from, and that one would never acknowledge it.
+        let j = self.jobs.get_mut(&job).expect("listed above");
+        j.gate_addr = from;
+        if j.status != Status::Running {
+            // It ended here before the withdrawal came (its report lost, or sent to a
+            // gate that has died): the report answers it, now, unless acknowledged.
+            if let (false, Some(t)) = (j.final_acked, j.ending()) {
+                out.push(JobOutput::Send {
+                    to: from,
+                    msg: report_of(dc, me, job, t),
+                });
+            }
+            return;
+        }
         let Some(j) = self.stop_running(job, Status::Withdrawn, now, out) else {
             return;
         };
@@ -2868,6 +2884,68 @@ mod tests {
             }
         )));
         assert_eq!((m.table_len(), m.tombstones_len()), (0, 1));
+    }
+
+    /// A job that ended here while its report went unacknowledged (its gate died), then
+    /// withdrawn by another gate carrying on the dead gate's withdrawal: the report
+    /// answers the withdrawal, goes to that gate from then on, and its acknowledgement
+    /// lets the job be forgotten. (The report used to go to the dead gate for ever, and
+    /// the job was never forgotten.)
+    #[test]
+    fn an_ended_job_reports_to_the_gate_that_withdraws_it() {
+        const TAKER: Addr = Addr::from_u32(101);
+        let t = Instant::ZERO;
+        let mut m = running_job(Some(60), 1, 2);
+        let out = m.step(ManagerInput::Tick, t + secs(90));
+        assert!(final_status_to_gate(&out, DcStatus::TimedOut));
+        for wf in 0..2 {
+            m.step(cancel_confirmed(wf), t + secs(91));
+        }
+        let to_taker = |out: &JobOutputs| {
+            sends(out)
+                .filter(|(to, msg)| {
+                    *to == TAKER
+                        && matches!(
+                            msg,
+                            JobMsg::FinalStatus {
+                                status: DcStatus::TimedOut,
+                                ..
+                            }
+                        )
+                })
+                .count()
+        };
+        let withdraw = ManagerInput::Msg {
+            from: TAKER,
+            msg: JobMsg::Withdraw {
+                job: JobId(7),
+                dc: DcId(0),
+                gate_token: FenceToken::new(1, 1),
+            },
+        };
+        let out = m.step(withdraw, t + secs(100));
+        assert_eq!(to_taker(&out), 1);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, JobOutput::Event(JobEvent::Withdrawn { .. }))),
+            "it had ended: nothing to cancel"
+        );
+        // Re-sent to that gate, no longer to the one the job came from.
+        let out = m.step(ManagerInput::Tick, t + secs(130));
+        assert_eq!(to_taker(&out), 1);
+        assert!(!final_status_to_gate(&out, DcStatus::TimedOut));
+        let out = m.step(
+            ManagerInput::Msg {
+                from: TAKER,
+                msg: JobMsg::JobDoneAck {
+                    job: JobId(7),
+                    dc: DcId(0),
+                },
+            },
+            t + secs(131),
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(7) })));
+        assert_eq!(m.table_len(), 0);
     }
 
     /// A leader that withdrew a job and loses leadership before the gate acknowledges

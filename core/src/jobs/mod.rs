@@ -257,11 +257,29 @@ pub enum JobMsg {
     /// Gate -> every manager of DC `dc` it knows: the job has moved on from this DC (no
     /// answer to its submission came back, and the gate fell back to another DC). A
     /// leader that accepted it after all (its answer lost) cancels it rather than run a
-    /// copy whose result the gate ignores. Best effort, sent once.
+    /// copy whose result the gate ignores, and reports how its copy ended to the gate
+    /// that asked. Re-sent, less and less often, until that report comes.
     Withdraw {
         job: JobId,
         dc: DcId,
         gate_token: FenceToken,
+    },
+    /// Withdrawing gate -> the other gates: it withdraws `job` from `dc` under
+    /// `gate_token` until the DC reports. Should it die first, the gate-cluster leader
+    /// carries the withdrawal on; else the DC would run its copy, and re-send how it
+    /// ended, to a gate that no longer exists. Appended after every earlier kind, so
+    /// those keep their encodings.
+    GateWithdrawing {
+        job: JobId,
+        dc: DcId,
+        gate_token: FenceToken,
+        owner: NodeId,
+    },
+    /// Withdrawing gate -> the other gates: the withdrawal of `job` from `dc` is over
+    /// (the DC reported, or the gate gave up).
+    GateWithdrawDone {
+        job: JobId,
+        dc: DcId,
     },
 }
 

@@ -361,6 +361,16 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             dc,
             gate_token: t,
         },
+        J::GateWithdrawing {
+            job: JobId(seed),
+            dc,
+            gate_token: t,
+            owner: n,
+        },
+        J::GateWithdrawDone {
+            job: JobId(seed),
+            dc,
+        },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -396,7 +406,9 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::WorkflowProgressAck { .. }
             | J::ManagerHeartbeat { .. }
             | J::GateHello { .. }
-            | J::Withdraw { .. } => {}
+            | J::Withdraw { .. }
+            | J::GateWithdrawing { .. }
+            | J::GateWithdrawDone { .. } => {}
         }
     }
     all
