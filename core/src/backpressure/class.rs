@@ -89,6 +89,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GateReplicaForget { .. }
         | J::GateWithdrawing { .. }
         | J::GateWithdrawDone { .. }
+        | J::GateReplicaQuery { .. }
         | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }

@@ -11,6 +11,17 @@
 //! DC's manager at it (a newer gate claim), so results that were on their way to the
 //! dead gate come to the new owner.
 //!
+//! Replicas are kept honest (jobs.md §7.10, tracking always ends; the spec does not
+//! say how a gate's replica learns of an end it missed): a gate that has heard a
+//! replica's owner for `replica_ttl` without a word about the job asks it
+//! (`GateReplicaQuery`); an ended job is remembered for `ended_ttl`, as long as the
+//! DCs keep its tombstone, so that a late `GateReplicate` does not bring it back; and an
+//! orphan that the gate-cluster leader has not taken over within `give_up` of its
+//! owner's death is dropped. A replica of an ended job would otherwise be taken over
+//! once its owner died, and the job run again once the DCs had forgotten it. A gate's
+//! withdrawals are replicated the same way (`GateWithdrawing`), so that the leader
+//! carries them on if it dies.
+//!
 //! Spec contradiction (leadership.md §2.2 against §4.4, open question 7): the spec has
 //! the job's owner on a hash ring of the live gates take it over with `token += 1`. Two
 //! gates whose views of the live gates differ (a fault heals on one side first) can both
@@ -72,6 +83,16 @@ pub struct GateConfig {
     pub orphan_check: Duration,
     /// ...plus `U[takeover_jitter]`.
     pub takeover_jitter: (Duration, Duration),
+    /// A replica whose owner we have heard for `replica_ttl` without a word about the
+    /// job is checked with the owner (`GateReplicaQuery`): its `GateReplicaForget` may
+    /// have been lost. Replicas are looked at this often...
+    pub replica_check: Duration,
+    /// ...and checked after this long.
+    pub replica_ttl: Duration,
+    /// A job whose end its owner told us is remembered this long (as long as a DC
+    /// keeps its tombstone): a `GateReplicate` overtaken by its `GateReplicaForget`, or
+    /// from a gate that missed the end, does not bring its replica back.
+    pub ended_ttl: Duration,
     pub timeouts: GateTimeoutConfig,
     /// AD-36. The gate's default lifts the router's 2-primary cap (Q7): a job runs in
     /// the DCs it asks for, as many as the best bucket holds (never spilling into a
@@ -99,6 +120,9 @@ impl Default for GateConfig {
             orphan_grace: secs(10),
             orphan_check: secs(2),
             takeover_jitter: (millis(500), secs(2)),
+            replica_check: secs(30),
+            replica_ttl: secs(95),
+            ended_ttl: secs(600),
             timeouts: GateTimeoutConfig::default(),
             routing: RoutingConfig {
                 max_primary_dcs: 64,
@@ -129,6 +153,8 @@ struct GateReplica {
     /// Since when its owner has been dead, and when we (the gate-cluster leader) act.
     orphaned_at: Option<Instant>,
     take_at: Option<Instant>,
+    /// When its owner last told us about it, or became reachable again.
+    refreshed_at: Instant,
 }
 
 /// A withdrawal from a DC the job fell back from, until that DC reports the job's
@@ -151,6 +177,9 @@ struct WithdrawalReplica {
     owner: NodeId,
     /// Since when its owner has been dead.
     orphaned_at: Option<Instant>,
+    /// Kept until then (`give_up` after its owner last announced it): its owner has
+    /// given it up by then, whatever became of the word.
+    until: Instant,
 }
 
 /// The longest wait between two sends of a withdrawal.
@@ -294,6 +323,11 @@ pub struct GateJobs {
     /// The other gates' withdrawals (bounded by `max_jobs`).
     withdrawal_replicas: BTreeMap<(JobId, DcId), WithdrawalReplica>,
     next_orphan_check: Option<Instant>,
+    /// Next look at the replicas (checks with their owners, expiries).
+    next_upkeep: Option<Instant>,
+    /// Jobs whose owner told us they ended, and when (bounded by `max_jobs`, kept
+    /// `ended_ttl`): a late `GateReplicate` does not bring their replica back.
+    forgotten: BTreeMap<JobId, Instant>,
     rng: DetRng,
     timeouts: GateTimeouts,
     next_timeout_check: Option<Instant>,
@@ -395,6 +429,8 @@ impl GateJobs {
             withdrawals: BTreeMap::new(),
             withdrawal_replicas: BTreeMap::new(),
             next_orphan_check: None,
+            next_upkeep: None,
+            forgotten: BTreeMap::new(),
             rng: DetRng::new(seed),
             results: JobRegistry::new(cfg.max_jobs),
             timeouts: GateTimeouts::new(cfg.timeouts.clone()),
@@ -426,6 +462,7 @@ impl GateJobs {
             + self.timeouts.len()
             + self.withdrawals.len()
             + self.withdrawal_replicas.len()
+            + self.forgotten.len()
     }
 
     /// The RTT upper confidence bound (ms) and coordinate quality (0..1) of each manager
@@ -473,7 +510,8 @@ impl GateJobs {
             .filter_map(|r| r.take_at)
             .min()
             .into_iter()
-            .chain(self.next_orphan_check);
+            .chain(self.next_orphan_check)
+            .chain(self.next_upkeep);
         self.jobs
             .values()
             .flat_map(|j| {
@@ -589,7 +627,13 @@ impl GateJobs {
                 reachable,
             } => {
                 if reachable {
-                    self.reachable.insert(node);
+                    if self.reachable.insert(node) {
+                        // Heard again: it gets a whole `replica_ttl` to re-announce
+                        // what it leads before we take its silence for an end.
+                        for r in self.replicas.values_mut().filter(|r| r.owner == node) {
+                            r.refreshed_at = now;
+                        }
+                    }
                 } else {
                     self.reachable.remove(&node);
                 }
@@ -619,7 +663,67 @@ impl GateJobs {
             }
             GateInput::Tick => self.tick(now, &mut out),
         }
+        if self.next_upkeep.is_none() && self.keeps_replicas() {
+            self.next_upkeep = Some(now + self.cfg.replica_check);
+        }
         out
+    }
+
+    /// Whether we keep anything of other gates' (replicas, withdrawal replicas, the
+    /// jobs they told us ended).
+    fn keeps_replicas(&self) -> bool {
+        !self.replicas.is_empty()
+            || !self.withdrawal_replicas.is_empty()
+            || !self.forgotten.is_empty()
+    }
+
+    /// Every `replica_check`: ask the owner of each replica we have heard nothing about
+    /// for `replica_ttl`, while we hear the owner itself, whether it still leads the job
+    /// (its `GateReplicaForget` may have been lost: kept, such a replica would outlive
+    /// the job's tombstones in the DCs and be taken over, and the job run again, once
+    /// its owner died); drop the withdrawal replicas past their time, and forget the
+    /// ended jobs kept for `ended_ttl`. A replica whose owner we do not hear is not
+    /// asked about: it may be the orphan we are there to take over. But an orphan that
+    /// another gate, the gate-cluster leader we recognise, has not taken over within
+    /// `give_up` of its owner's death is dropped: a live job would have been taken over
+    /// (and the new owner's `GateReplicate` would have re-pointed our replica) within
+    /// the grace, so this one ended while we could not hear (its owner's
+    /// `GateReplicaForget` lost to a cut), or the leader never had it. Kept, it would be
+    /// taken over, and the job run again, should we lead one day.
+    fn upkeep_replicas(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.next_upkeep.is_none_or(|t| t > now) {
+            return;
+        }
+        let ttl = self.cfg.replica_ttl;
+        let mut queries = Vec::new();
+        for (job, r) in self.replicas.iter_mut() {
+            let quiet = now.saturating_since(r.refreshed_at) >= ttl;
+            if quiet && r.orphaned_at.is_none() && self.reachable.contains(&r.owner) {
+                r.refreshed_at = now; // asked: again a whole ttl later, if unanswered
+                if let Some((_, addr)) = self.peers.iter().find(|(n, _)| *n == r.owner) {
+                    queries.push((*addr, *job));
+                }
+            }
+        }
+        for (to, job) in queries {
+            out.push(JobOutput::Send {
+                to,
+                msg: JobMsg::GateReplicaQuery { job },
+            });
+        }
+        let led_elsewhere = self.leader.is_some_and(|l| l != self.me);
+        let give_up = self.cfg.give_up;
+        self.replicas.retain(|_, r| {
+            let abandoned = r
+                .orphaned_at
+                .is_some_and(|t| now.saturating_since(t) >= give_up);
+            !(led_elsewhere && abandoned && r.take_at.is_none())
+        });
+        self.withdrawal_replicas.retain(|_, w| now < w.until);
+        let ended_ttl = self.cfg.ended_ttl;
+        self.forgotten
+            .retain(|_, at| now.saturating_since(*at) < ended_ttl);
+        self.next_upkeep = self.keeps_replicas().then(|| now + self.cfg.replica_check);
     }
 
     /// The job runs in `dcs`: announce it, replicate it to the other gates, track its
@@ -643,19 +747,19 @@ impl GateJobs {
 
     /// Tell the other gates what we lead of `job` (again after its DCs changed).
     fn replicate(&self, job: JobId, out: &mut JobOutputs) {
-        let j = &self.jobs[&job];
-        let dcs_mask = j.targets.iter().fold(0u64, |m, t| m | 1 << (t.dc.0 % 64));
-        self.to_peers(
-            JobMsg::GateReplicate {
-                job,
-                workflows: j.workflows,
-                dcs_mask,
-                token: j.token,
-                owner: self.me,
-                timeout_ms: j.timeout_ms,
-            },
-            out,
-        );
+        self.to_peers(self.replicate_msg(job, &self.jobs[&job]), out);
+    }
+
+    /// What we lead of `job` (`j`), for the other gates.
+    fn replicate_msg(&self, job: JobId, j: &Job) -> JobMsg {
+        JobMsg::GateReplicate {
+            job,
+            workflows: j.workflows,
+            dcs_mask: j.targets.iter().fold(0u64, |m, t| m | 1 << (t.dc.0 % 64)),
+            token: j.token,
+            owner: self.me,
+            timeout_ms: j.timeout_ms,
+        }
     }
 
     /// Re-classify the DCs: every change is a `DcHealthChanged` event.
@@ -1273,6 +1377,11 @@ impl GateJobs {
                 if self.replicas.len() >= self.cfg.max_jobs && !self.replicas.contains_key(&job) {
                     return;
                 }
+                if self.forgotten.contains_key(&job) && !self.replicas.contains_key(&job) {
+                    // Overtaken by its end (or sent by a gate whose word about it is
+                    // older than that end).
+                    return;
+                }
                 let orphaned_at = (!self.alive.contains(&owner)).then_some(now);
                 let r = self.replicas.entry(job).or_insert(GateReplica {
                     workflows,
@@ -1285,6 +1394,7 @@ impl GateJobs {
                     owner,
                     orphaned_at,
                     take_at: None,
+                    refreshed_at: now,
                 });
                 if token >= r.token {
                     r.token = token;
@@ -1292,6 +1402,7 @@ impl GateJobs {
                     r.owner = owner;
                     r.orphaned_at = orphaned_at;
                     r.take_at = None;
+                    r.refreshed_at = now;
                 }
                 if orphaned_at.is_some() {
                     self.next_orphan_check
@@ -1310,7 +1421,22 @@ impl GateJobs {
                 }
             }
             JobMsg::GateReplicaForget { job } => {
+                // Remembered even without a replica: its `GateReplicate` may come later.
                 self.replicas.remove(&job);
+                if self.forgotten.len() < self.cfg.max_jobs || self.forgotten.contains_key(&job) {
+                    self.forgotten.insert(job, now);
+                }
+            }
+            JobMsg::GateReplicaQuery { job } => {
+                // Only the asker: what we lead reached the others, or they ask too.
+                let answer = match self.jobs.get(&job) {
+                    Some(j) if !j.pending() => self.replicate_msg(job, j),
+                    _ => JobMsg::GateReplicaForget { job },
+                };
+                out.push(JobOutput::Send {
+                    to: from,
+                    msg: answer,
+                });
             }
             JobMsg::GateWithdrawing {
                 job,
@@ -1335,6 +1461,7 @@ impl GateJobs {
                         token: gate_token,
                         owner,
                         orphaned_at,
+                        until: now + self.cfg.give_up,
                     },
                 );
                 if orphaned_at.is_some() {
@@ -1551,6 +1678,7 @@ impl GateJobs {
         self.route_pending(now, out);
         self.check_orphans(now, out);
         self.resend_withdrawals(now, out);
+        self.upkeep_replicas(now, out);
         if self.next_timeout_check.is_some_and(|t| t <= now) {
             // Only a gate that sees at least half of the gates decides: one cut off
             // from the others (isolated, or in a minority) has had its jobs taken over
@@ -1882,6 +2010,187 @@ mod tests {
             t,
         );
         g
+    }
+
+    /// A replica whose end never reached us (its `GateReplicaForget` lost) would be
+    /// taken over once its owner died, long after the DCs forgot the job: run again.
+    /// So a gate that has heard a replica's owner for 95 s without a word about the job
+    /// asks the owner (`GateReplicaQuery`, looked at every 30 s); an owner that no
+    /// longer leads it says `GateReplicaForget`, and the replica goes. A replica whose
+    /// owner we do not hear is not asked about (it may be the orphan we are there to
+    /// take over) until we have heard the owner again for 95 s; and a `GateReplicate`
+    /// overtaken by its `GateReplicaForget` does not bring the replica back.
+    #[test]
+    fn a_replica_whose_end_was_lost_is_checked_with_its_owner() {
+        let t = Instant::ZERO;
+        let a_addr = Addr::from_u32(201);
+        let from_a = |msg| GateInput::Msg { from: a_addr, msg };
+        let announce = || {
+            from_a(JobMsg::GateReplicate {
+                job: JobId(9),
+                workflows: 2,
+                dcs_mask: 1,
+                token: FenceToken::new(3, 1),
+                owner: NodeId(1),
+                timeout_ms: None,
+            })
+        };
+        let query = (a_addr, JobMsg::GateReplicaQuery { job: JobId(9) });
+        // Runs `g` to `to`; the instants (s) it asked A about job 9.
+        let asked = |g: &mut GateJobs, to: Instant| {
+            let mut at = vec![];
+            while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
+                if sends(&g.step(GateInput::Tick, d)).contains(&query) {
+                    at.push(d.saturating_since(t).as_secs());
+                }
+            }
+            at
+        };
+        // Announced at 0 s: asked at the first look past 95 s; A no longer leads it.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        assert_eq!(asked(&mut b, t + secs(120)), vec![120]);
+        assert!(b.has_job(JobId(9)));
+        b.step(
+            from_a(JobMsg::GateReplicaForget { job: JobId(9) }),
+            t + secs(121),
+        );
+        assert!(!b.has_job(JobId(9)));
+        // A late announcement (sent before the end) does not bring it back...
+        b.step(announce(), t + secs(122));
+        assert!(!b.has_job(JobId(9)));
+        // ...for as long as the DCs keep their tombstones (600 s), and then its end
+        // is forgotten too. (Nor does one that comes after the end it preceded.)
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        c.step(from_a(JobMsg::GateReplicaForget { job: JobId(10) }), t);
+        c.step(
+            from_a(JobMsg::GateReplicate {
+                job: JobId(10),
+                workflows: 1,
+                dcs_mask: 1,
+                token: FenceToken::new(3, 2),
+                owner: NodeId(1),
+                timeout_ms: None,
+            }),
+            t,
+        );
+        assert!(!c.has_job(JobId(10)));
+        b.step(announce(), t + secs(700));
+        assert!(!b.has_job(JobId(9)));
+        assert_eq!(b.table_len(), 1);
+        asked(&mut b, t + secs(750));
+        assert_eq!(b.table_len(), 0);
+
+        // A still leads it (answers with the replica): kept, asked again 95 s later.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        assert_eq!(asked(&mut b, t + secs(120)), vec![120]);
+        b.step(announce(), t + secs(121));
+        assert_eq!(asked(&mut b, t + secs(300)), vec![240]);
+        assert!(b.has_job(JobId(9)));
+
+        // A unheard (suspected) from 10 s to 300 s: not asked; heard again, asked at
+        // the first look 95 s later.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: true,
+                reachable: false,
+            },
+            t + secs(10),
+        );
+        assert!(asked(&mut b, t + secs(300)).is_empty());
+        b.step(peer(1, true), t + secs(300));
+        assert_eq!(asked(&mut b, t + secs(450)), vec![420]);
+
+        // The owner's side: the replica of a job it leads, or its end, to the asker.
+        let mut a = three_gates(NodeId(1), NodeId(1), t);
+        a.step(
+            GateInput::Submit {
+                job: JobId(5),
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
+                workflows: 1,
+                timeout: None,
+            },
+            t,
+        );
+        let b_addr = Addr::from_u32(202);
+        let ask = |job| GateInput::Msg {
+            from: b_addr,
+            msg: JobMsg::GateReplicaQuery { job: JobId(job) },
+        };
+        assert!(matches!(
+            sends(&a.step(ask(5), t + secs(1)))[..],
+            [(
+                to,
+                JobMsg::GateReplicate {
+                    job: JobId(5),
+                    owner: NodeId(1),
+                    ..
+                }
+            )] if to == b_addr
+        ));
+        assert_eq!(
+            sends(&a.step(ask(6), t + secs(1))),
+            vec![(b_addr, JobMsg::GateReplicaForget { job: JobId(6) })]
+        );
+    }
+
+    /// An orphan that the gate-cluster leader (another gate) has not taken over within
+    /// `give_up` (300 s) of its owner's death ended while we could not hear, or the
+    /// leader never had it: it is dropped, so that we never take it over (and run the
+    /// job again) should we lead one day. While no leader is recognised it is kept;
+    /// and the leader keeps its orphans, which it takes over.
+    #[test]
+    fn an_orphan_the_leader_never_took_over_is_dropped() {
+        let t = Instant::ZERO;
+        let tick_to = |g: &mut GateJobs, to: Instant| {
+            while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
+                g.step(GateInput::Tick, d);
+            }
+        };
+        // B follows C; A, the owner, dies at 10 s: dropped at the first look from 310 s.
+        let mut b = three_gates(NodeId(2), NodeId(3), t);
+        b.step(peer(1, false), t + secs(10));
+        tick_to(&mut b, t + secs(300));
+        assert!(b.has_job(JobId(9)));
+        tick_to(&mut b, t + secs(330));
+        assert!(!b.has_job(JobId(9)));
+        assert_eq!(b.table_len(), 0);
+        // No leader recognised: kept.
+        let mut b = three_gates(NodeId(2), NodeId(3), t);
+        b.step(GateInput::Leader(None), t);
+        b.step(peer(1, false), t + secs(10));
+        tick_to(&mut b, t + secs(600));
+        assert!(b.has_job(JobId(9)));
+    }
+
+    /// A withdrawal replica lasts `give_up` (300 s) from its owner's last word: by then
+    /// the owner has given the withdrawal up, whatever became of its `GateWithdrawDone`.
+    #[test]
+    fn a_withdrawal_replica_lasts_until_its_owner_gives_up() {
+        let t = Instant::ZERO;
+        let mut g = routing_gate_among(PEERS.to_vec());
+        g.step(
+            GateInput::Msg {
+                from: PEERS[0].1,
+                msg: JobMsg::GateWithdrawing {
+                    job: JobId(1),
+                    dc: DcId(1),
+                    gate_token: FenceToken::new(1, 4),
+                    owner: PEERS[0].0,
+                },
+            },
+            t,
+        );
+        let tick_to = |g: &mut GateJobs, to: Instant| {
+            while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
+                g.step(GateInput::Tick, d);
+            }
+        };
+        tick_to(&mut g, t + secs(299));
+        assert_eq!(g.table_len(), 1);
+        tick_to(&mut g, t + secs(330));
+        assert_eq!(g.table_len(), 0);
     }
 
     /// Tick `g` from `from` until `until`; the takeovers it makes, with their instants.

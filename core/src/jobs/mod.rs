@@ -281,6 +281,13 @@ pub enum JobMsg {
         job: JobId,
         dc: DcId,
     },
+    /// Gate -> the gate a replica of `job` names as its owner, when that owner has been
+    /// heard for `replica_ttl` without a word about the job: does it still lead it? It
+    /// answers `GateReplicate` if it does, `GateReplicaForget` if not (the first
+    /// `GateReplicaForget` was lost).
+    GateReplicaQuery {
+        job: JobId,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).

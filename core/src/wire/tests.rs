@@ -371,6 +371,7 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             job: JobId(seed),
             dc,
         },
+        J::GateReplicaQuery { job: JobId(seed) },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -408,7 +409,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::GateHello { .. }
             | J::Withdraw { .. }
             | J::GateWithdrawing { .. }
-            | J::GateWithdrawDone { .. } => {}
+            | J::GateWithdrawDone { .. }
+            | J::GateReplicaQuery { .. } => {}
         }
     }
     all
