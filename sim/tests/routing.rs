@@ -186,7 +186,13 @@ fn fell_back_from(s: &meridian_sim::scenario::Scenario, dc: &str) -> (Report, Fe
 /// `routing-dc-degrades` (seed 1) with `near` cut off one way from 56 s (it hears,
 /// nobody hears it) and `then` the faults that follow, read as [`fell_back_from`] `near`.
 fn near_cut_off(then: &str) -> (Report, FellBack) {
+    near_cut_off_with_gates(1, then)
+}
+
+/// [`near_cut_off`] with `gates` gates in `edge` (the jobs go to `edge/gate-0`).
+fn near_cut_off_with_gates(gates: usize, then: &str) -> (Report, FellBack) {
     let mut s = common::load("routing-dc-degrades.toml", &[]);
+    s.dcs[0].gates = gates;
     common::add_faults(
         &mut s,
         r#"
@@ -259,17 +265,9 @@ fn a_dc_cut_off_from_the_withdrawal_cancels_its_copy_once_it_hears_again() {
 /// and still tracked two ended jobs then (jobs.md §7.10: tracking always ends).
 #[test]
 fn a_dead_gates_withdrawals_are_carried_on_by_the_gate_cluster_leader() {
-    let mut s = common::load("routing-dc-degrades.toml", &[]);
-    s.dcs[0].gates = 3;
-    common::add_faults(
-        &mut s,
+    let (r, f) = near_cut_off_with_gates(
+        3,
         r#"
-        [[fault]]
-        at = "56s"
-        action = "partition"
-        groups = [["near"]]
-        one_way = true
-
         [[fault]]
         at = "70s"
         action = "partition"
@@ -285,7 +283,6 @@ fn a_dead_gates_withdrawals_are_carried_on_by_the_gate_cluster_leader() {
         action = "heal"
         "#,
     );
-    let (r, f) = fell_back_from(&s, "near");
     clean(&r);
     assert!(!f.cooled.is_empty(), "{f:?}");
     let jobs = r.jobs.as_ref().expect("jobs");

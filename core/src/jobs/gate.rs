@@ -3244,20 +3244,7 @@ mod tests {
         let (mut g, fell) = fallen_back_from_dc_1();
         let out = g.step(GateInput::Tick, fell + secs(5));
         assert_eq!(withdrawals_from_dc_1(&out), 1);
-        let out = g.step(
-            GateInput::Msg {
-                from: Addr::from_u32(1),
-                msg: JobMsg::FinalStatus {
-                    job: JobId(1),
-                    dc: DcId(1),
-                    manager: NodeId(1),
-                    status: DcStatus::Cancelled,
-                    fence: TimeoutFence::default(),
-                    token: FenceToken::new(1, 1),
-                },
-            },
-            fell + secs(6),
-        );
+        let out = g.step(dc_1_cancelled(FenceToken::new(1, 1)), fell + secs(6));
         assert!(sends(&out)
             .iter()
             .any(|(_, m)| matches!(m, JobMsg::JobDoneAck { .. })));
