@@ -1995,21 +1995,30 @@ mod tests {
         for n in [1, 2, 3].into_iter().filter(|n| *n != me.0) {
             g.step(peer(n, true), t);
         }
-        g.step(
-            GateInput::Msg {
-                from: Addr::from_u32(201),
-                msg: JobMsg::GateReplicate {
-                    job: JobId(9),
-                    workflows: 2,
-                    dcs_mask: 1,
-                    token: FenceToken::new(3, 1),
-                    owner: NodeId(1),
-                    timeout_ms: None,
-                },
-            },
-            t,
-        );
+        g.step(a_announces_job_9(), t);
         g
+    }
+
+    /// Gate A (1) tells the others it leads job 9 under token `(3, 1)`.
+    fn a_announces_job_9() -> GateInput {
+        GateInput::Msg {
+            from: Addr::from_u32(201),
+            msg: JobMsg::GateReplicate {
+                job: JobId(9),
+                workflows: 2,
+                dcs_mask: 1,
+                token: FenceToken::new(3, 1),
+                owner: NodeId(1),
+                timeout_ms: None,
+            },
+        }
+    }
+
+    /// Every tick of `g` due up to `to`.
+    fn tick_to(g: &mut GateJobs, to: Instant) {
+        while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
+            g.step(GateInput::Tick, d);
+        }
     }
 
     /// A replica whose end never reached us (its `GateReplicaForget` lost) would be
@@ -2025,16 +2034,7 @@ mod tests {
         let t = Instant::ZERO;
         let a_addr = Addr::from_u32(201);
         let from_a = |msg| GateInput::Msg { from: a_addr, msg };
-        let announce = || {
-            from_a(JobMsg::GateReplicate {
-                job: JobId(9),
-                workflows: 2,
-                dcs_mask: 1,
-                token: FenceToken::new(3, 1),
-                owner: NodeId(1),
-                timeout_ms: None,
-            })
-        };
+        let announce = a_announces_job_9;
         let query = (a_addr, JobMsg::GateReplicaQuery { job: JobId(9) });
         // Runs `g` to `to`; the instants (s) it asked A about job 9.
         let asked = |g: &mut GateJobs, to: Instant| {
@@ -2143,11 +2143,6 @@ mod tests {
     #[test]
     fn an_orphan_the_leader_never_took_over_is_dropped() {
         let t = Instant::ZERO;
-        let tick_to = |g: &mut GateJobs, to: Instant| {
-            while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
-                g.step(GateInput::Tick, d);
-            }
-        };
         // B follows C; A, the owner, dies at 10 s: dropped at the first look from 310 s.
         let mut b = three_gates(NodeId(2), NodeId(3), t);
         b.step(peer(1, false), t + secs(10));
@@ -2182,11 +2177,6 @@ mod tests {
             },
             t,
         );
-        let tick_to = |g: &mut GateJobs, to: Instant| {
-            while let Some(d) = g.next_deadline().filter(|d| *d <= to) {
-                g.step(GateInput::Tick, d);
-            }
-        };
         tick_to(&mut g, t + secs(299));
         assert_eq!(g.table_len(), 1);
         tick_to(&mut g, t + secs(330));
