@@ -173,6 +173,38 @@ fn gate_failover_every_accepted_job_completes() {
     assert!(gate_takeovers > 100, "{gate_takeovers}");
 }
 
+/// The same crash, but the gate restarts 1-4 s later, before any other gate sees it
+/// dead: nothing orphans its jobs, and it has forgotten them. Asked about each by the
+/// other gates (95 s after its last word), it says it knows nothing of it, and the
+/// gate-cluster leader (the restarted gate itself, on some seeds) takes it over. Before,
+/// no gate ever recorded how the jobs running at the crash ended (5 of them on seed 1).
+#[test]
+fn a_gate_that_restarts_before_it_is_seen_dead_loses_no_job() {
+    let mut gate_takeovers = 0;
+    for restart_at in [61, 64] {
+        let mut s = common::load("gate-failover.toml", &[]);
+        common::add_faults(
+            &mut s,
+            &format!(
+                r#"
+                [[fault]]
+                at = "{restart_at}s"
+                action = "restart"
+                nodes = ["us-east/gate-0"]
+                "#
+            ),
+        );
+        s.duration = std::time::Duration::from_secs(900);
+        for r in meridian_sim::sweep(&s, 1..21, 2) {
+            assert_all_completed(&r);
+            let crash = &r.membership.detections[0];
+            assert_eq!(crash.first_dead_ms, None, "seed {}: seen dead", r.seed);
+            gate_takeovers += jobs(&r).gate_takeovers;
+        }
+    }
+    assert!(gate_takeovers > 100, "{gate_takeovers}");
+}
+
 /// leadership.md §4.4, "no two nodes claim the same `(job, t)`", while the gates' views
 /// of who is alive differ (`gate-split-views.toml`, shrunk from a chaos run). With the
 /// spec's hash ring, two gates that each saw themselves as a job's owner took it over

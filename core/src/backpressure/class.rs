@@ -90,6 +90,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GateWithdrawing { .. }
         | J::GateWithdrawDone { .. }
         | J::GateReplicaQuery { .. }
+        | J::GateReplicaUnknown { .. }
         | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }

@@ -20,7 +20,11 @@
 //! owner's death is dropped. A replica of an ended job would otherwise be taken over
 //! once its owner died, and the job run again once the DCs had forgotten it. A gate's
 //! withdrawals are replicated the same way (`GateWithdrawing`), so that the leader
-//! carries them on if it dies.
+//! carries them on if it dies. The same check finds the jobs of a gate that restarted
+//! before the others saw it dead (nothing orphans them, and it has forgotten them):
+//! it answers `GateReplicaUnknown`, and they are orphans, taken over by the leader,
+//! while their owner's last word is recent enough for the DCs' tombstones to answer a
+//! job that has ended (see `GateJobs::owner_lost`).
 //!
 //! Spec contradiction (leadership.md §2.2 against §4.4, open question 7): the spec has
 //! the job's owner on a hash ring of the live gates take it over with `token += 1`. Two
@@ -150,11 +154,18 @@ struct GateReplica {
     failed_mask: u64,
     token: FenceToken,
     owner: NodeId,
-    /// Since when its owner has been dead, and when we (the gate-cluster leader) act.
+    /// Since when its owner has been dead (or, `lost`, has had no memory of it), and
+    /// when we (the gate-cluster leader) act.
     orphaned_at: Option<Instant>,
     take_at: Option<Instant>,
     /// When its owner last told us about it, or became reachable again.
     refreshed_at: Instant,
+    /// When its owner last told us about it (`GateReplicate`, `GateReplicaDone`).
+    heard_at: Instant,
+    /// Its owner, alive, answered that it knows nothing of the job
+    /// (`GateReplicaUnknown`): it restarted and lost it. An orphan whose owner's coming
+    /// back does not end the orphanhood.
+    lost: bool,
 }
 
 /// A withdrawal from a DC the job fell back from, until that DC reports the job's
@@ -325,9 +336,14 @@ pub struct GateJobs {
     next_orphan_check: Option<Instant>,
     /// Next look at the replicas (checks with their owners, expiries).
     next_upkeep: Option<Instant>,
-    /// Jobs whose owner told us they ended, and when (bounded by `max_jobs`, kept
-    /// `ended_ttl`): a late `GateReplicate` does not bring their replica back.
+    /// Jobs whose owner told us they ended, and our own that ended, and when (bounded
+    /// by `max_jobs`, kept `ended_ttl`): a late `GateReplicate` does not bring their
+    /// replica back, and a `GateReplicaQuery` about one is answered that it ended.
     forgotten: BTreeMap<JobId, Instant>,
+    /// The last time one of our own jobs ended with `forgotten` full. Until `ended_ttl`
+    /// after it we cannot tell a job we never knew from one that ended, and answer
+    /// every `GateReplicaQuery` that it ended (never `GateReplicaUnknown`).
+    end_unrecorded_at: Option<Instant>,
     rng: DetRng,
     timeouts: GateTimeouts,
     next_timeout_check: Option<Instant>,
@@ -431,6 +447,7 @@ impl GateJobs {
             next_orphan_check: None,
             next_upkeep: None,
             forgotten: BTreeMap::new(),
+            end_unrecorded_at: None,
             rng: DetRng::new(seed),
             results: JobRegistry::new(cfg.max_jobs),
             timeouts: GateTimeouts::new(cfg.timeouts.clone()),
@@ -639,7 +656,11 @@ impl GateJobs {
                 }
                 if alive {
                     self.alive.insert(node);
-                    for r in self.replicas.values_mut().filter(|r| r.owner == node) {
+                    for r in self
+                        .replicas
+                        .values_mut()
+                        .filter(|r| r.owner == node && !r.lost)
+                    {
                         r.orphaned_at = None;
                         r.take_at = None;
                     }
@@ -724,6 +745,52 @@ impl GateJobs {
         self.forgotten
             .retain(|_, at| now.saturating_since(*at) < ended_ttl);
         self.next_upkeep = self.keeps_replicas().then(|| now + self.cfg.replica_check);
+    }
+
+    /// Whether every job of ours that ended within `ended_ttl` is in `forgotten`: only
+    /// then does a job we find nowhere mean one we never knew (or lost to a restart).
+    fn remembers_every_end(&self, now: Instant) -> bool {
+        self.end_unrecorded_at
+            .is_none_or(|t| now.saturating_since(t) >= self.cfg.ended_ttl)
+    }
+
+    /// The owner of our replica of `job` answered our `GateReplicaQuery` that it knows
+    /// nothing of the job: it restarted (before we saw it dead) and lost it, so the
+    /// job is an orphan although its owner lives, taken over like any other. Only while
+    /// its owner's last word about the job is recent: since the job's end, if it has
+    /// ended, comes after that word, a takeover then still finds its tombstones in the
+    /// DCs (kept `ended_ttl`, as our owner would have kept the end), with `give_up` to
+    /// spare, and the DCs answer with how it ended rather than run it again. Older,
+    /// the replica is dropped, as a `GateReplicaForget` would drop it.
+    fn owner_lost(&mut self, from: Addr, job: JobId, now: Instant, out: &mut JobOutputs) {
+        let Some(r) = self.replicas.get_mut(&job) else {
+            return;
+        };
+        let from_owner = self.peers.iter().any(|(n, a)| *n == r.owner && *a == from);
+        if !from_owner || r.lost {
+            return;
+        }
+        if now.saturating_since(r.heard_at) + self.cfg.give_up > self.cfg.ended_ttl {
+            self.replicas.remove(&job);
+            return;
+        }
+        r.lost = true;
+        r.orphaned_at.get_or_insert(now);
+        if self.leader == Some(r.owner) {
+            // The owner leads the gate cluster: the arbiter of takeovers has no replica
+            // of the job it lost. It gets ours back, to take the job over itself.
+            let msg = JobMsg::GateReplicate {
+                job,
+                workflows: r.workflows,
+                dcs_mask: r.dcs_mask,
+                token: r.token,
+                owner: r.owner,
+                timeout_ms: r.timeout_ms,
+            };
+            out.push(JobOutput::Send { to: from, msg });
+        }
+        self.next_orphan_check
+            .get_or_insert(now + self.cfg.orphan_check);
     }
 
     /// The job runs in `dcs`: announce it, replicate it to the other gates, track its
@@ -1112,6 +1179,7 @@ impl GateJobs {
         job: JobId,
         dc: DcId,
         (token, status, items): (FenceToken, DcStatus, u64),
+        now: Instant,
         out: &mut JobOutputs,
     ) {
         let ack = JobOutput::Send {
@@ -1160,7 +1228,7 @@ impl GateJobs {
         if j.targets.iter().all(|t| t.done) {
             // Declared or not, the outcome is what the DCs report.
             let state = j.outcome();
-            self.finish(job, state, out);
+            self.finish(job, state, now, out);
         }
     }
 
@@ -1194,7 +1262,7 @@ impl GateJobs {
         let j = &self.jobs[&d.job];
         if j.targets.iter().all(|t| t.done) {
             let state = j.outcome();
-            self.finish(d.job, state, out);
+            self.finish(d.job, state, now, out);
         }
     }
 
@@ -1281,7 +1349,7 @@ impl GateJobs {
                 token,
                 items,
             } => {
-                self.dc_final(from, job, dc, (token, DcStatus::Completed, items), out);
+                self.dc_final(from, job, dc, (token, DcStatus::Completed, items), now, out);
             }
             JobMsg::ManagerHeartbeat {
                 dc,
@@ -1305,7 +1373,7 @@ impl GateJobs {
                 token,
                 ..
             } => {
-                self.dc_final(from, job, dc, (token, status, 0), out);
+                self.dc_final(from, job, dc, (token, status, 0), now, out);
             }
             JobMsg::ProgressReport {
                 job, dc, report, ..
@@ -1374,6 +1442,13 @@ impl GateJobs {
                         return;
                     }
                 }
+                // Ours, handed back by a gate that asked us about it (`owner_lost`): we
+                // led it before a restart and, leading the gate cluster, are the one to
+                // take it over.
+                let lost = owner == self.me;
+                if lost && (self.jobs.contains_key(&job) || self.replicas.contains_key(&job)) {
+                    return;
+                }
                 if self.replicas.len() >= self.cfg.max_jobs && !self.replicas.contains_key(&job) {
                     return;
                 }
@@ -1382,7 +1457,7 @@ impl GateJobs {
                     // older than that end).
                     return;
                 }
-                let orphaned_at = (!self.alive.contains(&owner)).then_some(now);
+                let orphaned_at = (lost || !self.alive.contains(&owner)).then_some(now);
                 let r = self.replicas.entry(job).or_insert(GateReplica {
                     workflows,
                     timeout_ms,
@@ -1395,6 +1470,8 @@ impl GateJobs {
                     orphaned_at,
                     take_at: None,
                     refreshed_at: now,
+                    heard_at: now,
+                    lost,
                 });
                 if token >= r.token {
                     r.token = token;
@@ -1403,6 +1480,8 @@ impl GateJobs {
                     r.orphaned_at = orphaned_at;
                     r.take_at = None;
                     r.refreshed_at = now;
+                    r.heard_at = now;
+                    r.lost = lost; // (its owner leads the job after all)
                 }
                 if orphaned_at.is_some() {
                     self.next_orphan_check
@@ -1411,6 +1490,7 @@ impl GateJobs {
             }
             JobMsg::GateReplicaDone { job, dc, status } => {
                 if let Some(r) = self.replicas.get_mut(&job) {
+                    r.heard_at = now;
                     let bit = 1 << (dc.0 % 64);
                     r.done_mask |= bit;
                     match status {
@@ -1431,13 +1511,21 @@ impl GateJobs {
                 // Only the asker: what we lead reached the others, or they ask too.
                 let answer = match self.jobs.get(&job) {
                     Some(j) if !j.pending() => self.replicate_msg(job, j),
-                    _ => JobMsg::GateReplicaForget { job },
+                    Some(_) => JobMsg::GateReplicaForget { job },
+                    None if self.remembers_every_end(now)
+                        && !self.replicas.contains_key(&job)
+                        && !self.forgotten.contains_key(&job) =>
+                    {
+                        JobMsg::GateReplicaUnknown { job }
+                    }
+                    None => JobMsg::GateReplicaForget { job },
                 };
                 out.push(JobOutput::Send {
                     to: from,
                     msg: answer,
                 });
             }
+            JobMsg::GateReplicaUnknown { job } => self.owner_lost(from, job, now, out),
             JobMsg::GateWithdrawing {
                 job,
                 dc,
@@ -1607,7 +1695,7 @@ impl GateJobs {
             let j = &self.jobs[&job];
             if j.targets.iter().all(|t| t.done) {
                 let state = j.outcome();
-                self.finish(job, state, out);
+                self.finish(job, state, now, out);
             }
         }
     }
@@ -1638,7 +1726,7 @@ impl GateJobs {
         pending
     }
 
-    fn finish(&mut self, job: JobId, state: JobState, out: &mut JobOutputs) {
+    fn finish(&mut self, job: JobId, state: JobState, now: Instant, out: &mut JobOutputs) {
         if let Some(j) = self.jobs.get(&job) {
             out.push(JobOutput::Event(JobEvent::Items {
                 job,
@@ -1646,11 +1734,17 @@ impl GateJobs {
             }));
         }
         out.push(JobOutput::Event(JobEvent::Finished { job, state }));
-        self.forget(job, out);
+        self.forget(job, now, out);
     }
 
-    /// Every per-job entry goes.
-    fn forget(&mut self, job: JobId, out: &mut JobOutputs) {
+    /// Every per-job entry goes; the end is remembered for `ended_ttl` (a gate whose
+    /// `GateReplicaForget` we lose asks us, and must hear that the job ended).
+    fn forget(&mut self, job: JobId, now: Instant, out: &mut JobOutputs) {
+        if self.forgotten.len() < self.cfg.max_jobs || self.forgotten.contains_key(&job) {
+            self.forgotten.insert(job, now);
+        } else {
+            self.end_unrecorded_at = Some(now);
+        }
         self.jobs.remove(&job);
         self.issuer.forget(job);
         self.results.forget_job(job);
@@ -1702,7 +1796,7 @@ impl GateJobs {
             if now >= at + self.cfg.give_up {
                 // No DC confirmed the decision: it is no outcome. The DCs end the job
                 // themselves (their fallback), or a gate that took it over does.
-                self.forget(job, out);
+                self.forget(job, now, out);
             } else {
                 self.send_decisions(job, now, out);
             }
@@ -1768,7 +1862,7 @@ impl GateJobs {
             }
         }
         for job in failed {
-            self.finish(job, JobState::Failed, out);
+            self.finish(job, JobState::Failed, now, out);
         }
     }
 }
@@ -1897,7 +1991,7 @@ mod tests {
                 dc: DcId(0)
             }
         )));
-        assert_eq!(g.table_len(), 0);
+        assert_eq!(g.table_len(), 1, "only its end, remembered for ended_ttl");
         // A resend after the job is gone is acknowledged and changes nothing.
         let out = g.step(done(FenceToken::new(5, 9)), t + secs(31));
         assert!(!out.iter().any(|o| matches!(o, JobOutput::Event(_))));
@@ -1932,6 +2026,11 @@ mod tests {
         }
         assert_eq!(finished, Some(JobState::Failed));
         assert_eq!(now, t + secs(300));
+        // Only its end is left, and it goes after `ended_ttl` (600 s).
+        assert_eq!(g.table_len(), 1);
+        tick_to(&mut g, t + secs(300 + 599));
+        assert_eq!(g.table_len(), 1);
+        tick_to(&mut g, t + secs(300 + 630));
         assert_eq!(g.table_len(), 0);
     }
 
@@ -2129,10 +2228,151 @@ mod tests {
                 }
             )] if to == b_addr
         ));
+        // A job it knows nothing of: `GateReplicaUnknown` (see
+        // `a_gate_that_restarted_gets_its_lost_jobs_taken_over`).
         assert_eq!(
             sends(&a.step(ask(6), t + secs(1))),
-            vec![(b_addr, JobMsg::GateReplicaForget { job: JobId(6) })]
+            vec![(b_addr, JobMsg::GateReplicaUnknown { job: JobId(6) })]
         );
+        // One whose end another gate told it of, or one of its own that ended:
+        // `GateReplicaForget`, for `ended_ttl` (600 s).
+        a.step(
+            GateInput::Msg {
+                from: Addr::from_u32(203),
+                msg: JobMsg::GateReplicaForget { job: JobId(7) },
+            },
+            t + secs(1),
+        );
+        assert_eq!(
+            sends(&a.step(ask(7), t + secs(2))),
+            vec![(b_addr, JobMsg::GateReplicaForget { job: JobId(7) })]
+        );
+        a.step(
+            GateInput::Msg {
+                from: M1,
+                msg: JobMsg::FinalStatus {
+                    job: JobId(5),
+                    dc: DcId(0),
+                    manager: NodeId(10),
+                    status: DcStatus::Completed,
+                    token: FenceToken::new(5, 1),
+                    fence: TimeoutFence::default(),
+                },
+            },
+            t + secs(3),
+        );
+        assert!(!a.has_job(JobId(5)));
+        assert_eq!(
+            sends(&a.step(ask(5), t + secs(4))),
+            vec![(b_addr, JobMsg::GateReplicaForget { job: JobId(5) })]
+        );
+        tick_to(&mut a, t + secs(640));
+        assert_eq!(
+            sends(&a.step(ask(5), t + secs(640))),
+            vec![(b_addr, JobMsg::GateReplicaUnknown { job: JobId(5) })]
+        );
+    }
+
+    /// A gate that crashes and restarts before the others see it dead is never
+    /// orphaned by them, and has forgotten the jobs it led: asked about one (after
+    /// 95 s without a word), it answers `GateReplicaUnknown`, and the job is an orphan
+    /// though its owner lives. The gate-cluster leader takes it over after the 10 s
+    /// grace, as any orphan; the DCs re-point at it, or answer from their tombstones
+    /// if the job ended. If the restarted owner is itself the leader, the asker hands
+    /// it the replica it lost. Only while the owner's last word about the job is under
+    /// `ended_ttl - give_up` (300 s) old: older, the job may have ended so long ago
+    /// that a takeover would find no tombstone and run it again, and it is dropped.
+    #[test]
+    fn a_gate_that_restarted_gets_its_lost_jobs_taken_over() {
+        let t = Instant::ZERO;
+        let a_addr = Addr::from_u32(201);
+        let unknown = |from| GateInput::Msg {
+            from,
+            msg: JobMsg::GateReplicaUnknown { job: JobId(9) },
+        };
+        // B leads the gate cluster: A's answer makes job 9 an orphan, which A's being
+        // alive does not end; B takes it over 10-12 s later under its own term.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        tick_to(&mut b, t + secs(120));
+        b.step(unknown(a_addr), t + secs(121));
+        b.step(peer(1, true), t + secs(122));
+        let taken = takeovers(&mut b, t + secs(121), t + secs(140));
+        let [(at, JobId(9), token)] = taken[..] else {
+            panic!("one takeover: {taken:?}")
+        };
+        assert!(at >= t + secs(131) && at <= t + secs(133), "{at:?}");
+        assert_eq!(token.term(), 4, "B's term");
+
+        // The word must come from the owner: C saying so changes nothing.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.step(unknown(Addr::from_u32(203)), t + secs(121));
+        assert!(takeovers(&mut b, t + secs(121), t + secs(200)).is_empty());
+        assert!(b.has_job(JobId(9)));
+
+        // C follows B: it keeps the orphan for B to take over, and asks A no more.
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        tick_to(&mut c, t + secs(120));
+        c.step(unknown(a_addr), t + secs(121));
+        let query = (a_addr, JobMsg::GateReplicaQuery { job: JobId(9) });
+        let mut asked = false;
+        while let Some(d) = c.next_deadline().filter(|d| *d <= t + secs(400)) {
+            let out = c.step(GateInput::Tick, d);
+            asked |= sends(&out).contains(&query);
+            assert!(events(&out).is_empty(), "a follower never takes over");
+        }
+        assert!(!asked);
+
+        // A itself leads: B hands its replica back to A, which takes the job over.
+        let mut b = three_gates(NodeId(2), NodeId(1), t);
+        tick_to(&mut b, t + secs(120));
+        let handed = sends(&b.step(unknown(a_addr), t + secs(121)));
+        assert!(matches!(
+            handed[..],
+            [(to, JobMsg::GateReplicate { job: JobId(9), owner: NodeId(1), token, .. })]
+                if to == a_addr && token == FenceToken::new(3, 1)
+        ));
+        let mut a = GateJobs::new(
+            GateConfig::default(),
+            NodeId(1),
+            a_addr,
+            vec![
+                (NodeId(2), Addr::from_u32(202)),
+                (NodeId(3), Addr::from_u32(203)),
+            ],
+            8,
+        );
+        a.step(GateInput::Term(5), t + secs(100));
+        a.step(GateInput::Leader(Some(NodeId(1))), t + secs(100));
+        for n in [2, 3] {
+            a.step(peer(n, true), t + secs(100));
+        }
+        let (_, msg) = handed[0];
+        a.step(
+            GateInput::Msg {
+                from: Addr::from_u32(202),
+                msg,
+            },
+            t + secs(121),
+        );
+        let taken = takeovers(&mut a, t + secs(121), t + secs(140));
+        assert!(matches!(taken[..], [(_, JobId(9), token)] if token > FenceToken::new(3, 1)));
+
+        // A's last word is over 300 s old (A unheard from 10 s to 300 s, so asked at
+        // 420 s): the replica is dropped, not taken over.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.step(
+            GateInput::Peer {
+                node: NodeId(1),
+                alive: true,
+                reachable: false,
+            },
+            t + secs(10),
+        );
+        b.step(peer(1, true), t + secs(300));
+        tick_to(&mut b, t + secs(420));
+        b.step(unknown(a_addr), t + secs(421));
+        assert!(!b.has_job(JobId(9)));
+        assert!(takeovers(&mut b, t + secs(421), t + secs(500)).is_empty());
     }
 
     /// An orphan that the gate-cluster leader (another gate) has not taken over within
@@ -2448,7 +2688,7 @@ mod tests {
             state: JobState::TimedOut
         })));
         assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(4) })));
-        assert_eq!(g.table_len(), 0);
+        assert_eq!(g.table_len(), 1, "only its end, remembered for ended_ttl");
         assert!(decisions(&g.step(GateInput::Tick, t + secs(60))).is_empty());
     }
 

@@ -283,9 +283,18 @@ pub enum JobMsg {
     },
     /// Gate -> the gate a replica of `job` names as its owner, when that owner has been
     /// heard for `replica_ttl` without a word about the job: does it still lead it? It
-    /// answers `GateReplicate` if it does, `GateReplicaForget` if not (the first
-    /// `GateReplicaForget` was lost).
+    /// answers `GateReplicate` if it does, `GateReplicaForget` if it knows the job
+    /// ended or moved on (the first `GateReplicaForget` was lost), and
+    /// `GateReplicaUnknown` if it knows nothing of it (it restarted).
     GateReplicaQuery {
+        job: JobId,
+    },
+    /// Owner -> a gate that asked (`GateReplicaQuery`) about `job`: it has no memory of
+    /// the job at all: not leading it, not holding a replica, not among the ends it
+    /// remembers for `ended_ttl`. A gate that restarted before the others declared it
+    /// dead answers this for every job it led: they are orphans, though their owner is
+    /// alive. Appended last, so every earlier kind keeps its encoding.
+    GateReplicaUnknown {
         job: JobId,
     },
 }

@@ -372,6 +372,7 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             dc,
         },
         J::GateReplicaQuery { job: JobId(seed) },
+        J::GateReplicaUnknown { job: JobId(seed) },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -410,7 +411,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::Withdraw { .. }
             | J::GateWithdrawing { .. }
             | J::GateWithdrawDone { .. }
-            | J::GateReplicaQuery { .. } => {}
+            | J::GateReplicaQuery { .. }
+            | J::GateReplicaUnknown { .. } => {}
         }
     }
     all
