@@ -251,3 +251,77 @@ fn a_leader_resumed_from_a_pause_does_not_act_after_losing_its_lease() {
     }
     assert_eq!(paused, 20);
 }
+
+/// A gate's timeout decision about a DC that never took the job: eu-west is cut off
+/// from 10 s to 200 s, so three jobs sent to us-east and eu-west at 20-30 s reach only
+/// us-east, whose workflows (150-200 s) outlast the 60 s timeout. The gate declares
+/// each job timed out; us-east runs the timeout action. eu-west's leader has no record
+/// of the job and ignores a decision about it (jobs.md §4.5), so the gate withdraws the
+/// job from eu-west instead: after the heal eu-west answers that it never ran it
+/// (leaving a `Cancelled` tombstone) and the gate records the job timed out. Before,
+/// the decision was never confirmed and the gate dropped each job, after 300 s,
+/// without an outcome (`lost`).
+#[test]
+fn a_timeout_decision_reaches_a_dc_that_never_had_the_job() {
+    let text = r#"
+        name = "decision-to-a-cut-off-dc"
+        duration = "10m"
+        seed = 1
+
+        [[dc]]
+        name = "us-east"
+        gates = 2
+        managers = 3
+        workers = 4
+
+        [[dc]]
+        name = "eu-west"
+        managers = 3
+        workers = 4
+
+        [network]
+        intra_dc_rtt_ms = 1.0
+        jitter = 0.1
+
+        [network.inter_dc_rtt_ms]
+        "us-east/eu-west" = 80
+
+        [[job]]
+        at = "20s"
+        gate = "us-east/gate-0"
+        dcs = ["us-east", "eu-west"]
+        workflows = 2
+        workflow_duration = ["150s", "200s"]
+        timeout = "60s"
+        count = 3
+        every = "5s"
+
+        [[fault]]
+        at = "10s"
+        action = "partition"
+        groups = [["eu-west"]]
+
+        [[fault]]
+        at = "200s"
+        action = "heal"
+    "#;
+    let s = meridian_sim::scenario::parse(text, std::path::Path::new("cut-dc.toml"), &[])
+        .expect("valid scenario");
+    for r in meridian_sim::sweep(&s, 1..11, 2) {
+        assert_clean(&r);
+        assert_eq!(jobs(&r).global_timeouts, 3, "seed {}", r.seed);
+        for e in &jobs(&r).per_job {
+            assert_eq!(e.state, "timed_out", "seed {}: {e:?}", r.seed);
+            assert_eq!(e.timed_out_by.as_deref(), Some("global"), "seed {}", r.seed);
+            assert_eq!(e.dcs_timed_out, 1, "seed {}: only us-east ran it", r.seed);
+            // Recorded once eu-west hears the withdrawal after the heal (re-sent every
+            // 5 s), well inside the 300 s the gate waits for the DCs to confirm.
+            let ended = e.ended_ms.expect("ended");
+            assert!(
+                (200_000..260_000).contains(&ended),
+                "seed {}: {e:?}",
+                r.seed
+            );
+        }
+    }
+}

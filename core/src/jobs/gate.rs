@@ -42,7 +42,10 @@
 //! [`GateTimeouts`], fed by the DC leaders' progress and timeout reports; when it decides,
 //! the gate tells every DC still running (each with the fence that DC last reported) and
 //! re-sends the decision until each DC's final status comes back (the spec sends once; a
-//! decision lost to a partition would leave a DC running a job its gate has ended).
+//! decision lost to a partition would leave a DC running a job its gate has ended). A DC
+//! that never told the gate it has the job is withdrawn from instead (`Withdraw`): its
+//! leader, with no record, would ignore the decision (jobs.md §4.5) and never confirm
+//! it.
 //!
 //! Routing (AD-16/17/36, routing.md): a job the client does not pin to DCs is routed
 //! ([`crate::routing`]): the gate registers with every manager it sees, classifies each
@@ -1214,6 +1217,12 @@ impl GateJobs {
             Err(_) => return,
             _ => {}
         }
+        // A DC our timeout decision withdrew the job from (`send_decisions`) ended it
+        // by that decision: timed out, not cancelled.
+        let status = match (status, j.declared) {
+            (DcStatus::Cancelled, Some(_)) => DcStatus::TimedOut,
+            _ => status,
+        };
         t.accepted = true;
         t.done = true;
         t.status = status;
@@ -1248,6 +1257,8 @@ impl GateJobs {
         j.declared = Some((now, d.reason));
         for (dc, manager, fence) in d.to {
             if let Some(t) = j.targets.iter_mut().find(|t| t.dc == dc && !t.done) {
+                // A DC whose leader reported on the job has it, its acceptance lost or not.
+                t.accepted |= manager.is_some();
                 t.manager = manager.or(t.to);
                 t.fence = fence;
                 t.next_try = now; // sent below
@@ -1275,6 +1286,7 @@ impl GateJobs {
         let Some((_, reason)) = j.declared else {
             return;
         };
+        let token = j.token;
         for t in j
             .targets
             .iter_mut()
@@ -1296,15 +1308,28 @@ impl GateJobs {
                     .and_then(|l| l.first())
                     .map(|(_, a)| *a)
             });
+            let msg = if t.accepted {
+                JobMsg::GlobalTimeout {
+                    job,
+                    reason,
+                    fence: t.fence,
+                }
+            } else {
+                // The DC never told us it has the job (it never got it, say, cut off
+                // since the submission). A leader with no record of a job ignores a
+                // decision about it (jobs.md §4.5), so the decision would never be
+                // confirmed and the job would end without an outcome. Withdrawn
+                // instead: a copy it accepted after all (the answer lost) stops, and
+                // one it never had leaves a `Cancelled` tombstone, so that a late
+                // submission does not start it; either way the DC reports.
+                JobMsg::Withdraw {
+                    job,
+                    dc: t.dc,
+                    gate_token: token,
+                }
+            };
             if let Some(to) = to {
-                out.push(JobOutput::Send {
-                    to,
-                    msg: JobMsg::GlobalTimeout {
-                        job,
-                        reason,
-                        fence: t.fence,
-                    },
-                });
+                out.push(JobOutput::Send { to, msg });
             }
         }
     }
@@ -2551,6 +2576,113 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A timeout decision about a DC that never told us it has the job (cut off since
+    /// the submission, say) is a `Withdraw`: that DC's leader, with no record of the
+    /// job, would ignore a `GlobalTimeout` (jobs.md §4.5) and the decision would never
+    /// be confirmed. A DC that did take it (its leader reported on the job) gets the
+    /// decision as usual. The withdrawn DC's `Cancelled` (it never ran the job) is the
+    /// decision's effect there, so the outcome is `TimedOut`.
+    #[test]
+    fn a_timeout_decision_withdraws_the_job_from_a_dc_that_never_took_it() {
+        let t = Instant::ZERO;
+        let m3 = Addr::from_u32(3);
+        let mut g = gate();
+        g.step(
+            GateInput::Manager {
+                dc: DcId(1),
+                node: NodeId(3),
+                addr: m3,
+                alive: true,
+                suspected: false,
+            },
+            t,
+        );
+        g.step(
+            GateInput::Submit {
+                job: JobId(4),
+                dcs: DcRequest::Pinned(vec![DcId(0), DcId(1)]),
+                workflows: 2,
+                timeout: Some(secs(30)),
+            },
+            t,
+        );
+        // DC 0 accepts; DC 1 never answers.
+        g.step(
+            GateInput::Msg {
+                from: M1,
+                msg: JobMsg::SubmitAck {
+                    job: JobId(4),
+                    dc: DcId(0),
+                    accepted: true,
+                    leader: None,
+                },
+            },
+            t,
+        );
+        let decisions = |out: &JobOutputs| -> Vec<(Addr, JobMsg)> {
+            sends(out)
+                .into_iter()
+                .filter(|(_, m)| {
+                    matches!(m, JobMsg::GlobalTimeout { .. } | JobMsg::Withdraw { .. })
+                })
+                .collect()
+        };
+        let mut d = vec![];
+        let mut now = t;
+        while d.is_empty() {
+            now = g.next_deadline().expect("a retry or a check");
+            d = decisions(&g.step(GateInput::Tick, now));
+        }
+        assert_eq!(now, t + secs(45), "declared at the first check past 30 s");
+        assert!(d.contains(&(
+            M1,
+            JobMsg::GlobalTimeout {
+                job: JobId(4),
+                reason: TimeoutReason::Timeout,
+                fence: TimeoutFence(0)
+            }
+        )));
+        assert!(
+            d.iter().any(|(to, m)| *to == m3
+                && matches!(
+                    m,
+                    JobMsg::Withdraw {
+                        job: JobId(4),
+                        dc: DcId(1),
+                        ..
+                    }
+                )),
+            "{d:?}"
+        );
+        assert_eq!(d.len(), 2);
+        // Both confirm: DC 0 had completed the job before the decision reached it, DC 1
+        // never ran it. The job timed out (not `Failed`, as a DC cancelled for another
+        // reason would make it).
+        for (from, dc, status) in [(M1, 0, DcStatus::Completed), (m3, 1, DcStatus::Cancelled)] {
+            let out = g.step(
+                GateInput::Msg {
+                    from,
+                    msg: JobMsg::FinalStatus {
+                        job: JobId(4),
+                        dc: DcId(dc),
+                        manager: NodeId(dc as u32 + 1),
+                        status,
+                        fence: TimeoutFence(0),
+                        token: FenceToken::default(),
+                    },
+                },
+                now + secs(1),
+            );
+            if dc == 1 {
+                assert!(events(&out).contains(&JobEvent::Finished {
+                    job: JobId(4),
+                    state: JobState::TimedOut
+                }));
+            }
+        }
+        assert!(!g.has_job(JobId(4)));
     }
 
     /// jobs.md §5 end to end on the gate: a two-DC job past its timeout is declared once;
