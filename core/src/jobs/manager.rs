@@ -871,14 +871,25 @@ impl ManagerJobs {
                 gate_token,
             } if dc == self.dc => self.withdraw(from, job, gate_token, now, out),
             JobMsg::GlobalTimeout { job, reason, fence } => {
-                // No tracking for the job (not ours, or long gone): ignore (jobs.md §4.5),
-                // unless it ended here: then its status corrects the gate.
+                // No tracking for the job: if it ended here, its status corrects the
+                // gate. Spec deviation (jobs.md §4.5 ignores such a decision): a leader
+                // with no record at all answers that the DC never ran it, as to a
+                // withdrawal. A gate decides only about DCs it sent the job to, so
+                // this DC accepted it (or may have) and the record is lost: a leader
+                // that restarted with no state, elected over a follower holding the
+                // job's replica. Ignored, the decision would never be confirmed and
+                // the gate would drop the job with no outcome; answered, the job is
+                // over here, and the followers drop their replicas for the tombstone.
                 let Some(j) = self.jobs.get_mut(&job) else {
-                    if let (Some(t), Some(_)) = (self.tombstones.get(&job).copied(), self.leading) {
-                        out.push(JobOutput::Send {
+                    if self.leading.is_none() {
+                        return;
+                    }
+                    match self.tombstones.get(&job).copied() {
+                        Some(t) => out.push(JobOutput::Send {
                             to: from,
                             msg: report_of(self.dc, self.me, job, t),
-                        });
+                        }),
+                        None => self.never_had(from, job, now, out),
                     }
                     return;
                 };
@@ -1409,6 +1420,25 @@ impl ManagerJobs {
     /// here, so the leader answers a job that has ended with its tombstone, and one it
     /// never had (its submission lost, or still on its way) with a `Cancelled`
     /// tombstone of its own: a submission arriving later gets that, not a run.
+    /// As the leader, end a job we have no record of (no job, no tombstone) for the gate
+    /// at `from`: a `Cancelled` tombstone, so that a late submission does not start it,
+    /// the report that the DC never ran it, and the tombstone to the followers (who drop
+    /// any replica of it: the job is over here).
+    fn never_had(&mut self, from: Addr, job: JobId, now: Instant, out: &mut JobOutputs) {
+        let t = Tombstone {
+            status: DcStatus::Cancelled,
+            token: FenceToken::default(),
+            fence: Default::default(),
+            items: 0,
+        };
+        self.lay_tombstone(job, t, now);
+        out.push(JobOutput::Send {
+            to: from,
+            msg: report_of(self.dc, self.me, job, t),
+        });
+        self.to_peers(replica_forget(job, t), out);
+    }
+
     fn withdraw(
         &mut self,
         from: Addr,
@@ -1449,18 +1479,7 @@ impl ManagerJobs {
             return;
         }
         if !self.jobs.contains_key(&job) {
-            let t = Tombstone {
-                status: DcStatus::Cancelled,
-                token: FenceToken::default(),
-                fence: Default::default(),
-                items: 0,
-            };
-            self.lay_tombstone(job, t, now);
-            out.push(JobOutput::Send {
-                to: from,
-                msg: report_of(self.dc, self.me, job, t),
-            });
-            self.to_peers(replica_forget(job, t), out);
+            self.never_had(from, job, now, out);
             return;
         }
         let (dc, me, retry) = (self.dc, self.me, self.cfg.retry);
@@ -3076,6 +3095,50 @@ mod tests {
         m.step(final_acked(), t + secs(92));
         let out = m.step(withdraw_from_gate(7), t + secs(93));
         assert!(final_status_to_gate(&out, DcStatus::TimedOut), "{out:?}");
+    }
+
+    /// Spec deviation (jobs.md §4.5 ignores a decision about a job with no tracking): a
+    /// leader with no record at all of a job its gate timed out (it restarted with no
+    /// state and was elected over the follower holding the replica) answers that the DC
+    /// never ran it, as to a withdrawal: a `Cancelled` tombstone, the report to the gate,
+    /// and the tombstone to the followers, which drop their replicas. Ignored, the
+    /// decision would never be confirmed and the gate would drop the job with no
+    /// outcome. A follower still ignores it (the gate asks the leader next).
+    #[test]
+    fn a_leader_with_no_record_of_a_timed_out_job_says_the_dc_never_ran_it() {
+        let t = Instant::ZERO;
+        let decision = || ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::GlobalTimeout {
+                job: JobId(9),
+                reason: TimeoutReason::Timeout,
+                fence: crate::id::TimeoutFence(1),
+            },
+        };
+        let mut follower = manager_with_workers();
+        let out = follower.step(decision(), t + secs(1));
+        assert!(sends(&out).next().is_none(), "{out:?}");
+        assert_eq!(follower.tombstones_len(), 0);
+
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        let out = m.step(decision(), t + secs(1));
+        assert!(final_status_to_gate(&out, DcStatus::Cancelled), "{out:?}");
+        assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(2)
+            && matches!(
+                msg,
+                JobMsg::ReplicaForget {
+                    job: JobId(9),
+                    status: DcStatus::Cancelled,
+                    ..
+                }
+            )));
+        assert_eq!(m.tombstones_len(), 1);
+        // A late submission gets the same answer, not a run.
+        m.step(hello(10, 4), t + secs(2));
+        let out = m.step(submit(9, 2), t + secs(2));
+        assert!(final_status_to_gate(&out, DcStatus::Cancelled), "{out:?}");
+        assert!(dispatches(&out).is_empty());
     }
 
     /// A manager cut off while its DC finished a job keeps a replica that missed the end
