@@ -1930,6 +1930,15 @@ mod tests {
         }
     }
 
+    /// Gate `n` alive but suspected: in the membership, not answering.
+    fn suspected(n: u32) -> GateInput {
+        GateInput::Peer {
+            node: NodeId(n),
+            alive: true,
+            reachable: false,
+        }
+    }
+
     fn sends(out: &JobOutputs) -> Vec<(Addr, JobMsg)> {
         out.iter()
             .filter_map(|o| match o {
@@ -2214,14 +2223,7 @@ mod tests {
         // A unheard (suspected) from 10 s to 300 s: not asked; heard again, asked at
         // the first look 95 s later.
         let mut b = three_gates(NodeId(2), NodeId(2), t);
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: true,
-                reachable: false,
-            },
-            t + secs(10),
-        );
+        b.step(suspected(1), t + secs(10));
         assert!(asked(&mut b, t + secs(300)).is_empty());
         b.step(peer(1, true), t + secs(300));
         assert_eq!(asked(&mut b, t + secs(450)), vec![420]);
@@ -2385,14 +2387,7 @@ mod tests {
         // A's last word is over 300 s old (A unheard from 10 s to 300 s, so asked at
         // 420 s): the replica is dropped, not taken over.
         let mut b = three_gates(NodeId(2), NodeId(2), t);
-        b.step(
-            GateInput::Peer {
-                node: NodeId(1),
-                alive: true,
-                reachable: false,
-            },
-            t + secs(10),
-        );
+        b.step(suspected(1), t + secs(10));
         b.step(peer(1, true), t + secs(300));
         tick_to(&mut b, t + secs(420));
         b.step(unknown(a_addr), t + secs(421));
@@ -2578,15 +2573,9 @@ mod tests {
             .collect()
     }
 
-    /// A timeout decision about a DC that never told us it has the job (cut off since
-    /// the submission, say) is a `Withdraw`: that DC's leader, with no record of the
-    /// job, would ignore a `GlobalTimeout` (jobs.md §4.5) and the decision would never
-    /// be confirmed. A DC that did take it (its leader reported on the job) gets the
-    /// decision as usual. The withdrawn DC's `Cancelled` (it never ran the job) is the
-    /// decision's effect there, so the outcome is `TimedOut`.
-    #[test]
-    fn a_timeout_decision_withdraws_the_job_from_a_dc_that_never_took_it() {
-        let t = Instant::ZERO;
+    /// The gate, DC 1's manager (at address 3, returned), and job 4 submitted at `t`
+    /// to DCs 0 and 1 with a 30 s timeout.
+    fn two_dc_job_4_with_a_30_s_timeout(t: Instant) -> (GateJobs, Addr) {
         let m3 = Addr::from_u32(3);
         let mut g = gate();
         g.step(
@@ -2608,6 +2597,19 @@ mod tests {
             },
             t,
         );
+        (g, m3)
+    }
+
+    /// A timeout decision about a DC that never told us it has the job (cut off since
+    /// the submission, say) is a `Withdraw`: that DC's leader, with no record of the
+    /// job, would ignore a `GlobalTimeout` (jobs.md §4.5) and the decision would never
+    /// be confirmed. A DC that did take it (its leader reported on the job) gets the
+    /// decision as usual. The withdrawn DC's `Cancelled` (it never ran the job) is the
+    /// decision's effect there, so the outcome is `TimedOut`.
+    #[test]
+    fn a_timeout_decision_withdraws_the_job_from_a_dc_that_never_took_it() {
+        let t = Instant::ZERO;
+        let (mut g, m3) = two_dc_job_4_with_a_30_s_timeout(t);
         // DC 0 accepts; DC 1 never answers.
         g.step(
             GateInput::Msg {
@@ -2693,27 +2695,7 @@ mod tests {
     #[test]
     fn a_multi_dc_job_is_declared_once_and_the_decision_delivered_to_every_dc() {
         let t = Instant::ZERO;
-        let m3 = Addr::from_u32(3);
-        let mut g = gate();
-        g.step(
-            GateInput::Manager {
-                dc: DcId(1),
-                node: NodeId(3),
-                addr: m3,
-                alive: true,
-                suspected: false,
-            },
-            t,
-        );
-        g.step(
-            GateInput::Submit {
-                job: JobId(4),
-                dcs: DcRequest::Pinned(vec![DcId(0), DcId(1)]),
-                workflows: 2,
-                timeout: Some(secs(30)),
-            },
-            t,
-        );
+        let (mut g, m3) = two_dc_job_4_with_a_30_s_timeout(t);
         for (dc, from) in [(0, M1), (1, m3)] {
             g.step(
                 GateInput::Msg {
