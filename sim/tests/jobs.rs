@@ -267,6 +267,93 @@ fn an_isolated_dc_leader_with_jobs_running() {
     assert!(takeovers > 50, "{takeovers}");
 }
 
+/// `jobs-basic.toml` without job timeouts, for 10 minutes: a job the DC forgot stays in
+/// flight for ever instead of timing out, so nothing hides a loss.
+fn jobs_basic_untimed() -> meridian_sim::scenario::Scenario {
+    let mut s = common::load("jobs-basic.toml", &[]);
+    for j in &mut s.jobs {
+        j.timeout = None;
+    }
+    s.duration = std::time::Duration::from_secs(600);
+    s
+}
+
+/// eu-west loses two managers in turn (60 s, 80 s) and has no leader until they come
+/// back (180 s). The one left holds the DC's jobs as replicas. Before, those expired
+/// 95 s after their last refresh, before any manager could win an election, and the
+/// jobs running at the crash stayed in flight for ever (1-2 a seed). Now the replicas
+/// outlive a DC with no leader, and whoever wins leads them (the holder takes them
+/// over; a restarted manager is offered them).
+#[test]
+fn a_dc_without_a_leader_for_100_s_keeps_its_jobs() {
+    let mut s = jobs_basic_untimed();
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "60s"
+        action = "crash_leader"
+        dc = "eu-west"
+        restart_after = "120s"
+        [[fault]]
+        at = "80s"
+        action = "crash_leader"
+        dc = "eu-west"
+        restart_after = "100s"
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..21, 2) {
+        assert_all_completed(&r);
+    }
+}
+
+/// A manager that restarted with no state wins its DC's election while the follower
+/// that holds the DC's jobs is paused: the follower offers the new leader each replica
+/// it does not refresh (20 s after it began to lead), and the leader adopts it, asks the
+/// workers what they run of it and learns the done workflows from the follower. Before,
+/// the jobs running at the crash stayed in flight for ever (4 a seed).
+#[test]
+fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
+    let mut s = jobs_basic_untimed();
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "80s"
+        action = "crash"
+        nodes = ["eu-west/manager-0", "eu-west/manager-1"]
+        [[fault]]
+        at = "175s"
+        action = "pause"
+        nodes = ["eu-west/manager-2"]
+        for = "25s"
+        [[fault]]
+        at = "180s"
+        action = "restart"
+        nodes = ["eu-west/manager-0", "eu-west/manager-1"]
+        "#,
+    );
+    let mut completed = 0;
+    for r in meridian_sim::sweep(&s, 1..21, 2) {
+        let j = jobs(&r);
+        // No progress reached a leader for 140 s: a job whose last progress came before
+        // the crash may be found stuck (120 s, jobs.md §4.4) and timed out: an end too.
+        assert_eq!(
+            (j.lost, j.failed, j.in_flight),
+            (0, 0, 0),
+            "seed {}",
+            r.seed
+        );
+        assert_eq!(j.completed + j.timed_out, j.submitted, "seed {}", r.seed);
+        assert!(r.invariants.violations.is_empty(), "seed {}", r.seed);
+        let leader = r.leadership.leaders_at_end["eu-west"].as_deref();
+        assert_ne!(leader, Some("eu-west/manager-2"), "seed {}", r.seed);
+        assert!(j.takeovers > 0, "seed {}: adopted from offers", r.seed);
+        completed += j.completed;
+    }
+    assert!(completed >= 20 * 38, "{completed}");
+}
+
 /// The failover scenario on a hostile network (5% loss, 25% duplicated and 2% corrupted
 /// datagrams): still every job completes once and every invariant holds, including the
 /// simulator's own check that no machine's deadline stops advancing (a manager whose

@@ -91,6 +91,8 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GateWithdrawDone { .. }
         | J::GateReplicaQuery { .. }
         | J::GateReplicaUnknown { .. }
+        | J::ReplicaOffer { .. }
+        | J::RunningQuery { .. }
         | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }

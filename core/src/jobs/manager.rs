@@ -393,6 +393,9 @@ struct Replica {
     refreshed_at: Instant,
     /// The leader's timeout state, rebased on our clock at receipt.
     timeout: JobTimeout,
+    /// When we last offered it to a leader that does not refresh it (`ReplicaOffer`);
+    /// cleared when the leader's `Replicate` comes, which our done workflows answer.
+    offered_at: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -429,8 +432,13 @@ pub struct ManagerJobs {
     next_check: Option<Instant>,
     /// No unanswered dispatch times out before this (a lower bound; see `tick`).
     dispatch_due: Option<Instant>,
-    /// When the stalest replica would expire (followers).
-    next_replica_expiry: Option<Instant>,
+    /// No replica expires or is due to be offered before this (followers; a lower
+    /// bound, exact after each upkeep).
+    next_replica_upkeep: Option<Instant>,
+    /// The DC leader we know, its term, and since when we know it (none while we know
+    /// no leader): the replicas' expiry and offers count from then (`replica_upkeep`).
+    /// A leader re-elected in a new term counts as new: it may have restarted.
+    leader_since: Option<(NodeId, u64, Instant)>,
     tombstones: BTreeMap<JobId, Tombstone>,
     stats: StatsBuffer,
     /// The level last reported (events fire on changes).
@@ -491,7 +499,8 @@ impl ManagerJobs {
             next_refresh: None,
             next_check: None,
             dispatch_due: None,
-            next_replica_expiry: None,
+            next_replica_upkeep: None,
+            leader_since: None,
             tombstones: BTreeMap::new(),
             stats,
             level: Level::None,
@@ -559,7 +568,7 @@ impl ManagerJobs {
             self.dispatch_due,
             jobs,
             self.next_refresh,
-            self.next_replica_expiry,
+            self.next_replica_upkeep,
             self.next_check,
             grace,
             tomb,
@@ -577,6 +586,16 @@ impl ManagerJobs {
         match input {
             ManagerInput::Msg { from, msg } => self.on_msg(from, msg, now, &mut out),
             ManagerInput::Leader { leader, term } => {
+                let known = self.leader_since.map(|(n, term, _)| (n, term));
+                if leader.map(|(n, _)| (n, term)) != known {
+                    self.leader_since = leader.map(|(n, _)| (n, term, now));
+                    if !self.replicas.is_empty() && leader.is_some() {
+                        // A new leader to offer our replicas to, should it not refresh them.
+                        let due = now + self.offer_after();
+                        self.next_replica_upkeep =
+                            Some(self.next_replica_upkeep.map_or(due, |t| t.min(due)));
+                    }
+                }
                 self.leader = leader;
                 let lead = leader.is_some_and(|(n, _)| n == self.me);
                 let was = self.leading.is_some();
@@ -1029,6 +1048,7 @@ impl ManagerJobs {
                     items,
                     refreshed_at: now,
                     timeout: state.clone(),
+                    offered_at: None,
                 });
                 if token >= r.token {
                     r.token = token;
@@ -1041,8 +1061,39 @@ impl ManagerJobs {
                     r.gate_token = r.gate_token.max(gate_token);
                 }
                 r.refreshed_at = now;
-                self.next_replica_expiry
-                    .get_or_insert(now + self.cfg.replica_ttl);
+                if r.offered_at.take().is_some() && !r.done.is_empty() {
+                    // The leader has the job we offered it (it adopted it, or had it):
+                    // our done workflows, so that it does not run them again.
+                    for workflow in r.done.iter() {
+                        out.push(JobOutput::Send {
+                            to: from,
+                            msg: JobMsg::ReplicaDone {
+                                job,
+                                workflow: *workflow,
+                                items: 0,
+                            },
+                        });
+                    }
+                }
+                let due = now + self.offer_after();
+                self.next_replica_upkeep.get_or_insert(due);
+            }
+            JobMsg::ReplicaDone {
+                job,
+                workflow,
+                items,
+            } if self.leading.is_some() => {
+                // A follower's done workflow of a job we adopted from its offer (or a
+                // deposed leader's late word): the result was real, whoever runs the
+                // workflow now. (The offer carried the done workflows' items.)
+                let Some(j) = self.jobs.get(&job) else {
+                    return;
+                };
+                let Some(d) = j.dispatch.get(workflow as usize) else {
+                    return;
+                };
+                let worker = d.map(|d| d.worker);
+                self.workflow_done(job, workflow, worker, items, now, out);
             }
             JobMsg::ReplicaDone {
                 job,
@@ -1052,6 +1103,55 @@ impl ManagerJobs {
                 if let Some(r) = self.replicas.get_mut(&job) {
                     if r.done.insert(workflow) {
                         r.items += items;
+                    }
+                }
+            }
+            JobMsg::ReplicaOffer {
+                job,
+                workflows,
+                gate,
+                gate_addr,
+                gate_token,
+                token,
+                timeout,
+                items,
+            } => {
+                let Some(term) = self.leading else {
+                    return; // only the leader adopts
+                };
+                if let Some(j) = self.jobs.get(&job) {
+                    let msg = self.replicate_msg(job, j, now);
+                    out.push(JobOutput::Send { to: from, msg });
+                    return;
+                }
+                if let Some(t) = self.tombstones.get(&job).copied() {
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: replica_forget(job, t),
+                    });
+                    return;
+                }
+                if self.jobs.len() >= self.cfg.max_jobs || workflows > self.cfg.max_workflows {
+                    return;
+                }
+                let r = Replica {
+                    workflows,
+                    gate,
+                    gate_addr,
+                    gate_token,
+                    token,
+                    done: Default::default(),
+                    items,
+                    refreshed_at: now,
+                    timeout: JobTimeout::from_wire(&timeout, now),
+                    offered_at: None,
+                };
+                if self.adopt(job, r, term, now, out) {
+                    for w in self.workers.values() {
+                        out.push(JobOutput::Send {
+                            to: w.addr,
+                            msg: JobMsg::RunningQuery { job },
+                        });
                     }
                 }
             }
@@ -1710,19 +1810,8 @@ impl ManagerJobs {
                 self.to_peers(msg, out);
             }
         }
-        if self.next_replica_expiry.is_some_and(|t| t <= now) {
-            let ttl = self.cfg.replica_ttl;
-            let stale: Vec<JobId> = self
-                .replicas
-                .iter()
-                .filter(|(_, r)| now.saturating_since(r.refreshed_at) >= ttl)
-                .map(|(j, _)| *j)
-                .collect();
-            for job in stale {
-                self.replicas.remove(&job);
-                out.push(JobOutput::Event(JobEvent::Forgotten { job }));
-            }
-            self.next_replica_expiry = self.replicas.values().map(|r| r.refreshed_at + ttl).min();
+        if self.next_replica_upkeep.is_some_and(|t| t <= now) {
+            self.replica_upkeep(now, out);
         }
         if let (Some(term), Some(t)) = (self.leading, self.next_hello) {
             if t <= now {
@@ -1785,6 +1874,78 @@ impl ManagerJobs {
         self.dispatch(now, out);
     }
 
+    /// A replica the leader has not refreshed for this long since it began to lead is
+    /// offered to it: two of its refreshes missed.
+    fn offer_after(&self) -> Duration {
+        (2 * self.cfg.replica_refresh).min(self.cfg.replica_ttl)
+    }
+
+    /// Followers: drop the replicas nobody refreshes, and offer the leader those it
+    /// does not (it may have restarted, or taken over without them).
+    ///
+    /// Expiry counts from when the leader we know began to lead, so a replica outlives
+    /// a DC with no leader (all of its holders would otherwise drop it before any of
+    /// them can win an election: found by a lost-job scan, `jobs-basic` seed 40). It
+    /// never outlives `tombstone_ttl - replica_ttl` since its last refresh: a job that
+    /// ended meanwhile still has its tombstones when the replica is offered or taken
+    /// over, and is not run again.
+    fn replica_upkeep(&mut self, now: Instant, out: &mut JobOutputs) {
+        let ttl = self.cfg.replica_ttl;
+        let cap = self.cfg.tombstone_ttl.saturating_sub(ttl).max(ttl);
+        let offer_after = self.offer_after();
+        let retry = self.cfg.replica_refresh;
+        let leader = match (self.leader, self.leader_since) {
+            (Some((node, addr)), Some((_, _, since))) if node != self.me => Some((addr, since)),
+            _ => None,
+        };
+        let mut next: Option<Instant> = None;
+        let mut expired: SmallVec<[JobId; 4]> = SmallVec::new();
+        for (job, r) in self.replicas.iter_mut() {
+            let hard = r.refreshed_at + cap;
+            let Some((addr, since)) = leader else {
+                if now >= hard {
+                    expired.push(*job);
+                } else {
+                    next = Some(next.map_or(hard, |t| t.min(hard)));
+                }
+                continue;
+            };
+            let window = r.refreshed_at.max(since);
+            let expires = (window + ttl).min(hard);
+            if now >= expires {
+                expired.push(*job);
+                continue;
+            }
+            let offer_at = (window + offer_after).max(r.offered_at.map_or(window, |t| t + retry));
+            let due = if now >= offer_at {
+                r.offered_at = Some(now);
+                out.push(JobOutput::Send {
+                    to: addr,
+                    msg: JobMsg::ReplicaOffer {
+                        job: *job,
+                        workflows: r.workflows,
+                        gate: r.gate,
+                        gate_addr: r.gate_addr,
+                        gate_token: r.gate_token,
+                        token: r.token,
+                        timeout: r.timeout.to_wire(now),
+                        items: r.items,
+                    },
+                });
+                now + retry
+            } else {
+                offer_at
+            };
+            let due = due.min(expires);
+            next = Some(next.map_or(due, |t| t.min(due)));
+        }
+        for job in expired {
+            self.replicas.remove(&job);
+            out.push(JobOutput::Event(JobEvent::Forgotten { job }));
+        }
+        self.next_replica_upkeep = next;
+    }
+
     fn to_peers(&self, msg: JobMsg, out: &mut JobOutputs) {
         for (_, addr) in &self.peers {
             out.push(JobOutput::Send { to: *addr, msg });
@@ -1798,97 +1959,111 @@ impl ManagerJobs {
     fn take_over(&mut self, term: u64, now: Instant, out: &mut JobOutputs) {
         let replicas = core::mem::take(&mut self.replicas);
         for (job, r) in replicas {
-            if self.jobs.contains_key(&job) || self.tombstones.contains_key(&job) {
-                continue;
+            self.adopt(job, r, term, now, out);
+        }
+    }
+
+    /// Lead the job `r` is a replica of, under the next token of our term (false: we
+    /// have it already, it ended here, or its tokens are stale).
+    fn adopt(
+        &mut self,
+        job: JobId,
+        r: Replica,
+        term: u64,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) -> bool {
+        if self.jobs.contains_key(&job) || self.tombstones.contains_key(&job) {
+            return false;
+        }
+        let Ok(token) = self.issuer.next(job, term, Some(r.token)) else {
+            return false;
+        };
+        if self
+            .gates
+            .claim(FenceDomain::GateJob, job, r.gate_token, r.gate)
+            .is_err()
+        {
+            return false;
+        }
+        let mut timeout = r.timeout.clone();
+        timeout.resume();
+        let ended = timeout.acted();
+        let mut j = Job::new(
+            job,
+            self.dc,
+            r.gate,
+            r.gate_addr,
+            r.workflows,
+            token,
+            timeout,
+            self.cfg.history_cap,
+        );
+        j.items = r.items;
+        for i in 0..r.workflows {
+            if r.done.contains(&i) {
+                j.life.restore(i, WorkflowState::Completed);
+            } else if ended {
+                // Its predecessor timed it out: what still runs is stopped as the
+                // workers report it (`Running` gets a cancel back).
+                j.life.restore(i, WorkflowState::Cancelled);
             }
-            let Ok(token) = self.issuer.next(job, term, Some(r.token)) else {
-                continue;
-            };
-            if self
-                .gates
-                .claim(FenceDomain::GateJob, job, r.gate_token, r.gate)
-                .is_err()
-            {
-                continue;
-            }
-            let mut timeout = r.timeout.clone();
-            timeout.resume();
-            let ended = timeout.acted();
-            let mut j = Job::new(
-                job,
-                self.dc,
-                r.gate,
-                r.gate_addr,
-                r.workflows,
-                token,
-                timeout,
-                self.cfg.history_cap,
-            );
-            j.items = r.items;
-            for i in 0..r.workflows {
-                if r.done.contains(&i) {
-                    j.life.restore(i, WorkflowState::Completed);
-                } else if ended {
-                    // Its predecessor timed it out: what still runs is stopped as the
-                    // workers report it (`Running` gets a cancel back).
-                    j.life.restore(i, WorkflowState::Cancelled);
-                }
-            }
-            if ended {
-                j.status = Status::TimedOut;
-                j.report_next = Some(now);
-            } else if j.all_completed() {
-                j.status = Status::Completed;
-                j.report_next = Some(now);
-            } else {
-                j.hold_until = Some(now + self.cfg.takeover_grace);
-            }
-            let t = &j.timeout;
-            if t.strategy == Strategy::GateCoordinated && j.status == Status::Running {
+        }
+        if ended {
+            j.status = Status::TimedOut;
+            j.report_next = Some(now);
+        } else if j.all_completed() {
+            j.status = Status::Completed;
+            j.report_next = Some(now);
+        } else {
+            j.hold_until = Some(now + self.cfg.takeover_grace);
+        }
+        let t = &j.timeout;
+        if t.strategy == Strategy::GateCoordinated && j.status == Status::Running {
+            out.push(JobOutput::Send {
+                to: r.gate_addr,
+                msg: JobMsg::LeaderTransfer {
+                    job,
+                    dc: self.dc,
+                    new_leader: self.me,
+                    fence: t.fence,
+                },
+            });
+            if let (true, Some(reason)) = (t.report_pending, t.reason) {
                 out.push(JobOutput::Send {
                     to: r.gate_addr,
-                    msg: JobMsg::LeaderTransfer {
+                    msg: JobMsg::TimeoutReport {
                         job,
                         dc: self.dc,
-                        new_leader: self.me,
+                        manager: self.me,
+                        reason,
+                        elapsed_ms: now.saturating_since(t.started_at).as_millis() as u64,
                         fence: t.fence,
                     },
                 });
-                if let (true, Some(reason)) = (t.report_pending, t.reason) {
-                    out.push(JobOutput::Send {
-                        to: r.gate_addr,
-                        msg: JobMsg::TimeoutReport {
-                            job,
-                            dc: self.dc,
-                            manager: self.me,
-                            reason,
-                            elapsed_ms: now.saturating_since(t.started_at).as_millis() as u64,
-                            fence: t.fence,
-                        },
-                    });
-                }
-            }
-            out.push(JobOutput::Event(JobEvent::TakenOver {
-                job,
-                dc: self.dc,
-                token,
-            }));
-            // The others keep it as a replica of ours now.
-            let msg = self.replicate_msg(job, &j, now);
-            self.jobs.insert(job, j);
-            self.to_peers(msg, out);
-            for i in r.done.iter() {
-                // (The items travel in the Replicate above.)
-                self.to_peers(
-                    JobMsg::ReplicaDone {
-                        job,
-                        workflow: *i,
-                        items: 0,
-                    },
-                    out,
-                );
             }
         }
+        out.push(JobOutput::Event(JobEvent::TakenOver {
+            job,
+            dc: self.dc,
+            token,
+        }));
+        // The others keep it as a replica of ours now.
+        let msg = self.replicate_msg(job, &j, now);
+        self.jobs.insert(job, j);
+        self.to_peers(msg, out);
+        for i in r.done.iter() {
+            // (The items travel in the Replicate above.)
+            self.to_peers(
+                JobMsg::ReplicaDone {
+                    job,
+                    workflow: *i,
+                    items: 0,
+                },
+                out,
+            );
+        }
+        true
     }
 
     /// We no longer lead: our jobs become replicas (the new leader took them over, or
@@ -1900,7 +2075,7 @@ impl ManagerJobs {
     fn step_aside(&mut self, now: Instant, out: &mut JobOutputs) {
         self.next_refresh = None;
         self.next_check = None;
-        self.next_replica_expiry = Some(now + self.cfg.replica_ttl);
+        self.next_replica_upkeep = Some(now + self.offer_after());
         let jobs = core::mem::take(&mut self.jobs);
         for (job, j) in jobs {
             self.issuer.forget(job);
@@ -1928,6 +2103,7 @@ impl ManagerJobs {
                     items: j.items,
                     refreshed_at: now,
                     timeout: j.timeout,
+                    offered_at: None,
                 },
             );
             self.gates.forget_job(job);
@@ -2351,6 +2527,389 @@ mod tests {
                 items: 0
             }
         }));
+    }
+
+    /// The old leader's announcement of job 9 (3 workflows, none timed), at `t`.
+    fn replicate_9(t: Instant) -> JobMsg {
+        JobMsg::Replicate {
+            job: JobId(9),
+            workflows: 3,
+            gate: NodeId(100),
+            gate_addr: GATE,
+            gate_token: FenceToken::new(1, 1),
+            token: FenceToken::new(1, 3),
+            timeout: JobTimeout::start(Strategy::LocalAuthority, None, t).to_wire(t),
+            items: 0,
+        }
+    }
+
+    /// A follower of node 2 (term 1) holding job 9's replica, workflow 0 done.
+    fn follower_with_replica_9(t: Instant) -> ManagerJobs {
+        let peer = Addr::from_u32(2);
+        let mut f = manager_with_workers();
+        f.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), peer)),
+                term: 1,
+            },
+            t,
+        );
+        let from = |msg| ManagerInput::Msg { from: peer, msg };
+        f.step(from(replicate_9(t)), t);
+        f.step(
+            from(JobMsg::ReplicaDone {
+                job: JobId(9),
+                workflow: 0,
+                items: 7,
+            }),
+            t,
+        );
+        f
+    }
+
+    fn offers(out: &JobOutputs) -> Vec<(Addr, JobId)> {
+        out.iter()
+            .filter_map(|o| match o {
+                JobOutput::Send {
+                    to,
+                    msg: JobMsg::ReplicaOffer { job, .. },
+                } => Some((*to, *job)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Run `f` to `until` the way a node does: a tick at each deadline.
+    fn run_to(f: &mut ManagerJobs, until: Instant) -> JobOutputs {
+        let mut all = JobOutputs::new();
+        while let Some(at) = f.next_deadline().filter(|at| *at <= until) {
+            all.extend(f.step(ManagerInput::Tick, at));
+        }
+        all
+    }
+
+    /// A DC with no leader keeps its replicas: whoever wins the election later must
+    /// find them (with a 95 s expiry counted from the last refresh, every holder had
+    /// dropped them before any could win). They still go `tombstone_ttl - replica_ttl`
+    /// (505 s) after the last refresh, and within `replica_ttl` of a leader that does not
+    /// refresh them.
+    #[test]
+    fn a_replica_outlives_a_dc_without_a_leader_but_not_its_tombstones() {
+        let t = Instant::ZERO;
+        let leaderless = || ManagerInput::Leader {
+            leader: None,
+            term: 1,
+        };
+        let mut f = follower_with_replica_9(t);
+        f.step(leaderless(), t + secs(1));
+        run_to(&mut f, t + secs(300));
+        assert!(
+            f.has_job(JobId(9)),
+            "kept while no leader refreshes or drops it"
+        );
+        let out = f.step(leader(2), t + secs(300));
+        assert!(out.contains(&JobOutput::Event(JobEvent::TakenOver {
+            job: JobId(9),
+            dc: DcId(0),
+            token: FenceToken::new(2, 4)
+        })));
+
+        // Leaderless for good: gone at 505 s, not before.
+        let mut f = follower_with_replica_9(t);
+        f.step(leaderless(), t + secs(1));
+        run_to(&mut f, t + secs(504));
+        assert!(f.has_job(JobId(9)));
+        let out = run_to(&mut f, t + secs(505));
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
+        assert!(!f.has_job(JobId(9)));
+
+        // A leader known all along that stops refreshing it: gone 95 s after the last
+        // refresh, as before (it was offered meanwhile, and the leader never answered).
+        let mut f = follower_with_replica_9(t);
+        let out = run_to(&mut f, t + secs(94));
+        assert!(f.has_job(JobId(9)));
+        assert_eq!(offers(&out).len(), 8, "offered at 20 s, then every 10 s");
+        run_to(&mut f, t + secs(95));
+        assert!(!f.has_job(JobId(9)));
+
+        // A new leader after a long leaderless spell gets the full 95 s from its start.
+        let mut f = follower_with_replica_9(t);
+        f.step(leaderless(), t + secs(1));
+        let other = ManagerInput::Leader {
+            leader: Some((NodeId(3), Addr::from_u32(3))),
+            term: 2,
+        };
+        f.step(other, t + secs(200));
+        run_to(&mut f, t + secs(294));
+        assert!(f.has_job(JobId(9)));
+        run_to(&mut f, t + secs(295));
+        assert!(!f.has_job(JobId(9)));
+    }
+
+    /// A leader that does not refresh a replica is offered it 20 s (two refreshes) after
+    /// it began to lead. Having restarted with no state, it adopts the job, asks its
+    /// workers what they run of it, and learns the done workflows from the follower
+    /// once its announcement reaches it: it dispatches only what nobody ran.
+    #[test]
+    fn a_leader_that_restarted_adopts_the_replicas_a_follower_offers() {
+        let t = Instant::ZERO;
+        let me = Addr::from_u32(1);
+        let new_leader = Addr::from_u32(2);
+        // The follower: node 1, with job 9's replica from the old leader (node 2 in
+        // term 1), which now leads again in term 3, having restarted.
+        let mut f = follower_with_replica_9(t);
+        f.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), new_leader)),
+                term: 3,
+            },
+            t + secs(5),
+        );
+        let out = run_to(&mut f, t + secs(24));
+        assert!(offers(&out).is_empty(), "not before 20 s of the new leader");
+        let out = run_to(&mut f, t + secs(25));
+        assert_eq!(offers(&out), vec![(new_leader, JobId(9))]);
+        let offer = out
+            .iter()
+            .find_map(|o| match o {
+                JobOutput::Send {
+                    msg: m @ JobMsg::ReplicaOffer { items: 7, .. },
+                    ..
+                } => Some(*m),
+                _ => None,
+            })
+            .expect("the offer carries the replica's items");
+
+        // The restarted leader: node 2, no state, peers 1 and 3, workers 10 and 11.
+        let mut l = ManagerJobs::new(
+            ManagerConfig::default(),
+            NodeId(2),
+            DcId(0),
+            vec![
+                (ME, me),
+                (NodeId(2), new_leader),
+                (NodeId(3), Addr::from_u32(3)),
+            ],
+        );
+        for w in [10, 11] {
+            l.step(
+                ManagerInput::Worker {
+                    node: NodeId(w),
+                    addr: Addr::from_u32(w),
+                    alive: true,
+                    suspected: false,
+                },
+                t,
+            );
+            l.step(hello(w, 4), t);
+        }
+        l.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), new_leader)),
+                term: 3,
+            },
+            t + secs(5),
+        );
+        let out = l.step(
+            ManagerInput::Msg {
+                from: me,
+                msg: offer,
+            },
+            t + secs(25),
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::TakenOver {
+            job: JobId(9),
+            dc: DcId(0),
+            token: FenceToken::new(3, 4)
+        })));
+        assert!(
+            dispatches(&out).is_empty(),
+            "waits for the workers' reports"
+        );
+        let queried: Vec<Addr> = out
+            .iter()
+            .filter_map(|o| match o {
+                JobOutput::Send {
+                    to,
+                    msg: JobMsg::RunningQuery { job: JobId(9) },
+                } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queried, vec![Addr::from_u32(10), Addr::from_u32(11)]);
+        let announce = out
+            .iter()
+            .find_map(|o| match o {
+                JobOutput::Send {
+                    to,
+                    msg: m @ JobMsg::Replicate { .. },
+                } if *to == me => Some(*m),
+                _ => None,
+            })
+            .expect("the adopted job is announced to the followers");
+
+        // The follower hears it and answers with its done workflow; no more offers.
+        let out = f.step(
+            ManagerInput::Msg {
+                from: new_leader,
+                msg: announce,
+            },
+            t + secs(25),
+        );
+        let done: Vec<JobMsg> = out
+            .iter()
+            .filter_map(|o| match o {
+                JobOutput::Send { to, msg } if *to == new_leader => Some(*msg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            done,
+            vec![JobMsg::ReplicaDone {
+                job: JobId(9),
+                workflow: 0,
+                items: 0
+            }]
+        );
+        // (The leader refreshes it every 10 s from here; 20 s without would be offered.)
+        assert!(offers(&run_to(&mut f, t + secs(44))).is_empty());
+
+        // The leader: workflow 0 done (the follower), 1 running on worker 11 (its
+        // report); after the 3 s grace only workflow 2 is dispatched.
+        l.step(
+            ManagerInput::Msg {
+                from: me,
+                msg: done[0],
+            },
+            t + secs(25),
+        );
+        l.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(11),
+                msg: JobMsg::Running {
+                    job: JobId(9),
+                    workflow: 1,
+                    token: FenceToken::new(1, 3),
+                },
+            },
+            t + secs(26),
+        );
+        let out = run_to(&mut l, t + secs(28));
+        assert_eq!(
+            dispatches(&out),
+            vec![(Addr::from_u32(10), 2, FenceToken::new(3, 5))]
+        );
+        let out = l.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(11),
+                msg: JobMsg::WorkflowDone {
+                    job: JobId(9),
+                    workflow: 1,
+                    token: FenceToken::new(1, 3),
+                    items: 1,
+                },
+            },
+            t + secs(29),
+        );
+        assert!(!out.iter().any(|o| matches!(
+            o,
+            JobOutput::Send {
+                msg: JobMsg::JobDone { .. },
+                ..
+            }
+        )));
+        let out = l.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(10),
+                msg: JobMsg::WorkflowDone {
+                    job: JobId(9),
+                    workflow: 2,
+                    token: FenceToken::new(3, 5),
+                    items: 2,
+                },
+            },
+            t + secs(30),
+        );
+        // Items: 7 from the offer (workflow 0), then 1 and 2.
+        assert!(out.contains(&JobOutput::Send {
+            to: GATE,
+            msg: JobMsg::JobDone {
+                job: JobId(9),
+                dc: DcId(0),
+                token: FenceToken::new(3, 5),
+                items: 10
+            }
+        }));
+    }
+
+    /// An offered job the leader runs is announced back; one that ended here is
+    /// answered with its tombstone, and the follower drops it; a follower ignores offers.
+    #[test]
+    fn an_offer_of_a_job_the_leader_knows_is_answered_not_adopted() {
+        let t = Instant::ZERO;
+        let peer = Addr::from_u32(2);
+        let offer = |job| ManagerInput::Msg {
+            from: peer,
+            msg: JobMsg::ReplicaOffer {
+                job: JobId(job),
+                workflows: 3,
+                gate: NodeId(100),
+                gate_addr: GATE,
+                gate_token: FenceToken::new(1, 1),
+                token: FenceToken::new(1, 3),
+                timeout: JobTimeout::start(Strategy::LocalAuthority, None, t).to_wire(t),
+                items: 0,
+            },
+        };
+        let mut f = manager_with_workers();
+        assert!(f.step(offer(9), t).is_empty(), "only the leader adopts");
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        m.step(submit(9, 3), t);
+        let out = m.step(offer(9), t + secs(1));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            JobOutput::Send { to, msg: JobMsg::Replicate { job: JobId(9), .. } } if *to == peer
+        )));
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, JobOutput::Event(JobEvent::TakenOver { .. }))));
+        // Job 8 was withdrawn before the leader ever had it: a tombstone.
+        m.step(withdraw_from_gate(8), t + secs(1));
+        let out = m.step(offer(8), t + secs(2));
+        let answer = out
+            .iter()
+            .find_map(|o| match o {
+                JobOutput::Send {
+                    to,
+                    msg: m @ JobMsg::ReplicaForget { job: JobId(8), .. },
+                } if *to == peer => Some(*m),
+                _ => None,
+            })
+            .expect("the tombstone answers");
+        assert!(!m.has_job(JobId(8)));
+        // The follower that offered it drops its replica on that answer.
+        let mut f = manager_with_workers();
+        let mut replica = replicate_9(t);
+        if let JobMsg::Replicate { job, .. } = &mut replica {
+            *job = JobId(8);
+        }
+        f.step(
+            ManagerInput::Msg {
+                from: peer,
+                msg: replica,
+            },
+            t,
+        );
+        assert!(f.has_job(JobId(8)));
+        f.step(
+            ManagerInput::Msg {
+                from: peer,
+                msg: answer,
+            },
+            t + secs(2),
+        );
+        assert!(!f.has_job(JobId(8)));
     }
 
     /// A takeover hold that runs out while no worker has a free slot must not leave the

@@ -297,6 +297,30 @@ pub enum JobMsg {
     GateReplicaUnknown {
         job: JobId,
     },
+    /// Follower manager -> the DC leader: a replica the leader has not refreshed for
+    /// `2 x replica_refresh` since it began to lead. The leader may not know the job:
+    /// it restarted with no state and won the election, or took over without this
+    /// replica. It answers `Replicate` if it runs the job, `ReplicaForget` if the job
+    /// ended (its tombstone), and otherwise adopts the job as it adopts its own replicas
+    /// at a takeover. The fields are `Replicate`'s; the done workflows follow as
+    /// `ReplicaDone` once the leader's `Replicate` shows it has the job (frames may
+    /// overtake one another). Appended last, so every earlier kind keeps its encoding.
+    ReplicaOffer {
+        job: JobId,
+        workflows: u32,
+        gate: NodeId,
+        gate_addr: Addr,
+        gate_token: FenceToken,
+        token: FenceToken,
+        timeout: TimeoutWire,
+        items: u64,
+    },
+    /// DC leader -> its workers: which workflows of `job` do you run (a `Running` each)?
+    /// Sent when it adopts a job from a follower's `ReplicaOffer`: the reports the
+    /// workers send a new leader came before it knew the job. Appended last.
+    RunningQuery {
+        job: JobId,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).

@@ -383,6 +383,20 @@ impl WorkerJobs {
                     });
                 }
             }
+            JobMsg::RunningQuery { job } => {
+                // A leader adopted the job from a follower's replica after our reports
+                // to it as a new leader: tell it again what we run of that job.
+                for ((_, workflow), r) in self.running.range((job, 0)..=(job, WorkflowIndex::MAX)) {
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::Running {
+                            job,
+                            workflow: *workflow,
+                            token: r.token,
+                        },
+                    });
+                }
+            }
             _ => {}
         }
     }
@@ -700,6 +714,47 @@ mod tests {
 
     /// A cancel stops a running workflow at once and is always confirmed; its register
     /// is forgotten later like an acknowledged workflow's.
+    /// A leader that adopted a job from a follower's offer asks what runs of it: the
+    /// worker names each workflow of that job it runs, under its token, and no other.
+    #[test]
+    fn a_running_query_is_answered_with_the_workflows_of_that_job() {
+        let t = Instant::ZERO;
+        let mut w = WorkerJobs::new(WorkerConfig::default(), DC, t);
+        w.step(dispatch(1, 0, 1, 1), t);
+        w.step(dispatch(2, 0, 1, 1), t);
+        w.step(dispatch(2, 3, 1, 2), t);
+        w.step(dispatch(3, 1, 1, 1), t);
+        let leader = Addr::from_u32(11);
+        let out = w.step(
+            WorkerInput::Msg {
+                from: leader,
+                msg: JobMsg::RunningQuery { job: JobId(2) },
+            },
+            t,
+        );
+        assert_eq!(
+            out.to_vec(),
+            vec![
+                JobOutput::Send {
+                    to: leader,
+                    msg: JobMsg::Running {
+                        job: JobId(2),
+                        workflow: 0,
+                        token: FenceToken::new(1, 1)
+                    }
+                },
+                JobOutput::Send {
+                    to: leader,
+                    msg: JobMsg::Running {
+                        job: JobId(2),
+                        workflow: 3,
+                        token: FenceToken::new(1, 2)
+                    }
+                },
+            ]
+        );
+    }
+
     #[test]
     fn a_cancel_stops_the_workflow_and_is_confirmed() {
         let t = Instant::ZERO;

@@ -373,6 +373,17 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
         },
         J::GateReplicaQuery { job: JobId(seed) },
         J::GateReplicaUnknown { job: JobId(seed) },
+        J::ReplicaOffer {
+            job,
+            workflows: w,
+            gate: n,
+            gate_addr: a,
+            gate_token: t,
+            token: t,
+            timeout,
+            items: seed,
+        },
+        J::RunningQuery { job: JobId(seed) },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -412,7 +423,9 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::GateWithdrawing { .. }
             | J::GateWithdrawDone { .. }
             | J::GateReplicaQuery { .. }
-            | J::GateReplicaUnknown { .. } => {}
+            | J::GateReplicaUnknown { .. }
+            | J::ReplicaOffer { .. }
+            | J::RunningQuery { .. } => {}
         }
     }
     all
