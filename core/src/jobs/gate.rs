@@ -271,6 +271,9 @@ struct Job {
     next_route: Instant,
     /// Every DC it was sent to, failed ones included (a fallback is used once).
     tried: Vec<DcId>,
+    /// We took it over from a replica (its owner seemed dead): a gate that recorded its
+    /// end while our replica missed it may tell us so (`GateReplicaForget`).
+    taken_over: bool,
 }
 
 impl Job {
@@ -294,6 +297,7 @@ impl Job {
             pinned: true,
             next_route: now,
             tried: Vec::new(),
+            taken_over: false,
         }
     }
 }
@@ -341,7 +345,8 @@ pub struct GateJobs {
     next_upkeep: Option<Instant>,
     /// Jobs whose owner told us they ended, and our own that ended, and when (bounded
     /// by `max_jobs`, kept `ended_ttl`): a late `GateReplicate` does not bring their
-    /// replica back, and a `GateReplicaQuery` about one is answered that it ended.
+    /// replica back, a `GateReplicaQuery` about one is answered that it ended, and so
+    /// is a gate that takes one over (its replica missed the end).
     forgotten: BTreeMap<JobId, Instant>,
     /// The last time one of our own jobs ended with `forgotten` full. Until `ended_ttl`
     /// after it we cannot tell a job we never knew from one that ended, and answer
@@ -1479,7 +1484,18 @@ impl GateJobs {
                 }
                 if self.forgotten.contains_key(&job) && !self.replicas.contains_key(&job) {
                     // Overtaken by its end (or sent by a gate whose word about it is
-                    // older than that end).
+                    // older than that end). If the sender took the job over, its replica
+                    // missed the end (a cut dropped the `GateReplicaForget`): tell it, or
+                    // it runs the job again and records a second end. Whether we saw
+                    // the end or were told of it: the gate that saw it may be dead
+                    // (`gate-failover` seed 46). A wrong word costs the job its outcome,
+                    // never a second one.
+                    if owner != self.me {
+                        out.push(JobOutput::Send {
+                            to: from,
+                            msg: JobMsg::GateReplicaForget { job },
+                        });
+                    }
                     return;
                 }
                 let orphaned_at = (lost || !self.alive.contains(&owner)).then_some(now);
@@ -1525,6 +1541,17 @@ impl GateJobs {
                     }
                 }
             }
+            JobMsg::GateReplicaForget { job }
+                if self.jobs.get(&job).is_some_and(|j| j.taken_over) =>
+            {
+                // A job we took over that another gate saw end (it answered our
+                // takeover's `GateReplicate` from its memory of ends): its outcome is
+                // recorded already. We drop it without one, but as if it ended here:
+                // remembered, and our replicas with the others dropped (or they would
+                // ask us about it, hear "unknown" and hand it back to be taken over
+                // again). A DC that runs it again reports to us, and hears an ack.
+                self.forget(job, now, out);
+            }
             JobMsg::GateReplicaForget { job } => {
                 // Remembered even without a replica: its `GateReplicate` may come later.
                 self.replicas.remove(&job);
@@ -1537,6 +1564,16 @@ impl GateJobs {
                 let answer = match self.jobs.get(&job) {
                     Some(j) if !j.pending() => self.replicate_msg(job, j),
                     Some(_) => JobMsg::GateReplicaForget { job },
+                    // Ours, handed back to us to take over (we lost it in a restart):
+                    // still unknown here, not ended (that answer would drop the asker's
+                    // replica, and with it our takeover's best witness).
+                    None if self
+                        .replicas
+                        .get(&job)
+                        .is_some_and(|r| r.lost && r.owner == self.me) =>
+                    {
+                        JobMsg::GateReplicaUnknown { job }
+                    }
                     None if self.remembers_every_end(now)
                         && !self.replicas.contains_key(&job)
                         && !self.forgotten.contains_key(&job) =>
@@ -1702,6 +1739,7 @@ impl GateJobs {
                 Job {
                     targets,
                     tried,
+                    taken_over: true,
                     ..Job::new(token, r.workflows, r.timeout_ms, now)
                 },
             );
@@ -2381,6 +2419,22 @@ mod tests {
             },
             t + secs(121),
         );
+        // C asks A too before A takes it over: still unknown, not ended (that answer
+        // would drop C's replica for good, and with it the end of a later takeover).
+        let out = a.step(
+            GateInput::Msg {
+                from: Addr::from_u32(203),
+                msg: JobMsg::GateReplicaQuery { job: JobId(9) },
+            },
+            t + secs(121),
+        );
+        assert_eq!(
+            sends(&out),
+            vec![(
+                Addr::from_u32(203),
+                JobMsg::GateReplicaUnknown { job: JobId(9) }
+            )]
+        );
         let taken = takeovers(&mut a, t + secs(121), t + secs(140));
         assert!(matches!(taken[..], [(_, JobId(9), token)] if token > FenceToken::new(3, 1)));
 
@@ -2441,6 +2495,146 @@ mod tests {
         assert_eq!(g.table_len(), 1);
         tick_to(&mut g, t + secs(330));
         assert_eq!(g.table_len(), 0);
+    }
+
+    /// A gate that took over a job whose end its replica missed (a cut dropped the
+    /// `GateReplicaForget`) would run it again and record a second end (found by a
+    /// lost-job scan: `gate-failover` seeds 44 and 46, "ended Completed and then
+    /// Failed"). A gate that remembers the end answers the takeover's `GateReplicate`
+    /// with `GateReplicaForget`, and the taker drops the job without an outcome.
+    #[test]
+    fn a_takeover_of_a_job_another_gate_saw_end_is_dropped_without_a_second_end() {
+        let t = Instant::ZERO;
+        let (a_addr, b_addr, c_addr) = (
+            Addr::from_u32(201),
+            Addr::from_u32(202),
+            Addr::from_u32(203),
+        );
+        let forget = |from| GateInput::Msg {
+            from,
+            msg: JobMsg::GateReplicaForget { job: JobId(9) },
+        };
+        let taken_over_by = |owner: u32, from| GateInput::Msg {
+            from,
+            msg: JobMsg::GateReplicate {
+                job: JobId(9),
+                workflows: 2,
+                dcs_mask: 1,
+                token: FenceToken::new(4, 1),
+                owner: NodeId(owner),
+                timeout_ms: None,
+            },
+        };
+        // A leads job 3 (pinned to DC 0, whose manager M1 leads) to its end.
+        let mut a = three_gates(NodeId(1), NodeId(2), t);
+        a.step(
+            GateInput::Submit {
+                job: JobId(3),
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
+                workflows: 1,
+                timeout: None,
+            },
+            t + secs(1),
+        );
+        let out = a.step(
+            GateInput::Msg {
+                from: M1,
+                msg: JobMsg::JobDone {
+                    job: JobId(3),
+                    dc: DcId(0),
+                    token: FenceToken::new(1, 1),
+                    items: 0,
+                },
+            },
+            t + secs(5),
+        );
+        assert!(events(&out).contains(&JobEvent::Finished {
+            job: JobId(3),
+            state: JobState::Completed
+        }));
+        // B, which missed that end, took job 3 over: A tells it the job ended.
+        let b_took_3_over = GateInput::Msg {
+            from: b_addr,
+            msg: JobMsg::GateReplicate {
+                job: JobId(3),
+                workflows: 1,
+                dcs_mask: 1,
+                token: FenceToken::new(4, 1),
+                owner: NodeId(2),
+                timeout_ms: None,
+            },
+        };
+        let out = a.step(b_took_3_over, t + secs(60));
+        assert_eq!(
+            sends(&out),
+            vec![(b_addr, JobMsg::GateReplicaForget { job: JobId(3) })]
+        );
+        assert!(!a.has_job(JobId(3)));
+        // C knows of job 9's end by A's word (A may be dead by now): it tells B too.
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        c.step(forget(a_addr), t + secs(10));
+        let out = c.step(taken_over_by(2, b_addr), t + secs(60));
+        assert_eq!(
+            sends(&out),
+            vec![(b_addr, JobMsg::GateReplicaForget { job: JobId(9) })]
+        );
+        assert!(!c.has_job(JobId(9)));
+        // A job it knows nothing of is kept as a replica, unanswered.
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        let out = c.step(taken_over_by(2, b_addr), t + secs(60));
+        assert!(sends(&out).is_empty());
+        assert!(c.has_job(JobId(9)));
+
+        // B leads the gate cluster and takes job 9 over when A dies; C's word drops it
+        // with no outcome, and B passes the word on, so that no replica of its takeover
+        // is handed back to it later.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.step(peer(1, false), t + secs(30));
+        let taken = takeovers(&mut b, t + secs(30), t + secs(120));
+        assert!(matches!(taken[..], [(_, JobId(9), _)]), "{taken:?}");
+        let out = b.step(forget(c_addr), t + secs(121));
+        assert_eq!(events(&out), vec![JobEvent::Forgotten { job: JobId(9) }]);
+        assert_eq!(
+            sends(&out),
+            vec![
+                (a_addr, JobMsg::GateReplicaForget { job: JobId(9) }),
+                (c_addr, JobMsg::GateReplicaForget { job: JobId(9) })
+            ]
+        );
+        assert!(!b.has_job(JobId(9)));
+        // Asked about it later, B says it ended, not that it never heard of it.
+        let out = b.step(
+            GateInput::Msg {
+                from: c_addr,
+                msg: JobMsg::GateReplicaQuery { job: JobId(9) },
+            },
+            t + secs(200),
+        );
+        assert_eq!(
+            sends(&out),
+            vec![(c_addr, JobMsg::GateReplicaForget { job: JobId(9) })]
+        );
+
+        // A job a client submitted to B is B's own: such a word does not drop it.
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.step(
+            GateInput::Submit {
+                job: JobId(3),
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
+                workflows: 1,
+                timeout: None,
+            },
+            t + secs(1),
+        );
+        let out = b.step(
+            GateInput::Msg {
+                from: c_addr,
+                msg: JobMsg::GateReplicaForget { job: JobId(3) },
+            },
+            t + secs(2),
+        );
+        assert!(events(&out).is_empty());
+        assert!(b.has_job(JobId(3)));
     }
 
     /// Tick `g` from `from` until `until`; the takeovers it makes, with their instants.
