@@ -385,6 +385,9 @@ impl Checker {
         self.wf_state.retain(|(node, _, _), _| *node != i);
         self.last_grant.retain(|(node, _), _| *node != i);
         self.acted.retain(|(node, _)| *node != i);
+        // A restarted gate remembers no decision: like another gate across a failover,
+        // it may decide a job it took back over once more (the DCs apply one decision).
+        self.declared.retain(|(node, _)| *node != i);
         self.gate_leader_since.remove(&i);
         // Row `i` (what `i` sees) and column `i` (how others see `i`) share no counted
         // pair: nobody tracks itself.
