@@ -311,7 +311,9 @@ fn a_dc_without_a_leader_for_100_s_keeps_its_jobs() {
 /// that holds the DC's jobs is paused: the follower offers the new leader each replica
 /// it does not refresh (20 s after it began to lead), and the leader adopts it, asks the
 /// workers what they run of it and learns the done workflows from the follower. Before,
-/// the jobs running at the crash stayed in flight for ever (4 a seed).
+/// the jobs running at the crash stayed in flight for ever (4 a seed). (eu-west is cut
+/// off from the gates meanwhile, 170-260 s: their re-claims (every 120 s) would reach
+/// the new leader first, and it would run the jobs again from the start.)
 #[test]
 fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
     let mut s = jobs_basic_untimed();
@@ -331,6 +333,13 @@ fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
         at = "180s"
         action = "restart"
         nodes = ["eu-west/manager-0", "eu-west/manager-1"]
+        [[fault]]
+        at = "170s"
+        action = "partition"
+        groups = [["us-east"], ["eu-west"]]
+        [[fault]]
+        at = "260s"
+        action = "heal"
         "#,
     );
     let mut completed = 0;
@@ -352,6 +361,29 @@ fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
         completed += j.completed;
     }
     assert!(completed >= 20 * 38, "{completed}");
+}
+
+/// Every manager of eu-west goes down at once (a 30 s outage at 80 s, its workers
+/// with them) and comes back with no trace of the jobs it ran: no replica, no
+/// tombstone. The gate sends each job whose end it has not heard again every 120 s, and
+/// the DC runs it again. Before, those jobs (they have no timeout) stayed in flight for
+/// ever.
+#[test]
+fn a_dc_that_lost_every_trace_of_its_jobs_runs_them_again() {
+    let mut s = jobs_basic_untimed();
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "80s"
+        action = "dc_outage"
+        dcs = ["eu-west"]
+        for = "30s"
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..21, 2) {
+        assert_all_completed(&r);
+    }
 }
 
 /// The failover scenario on a hostile network (5% loss, 25% duplicated and 2% corrupted

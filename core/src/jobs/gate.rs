@@ -116,6 +116,10 @@ pub struct GateConfig {
     pub hello_every: Duration,
     /// ...and DC health re-classification, this often.
     pub health_every: Duration,
+    /// A DC that accepted a job and has not reported its end is sent the job again
+    /// this often (see `GateJobs::reclaim`): a safety net for the rare DC that lost
+    /// every trace of a job, as slow as a DC's own stuck detection (120 s).
+    pub reclaim_every: Duration,
 }
 
 impl Default for GateConfig {
@@ -139,6 +143,7 @@ impl Default for GateConfig {
             dispatch_attempts: 3,
             initializing_wait: secs(30),
             hello_every: secs(30),
+            reclaim_every: secs(120),
             health_every: secs(5),
         }
     }
@@ -367,6 +372,8 @@ pub struct GateJobs {
     mature: bool,
     next_health: Option<Instant>,
     next_hello: Option<Instant>,
+    /// When the DCs running our jobs are next sent them again (`reclaim`).
+    next_reclaim: Option<Instant>,
 }
 
 /// A job a gate leads, as operators see it.
@@ -467,6 +474,7 @@ impl GateJobs {
             mature: false,
             next_health: None,
             next_hello: None,
+            next_reclaim: None,
             cfg,
             me,
             addr,
@@ -561,6 +569,7 @@ impl GateJobs {
                     .map(|j| j.next_route),
             )
             .chain(self.next_hello)
+            .chain(self.next_reclaim)
             .chain(self.next_health)
             .chain(self.withdrawals.values().map(|w| w.next_send))
             .min()
@@ -1363,6 +1372,8 @@ impl GateJobs {
                 }
                 if accepted {
                     t.accepted = true;
+                    self.next_reclaim
+                        .get_or_insert(now + self.cfg.reclaim_every);
                 } else if let Some((_, addr)) = leader.filter(|(_, a)| Some(*a) != t.to) {
                     // Redirected to the DC's leader: ask it at once.
                     t.to = Some(addr);
@@ -1816,6 +1827,40 @@ impl GateJobs {
         self.to_peers(JobMsg::GateReplicaForget { job }, out);
     }
 
+    /// Each DC that accepted one of our jobs and has not reported its end is sent the
+    /// job again (its leader first), every `reclaim_every` (120 s). A DC that runs it
+    /// acknowledges the same claim, and one that ended it answers with its final status
+    /// (its tombstone). One that lost every trace of it (all its managers restarted, or
+    /// its leader restarted and no follower held the job) runs it again: without this,
+    /// a job with no timeout stayed in flight there for ever. A job we decided is left
+    /// to its decision, which such a DC answers too.
+    fn reclaim(&mut self, now: Instant, out: &mut JobOutputs) {
+        let mut running = false;
+        let ids: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.declared.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for job in ids {
+            let submit = self.submit_msg(job, &self.jobs[&job]);
+            let (dc_table, routing, coords) = (&self.dc_table, &self.cfg.routing, &self.coords);
+            let j = self.jobs.get_mut(&job).expect("listed");
+            for t in j.targets.iter_mut().filter(|t| t.accepted && !t.done) {
+                running = true;
+                let leader = dc_table
+                    .managers_for(t.dc, now, routing, coords)
+                    .first()
+                    .map(|m| m.1);
+                if let Some(to) = leader.or(t.to) {
+                    t.to = Some(to);
+                    out.push(JobOutput::Send { to, msg: submit });
+                }
+            }
+        }
+        self.next_reclaim = running.then(|| now + self.cfg.reclaim_every);
+    }
+
     fn tick(&mut self, now: Instant, out: &mut JobOutputs) {
         if self.next_hello.is_some_and(|t| t <= now) {
             // Re-register with every manager we see (a manager forgets a silent gate).
@@ -1831,6 +1876,9 @@ impl GateJobs {
             self.refresh_health(now, out);
             self.next_health = (!self.dc_table.is_empty() || !self.managers.is_empty())
                 .then(|| now + self.cfg.health_every);
+        }
+        if self.next_reclaim.is_some_and(|t| t <= now) {
+            self.reclaim(now, out);
         }
         self.route_pending(now, out);
         self.check_orphans(now, out);
@@ -2104,6 +2152,66 @@ mod tests {
         assert_eq!(g.table_len(), 1);
         tick_to(&mut g, t + secs(300 + 630));
         assert_eq!(g.table_len(), 0);
+    }
+
+    /// A DC that accepted a job and has not reported its end is sent the job again
+    /// every 120 s (to its leader, else the manager that took it): one that runs it
+    /// acknowledges, one that lost every trace of it runs it again. Once the DC reports,
+    /// it is asked no more.
+    #[test]
+    fn a_dc_that_accepted_a_job_is_sent_it_again_every_2_minutes_until_it_ends() {
+        let t = Instant::ZERO;
+        let mut g = gate();
+        g.step(
+            GateInput::Submit {
+                job: JobId(1),
+                dcs: DcRequest::Pinned(vec![DcId(0)]),
+                workflows: 3,
+                timeout: None,
+            },
+            t,
+        );
+        g.step(
+            GateInput::Msg {
+                from: M1,
+                msg: JobMsg::SubmitAck {
+                    job: JobId(1),
+                    dc: DcId(0),
+                    accepted: true,
+                    leader: None,
+                },
+            },
+            t + secs(1),
+        );
+        let resent = |g: &mut GateJobs, until: Instant| {
+            let mut at = vec![];
+            while let Some(d) = g.next_deadline().filter(|d| *d <= until) {
+                for (to, m) in sends(&g.step(GateInput::Tick, d)) {
+                    if let JobMsg::Submit { job: JobId(1), .. } = m {
+                        at.push((d, to));
+                    }
+                }
+            }
+            at
+        };
+        assert_eq!(
+            resent(&mut g, t + secs(250)),
+            vec![(t + secs(121), M1), (t + secs(241), M1)]
+        );
+        g.step(
+            GateInput::Msg {
+                from: M1,
+                msg: JobMsg::JobDone {
+                    job: JobId(1),
+                    dc: DcId(0),
+                    token: FenceToken::new(1, 1),
+                    items: 0,
+                },
+            },
+            t + secs(250),
+        );
+        assert!(!g.has_job(JobId(1)));
+        assert!(resent(&mut g, t + secs(600)).is_empty());
     }
 
     #[test]
