@@ -279,13 +279,14 @@ fn jobs_basic_untimed() -> meridian_sim::scenario::Scenario {
 }
 
 /// eu-west loses two managers in turn (60 s, 80 s) and has no leader until they come
-/// back (180 s). The one left holds the DC's jobs as replicas. Before, those expired
-/// 95 s after their last refresh, before any manager could win an election, and the
-/// jobs running at the crash stayed in flight for ever (1-2 a seed). Now the replicas
-/// outlive a DC with no leader, and whoever wins leads them (the holder takes them
-/// over; a restarted manager is offered them).
+/// back (180 s). The one left holds the DC's jobs as replicas, which expire 95 s after
+/// their last refresh, before any manager can win an election. Before, the jobs running
+/// at the crash stayed in flight for ever (1-2 a seed). Now their gate sends them again
+/// (every 120 s, `GateJobs::reclaim`) and the new leader runs them. (Keeping replicas
+/// through a DC with no leader did this too, but let a replica that missed its job's
+/// end outlive the job's tombstones: see `ManagerJobs::replica_upkeep`.)
 #[test]
-fn a_dc_without_a_leader_for_100_s_keeps_its_jobs() {
+fn a_dc_without_a_leader_for_100_s_gets_its_jobs_back() {
     let mut s = jobs_basic_untimed();
     common::add_faults(
         &mut s,
@@ -312,7 +313,7 @@ fn a_dc_without_a_leader_for_100_s_keeps_its_jobs() {
 /// it does not refresh (20 s after it began to lead), and the leader adopts it, asks the
 /// workers what they run of it and learns the done workflows from the follower. Before,
 /// the jobs running at the crash stayed in flight for ever (4 a seed). (eu-west is cut
-/// off from the gates meanwhile, 170-260 s: their re-claims (every 120 s) would reach
+/// off from the gates meanwhile, 90-200 s: their re-claims (every 120 s) would reach
 /// the new leader first, and it would run the jobs again from the start.)
 #[test]
 fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
@@ -325,28 +326,28 @@ fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
         action = "crash"
         nodes = ["eu-west/manager-0", "eu-west/manager-1"]
         [[fault]]
-        at = "175s"
+        at = "90s"
+        action = "partition"
+        groups = [["us-east"], ["eu-west"]]
+        [[fault]]
+        at = "95s"
         action = "pause"
         nodes = ["eu-west/manager-2"]
         for = "25s"
         [[fault]]
-        at = "180s"
+        at = "100s"
         action = "restart"
         nodes = ["eu-west/manager-0", "eu-west/manager-1"]
         [[fault]]
-        at = "170s"
-        action = "partition"
-        groups = [["us-east"], ["eu-west"]]
-        [[fault]]
-        at = "260s"
+        at = "200s"
         action = "heal"
         "#,
     );
     let mut completed = 0;
     for r in meridian_sim::sweep(&s, 1..21, 2) {
         let j = jobs(&r);
-        // No progress reached a leader for 140 s: a job whose last progress came before
-        // the crash may be found stuck (120 s, jobs.md §4.4) and timed out: an end too.
+        // No progress reached a leader for a minute or more: a job whose last progress
+        // came long before may be found stuck (120 s, jobs.md §4.4): an end too.
         assert_eq!(
             (j.lost, j.failed, j.in_flight),
             (0, 0, 0),

@@ -436,8 +436,8 @@ pub struct ManagerJobs {
     /// bound, exact after each upkeep).
     next_replica_upkeep: Option<Instant>,
     /// The DC leader we know, its term, and since when we know it (none while we know
-    /// no leader): the replicas' expiry and offers count from then (`replica_upkeep`).
-    /// A leader re-elected in a new term counts as new: it may have restarted.
+    /// no leader): offers of replicas count from then (`replica_upkeep`). A leader
+    /// re-elected in a new term counts as new: it may have restarted.
     leader_since: Option<(NodeId, u64, Instant)>,
     tombstones: BTreeMap<JobId, Tombstone>,
     stats: StatsBuffer,
@@ -1880,18 +1880,19 @@ impl ManagerJobs {
         (2 * self.cfg.replica_refresh).min(self.cfg.replica_ttl)
     }
 
-    /// Followers: drop the replicas nobody refreshes, and offer the leader those it
-    /// does not (it may have restarted, or taken over without them).
+    /// Followers: drop the replicas nobody refreshed for `replica_ttl`, and offer the
+    /// leader those it does not refresh (it may have restarted, or taken over without
+    /// them), from `offer_after` after it began to lead.
     ///
-    /// Expiry counts from when the leader we know began to lead, so a replica outlives
-    /// a DC with no leader (all of its holders would otherwise drop it before any of
-    /// them can win an election: found by a lost-job scan, `jobs-basic` seed 40). It
-    /// never outlives `tombstone_ttl - replica_ttl` since its last refresh: a job that
-    /// ended meanwhile still has its tombstones when the replica is offered or taken
-    /// over, and is not run again.
+    /// Expiry stays 95 s after the last refresh, leader or not. Keeping replicas through
+    /// a DC with no leader (so that whoever wins later finds them) was tried: a
+    /// follower cut off while its job ended then kept the replica that missed the end,
+    /// and offered it to a leader that had restarted without the job's tombstone, which
+    /// ran the job's timeout action on a completed job (`leader-failover-mid-job`,
+    /// `--chaos 6`, seed 160003). A DC that regains a leader only after its replicas
+    /// expired gets its jobs back from their gates (`GateJobs::reclaim`), run again.
     fn replica_upkeep(&mut self, now: Instant, out: &mut JobOutputs) {
         let ttl = self.cfg.replica_ttl;
-        let cap = self.cfg.tombstone_ttl.saturating_sub(ttl).max(ttl);
         let offer_after = self.offer_after();
         let retry = self.cfg.replica_refresh;
         let leader = match (self.leader, self.leader_since) {
@@ -1901,21 +1902,16 @@ impl ManagerJobs {
         let mut next: Option<Instant> = None;
         let mut expired: SmallVec<[JobId; 4]> = SmallVec::new();
         for (job, r) in self.replicas.iter_mut() {
-            let hard = r.refreshed_at + cap;
-            let Some((addr, since)) = leader else {
-                if now >= hard {
-                    expired.push(*job);
-                } else {
-                    next = Some(next.map_or(hard, |t| t.min(hard)));
-                }
-                continue;
-            };
-            let window = r.refreshed_at.max(since);
-            let expires = (window + ttl).min(hard);
+            let expires = r.refreshed_at + ttl;
             if now >= expires {
                 expired.push(*job);
                 continue;
             }
+            let Some((addr, since)) = leader else {
+                next = Some(next.map_or(expires, |t| t.min(expires)));
+                continue;
+            };
+            let window = r.refreshed_at.max(since);
             let offer_at = (window + offer_after).max(r.offered_at.map_or(window, |t| t + retry));
             let due = if now >= offer_at {
                 r.offered_at = Some(now);
@@ -2588,61 +2584,47 @@ mod tests {
         all
     }
 
-    /// A DC with no leader keeps its replicas: whoever wins the election later must
-    /// find them (with a 95 s expiry counted from the last refresh, every holder had
-    /// dropped them before any could win). They still go `tombstone_ttl - replica_ttl`
-    /// (505 s) after the last refresh, and within `replica_ttl` of a leader that does not
-    /// refresh them.
+    /// A replica goes 95 s after its last refresh, whether or not we know a leader (a
+    /// longer life let a replica that missed its job's end reach a leader without the
+    /// tombstone: see `replica_upkeep`). Meanwhile a leader that does not refresh it is
+    /// offered it, from 20 s after it began to lead, every 10 s.
     #[test]
-    fn a_replica_outlives_a_dc_without_a_leader_but_not_its_tombstones() {
+    fn a_replica_expires_95_s_after_its_last_refresh_and_is_offered_meanwhile() {
         let t = Instant::ZERO;
         let leaderless = || ManagerInput::Leader {
             leader: None,
             term: 1,
         };
+        // No leader: kept to 95 s, offered to nobody.
         let mut f = follower_with_replica_9(t);
         f.step(leaderless(), t + secs(1));
-        run_to(&mut f, t + secs(300));
-        assert!(
-            f.has_job(JobId(9)),
-            "kept while no leader refreshes or drops it"
-        );
-        let out = f.step(leader(2), t + secs(300));
-        assert!(out.contains(&JobOutput::Event(JobEvent::TakenOver {
-            job: JobId(9),
-            dc: DcId(0),
-            token: FenceToken::new(2, 4)
-        })));
-
-        // Leaderless for good: gone at 505 s, not before.
-        let mut f = follower_with_replica_9(t);
-        f.step(leaderless(), t + secs(1));
-        run_to(&mut f, t + secs(504));
+        let out = run_to(&mut f, t + secs(94));
         assert!(f.has_job(JobId(9)));
-        let out = run_to(&mut f, t + secs(505));
+        assert!(offers(&out).is_empty());
+        let out = run_to(&mut f, t + secs(95));
         assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
         assert!(!f.has_job(JobId(9)));
 
-        // A leader known all along that stops refreshing it: gone 95 s after the last
-        // refresh, as before (it was offered meanwhile, and the leader never answered).
+        // A leader known all along that stops refreshing it: offered at 20 s, then
+        // every 10 s, and gone at 95 s (the leader never answered).
         let mut f = follower_with_replica_9(t);
         let out = run_to(&mut f, t + secs(94));
         assert!(f.has_job(JobId(9)));
-        assert_eq!(offers(&out).len(), 8, "offered at 20 s, then every 10 s");
+        assert_eq!(offers(&out).len(), 8, "20, 30, ... 90 s");
         run_to(&mut f, t + secs(95));
         assert!(!f.has_job(JobId(9)));
 
-        // A new leader after a long leaderless spell gets the full 95 s from its start.
+        // A leader known from 60 s: offered from 80 s; the expiry does not move.
         let mut f = follower_with_replica_9(t);
         f.step(leaderless(), t + secs(1));
         let other = ManagerInput::Leader {
             leader: Some((NodeId(3), Addr::from_u32(3))),
             term: 2,
         };
-        f.step(other, t + secs(200));
-        run_to(&mut f, t + secs(294));
-        assert!(f.has_job(JobId(9)));
-        run_to(&mut f, t + secs(295));
+        f.step(other, t + secs(60));
+        let out = run_to(&mut f, t + secs(94));
+        assert_eq!(offers(&out), vec![(Addr::from_u32(3), JobId(9)); 2]);
+        run_to(&mut f, t + secs(95));
         assert!(!f.has_job(JobId(9)));
     }
 
