@@ -278,6 +278,15 @@ fn jobs_basic_untimed() -> meridian_sim::scenario::Scenario {
     s
 }
 
+/// [`jobs_basic_untimed`] with `faults` (TOML), seeds 1..20: every job completes.
+fn untimed_jobs_all_complete_despite(faults: &str) {
+    let mut s = jobs_basic_untimed();
+    common::add_faults(&mut s, faults);
+    for r in meridian_sim::sweep(&s, 1..21, 2) {
+        assert_all_completed(&r);
+    }
+}
+
 /// eu-west loses two managers in turn (60 s, 80 s) and has no leader until they come
 /// back (180 s). The one left holds the DC's jobs as replicas, which expire 95 s after
 /// their last refresh, before any manager can win an election. Before, the jobs running
@@ -287,9 +296,7 @@ fn jobs_basic_untimed() -> meridian_sim::scenario::Scenario {
 /// end outlive the job's tombstones: see `ManagerJobs::replica_upkeep`.)
 #[test]
 fn a_dc_without_a_leader_for_100_s_gets_its_jobs_back() {
-    let mut s = jobs_basic_untimed();
-    common::add_faults(
-        &mut s,
+    untimed_jobs_all_complete_despite(
         r#"
         [[fault]]
         at = "60s"
@@ -303,9 +310,6 @@ fn a_dc_without_a_leader_for_100_s_gets_its_jobs_back() {
         restart_after = "100s"
         "#,
     );
-    for r in meridian_sim::sweep(&s, 1..21, 2) {
-        assert_all_completed(&r);
-    }
 }
 
 /// A manager that restarted with no state wins its DC's election while the follower
@@ -371,9 +375,7 @@ fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
 /// ever.
 #[test]
 fn a_dc_that_lost_every_trace_of_its_jobs_runs_them_again() {
-    let mut s = jobs_basic_untimed();
-    common::add_faults(
-        &mut s,
+    untimed_jobs_all_complete_despite(
         r#"
         [[fault]]
         at = "80s"
@@ -382,9 +384,6 @@ fn a_dc_that_lost_every_trace_of_its_jobs_runs_them_again() {
         for = "30s"
         "#,
     );
-    for r in meridian_sim::sweep(&s, 1..21, 2) {
-        assert_all_completed(&r);
-    }
 }
 
 /// The failover scenario on a hostile network (5% loss, 25% duplicated and 2% corrupted

@@ -2633,17 +2633,16 @@ mod tests {
                 timeout_ms: None,
             },
         };
-        // A leads job 3 (pinned to DC 0, whose manager M1 leads) to its end.
+        // A client submits job 3, pinned to DC 0 (whose manager M1 leads).
+        let submit_3 = || GateInput::Submit {
+            job: JobId(3),
+            dcs: DcRequest::Pinned(vec![DcId(0)]),
+            workflows: 1,
+            timeout: None,
+        };
+        // A leads job 3 to its end.
         let mut a = three_gates(NodeId(1), NodeId(2), t);
-        a.step(
-            GateInput::Submit {
-                job: JobId(3),
-                dcs: DcRequest::Pinned(vec![DcId(0)]),
-                workflows: 1,
-                timeout: None,
-            },
-            t + secs(1),
-        );
+        a.step(submit_3(), t + secs(1));
         let out = a.step(
             GateInput::Msg {
                 from: M1,
@@ -2725,15 +2724,7 @@ mod tests {
 
         // A job a client submitted to B is B's own: such a word does not drop it.
         let mut b = three_gates(NodeId(2), NodeId(2), t);
-        b.step(
-            GateInput::Submit {
-                job: JobId(3),
-                dcs: DcRequest::Pinned(vec![DcId(0)]),
-                workflows: 1,
-                timeout: None,
-            },
-            t + secs(1),
-        );
+        b.step(submit_3(), t + secs(1));
         let out = b.step(
             GateInput::Msg {
                 from: c_addr,
