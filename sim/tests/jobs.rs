@@ -37,6 +37,16 @@ fn assert_all_completed(r: &Report) {
     );
 }
 
+/// Every invariant held in `r`, a run of `fixture`.
+fn assert_held(fixture: &str, r: &Report) {
+    assert!(
+        r.invariants.violations.is_empty(),
+        "{fixture} seed {}: {:?}",
+        r.seed,
+        r.invariants.violations
+    );
+}
+
 /// Issue 4, acceptance 2: `jobs-basic.toml`, 50 seeds: every job completes, none lost.
 #[test]
 fn jobs_basic_every_job_completes_over_50_seeds() {
@@ -465,12 +475,7 @@ fn chaos_with_a_quiet_tail_never_ends_a_job_twice() {
             0,
         );
         for r in meridian_sim::sweep(&s, seeds, 2) {
-            assert!(
-                r.invariants.violations.is_empty(),
-                "{fixture} seed {}: {:?}",
-                r.seed,
-                r.invariants.violations
-            );
+            assert_held(fixture, &r);
         }
     }
 }
@@ -496,12 +501,7 @@ fn ended_jobs_are_forgotten_everywhere_once_the_faults_stop() {
             1,
         );
         for r in meridian_sim::sweep(&s, seeds, 2) {
-            assert!(
-                r.invariants.violations.is_empty(),
-                "{fixture} seed {}: {:?}",
-                r.seed,
-                r.invariants.violations
-            );
+            assert_held(fixture, &r);
             let tracked: Vec<(u64, u16)> = jobs(&r)
                 .per_job
                 .iter()

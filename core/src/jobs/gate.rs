@@ -1988,6 +1988,16 @@ mod tests {
     const M1: Addr = Addr::from_u32(1);
     const M2: Addr = Addr::from_u32(2);
 
+    /// A client submits `job` (`workflows` workflows, no timeout), pinned to DC 0.
+    fn submit_to_dc0(job: u64, workflows: u32) -> GateInput {
+        GateInput::Submit {
+            job: JobId(job),
+            dcs: DcRequest::Pinned(vec![DcId(0)]),
+            workflows,
+            timeout: None,
+        }
+    }
+
     fn gate() -> GateJobs {
         let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), vec![], 1);
         for (n, a) in [(1, M1), (2, M2)] {
@@ -2038,15 +2048,7 @@ mod tests {
     fn a_job_is_submitted_redirected_to_the_leader_and_finished_once() {
         let t = Instant::ZERO;
         let mut g = gate();
-        let out = g.step(
-            GateInput::Submit {
-                job: JobId(1),
-                dcs: DcRequest::Pinned(vec![DcId(0)]),
-                workflows: 3,
-                timeout: None,
-            },
-            t,
-        );
+        let out = g.step(submit_to_dc0(1, 3), t);
         let submit = JobMsg::Submit {
             job: JobId(1),
             workflows: 3,
@@ -2122,15 +2124,7 @@ mod tests {
     fn an_unanswered_dc_is_retried_on_another_manager_and_given_up_after_300_s() {
         let t = Instant::ZERO;
         let mut g = gate();
-        g.step(
-            GateInput::Submit {
-                job: JobId(2),
-                dcs: DcRequest::Pinned(vec![DcId(0)]),
-                workflows: 1,
-                timeout: None,
-            },
-            t,
-        );
+        g.step(submit_to_dc0(2, 1), t);
         assert_eq!(g.next_deadline(), Some(t + secs(5)));
         let out = g.step(GateInput::Tick, t + secs(5));
         assert_eq!(sends(&out)[0].0, M2, "rotates to the next manager");
@@ -2162,15 +2156,7 @@ mod tests {
     fn a_dc_that_accepted_a_job_is_sent_it_again_every_2_minutes_until_it_ends() {
         let t = Instant::ZERO;
         let mut g = gate();
-        g.step(
-            GateInput::Submit {
-                job: JobId(1),
-                dcs: DcRequest::Pinned(vec![DcId(0)]),
-                workflows: 3,
-                timeout: None,
-            },
-            t,
-        );
+        g.step(submit_to_dc0(1, 3), t);
         g.step(
             GateInput::Msg {
                 from: M1,
@@ -2376,15 +2362,7 @@ mod tests {
 
         // The owner's side: the replica of a job it leads, or its end, to the asker.
         let mut a = three_gates(NodeId(1), NodeId(1), t);
-        a.step(
-            GateInput::Submit {
-                job: JobId(5),
-                dcs: DcRequest::Pinned(vec![DcId(0)]),
-                workflows: 1,
-                timeout: None,
-            },
-            t,
-        );
+        a.step(submit_to_dc0(5, 1), t);
         let b_addr = Addr::from_u32(202);
         let ask = |job| GateInput::Msg {
             from: b_addr,
@@ -2633,16 +2611,9 @@ mod tests {
                 timeout_ms: None,
             },
         };
-        // A client submits job 3, pinned to DC 0 (whose manager M1 leads).
-        let submit_3 = || GateInput::Submit {
-            job: JobId(3),
-            dcs: DcRequest::Pinned(vec![DcId(0)]),
-            workflows: 1,
-            timeout: None,
-        };
-        // A leads job 3 to its end.
+        // A leads job 3 (pinned to DC 0, whose manager M1 leads) to its end.
         let mut a = three_gates(NodeId(1), NodeId(2), t);
-        a.step(submit_3(), t + secs(1));
+        a.step(submit_to_dc0(3, 1), t + secs(1));
         let out = a.step(
             GateInput::Msg {
                 from: M1,
@@ -2724,7 +2695,7 @@ mod tests {
 
         // A job a client submitted to B is B's own: such a word does not drop it.
         let mut b = three_gates(NodeId(2), NodeId(2), t);
-        b.step(submit_3(), t + secs(1));
+        b.step(submit_to_dc0(3, 1), t + secs(1));
         let out = b.step(
             GateInput::Msg {
                 from: c_addr,
@@ -3351,15 +3322,7 @@ mod tests {
     fn a_job_is_failed_only_by_a_majority_gate_that_reaches_its_dc() {
         let t = Instant::ZERO;
         let submit = |g: &mut GateJobs| {
-            g.step(
-                GateInput::Submit {
-                    job: JobId(9),
-                    dcs: DcRequest::Pinned(vec![DcId(0)]),
-                    workflows: 1,
-                    timeout: None,
-                },
-                t,
-            );
+            g.step(submit_to_dc0(9, 1), t);
         };
         let failed_by = |g: &mut GateJobs, until: Instant| {
             let mut now = t;

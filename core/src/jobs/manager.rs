@@ -435,10 +435,10 @@ pub struct ManagerJobs {
     /// No replica expires or is due to be offered before this (followers; a lower
     /// bound, exact after each upkeep).
     next_replica_upkeep: Option<Instant>,
-    /// The DC leader we know, its term, and since when we know it (none while we know
-    /// no leader): offers of replicas count from then (`replica_upkeep`). A leader
-    /// re-elected in a new term counts as new: it may have restarted.
-    leader_since: Option<(NodeId, u64, Instant)>,
+    /// The term of the DC leader we know (`leader`), and since when we know it (none
+    /// while we know no leader): offers of replicas count from then (`replica_upkeep`).
+    /// A leader re-elected in a new term counts as new: it may have restarted.
+    leader_since: Option<(u64, Instant)>,
     tombstones: BTreeMap<JobId, Tombstone>,
     stats: StatsBuffer,
     /// The level last reported (events fire on changes).
@@ -586,9 +586,9 @@ impl ManagerJobs {
         match input {
             ManagerInput::Msg { from, msg } => self.on_msg(from, msg, now, &mut out),
             ManagerInput::Leader { leader, term } => {
-                let known = self.leader_since.map(|(n, term, _)| (n, term));
+                let known = (self.leader.zip(self.leader_since)).map(|((n, _), (t, _))| (n, t));
                 if leader.map(|(n, _)| (n, term)) != known {
-                    self.leader_since = leader.map(|(n, _)| (n, term, now));
+                    self.leader_since = leader.map(|_| (term, now));
                     if !self.replicas.is_empty() && leader.is_some() {
                         // A new leader to offer our replicas to, should it not refresh them.
                         let due = now + self.offer_after();
@@ -1896,7 +1896,7 @@ impl ManagerJobs {
         let offer_after = self.offer_after();
         let retry = self.cfg.replica_refresh;
         let leader = match (self.leader, self.leader_since) {
-            (Some((node, addr)), Some((_, _, since))) if node != self.me => Some((addr, since)),
+            (Some((node, addr)), Some((_, since))) if node != self.me => Some((addr, since)),
             _ => None,
         };
         let mut next: Option<Instant> = None;
