@@ -142,6 +142,9 @@ pub struct Checker {
     /// gate die (gate cluster).
     job_gate: std::collections::BTreeMap<u64, usize>,
     gate_dead_seen: std::collections::BTreeMap<(usize, usize), u64>,
+    /// When a gate-cluster leader took in an orphan a follower handed it, per (gate,
+    /// job): it learned of that orphan then (dropped at the takeover or the job's end).
+    orphans_taken_in: std::collections::BTreeMap<(usize, u64), u64>,
     /// Per gate: when its majority (which other gates answer it) last changed.
     gate_majority_changed: std::collections::BTreeMap<usize, u64>,
     /// Per gate: since when it leads the gate cluster, the one gate that takes jobs
@@ -255,6 +258,7 @@ impl Checker {
             clock_changes: Vec::new(),
             job_gate: Default::default(),
             gate_dead_seen: Default::default(),
+            orphans_taken_in: Default::default(),
             gate_majority_changed: Default::default(),
             gate_leader_since: Default::default(),
             paused_spans: vec![Vec::new(); n],
@@ -389,6 +393,9 @@ impl Checker {
         // it may decide a job it took back over once more (the DCs apply one decision).
         self.declared.retain(|(node, _)| *node != i);
         self.gate_leader_since.remove(&i);
+        // ...nor any gate's death, nor any orphan it was handed.
+        self.gate_dead_seen.retain(|(o, _), _| *o != i);
+        self.orphans_taken_in.retain(|(o, _), _| *o != i);
         // Row `i` (what `i` sees) and column `i` (how others see `i`) share no counted
         // pair: nobody tracks itself.
         self.row(i, false);
@@ -661,18 +668,26 @@ impl Checker {
                 // jitter (<= 2 s) of the new owner learning that the old one died.
                 // (From the latest of: seeing the old owner dead, the last change of
                 // who answers the taker (its majority), and the taker
-                // becoming the gate-cluster leader, the one gate that takes jobs over.
+                // becoming the gate-cluster leader, the one gate that takes jobs over,
+                // and, for an orphan a follower handed the taker, taking it in: the
+                // taker held no replica before, and the follower hands an orphan on
+                // only once the leader has let twice the grace pass.
                 // Time the taker spent paused does not count: its timers stood still;
                 // nor does what its clock lost to skew.)
+                let taken_in = self.orphans_taken_in.remove(&(o, job.0));
                 if let Some(prev) = self.job_gate.insert(job.0, o) {
-                    if let Some(seen) = self.gate_dead_seen.get(&(o, prev)) {
+                    let dead_seen = self.gate_dead_seen.get(&(o, prev)).copied();
+                    if dead_seen.is_some() || taken_in.is_some() {
                         let majority = self.gate_majority_changed.get(&o).copied().unwrap_or(0);
                         let leading = self.gate_leader_since.get(&o).copied().unwrap_or(now);
-                        let seen = (*seen).max(majority).max(leading);
-                        let seen = &seen;
-                        let stood_still = self.paused_within(o, *seen, now)
-                            + self.node_clock_slack_us(o, *seen, now);
-                        if now.saturating_sub(*seen).saturating_sub(stood_still)
+                        let seen = dead_seen
+                            .unwrap_or(0)
+                            .max(taken_in.unwrap_or(0))
+                            .max(majority)
+                            .max(leading);
+                        let stood_still = self.paused_within(o, seen, now)
+                            + self.node_clock_slack_us(o, seen, now);
+                        if now.saturating_sub(seen).saturating_sub(stood_still)
                             > ORPHAN_TAKEOVER_MAX_US
                         {
                             self.violation(
@@ -735,6 +750,10 @@ impl Checker {
                 self.claims.retain(|(j, _, _), _| *j != job.0);
                 self.worker_register.retain(|(_, j), _| *j != job.0);
                 self.job_gate.remove(&job.0);
+                self.orphans_taken_in.retain(|(_, j), _| *j != job.0);
+            }
+            Event::Job(JobEvent::GateOrphanTakenIn { job, .. }) => {
+                self.orphans_taken_in.insert((o, job.0), now);
             }
             Event::Job(JobEvent::WorkflowTransition {
                 job,
@@ -1352,5 +1371,40 @@ mod tests {
         let mut c = two_gates();
         c.on_clock_change(0, 9 * SEC, 4 * SEC, 0.0);
         assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 1);
+    }
+
+    /// An orphan a follower hands the leader (`GateOrphanTakenIn`) is counted from
+    /// when the leader took it in: it held no replica before. Still 14 s at most.
+    /// A gate that restarts forgets the deaths it saw and the orphans it was handed.
+    #[test]
+    fn orphan_liveness_counts_a_handed_orphan_from_its_taking_in() {
+        let taken_in = |c: &mut Checker, at: u64| {
+            let e = JobEvent::GateOrphanTakenIn {
+                job: JobId(7),
+                owner: NodeId(0),
+            };
+            feed(c, 1, Event::Job(e), at, [false, true]);
+        };
+        let mut c = two_gates();
+        taken_in(&mut c, 60 * SEC);
+        assert_eq!(take_over_at(&mut c, 73 * SEC), 0);
+        let mut c = two_gates();
+        taken_in(&mut c, 60 * SEC);
+        assert_eq!(take_over_at(&mut c, 75 * SEC), 1);
+        // Restarted after seeing the death: nothing of it counts.
+        let mut c = two_gates();
+        c.on_start(1, 1);
+        assert_eq!(take_over_at(&mut c, 60 * SEC), 0);
+        // Restarted, elected again, then handed the orphan: from the taking in.
+        let mut c = two_gates();
+        c.on_start(1, 1);
+        let leads = ElectionEvent::LeaderChanged {
+            group: GroupId(0),
+            term: 3,
+            leader: Some(NodeId(1)),
+        };
+        feed(&mut c, 1, Event::Election(leads), 50 * SEC, [false, true]);
+        taken_in(&mut c, 60 * SEC);
+        assert_eq!(take_over_at(&mut c, 75 * SEC), 1);
     }
 }

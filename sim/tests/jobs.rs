@@ -378,6 +378,49 @@ fn a_restarted_manager_that_wins_the_election_adopts_the_followers_jobs() {
     assert!(completed >= 20 * 38, "{completed}");
 }
 
+/// The gate that accepted the jobs dies for good (60 s); the other two us-east gates
+/// (one of them the gate-cluster leader) crash a second later and restart with no
+/// state, while eu-west's gate, the only one left holding the jobs' replicas, is paused
+/// (61-81 s): a restarted gate wins the election, holding none of the orphans, and
+/// only the leader takes orphans over. eu-west's gate hands it each orphan
+/// (`GateOrphan`) once the leader has let twice the grace pass; the leader takes them
+/// over and every job completes, on time by the checker's orphan-liveness rule. Before
+/// (`gate-failover` seed 50 of session 18's lost-job scan), the 5 jobs running at the
+/// crash stayed in flight for ever, in every seed. Every seed here makes a restarted
+/// gate the leader, so every seed takes this path.
+#[test]
+fn orphans_only_a_follower_holds_are_handed_to_a_restarted_leader() {
+    let mut s = common::load("gate-failover.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "61s"
+        action = "crash"
+        nodes = ["us-east/gate-1", "us-east/gate-2"]
+        [[fault]]
+        at = "61s"
+        action = "pause"
+        nodes = ["eu-west/gate-0"]
+        for = "20s"
+        [[fault]]
+        at = "62s"
+        action = "restart"
+        nodes = ["us-east/gate-1", "us-east/gate-2"]
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..11, 2) {
+        assert_all_completed(&r);
+        let leader = r.leadership.leaders_at_end["gates"].as_deref();
+        assert!(
+            matches!(leader, Some("us-east/gate-1" | "us-east/gate-2")),
+            "seed {}: {leader:?}",
+            r.seed
+        );
+        assert!(jobs(&r).gate_takeovers >= 4, "seed {}", r.seed);
+    }
+}
+
 /// Every manager of eu-west goes down at once (a 30 s outage at 80 s, its workers
 /// with them) and comes back with no trace of the jobs it ran: no replica, no
 /// tombstone. The gate sends each job whose end it has not heard again every 120 s, and

@@ -93,6 +93,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GateReplicaUnknown { .. }
         | J::ReplicaOffer { .. }
         | J::RunningQuery { .. }
+        | J::GateOrphan { .. }
         | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }

@@ -9,7 +9,9 @@
 //! job is still orphaned and that it still leads, and takes it over under the next token
 //! of its own term: it re-sends the job to every DC not yet done, which re-points the
 //! DC's manager at it (a newer gate claim), so results that were on their way to the
-//! dead gate come to the new owner.
+//! dead gate come to the new owner. The leader may hold no replica of an orphan (it
+//! restarted with no state and won the election): a follower that holds one the leader
+//! has not taken over within twice the grace hands it over (`JobMsg::GateOrphan`).
 //!
 //! Replicas are kept honest (jobs.md §7.10, tracking always ends; the spec does not
 //! say how a gate's replica learns of an end it missed): a gate that has heard a
@@ -174,6 +176,8 @@ struct GateReplica {
     /// (`GateReplicaUnknown`): it restarted and lost it. An orphan whose owner's coming
     /// back does not end the orphanhood.
     lost: bool,
+    /// When we last handed it, an orphan, to the gate-cluster leader (`GateOrphan`).
+    forwarded_at: Option<Instant>,
 }
 
 /// A withdrawal from a DC the job fell back from, until that DC reports the job's
@@ -452,8 +456,13 @@ impl GateJobs {
     ) -> GateJobs {
         let peers: Vec<(NodeId, Addr)> = peers.into_iter().filter(|(n, _)| *n != me).collect();
         GateJobs {
-            alive: peers.iter().map(|(n, _)| *n).collect(),
-            reachable: peers.iter().map(|(n, _)| *n).collect(),
+            // Only the membership says who is alive: a gate that (re)starts after a
+            // peer died may never hear of it (its tombstone is gone, or a death claim
+            // about a member it never knew adds nothing), and a peer taken for alive
+            // by default would be so for ever: its orphans never taken over, our
+            // quorum counted with it.
+            alive: Default::default(),
+            reachable: Default::default(),
             leader: None,
             peers,
             replicas: BTreeMap::new(),
@@ -1524,6 +1533,7 @@ impl GateJobs {
                     refreshed_at: now,
                     heard_at: now,
                     lost,
+                    forwarded_at: None,
                 });
                 if token >= r.token {
                     r.token = token;
@@ -1599,6 +1609,7 @@ impl GateJobs {
                 });
             }
             JobMsg::GateReplicaUnknown { job } => self.owner_lost(from, job, now, out),
+            JobMsg::GateOrphan { .. } => self.on_orphan(from, msg, now, out),
             JobMsg::GateWithdrawing {
                 job,
                 dc,
@@ -1689,8 +1700,10 @@ impl GateJobs {
                 if !self.may_take_over() {
                     // The leader takes it over; should leadership come to us, or the
                     // owner come back, we see it at a later check: keep looking until
-                    // the orphan is re-led.
+                    // the orphan is re-led. A leader that has not by twice the grace
+                    // may not hold it: it is handed the orphan.
                     pending = true;
+                    self.forward_orphan(job, since, now, out);
                 } else {
                     let (lo, hi) = self.cfg.takeover_jitter;
                     let wait = lo
@@ -1772,6 +1785,123 @@ impl GateJobs {
                 self.finish(job, state, now, out);
             }
         }
+    }
+
+    /// Hand our orphan `job` (orphaned `since`) to the gate-cluster leader if the
+    /// leader, which takes orphans over, has not within twice the grace: it may have
+    /// no replica of it (it restarted with no state and won the election; `gate-failover`
+    /// seed 50 of session 18's scan, where the orphans' holders all followed such a
+    /// leader and the jobs stayed in flight for ever). Only on the majority side, and
+    /// again every `replica_check` while the orphan stays ours (the leader may not yet
+    /// have seen the owner dead, or the frame may be lost). A leader that holds the job
+    /// or a replica of it ignores the offer, so a needless one costs one frame.
+    fn forward_orphan(&mut self, job: JobId, since: Instant, now: Instant, out: &mut JobOutputs) {
+        let Some(leader) = self.leader.filter(|l| *l != self.me) else {
+            return;
+        };
+        if !self.has_quorum() || now < since + 2 * self.cfg.orphan_grace {
+            return;
+        }
+        let Some(&(_, to)) = self.peers.iter().find(|(n, _)| *n == leader) else {
+            return;
+        };
+        let every = self.cfg.replica_check;
+        let Some(r) = self.replicas.get_mut(&job) else {
+            return;
+        };
+        if r.forwarded_at
+            .is_some_and(|t| now.saturating_since(t) < every)
+        {
+            return;
+        }
+        r.forwarded_at = Some(now);
+        let msg = JobMsg::GateOrphan {
+            job,
+            workflows: r.workflows,
+            dcs_mask: r.dcs_mask,
+            done_mask: r.done_mask,
+            timed_out_mask: r.timed_out_mask,
+            failed_mask: r.failed_mask,
+            token: r.token,
+            owner: r.owner,
+            timeout_ms: r.timeout_ms,
+            lost: r.lost,
+            heard_ms_ago: now.saturating_since(r.heard_at).as_millis() as u64,
+        };
+        out.push(JobOutput::Send { to, msg });
+    }
+
+    /// A follower handed us an orphan it holds (`JobMsg::GateOrphan`). We take it in
+    /// as a replica of our own, past its grace (the follower waited it out), so the
+    /// next orphan check schedules the takeover, if we are the arbiter of takeovers
+    /// and it is news to us: we
+    /// neither lead the job nor hold a replica of it, its owner is not alive to us
+    /// (unless it said it lost the job), and its owner's last word about it is recent
+    /// enough that a takeover still finds the DCs' tombstones should it have ended
+    /// (the rule of [`Self::owner_lost`], with the follower's age of that word, never
+    /// a fresher one). A job we know ended is answered `GateReplicaForget`: the
+    /// follower's replica missed the end.
+    fn on_orphan(&mut self, from: Addr, msg: JobMsg, now: Instant, out: &mut JobOutputs) {
+        let JobMsg::GateOrphan {
+            job,
+            workflows,
+            dcs_mask,
+            done_mask,
+            timed_out_mask,
+            failed_mask,
+            token,
+            owner,
+            timeout_ms,
+            lost,
+            heard_ms_ago,
+        } = msg
+        else {
+            return;
+        };
+        if !self.peers.iter().any(|(_, a)| *a == from) || !self.may_take_over() {
+            return;
+        }
+        if self.jobs.contains_key(&job) || self.replicas.contains_key(&job) {
+            return;
+        }
+        if self.forgotten.contains_key(&job) {
+            out.push(JobOutput::Send {
+                to: from,
+                msg: JobMsg::GateReplicaForget { job },
+            });
+            return;
+        }
+        let heard_ago = Duration::from_millis(heard_ms_ago);
+        let owner_alive = owner == self.me || self.alive.contains(&owner);
+        if (owner_alive && !lost)
+            || heard_ago.saturating_add(self.cfg.give_up) > self.cfg.ended_ttl
+            || self.replicas.len() >= self.cfg.max_jobs
+        {
+            return;
+        }
+        self.replicas.insert(
+            job,
+            GateReplica {
+                workflows,
+                timeout_ms,
+                dcs_mask,
+                done_mask,
+                timed_out_mask,
+                failed_mask,
+                token,
+                owner,
+                // Past its grace: the follower waited it out (twice) before offering.
+                orphaned_at: Some(now - self.cfg.orphan_grace),
+                take_at: None,
+                refreshed_at: now,
+                heard_at: now - heard_ago,
+                lost,
+                forwarded_at: None,
+            },
+        );
+        out.push(JobOutput::Event(JobEvent::GateOrphanTakenIn { job, owner }));
+        self.next_orphan_check
+            .get_or_insert(now + self.cfg.orphan_check);
     }
 
     /// The withdrawals of dead gates, past the orphan grace, while we are the arbiter
@@ -2826,6 +2956,252 @@ mod tests {
         );
     }
 
+    /// Every `GateOrphan` that follower `g` sends the leader (gate 2, at 202) from
+    /// `from` until `until`, with when.
+    fn orphan_offers(g: &mut GateJobs, from: Instant, until: Instant) -> Vec<(Instant, JobMsg)> {
+        let mut offers = vec![];
+        let mut now = from;
+        while let Some(d) = g.next_deadline().filter(|d| *d < until) {
+            now = d.max(now);
+            for (to, msg) in sends(&g.step(GateInput::Tick, now)) {
+                if matches!(msg, JobMsg::GateOrphan { .. }) {
+                    assert_eq!(to, Addr::from_u32(202), "to the leader only");
+                    offers.push((now, msg));
+                }
+            }
+        }
+        offers
+    }
+
+    /// Gate B (2) restarted with no state and won the election, while the owner of job
+    /// 9, A (1), died: only the follower C (3) holds the job, and only the leader takes
+    /// orphans over (`gate-failover` seed 50 of session 18's scan: such jobs stayed in
+    /// flight for ever). C hands B the orphan once the leader has let twice the 10 s
+    /// grace pass without taking it over, again every 30 s while it stays an orphan;
+    /// B takes it in, past its grace, and over at its next check (2 s) plus the usual
+    /// `U[0.5, 2]` s, under the next token of its term;
+    /// its `GateReplicate` makes the job B's to C, which offers it no more.
+    #[test]
+    fn a_follower_hands_its_orphan_to_a_leader_that_lost_it_and_the_leader_takes_it_over() {
+        let t = Instant::ZERO;
+        let mut b = three_gates(NodeId(2), NodeId(2), t);
+        b.replicas.clear(); // restarted: it never heard A's GateReplicate
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        for g in [&mut b, &mut c] {
+            g.step(peer(1, false), t + secs(1));
+        }
+        assert_eq!(takeovers(&mut b, t + secs(1), t + secs(60)), vec![]);
+        let offers = orphan_offers(&mut c, t + secs(1), t + secs(60));
+        let [(first, offer), (second, _)] = offers[..] else {
+            panic!("two offers in the first minute: {offers:?}")
+        };
+        // Orphaned at 1 s, looked at every 2 s: the first look past 21 s.
+        assert!(first >= t + secs(21) && first <= t + secs(23), "{first:?}");
+        assert!(
+            second >= first + secs(30) && second <= first + secs(32),
+            "{second:?}"
+        );
+        let JobMsg::GateOrphan {
+            job,
+            token,
+            owner,
+            heard_ms_ago,
+            lost,
+            ..
+        } = offer
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (job, token, owner, lost),
+            (JobId(9), FenceToken::new(3, 1), NodeId(1), false)
+        );
+        // A's word came at 0 s: how old it is travels with the orphan.
+        assert_eq!(heard_ms_ago, (first - Duration::ZERO).as_millis());
+
+        let out = b.step(
+            GateInput::Msg {
+                from: Addr::from_u32(203),
+                msg: offer,
+            },
+            first,
+        );
+        assert!(sends(&out).is_empty());
+        assert_eq!(
+            b.replicas[&job].heard_at, t,
+            "the follower's age, not a fresh word"
+        );
+        let mut replicate = None;
+        let mut now = first;
+        while replicate.is_none() && now < first + secs(20) {
+            now = b.next_deadline().expect("orphan pending");
+            let out = b.step(GateInput::Tick, now);
+            for (to, msg) in sends(&out) {
+                if to == Addr::from_u32(203) && matches!(msg, JobMsg::GateReplicate { .. }) {
+                    replicate = Some(msg);
+                }
+            }
+        }
+        // No second grace: the next check (within 2 s), then U[0.5, 2] s.
+        assert!(
+            now >= first + millis(500) && now <= first + secs(4),
+            "{now:?}"
+        );
+        assert!(b.has_job(job) && b.jobs[&job].taken_over);
+        assert_eq!(b.jobs[&job].token, FenceToken::new(4, 2));
+        c.step(
+            GateInput::Msg {
+                from: Addr::from_u32(202),
+                msg: replicate.expect("B took the job over and told C"),
+            },
+            now,
+        );
+        assert_eq!(c.replicas[&job].owner, NodeId(2));
+        assert_eq!(orphan_offers(&mut c, now, now + secs(120)), vec![]);
+    }
+
+    /// What a leader does not take in from a follower's `GateOrphan`: a job it knows
+    /// ended (it answers `GateReplicaForget`, the follower's replica missed the end),
+    /// one whose owner is alive to it, one whose owner's last word is older than 300 s
+    /// (a takeover could outlive the DCs' 600 s tombstones, less the 300 s give-up, as
+    /// for `GateReplicaUnknown`), one from a gate it does not know; nor does a gate
+    /// that does not lead. And a follower with no quorum offers nothing.
+    #[test]
+    fn a_leader_refuses_an_orphan_it_knows_ended_or_cannot_safely_take_over() {
+        let t = Instant::ZERO;
+        let at = t + secs(30);
+        let offer = |job: u64, heard_s: u64| JobMsg::GateOrphan {
+            job: JobId(job),
+            workflows: 2,
+            dcs_mask: 1,
+            done_mask: 0,
+            timed_out_mask: 0,
+            failed_mask: 0,
+            token: FenceToken::new(3, 1),
+            owner: NodeId(1),
+            timeout_ms: None,
+            lost: false,
+            heard_ms_ago: heard_s * 1000,
+        };
+        let from_c = |msg| GateInput::Msg {
+            from: Addr::from_u32(203),
+            msg,
+        };
+        let fresh_leader = || {
+            let mut b = three_gates(NodeId(2), NodeId(2), t);
+            b.replicas.clear();
+            b.step(peer(1, false), t + secs(1));
+            b
+        };
+        // Ended, as far as the leader knows.
+        let mut b = fresh_leader();
+        b.step(
+            GateInput::Msg {
+                from: Addr::from_u32(201),
+                msg: JobMsg::GateReplicaForget { job: JobId(7) },
+            },
+            t + secs(2),
+        );
+        let out = b.step(from_c(offer(7, 29)), at);
+        assert_eq!(
+            sends(&out),
+            vec![(
+                Addr::from_u32(203),
+                JobMsg::GateReplicaForget { job: JobId(7) }
+            )]
+        );
+        assert!(!b.replicas.contains_key(&JobId(7)));
+        // A last word 300 s old is still fine; a millisecond older is not.
+        let mut b = fresh_leader();
+        b.step(from_c(offer(7, 300)), at);
+        assert!(b.replicas.contains_key(&JobId(7)));
+        let mut b = fresh_leader();
+        let mut too_old = offer(7, 300);
+        if let JobMsg::GateOrphan { heard_ms_ago, .. } = &mut too_old {
+            *heard_ms_ago += 1;
+        }
+        b.step(from_c(too_old), at);
+        assert!(!b.replicas.contains_key(&JobId(7)));
+        // The owner is alive to the leader (unless it said it lost the job).
+        let mut b = fresh_leader();
+        b.step(peer(1, true), at);
+        b.step(from_c(offer(7, 29)), at);
+        assert!(!b.replicas.contains_key(&JobId(7)));
+        let mut lost = offer(7, 29);
+        if let JobMsg::GateOrphan { lost, .. } = &mut lost {
+            *lost = true;
+        }
+        b.step(from_c(lost), at);
+        assert!(b.replicas[&JobId(7)].lost);
+        // From a stranger, or to a follower.
+        let mut b = fresh_leader();
+        b.step(
+            GateInput::Msg {
+                from: Addr::from_u32(299),
+                msg: offer(7, 29),
+            },
+            at,
+        );
+        assert!(!b.replicas.contains_key(&JobId(7)));
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        c.step(peer(1, false), t + secs(1));
+        c.step(from_c(offer(7, 29)), at);
+        assert!(!c.replicas.contains_key(&JobId(7)));
+        // A follower that hears neither other gate has no quorum: it offers nothing.
+        let mut c = three_gates(NodeId(3), NodeId(2), t);
+        c.step(peer(1, false), t + secs(1));
+        c.step(suspected(2), t + secs(1));
+        assert_eq!(orphan_offers(&mut c, t + secs(1), t + secs(120)), vec![]);
+    }
+
+    /// Only the membership says which gates are alive: a gate (re)started after a peer
+    /// died may never hear of that peer (`gate-failover` seed 50 of session 18's scan:
+    /// the restarted gate-cluster leader took the dead owner for alive, so its orphans
+    /// were none to it). Such a peer counts for no quorum, and its orphans are taken in.
+    #[test]
+    fn a_gate_counts_only_the_peers_its_membership_reports() {
+        let t = Instant::ZERO;
+        let mut b = GateJobs::new(
+            GateConfig::default(),
+            NodeId(2),
+            Addr::from_u32(202),
+            vec![
+                (NodeId(1), Addr::from_u32(201)),
+                (NodeId(3), Addr::from_u32(203)),
+            ],
+            7,
+        );
+        b.step(GateInput::Term(4), t);
+        b.step(GateInput::Leader(Some(NodeId(2))), t);
+        assert!(!b.has_quorum(), "it hears no other gate yet");
+        b.step(peer(3, true), t + secs(1));
+        assert!(b.may_take_over());
+        b.step(
+            GateInput::Msg {
+                from: Addr::from_u32(203),
+                msg: JobMsg::GateOrphan {
+                    job: JobId(9),
+                    workflows: 2,
+                    dcs_mask: 1,
+                    done_mask: 0,
+                    timed_out_mask: 0,
+                    failed_mask: 0,
+                    token: FenceToken::new(3, 1),
+                    owner: NodeId(1),
+                    timeout_ms: None,
+                    lost: false,
+                    heard_ms_ago: 100_000,
+                },
+            },
+            t + secs(2),
+        );
+        let taken = takeovers(&mut b, t + secs(2), t + secs(30));
+        assert_eq!(
+            taken.iter().map(|x| (x.1, x.2)).collect::<Vec<_>>(),
+            vec![(JobId(9), FenceToken::new(4, 2))]
+        );
+    }
+
     /// One tick at `now`: the takeovers it makes.
     fn takeovers_at(g: &mut GateJobs, now: Instant) -> Vec<JobId> {
         g.step(GateInput::Tick, now)
@@ -3280,6 +3656,7 @@ mod tests {
         b.step(GateInput::Leader(Some(NodeId(2))), t);
         let job = JobId(5);
         b.step(peer(1, true), t);
+        b.step(peer(3, true), t);
         let from_a = |msg| GateInput::Msg { from: a.1, msg };
         b.step(
             from_a(JobMsg::GateReplicate {
@@ -3376,7 +3753,11 @@ mod tests {
 
     /// [`routing_gate`] with other gates `peers`.
     fn routing_gate_among(peers: Vec<(NodeId, Addr)>) -> GateJobs {
+        let gates: Vec<u32> = peers.iter().map(|(n, _)| n.0).collect();
         let mut g = GateJobs::new(GateConfig::default(), ME, Addr::from_u32(100), peers, 1);
+        for n in gates.into_iter().filter(|n| *n != ME.0) {
+            g.step(peer(n, true), Instant::ZERO);
+        }
         for n in 1..=3u32 {
             let out = g.step(
                 GateInput::Manager {

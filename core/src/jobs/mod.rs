@@ -321,6 +321,28 @@ pub enum JobMsg {
     RunningQuery {
         job: JobId,
     },
+    /// Follower gate -> the gate-cluster leader: an orphan we hold (its owner dead, or
+    /// alive with no memory of it: `lost`) that nobody has taken over twice the orphan
+    /// grace after we saw it orphaned. Only the leader takes orphans over, and it may
+    /// not hold this one: it restarted with no state and won the election. The fields
+    /// are our replica's: `GateReplicate`'s, which DCs reported and how, and how long
+    /// ago its owner last spoke of it (`heard_ms_ago`), which bounds, as for
+    /// `GateReplicaUnknown`, how late a takeover may still find the DCs' tombstones.
+    /// Not a `GateReplicate`: that is the owner's word and would make the job look
+    /// fresher than it is. Appended last, so every earlier kind keeps its encoding.
+    GateOrphan {
+        job: JobId,
+        workflows: u32,
+        dcs_mask: u64,
+        done_mask: u64,
+        timed_out_mask: u64,
+        failed_mask: u64,
+        token: FenceToken,
+        owner: NodeId,
+        timeout_ms: Option<u64>,
+        lost: bool,
+        heard_ms_ago: u64,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).
@@ -541,6 +563,14 @@ pub enum JobEvent {
     Withdrawn {
         job: JobId,
         dc: DcId,
+    },
+    /// The gate-cluster leader took in an orphan a follower handed it
+    /// (`JobMsg::GateOrphan`): it learned of the job's orphanhood only now, and takes
+    /// it over at its next orphan check. Last, so the trace keeps every earlier kind's
+    /// encoding (and every earlier trace hash).
+    GateOrphanTakenIn {
+        job: JobId,
+        owner: NodeId,
     },
 }
 

@@ -384,6 +384,19 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             items: seed,
         },
         J::RunningQuery { job: JobId(seed) },
+        J::GateOrphan {
+            job,
+            workflows: w,
+            dcs_mask: seed,
+            done_mask: seed.rotate_left(7),
+            timed_out_mask: seed >> 3,
+            failed_mask: seed << 5,
+            token: t,
+            owner: n,
+            timeout_ms: (seed % 2 == 0).then_some(seed),
+            lost: seed % 3 == 0,
+            heard_ms_ago: seed,
+        },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -425,7 +438,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::GateReplicaQuery { .. }
             | J::GateReplicaUnknown { .. }
             | J::ReplicaOffer { .. }
-            | J::RunningQuery { .. } => {}
+            | J::RunningQuery { .. }
+            | J::GateOrphan { .. } => {}
         }
     }
     all
