@@ -1834,13 +1834,12 @@ impl GateJobs {
     /// A follower handed us an orphan it holds (`JobMsg::GateOrphan`). We take it in
     /// as a replica of our own, past its grace (the follower waited it out), so the
     /// next orphan check schedules the takeover, if we are the arbiter of takeovers
-    /// and it is news to us: we
-    /// neither lead the job nor hold a replica of it, its owner is not alive to us
-    /// (unless it said it lost the job), and its owner's last word about it is recent
-    /// enough that a takeover still finds the DCs' tombstones should it have ended
-    /// (the rule of [`Self::owner_lost`], with the follower's age of that word, never
-    /// a fresher one). A job we know ended is answered `GateReplicaForget`: the
-    /// follower's replica missed the end.
+    /// and it is news to us: we neither lead the job nor hold a replica of it, its
+    /// owner is not alive to us (unless it said it lost the job), and its owner's last
+    /// word about it is recent enough that a takeover still finds the DCs' tombstones
+    /// should it have ended (the rule of [`Self::owner_lost`], with the follower's age
+    /// of that word, never a fresher one). A job we know ended is answered
+    /// `GateReplicaForget`: the follower's replica missed the end.
     fn on_orphan(&mut self, from: Addr, msg: JobMsg, now: Instant, out: &mut JobOutputs) {
         let JobMsg::GateOrphan {
             job,
@@ -2956,6 +2955,24 @@ mod tests {
         );
     }
 
+    /// A follower's `GateOrphan` for A's (1) job `job` under token `(3, 1)`, A's last
+    /// word `heard_ms_ago` old.
+    fn a_orphan(job: u64, heard_ms_ago: u64) -> JobMsg {
+        JobMsg::GateOrphan {
+            job: JobId(job),
+            workflows: 2,
+            dcs_mask: 1,
+            done_mask: 0,
+            timed_out_mask: 0,
+            failed_mask: 0,
+            token: FenceToken::new(3, 1),
+            owner: NodeId(1),
+            timeout_ms: None,
+            lost: false,
+            heard_ms_ago,
+        }
+    }
+
     /// Every `GateOrphan` that follower `g` sends the leader (gate 2, at 202) from
     /// `from` until `until`, with when.
     fn orphan_offers(g: &mut GateJobs, from: Instant, until: Instant) -> Vec<(Instant, JobMsg)> {
@@ -3070,19 +3087,7 @@ mod tests {
     fn a_leader_refuses_an_orphan_it_knows_ended_or_cannot_safely_take_over() {
         let t = Instant::ZERO;
         let at = t + secs(30);
-        let offer = |job: u64, heard_s: u64| JobMsg::GateOrphan {
-            job: JobId(job),
-            workflows: 2,
-            dcs_mask: 1,
-            done_mask: 0,
-            timed_out_mask: 0,
-            failed_mask: 0,
-            token: FenceToken::new(3, 1),
-            owner: NodeId(1),
-            timeout_ms: None,
-            lost: false,
-            heard_ms_ago: heard_s * 1000,
-        };
+        let offer = |job: u64, heard_s: u64| a_orphan(job, heard_s * 1000);
         let from_c = |msg| GateInput::Msg {
             from: Addr::from_u32(203),
             msg,
@@ -3179,19 +3184,7 @@ mod tests {
         b.step(
             GateInput::Msg {
                 from: Addr::from_u32(203),
-                msg: JobMsg::GateOrphan {
-                    job: JobId(9),
-                    workflows: 2,
-                    dcs_mask: 1,
-                    done_mask: 0,
-                    timed_out_mask: 0,
-                    failed_mask: 0,
-                    token: FenceToken::new(3, 1),
-                    owner: NodeId(1),
-                    timeout_ms: None,
-                    lost: false,
-                    heard_ms_ago: 100_000,
-                },
+                msg: a_orphan(9, 100_000),
             },
             t + secs(2),
         );
