@@ -78,6 +78,14 @@ pub struct ManagerConfig {
     pub gate_ttl: Duration,
     /// ...and at most this many are kept.
     pub max_gates: usize,
+    /// A final report resent unanswered for this long is given up: the job is
+    /// forgotten into its tombstone, which answers the gate should it ever ask again
+    /// (its re-claims, every 120 s). AD-34's fallback for an unresponsive gate, applied
+    /// to the report of a job that ended, but as long as the tombstone lasts (600 s),
+    /// not 300 s: a gate cut off for minutes hears the report itself as soon as the cut
+    /// heals (`gate-unreachable-fallback`, an 8-minute cut), and a longer silence is
+    /// covered twice over, by the report and then by the tombstone.
+    pub report_give_up: Duration,
     /// Backpressure on (the default): progress acks carry the buffer's signal. Off, they
     /// always say NONE (the ablation baseline) and the buffer overwrites its oldest.
     pub backpressure: bool,
@@ -106,6 +114,7 @@ impl Default for ManagerConfig {
             backpressure: true,
             gate_ttl: secs(90),
             max_gates: 64,
+            report_give_up: secs(600),
         }
     }
 }
@@ -152,6 +161,8 @@ struct Job {
     report_next: Option<Instant>,
     /// The gate acknowledged the final report.
     final_acked: bool,
+    /// Since when the final report has been resent unanswered (see `report_give_up`).
+    unacked_since: Option<Instant>,
     /// A job just taken over is not dispatched before this (see `takeover_grace`).
     hold_until: Option<Instant>,
 }
@@ -184,6 +195,7 @@ impl Job {
             items: 0,
             report_next: None,
             final_acked: false,
+            unacked_since: None,
             hold_until: None,
         }
     }
@@ -1830,6 +1842,7 @@ impl ManagerJobs {
             self.dispatch_due = None;
         }
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        let mut abandoned = Vec::new();
         for job in ids {
             let j = self.jobs.get_mut(&job).expect("listed");
             if scan {
@@ -1853,10 +1866,26 @@ impl ManagerJobs {
             if j.report_next.is_some_and(|t| t <= now) {
                 j.report_next = Some(now + self.cfg.retry);
                 if let (false, Some(t)) = (j.final_acked, j.ending()) {
-                    out.push(JobOutput::Send {
-                        to: j.gate_addr,
-                        msg: report_of(self.dc, self.me, job, t),
-                    });
+                    // Unanswered for `report_give_up`: the gate died with no gate
+                    // taking the job over (a takeover re-points us), or the job came
+                    // back here from a stale replica after its gate had finished it
+                    // (`gate-failover` seed 26 of session 19's scan, resent to a dead
+                    // gate for ever). Forgotten into its tombstone like an
+                    // acknowledged one, after the cancels.
+                    let since = *j.unacked_since.get_or_insert(now);
+                    if now.saturating_since(since) >= self.cfg.report_give_up {
+                        j.final_acked = true;
+                        abandoned.push(job);
+                        out.push(JobOutput::Event(JobEvent::FinalReportAbandoned {
+                            job,
+                            dc: self.dc,
+                        }));
+                    } else {
+                        out.push(JobOutput::Send {
+                            to: j.gate_addr,
+                            msg: report_of(self.dc, self.me, job, t),
+                        });
+                    }
                 }
                 for i in j.life.workflows_in(WorkflowState::Cancelling) {
                     if let Some(w) =
@@ -1869,6 +1898,9 @@ impl ManagerJobs {
                     }
                 }
             }
+        }
+        for job in abandoned {
+            self.forget_if_settled(job, now, out);
         }
         self.timeouts(now, out);
         self.dispatch(now, out);
@@ -3286,6 +3318,69 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    /// A final report its gate never acknowledges (the gate died and no gate took the
+    /// job over, or the job came back here from a stale replica after its gate had
+    /// finished it) is resent every 2 s for 600 s, then given up: the job is forgotten
+    /// into its tombstone (the followers told), and the gate, should it ever ask
+    /// again, gets the final status from the tombstone. Before, the report went to a
+    /// dead gate every 2 s for ever, the job held for ever (`gate-failover` seed 26 of
+    /// session 19's scan).
+    #[test]
+    fn a_final_report_never_acknowledged_is_given_up_after_600_s() {
+        let t = Instant::ZERO;
+        let mut m = running_job(Some(60), 1, 1);
+        m.step(ManagerInput::Tick, t + secs(90)); // timed out, cancel sent
+        m.step(cancel_confirmed(0), t + secs(91));
+        let reports = |out: &JobOutputs| {
+            sends(out)
+                .filter(|(to, msg)| *to == GATE && matches!(msg, JobMsg::FinalStatus { .. }))
+                .count()
+        };
+        // The first resend starts the 600 s; every resend until then goes out.
+        let mut now = t + secs(90);
+        let mut first_resend = None;
+        let mut abandoned = None;
+        while abandoned.is_none() && now < t + secs(2_000) {
+            now = m.next_deadline().expect("reporting");
+            let out = m.step(ManagerInput::Tick, now);
+            if out.iter().any(|o| {
+                matches!(
+                    o,
+                    JobOutput::Event(JobEvent::FinalReportAbandoned { job: JobId(7), .. })
+                )
+            }) {
+                abandoned = Some(out);
+            } else if reports(&out) > 0 {
+                first_resend.get_or_insert(now);
+            }
+        }
+        let (first_resend, out) = (first_resend.expect("resent"), abandoned.expect("given up"));
+        assert!(first_resend <= t + secs(93), "{first_resend:?}");
+        assert_eq!(now, first_resend + secs(600));
+        assert_eq!(reports(&out), 0);
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(7) })));
+        assert!(sends(&out).any(|(to, msg)| to == Addr::from_u32(2)
+            && matches!(
+                msg,
+                JobMsg::ReplicaForget {
+                    status: DcStatus::TimedOut,
+                    ..
+                }
+            )));
+        assert_eq!((m.table_len(), m.tombstones_len()), (0, 1));
+        // The gate asks again (its re-claim): the tombstone answers.
+        let out = m.step(submit(7, 1), now + secs(60));
+        assert!(dispatches(&out).is_empty());
+        assert!(sends(&out).any(|(to, msg)| to == GATE
+            && matches!(
+                msg,
+                JobMsg::FinalStatus {
+                    status: DcStatus::TimedOut,
+                    ..
+                }
+            )));
     }
 
     /// A job that ended here is never run again: a later claim (a gate that took it

@@ -572,6 +572,13 @@ pub enum JobEvent {
         job: JobId,
         owner: NodeId,
     },
+    /// A DC leader gave up the final report of a job that ended, unanswered for
+    /// `report_give_up` (600 s): the job is forgotten into its tombstone, which answers
+    /// the gate if it asks again.
+    FinalReportAbandoned {
+        job: JobId,
+        dc: DcId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
