@@ -1168,6 +1168,15 @@ impl Checker {
             if self.active_crash[s] != Some(d) {
                 continue; // restarted
             }
+            // Dead everywhere it is tracked, or tracked by no live node at all (its
+            // trackers crashed too, before any of them saw it die: nobody is left to
+            // declare it, so "every live tracker" holds it gone vacuously).
+            let n = self.n;
+            let held_alive =
+                (0..n).any(|x| self.counted(x, s) && !gone(self.view[x * n + s].status()));
+            if !held_alive {
+                continue;
+            }
             let crashed = det.crashed_at_ms * 1000;
             if end >= crashed + bound_us(s) {
                 let detail = format!(
@@ -1371,6 +1380,57 @@ mod tests {
         let mut c = two_gates();
         c.on_clock_change(0, 9 * SEC, 4 * SEC, 0.0);
         assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 1);
+    }
+
+    /// Gates 0 and 1, each holding the other alive.
+    fn two_gates_seeing_each_other() -> Checker {
+        let mut c = Checker::new(
+            vec![Role::Gate, Role::Gate],
+            vec![0, 0],
+            vec!["gate-0".into(), "gate-1".into()],
+        );
+        c.on_start(0, 0);
+        c.on_start(1, 0);
+        for (o, s) in [(0, 1), (1, 0)] {
+            let alive = Event::Member {
+                cluster: ClusterId::GATES,
+                node: NodeId(s),
+                role: Role::Gate,
+                from: None,
+                to: Some(MemberView {
+                    status: Status::Alive,
+                    inc: Incarnation(0),
+                    confirmed: true,
+                }),
+            };
+            feed(&mut c, o, alive, SEC, [true, true]);
+        }
+        c
+    }
+
+    /// membership.md §11.6 completeness, at the end of a run: a crashed gate whose
+    /// only tracker crashed with it (before seeing it die) breaks nothing, as no live
+    /// node holds it alive; a live tracker that never buries it does.
+    #[test]
+    fn completeness_needs_a_live_tracker_that_holds_the_crashed_node_alive() {
+        let bound = |_| 100 * SEC;
+        // Both gates crash at 10 s: nobody is left to declare either dead.
+        let mut c = two_gates_seeing_each_other();
+        c.on_stop(0, 10 * SEC, true);
+        c.on_stop(1, 10 * SEC, true);
+        c.finish(1_000 * SEC, bound, false);
+        assert!(c.violations.iter().all(|v| v.invariant != "completeness"));
+        // Gate 0 crashes, gate 1 lives and still holds it alive at the end.
+        let mut c = two_gates_seeing_each_other();
+        c.on_stop(0, 10 * SEC, true);
+        c.finish(1_000 * SEC, bound, false);
+        assert_eq!(
+            c.violations
+                .iter()
+                .filter(|v| v.invariant == "completeness")
+                .count(),
+            1
+        );
     }
 
     /// An orphan a follower hands the leader (`GateOrphanTakenIn`) is counted from

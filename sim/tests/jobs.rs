@@ -421,6 +421,44 @@ fn orphans_only_a_follower_holds_are_handed_to_a_restarted_leader() {
     }
 }
 
+/// Both gates crash for good at 40 s while the jobs they accepted run in the DCs:
+/// nobody will ever acknowledge the DCs' final reports. Each DC leader resends them for
+/// 600 s, then gives them up into their tombstones, so at the end no node holds any of
+/// those jobs: they end `lost` (no gate recorded an outcome, and none ever will).
+/// Before, each DC leader resent every report to the dead gate every 2 s for ever and
+/// the jobs stayed `in_flight` (4-5 a seed). (The checker's completeness rule now
+/// holds a crashed gate whose only tracker crashed with it as buried: nobody is left
+/// to declare it dead.)
+#[test]
+fn a_dc_gives_up_the_final_reports_of_a_dead_gates_jobs_after_600_s() {
+    let mut s = jobs_basic_untimed();
+    s.duration = std::time::Duration::from_secs(1_200);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "40s"
+        action = "crash"
+        nodes = ["us-east/gate-0", "us-east/gate-1"]
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..6, 2) {
+        assert_held("jobs-basic.toml", &r);
+        let j = jobs(&r);
+        assert_eq!(j.in_flight, 0, "seed {}", r.seed);
+        assert!(j.lost >= 4, "seed {}: {}", r.seed, j.lost);
+        assert_eq!(j.lost + j.completed, j.submitted, "seed {}", r.seed);
+        for e in &j.per_job {
+            assert_eq!(
+                (e.running_at_end, e.tracked_at_end),
+                (0, 0),
+                "seed {}",
+                r.seed
+            );
+        }
+    }
+}
+
 /// Every manager of eu-west goes down at once (a 30 s outage at 80 s, its workers
 /// with them) and comes back with no trace of the jobs it ran: no replica, no
 /// tombstone. The gate sends each job whose end it has not heard again every 120 s, and
