@@ -1298,13 +1298,7 @@ mod tests {
     /// Gates 0 (which accepts job 7 at 0 s) and 1 (which leads the gate cluster from
     /// 0 s and sees gate 0 die at 10 s).
     fn two_gates() -> Checker {
-        let mut c = Checker::new(
-            vec![Role::Gate, Role::Gate],
-            vec![0, 0],
-            vec!["gate-0".into(), "gate-1".into()],
-        );
-        c.on_start(0, 0);
-        c.on_start(1, 0);
+        let mut c = two_gates_started();
         let submitted = JobEvent::Submitted {
             job: JobId(7),
             dcs: 1,
@@ -1382,8 +1376,8 @@ mod tests {
         assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 1);
     }
 
-    /// Gates 0 and 1, each holding the other alive.
-    fn two_gates_seeing_each_other() -> Checker {
+    /// Gates 0 and 1, both started at 0 s.
+    fn two_gates_started() -> Checker {
         let mut c = Checker::new(
             vec![Role::Gate, Role::Gate],
             vec![0, 0],
@@ -1391,6 +1385,12 @@ mod tests {
         );
         c.on_start(0, 0);
         c.on_start(1, 0);
+        c
+    }
+
+    /// Gates 0 and 1, each holding the other alive.
+    fn two_gates_seeing_each_other() -> Checker {
+        let mut c = two_gates_started();
         for (o, s) in [(0, 1), (1, 0)] {
             let alive = Event::Member {
                 cluster: ClusterId::GATES,
