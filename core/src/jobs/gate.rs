@@ -2173,6 +2173,19 @@ mod tests {
             .collect()
     }
 
+    /// DC 0's manager at `from` accepts job 1.
+    fn dc0_accepts_job_1(from: Addr) -> GateInput {
+        GateInput::Msg {
+            from,
+            msg: JobMsg::SubmitAck {
+                job: JobId(1),
+                dc: DcId(0),
+                accepted: true,
+                leader: None,
+            },
+        }
+    }
+
     #[test]
     fn a_job_is_submitted_redirected_to_the_leader_and_finished_once() {
         let t = Instant::ZERO;
@@ -2202,18 +2215,7 @@ mod tests {
             t + secs(1),
         );
         assert_eq!(sends(&out), vec![(M2, submit)]);
-        g.step(
-            GateInput::Msg {
-                from: M2,
-                msg: JobMsg::SubmitAck {
-                    job: JobId(1),
-                    dc: DcId(0),
-                    accepted: true,
-                    leader: None,
-                },
-            },
-            t + secs(1),
-        );
+        g.step(dc0_accepts_job_1(M2), t + secs(1));
         let later = g.step(GateInput::Tick, t + secs(6));
         assert!(
             !sends(&later)
@@ -2286,18 +2288,7 @@ mod tests {
         let t = Instant::ZERO;
         let mut g = gate();
         g.step(submit_to_dc0(1, 3), t);
-        g.step(
-            GateInput::Msg {
-                from: M1,
-                msg: JobMsg::SubmitAck {
-                    job: JobId(1),
-                    dc: DcId(0),
-                    accepted: true,
-                    leader: None,
-                },
-            },
-            t + secs(1),
-        );
+        g.step(dc0_accepts_job_1(M1), t + secs(1));
         let resent = |g: &mut GateJobs, until: Instant| {
             let mut at = vec![];
             while let Some(d) = g.next_deadline().filter(|d| *d <= until) {
