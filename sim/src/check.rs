@@ -755,6 +755,9 @@ impl Checker {
             Event::Job(JobEvent::GateOrphanTakenIn { job, .. }) => {
                 self.orphans_taken_in.insert((o, job.0), now);
             }
+            Event::Job(JobEvent::GateOrphanAbandoned { job, .. }) => {
+                self.orphans_taken_in.remove(&(o, job.0));
+            }
             Event::Job(JobEvent::WorkflowTransition {
                 job,
                 workflow,

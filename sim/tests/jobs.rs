@@ -421,6 +421,63 @@ fn orphans_only_a_follower_holds_are_handed_to_a_restarted_leader() {
     }
 }
 
+/// The gate that accepted the jobs and a second us-east gate die at 60 s, leaving 2
+/// of the 4 gates: no majority, so nobody may take the orphans over. The second comes
+/// back at 1,400 s and a leader is elected. By then the jobs running at the crash have
+/// long ended in their DCs, which gave up their unanswered final reports after 600 s
+/// and then their tombstones after 600 s more: the DCs have forgotten them. Before, the
+/// new leader took them over (its own replicas had no age limit), and the DCs ran them
+/// again under tokens older than their workers had seen: `monotone-register` and
+/// `stale-dispatch-effect` violations in every seed, the 5 jobs ending a second time
+/// at ~1,415 s. Now a leader gives up an orphan whose owner's last word is older than
+/// 300 s (leadership.md §2.2's job ownerless for 300 s), as its followers, and a
+/// leader handed an orphan, already did: the jobs end `lost`, held by nobody.
+#[test]
+fn a_leader_elected_long_after_the_owners_death_gives_its_orphans_up() {
+    let mut s = common::load("gate-failover.toml", &[]);
+    s.duration = std::time::Duration::from_secs(1_500);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "60s"
+        action = "crash"
+        nodes = ["us-east/gate-2"]
+        [[fault]]
+        at = "1400s"
+        action = "restart"
+        nodes = ["us-east/gate-2"]
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..6, 2) {
+        assert_held("gate-failover.toml", &r);
+        assert!(
+            r.leadership.leaders_at_end["gates"].is_some(),
+            "seed {}",
+            r.seed
+        );
+        let j = jobs(&r);
+        assert_eq!(j.gate_takeovers, 0, "seed {}", r.seed);
+        assert!(j.lost >= 4, "seed {}: {}", r.seed, j.lost);
+        assert_eq!(j.lost + j.completed, j.submitted, "seed {}", r.seed);
+        for e in &j.per_job {
+            assert!(
+                e.ended_ms.is_none_or(|t| t < 1_400_000),
+                "seed {}: job {} ended at {:?}",
+                r.seed,
+                e.id,
+                e.ended_ms
+            );
+            assert_eq!(
+                (e.running_at_end, e.tracked_at_end),
+                (0, 0),
+                "seed {}",
+                r.seed
+            );
+        }
+    }
+}
+
 /// Both gates crash for good at 40 s while the jobs they accepted run in the DCs:
 /// nobody will ever acknowledge the DCs' final reports. Each DC leader resends them for
 /// 600 s, then gives them up into their tombstones, so at the end no node holds any of

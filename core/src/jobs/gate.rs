@@ -780,6 +780,18 @@ impl GateJobs {
             .is_none_or(|t| now.saturating_since(t) >= self.cfg.ended_ttl)
     }
 
+    /// Whether a job whose owner last spoke of it `heard_ago` is too old to be taken
+    /// over: had it ended, it ended after that word, and a takeover must still find the
+    /// DCs' tombstones (kept `ended_ttl`, as its owner would have kept the end) with
+    /// `give_up` to spare; the DCs then answer with how it ended rather than run it
+    /// again. One rule for every way a gate comes to take a job over: its own replica
+    /// ([`Self::check_orphans`]), one handed to it ([`Self::on_orphan`]), one whose
+    /// owner lost it ([`Self::owner_lost`]). It is leadership.md §2.2's "a job ownerless
+    /// for 300 s", counted from the owner's last word (which precedes its death).
+    fn last_word_too_old(&self, heard_ago: Duration) -> bool {
+        heard_ago.saturating_add(self.cfg.give_up) > self.cfg.ended_ttl
+    }
+
     /// The owner of our replica of `job` answered our `GateReplicaQuery` that it knows
     /// nothing of the job: it restarted (before we saw it dead) and lost it, so the
     /// job is an orphan although its owner lives, taken over like any other. Only while
@@ -789,17 +801,18 @@ impl GateJobs {
     /// spare, and the DCs answer with how it ended rather than run it again. Older,
     /// the replica is dropped, as a `GateReplicaForget` would drop it.
     fn owner_lost(&mut self, from: Addr, job: JobId, now: Instant, out: &mut JobOutputs) {
-        let Some(r) = self.replicas.get_mut(&job) else {
+        let Some(r) = self.replicas.get(&job) else {
             return;
         };
         let from_owner = self.peers.iter().any(|(n, a)| *n == r.owner && *a == from);
         if !from_owner || r.lost {
             return;
         }
-        if now.saturating_since(r.heard_at) + self.cfg.give_up > self.cfg.ended_ttl {
+        if self.last_word_too_old(now.saturating_since(r.heard_at)) {
             self.replicas.remove(&job);
             return;
         }
+        let r = self.replicas.get_mut(&job).expect("looked up above");
         r.lost = true;
         r.orphaned_at.get_or_insert(now);
         if self.leader == Some(r.owner) {
@@ -1741,6 +1754,19 @@ impl GateJobs {
                     .get_or_insert(now + self.cfg.orphan_check);
                 continue;
             }
+            // Orphaned while nobody could take it over (no leader, or one without a
+            // majority) for so long that a takeover could run it again: given up, as
+            // the followers give it up, and as we would refuse it handed to us. The
+            // spec (§2.2) makes such a job FAILED with a final status; we record no
+            // outcome instead: the job may have ended (its owner may even have told the
+            // client), and a second, different outcome is worse than none.
+            if self.last_word_too_old(now.saturating_since(r.heard_at)) {
+                out.push(JobOutput::Event(JobEvent::GateOrphanAbandoned {
+                    job,
+                    owner: r.owner,
+                }));
+                continue;
+            }
             let Ok(token) = self.issuer.next(job, self.term, Some(r.token)) else {
                 continue;
             };
@@ -1873,7 +1899,7 @@ impl GateJobs {
         let heard_ago = Duration::from_millis(heard_ms_ago);
         let owner_alive = owner == self.me || self.alive.contains(&owner);
         if (owner_alive && !lost)
-            || heard_ago.saturating_add(self.cfg.give_up) > self.cfg.ended_ttl
+            || self.last_word_too_old(heard_ago)
             || self.replicas.len() >= self.cfg.max_jobs
         {
             return;
@@ -3457,6 +3483,26 @@ mod tests {
     #[test]
     fn a_gate_in_a_minority_takes_no_job_over() {
         let t = Instant::ZERO;
+        let mut b = leader_alone_with_gate_1s_job_5(t);
+        let mut now = t;
+        while let Some(d) = b.next_deadline().filter(|d| *d < t + secs(120)) {
+            now = d;
+            let out = b.step(GateInput::Tick, now);
+            assert!(!out
+                .iter()
+                .any(|o| matches!(o, JobOutput::Event(JobEvent::GateTakenOver { .. }))));
+        }
+        assert!(now >= t + secs(10), "it kept checking");
+        assert!(
+            b.replicas.contains_key(&JobId(5)),
+            "still someone else's job"
+        );
+        // (With 2 of 3 alive the leader does take over: the tests above.)
+    }
+
+    /// Gate 2, leader of a three-gate cluster, holds gate 1's job 5 (told at `t`),
+    /// and sees both other gates dead at `t`: 1 of 3, no majority.
+    fn leader_alone_with_gate_1s_job_5(t: Instant) -> GateJobs {
         let peers = vec![
             (NodeId(1), Addr::from_u32(201)),
             (NodeId(3), Addr::from_u32(203)),
@@ -3494,20 +3540,59 @@ mod tests {
                 t,
             );
         }
-        let mut now = t;
-        while let Some(d) = b.next_deadline().filter(|d| *d < t + secs(120)) {
-            now = d;
-            let out = b.step(GateInput::Tick, now);
-            assert!(!out
-                .iter()
-                .any(|o| matches!(o, JobOutput::Event(JobEvent::GateTakenOver { .. }))));
-        }
-        assert!(now >= t + secs(10), "it kept checking");
+        b
+    }
+
+    /// leadership.md §2.2's job ownerless for 300 s, with `last_word_too_old`: a leader
+    /// that could not take an orphan over for so long (no majority) gives it up once it
+    /// can, rather than run a job that may have ended with its tombstones gone. Just
+    /// inside the 300 s since the owner's last word it still takes it over.
+    #[test]
+    fn a_leader_gives_up_an_orphan_it_could_not_take_over_for_300_s() {
+        let t = Instant::ZERO;
+        let back = |b: &mut GateJobs, at: Instant| {
+            b.step(
+                GateInput::Peer {
+                    node: NodeId(3),
+                    alive: true,
+                    reachable: true,
+                },
+                at,
+            );
+            let mut seen = vec![];
+            let mut now = at;
+            while let Some(d) = b.next_deadline().filter(|d| *d < at + secs(30)) {
+                now = d.max(now);
+                seen.extend(events(&b.step(GateInput::Tick, now)));
+            }
+            seen
+        };
+        // The majority is back 280 s after gate 1's last word: taken over within the
+        // 2 s check and the U[0.5, 2] s jitter, under 300 s.
+        let mut b = leader_alone_with_gate_1s_job_5(t);
+        let seen = back(&mut b, t + secs(280));
         assert!(
-            b.replicas.contains_key(&JobId(5)),
-            "still someone else's job"
+            seen.iter()
+                .any(|e| matches!(e, JobEvent::GateTakenOver { job: JobId(5), .. })),
+            "{seen:?}"
         );
-        // (With 2 of 3 alive the leader does take over: the tests above.)
+        assert!(b.has_job(JobId(5)));
+        // Back at 301 s: given up, once, and nothing of it kept.
+        let mut b = leader_alone_with_gate_1s_job_5(t);
+        let seen = back(&mut b, t + secs(301));
+        assert_eq!(
+            seen,
+            vec![JobEvent::GateOrphanAbandoned {
+                job: JobId(5),
+                owner: NodeId(1)
+            }]
+        );
+        assert!(!b.has_job(JobId(5)));
+        assert!(b.replicas.is_empty());
+        // Its last replica upkeep finds nothing to keep, and arms nothing.
+        let upkeep = b.next_deadline().expect("the replica upkeep");
+        assert!(events(&b.step(GateInput::Tick, upkeep)).is_empty());
+        assert_eq!(b.next_deadline(), None, "nothing left to check");
     }
 
     /// A job declared long after its submission (past the 300 s give-up) must not leave

@@ -579,6 +579,15 @@ pub enum JobEvent {
         job: JobId,
         dc: DcId,
     },
+    /// The gate-cluster leader did not take over an orphan whose owner's last word
+    /// about it is older than `ended_ttl - give_up` (300 s): leadership.md §2.2's job
+    /// ownerless for 300 s. Had it ended, the DCs' tombstones may be gone, and a
+    /// takeover would run it again. The replica is dropped; the job gets no outcome
+    /// from the gate cluster (its DCs give their final reports up in time).
+    GateOrphanAbandoned {
+        job: JobId,
+        owner: NodeId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
