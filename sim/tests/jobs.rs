@@ -428,8 +428,8 @@ fn orphans_only_a_follower_holds_are_handed_to_a_restarted_leader() {
 /// and then their tombstones after 600 s more: the DCs have forgotten them. Before, the
 /// new leader took them over (its own replicas had no age limit), and the DCs ran them
 /// again under tokens older than their workers had seen: `monotone-register` and
-/// `stale-dispatch-effect` violations in every seed, the 5 jobs ending a second time
-/// at ~1,415 s. Now a leader gives up an orphan whose owner's last word is older than
+/// `stale-dispatch-effect` violations in every seed, the 5 jobs run a second time
+/// (completing at ~1,415 s). Now a leader gives up an orphan whose owner's last word is older than
 /// 300 s (leadership.md §2.2's job ownerless for 300 s), as its followers, and a
 /// leader handed an orphan, already did: the jobs end `lost`, held by nobody.
 #[test]
