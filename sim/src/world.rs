@@ -14,7 +14,7 @@ use crate::report::{
 };
 use crate::scenario::{Fault, NodeSpec, RestartState, Scenario};
 use crate::trace_hash::TraceHasher;
-use meridian_core::io::{Event, Output};
+use meridian_core::io::{Event, Output, Outputs};
 use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::{ElectionConfig, ElectionEvent, StepDownReason};
 use meridian_core::membership::Config;
@@ -245,6 +245,9 @@ struct SimNode {
 
 pub struct World<'a> {
     scenario: &'a Scenario,
+    /// The buffer machines step into (`Node::step_into`), boxed so that taking it out
+    /// and putting it back moves a pointer, not the whole inline `Outputs`.
+    out_buf: Option<Box<Outputs>>,
     /// The scenario's faults for this seed, `random` entries drawn (random_faults.rs).
     faults: Vec<Fault>,
     nodes: Vec<SimNode>,
@@ -332,6 +335,7 @@ impl<'a> World<'a> {
             })
             .collect();
         let mut w = World {
+            out_buf: None,
             scenario,
             faults: crate::random_faults::concrete_faults(scenario, seed),
             traced_violations: 0,
@@ -1145,13 +1149,12 @@ impl<'a> World<'a> {
                 bytes: &bytes,
             }
         };
-        let outs = machine.step(input, Instant(local));
+        let mut outs = self.out_buf.take().unwrap_or_default();
+        machine.step_into(input, Instant(local), &mut outs);
         if slowed {
             machine.release(&bytes, frame);
         }
-        for o in outs {
-            self.output(to, o, Instant(local));
-        }
+        self.route_outputs(to, outs, Instant(local));
         if let (Some(bp), true) = (self.bp.as_mut(), frame) {
             if let Some(fill) = self.nodes[to]
                 .machine
@@ -1170,15 +1173,23 @@ impl<'a> World<'a> {
         self.hash.update(&[0x1B]);
         self.hash.update(&(i as u32).to_le_bytes());
         self.hash.update(&local.to_le_bytes());
-        let outs = self.nodes[i]
+        let mut outs = self.out_buf.take().unwrap_or_default();
+        self.nodes[i]
             .machine
             .as_mut()
             .expect("up nodes have a machine")
-            .step(input, Instant(local));
-        for o in outs {
-            self.output(i, o, Instant(local));
-        }
+            .step_into(input, Instant(local), &mut outs);
+        self.route_outputs(i, outs, Instant(local));
         self.reschedule(i);
+    }
+
+    /// Route what node `i` output at `local`, and keep the emptied buffer for the next
+    /// step.
+    fn route_outputs(&mut self, i: usize, mut outs: Box<Outputs>, local: Instant) {
+        for o in outs.drain(..) {
+            self.output(i, o, local);
+        }
+        self.out_buf = Some(outs);
     }
 
     /// A client submits the `k`-th job of `[[job]]` entry `spec` to its gate: run in the
@@ -1370,14 +1381,12 @@ impl<'a> World<'a> {
             0
         };
         n.same_instant_ticks = (self.now, spins);
-        let outs = n
-            .machine
+        let mut outs = self.out_buf.take().unwrap_or_default();
+        n.machine
             .as_mut()
             .expect("up nodes have a machine")
-            .step(Input::Tick, Instant(local));
-        for o in outs {
-            self.output(i, o, Instant(local));
-        }
+            .step_into(Input::Tick, Instant(local), &mut outs);
+        self.route_outputs(i, outs, Instant(local));
         if spins == SPIN_LIMIT {
             self.checker.violation_at(
                 self.now,

@@ -265,7 +265,8 @@ impl CoordEngine {
         peer.last_seen.set(now);
         peer.last_sample.set(now);
         let size = cfg.latency_filter.clamp(1, MAX_FILTER);
-        peer.filter[peer.filter_next as usize] = rtt.as_micros() as f32;
+        // Through `f64` (exact below 2^53 µs): `u128 as f32` is a library call.
+        peer.filter[peer.filter_next as usize] = crate::time::micros_f64(rtt) as f32;
         peer.filter_len = (peer.filter_len + 1).min(size as u8);
         peer.filter_next = ((peer.filter_next as usize + 1) % size) as u8;
         let filtered = median(&peer.samples());

@@ -167,21 +167,24 @@ impl WorkerJobs {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let resend = self.unacked.values().map(|u| u.next_send).min();
-        let forget = self
-            .forget
-            .front()
-            .map(|(t, ..)| *t + self.cfg.forget_after);
-        [
-            Some(self.next_hello),
-            resend,
-            forget,
-            self.extension_due(),
-            self.flush.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Asked after every step of every worker, most of them idle: each source is
+        // looked at only if it can hold a deadline.
+        let mut next = self.next_hello;
+        if let Some(resend) = self.unacked.values().map(|u| u.next_send).min() {
+            next = next.min(resend);
+        }
+        if let Some((t, ..)) = self.forget.front() {
+            next = next.min(*t + self.cfg.forget_after);
+        }
+        if !self.running.is_empty() {
+            if let Some(extension) = self.extension_due() {
+                next = next.min(extension);
+            }
+        }
+        if let Some(flush) = self.flush.next_deadline() {
+            next = next.min(flush);
+        }
+        Some(next)
     }
 
     /// When the next extension request is due: a progress-reporting workflow has run

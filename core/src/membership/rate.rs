@@ -29,7 +29,7 @@ struct Bucket {
 impl Bucket {
     /// Refill for the time since the last datagram, then take a token if there is one.
     fn take(&mut self, now: Instant, burst: f64, rate: f64) -> bool {
-        let elapsed = now.saturating_since(self.last.get()).as_micros() as f64 / 1e6;
+        let elapsed = crate::time::micros_f64(now.saturating_since(self.last.get())) / 1e6;
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.last = CompactInstant::new(now);
         if self.tokens >= 1.0 {

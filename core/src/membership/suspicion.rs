@@ -5,6 +5,7 @@
 //! Suspect when the suspicion started. Grants (AD-26) only ever push the deadline out.
 
 use crate::id::NodeId;
+use crate::time::micros_f64;
 use crate::time::{scale, Instant};
 use core::time::Duration;
 use smallvec::SmallVec;
@@ -17,9 +18,9 @@ pub fn timeout(min: Duration, max: Duration, confirmations: usize, n: usize) -> 
         return max.max(min);
     }
     let frac = libm::log((confirmations + 1) as f64) / libm::log((n + 1) as f64);
-    let span = (max - min).as_micros() as f64;
-    let t = max.as_micros() as f64 - span * frac;
-    Duration::from_micros((t.max(min.as_micros() as f64)) as u64)
+    let span = micros_f64(max - min);
+    let t = micros_f64(max) - span * frac;
+    Duration::from_micros((t.max(micros_f64(min))) as u64)
 }
 
 #[derive(Clone, Debug)]
