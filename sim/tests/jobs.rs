@@ -618,6 +618,38 @@ fn chaos_with_a_quiet_tail_never_ends_a_job_twice() {
     }
 }
 
+/// jobs.md §7.10 across DC leader changes: in seed 12 of `jobs-basic` and of
+/// `single-dc-timeouts` under session 19's leak scan (these faults, a final heal, 15
+/// quiet minutes), a 5% corruption fault outlives the heal and the DC leader, with two
+/// live voters, loses its check-quorum every ~190 s. Each new leader restarted the
+/// 600 s give-up of a dead gate's final report, so the ended jobs were held for ever.
+/// Now the clock passes from leader to leader with the replicas: nothing is held.
+#[test]
+fn a_dcs_report_give_up_survives_leader_churn() {
+    for fixture in ["jobs-basic.toml", "single-dc-timeouts.toml"] {
+        let s = chaos_then_quiet(
+            fixture,
+            r#"["crash", "restart", "leave", "partition", "heal", "pause", "slow", "skew",
+                "latency", "duplicate", "corrupt", "crash_leader", "isolate_leader",
+                "reorder", "one_way_latency", "flap"]"#,
+            0,
+        );
+        for r in meridian_sim::sweep(&s, 12..13, 1) {
+            assert_held(fixture, &r);
+            let tracked: Vec<(u64, u16)> = jobs(&r)
+                .per_job
+                .iter()
+                .filter(|e| e.tracked_at_end > 0)
+                .map(|e| (e.id, e.tracked_at_end))
+                .collect();
+            assert!(
+                tracked.is_empty(),
+                "{fixture}: ended jobs still tracked {tracked:?}"
+            );
+        }
+    }
+}
+
 /// jobs.md §7.10, tracking always ends, under chaos: random faults (6 a minute, of the
 /// kinds a final `heal` undoes or that end by themselves) for a fixture's run, every
 /// cut healed at its end, then 15 quiet minutes: no live gate or manager still holds a

@@ -408,6 +408,24 @@ struct Replica {
     /// When we last offered it to a leader that does not refresh it (`ReplicaOffer`);
     /// cleared when the leader's `Replicate` comes, which our done workflows answer.
     offered_at: Option<Instant>,
+    /// Since when, at the latest, the job's final report has gone unanswered: when we
+    /// learned that it ended here (every workflow done, or its timeout acted; no
+    /// `ReplicaForget` has come, so no gate acknowledged it), or, for our own job when
+    /// we stepped aside, the clock we had. A successor leader carries it on, so the
+    /// give-up (`report_give_up`) counts from the first leader's silence, not afresh
+    /// at each change of leader (a DC whose leadership churned every ~190 s never gave
+    /// a dead gate's report up: `jobs-basic` seed 12 of session 19's leak scan).
+    unanswered_since: Option<Instant>,
+}
+
+impl Replica {
+    /// The job ended here, as far as this replica tells: note since when.
+    fn note_end(&mut self, now: Instant) {
+        let completed = self.done.len() >= self.workflows as usize;
+        if completed || self.timeout.acted() {
+            self.unanswered_since.get_or_insert(now);
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -1061,6 +1079,7 @@ impl ManagerJobs {
                     refreshed_at: now,
                     timeout: state.clone(),
                     offered_at: None,
+                    unanswered_since: None,
                 });
                 if token >= r.token {
                     r.token = token;
@@ -1073,6 +1092,7 @@ impl ManagerJobs {
                     r.gate_token = r.gate_token.max(gate_token);
                 }
                 r.refreshed_at = now;
+                r.note_end(now);
                 if r.offered_at.take().is_some() && !r.done.is_empty() {
                     // The leader has the job we offered it (it adopted it, or had it):
                     // our done workflows, so that it does not run them again.
@@ -1116,6 +1136,7 @@ impl ManagerJobs {
                     if r.done.insert(workflow) {
                         r.items += items;
                     }
+                    r.note_end(now);
                 }
             }
             JobMsg::ReplicaOffer {
@@ -1157,6 +1178,9 @@ impl ManagerJobs {
                     refreshed_at: now,
                     timeout: JobTimeout::from_wire(&timeout, now),
                     offered_at: None,
+                    // The offer does not carry the follower's clock (the rare path of a
+                    // leader that restarted): an ended job's give-up starts here.
+                    unanswered_since: None,
                 };
                 if self.adopt(job, r, term, now, out) {
                     for w in self.workers.values() {
@@ -2040,9 +2064,11 @@ impl ManagerJobs {
         if ended {
             j.status = Status::TimedOut;
             j.report_next = Some(now);
+            j.unacked_since = r.unanswered_since;
         } else if j.all_completed() {
             j.status = Status::Completed;
             j.report_next = Some(now);
+            j.unacked_since = r.unanswered_since;
         } else {
             j.hold_until = Some(now + self.cfg.takeover_grace);
         }
@@ -2130,8 +2156,9 @@ impl ManagerJobs {
                     done,
                     items: j.items,
                     refreshed_at: now,
-                    timeout: j.timeout,
                     offered_at: None,
+                    unanswered_since: j.ending().is_some().then(|| j.unacked_since.unwrap_or(now)),
+                    timeout: j.timeout,
                 },
             );
             self.gates.forget_job(job);
@@ -3381,6 +3408,99 @@ mod tests {
                     ..
                 }
             )));
+    }
+
+    /// The give-up clock survives a change of DC leader: a follower notes when it
+    /// learned that the job ended (its report unanswered, or a `ReplicaForget` would
+    /// have come), and when it leads, the 600 s count from then, not from its own
+    /// first resend. Before, a DC whose leadership changed more often than every 600 s
+    /// resent a dead gate's report for ever (`jobs-basic` seed 12 of session 19's leak
+    /// scan: leaders of two live voters, losing check-quorum every ~190 s). And a
+    /// leader that steps aside hands its own clock on the same way.
+    #[test]
+    fn the_report_give_up_counts_from_the_end_across_leader_changes() {
+        let t = Instant::ZERO;
+        let peer = Addr::from_u32(2);
+        let from = |msg| ManagerInput::Msg { from: peer, msg };
+        let abandoned_at = |m: &mut ManagerJobs, job: u64, from: Instant| {
+            let mut now = from;
+            while now < t + secs(3_000) {
+                now = m.next_deadline().expect("reporting");
+                let out = m.step(ManagerInput::Tick, now);
+                if out.contains(&JobOutput::Event(JobEvent::FinalReportAbandoned {
+                    job: JobId(job),
+                    dc: DcId(0),
+                })) {
+                    return now;
+                }
+            }
+            panic!("never given up");
+        };
+        // Job 9 (3 workflows) completes under node 2's leadership at 10 s; node 2
+        // keeps refreshing our replica (every 60 s) until it loses the lead at 300 s.
+        let mut f = follower_with_replica_9(t);
+        for wf in 1..3 {
+            f.step(
+                from(JobMsg::ReplicaDone {
+                    job: JobId(9),
+                    workflow: wf,
+                    items: 0,
+                }),
+                t + secs(10),
+            );
+        }
+        for at in (60..=300).step_by(60) {
+            f.step(from(replicate_9(t + secs(at))), t + secs(at));
+        }
+        let out = f.step(leader(2), t + secs(300));
+        assert!(out.contains(&JobOutput::Event(JobEvent::TakenOver {
+            job: JobId(9),
+            dc: DcId(0),
+            token: FenceToken::new(2, 4)
+        })));
+        // The report goes out unanswered until 600 s after the end became known here.
+        assert_eq!(abandoned_at(&mut f, 9, t + secs(300)), t + secs(610));
+        assert_eq!((f.table_len(), f.tombstones_len()), (0, 1));
+
+        // The leader itself steps aside at 400 s with the report unanswered since it
+        // ended (and first resent, at 11-13 s); leading again at 500 s, it keeps that
+        // clock.
+        let mut m = running_job(None, 1, 1);
+        let out = m.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(10),
+                msg: JobMsg::WorkflowDone {
+                    job: JobId(7),
+                    workflow: 0,
+                    token: FenceToken::new(1, 2),
+                    items: 0,
+                },
+            },
+            t + secs(10),
+        );
+        assert!(sends(&out).any(|(to, msg)| to == GATE && matches!(msg, JobMsg::JobDone { .. })));
+        let first_resend = loop {
+            let at = m.next_deadline().expect("the resend");
+            let out = m.step(ManagerInput::Tick, at);
+            if sends(&out).any(|(to, msg)| to == GATE && matches!(msg, JobMsg::JobDone { .. })) {
+                break at;
+            }
+        };
+        assert!(first_resend <= t + secs(13), "{first_resend:?}");
+        run_to(&mut m, t + secs(399));
+        m.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), peer)),
+                term: 2,
+            },
+            t + secs(400),
+        );
+        assert_eq!(m.table_len(), 1, "a replica now");
+        m.step(leader(3), t + secs(500));
+        assert_eq!(
+            abandoned_at(&mut m, 7, t + secs(500)),
+            first_resend + secs(600)
+        );
     }
 
     /// A job that ended here is never run again: a later claim (a gate that took it
