@@ -554,6 +554,12 @@ fn leader_failover_on_a_hostile_network() {
     }
 }
 
+/// The fault kinds of the lost-job and leak scans (sessions 18-20): every kind but
+/// `loss`, `link_loss` and `dc_outage`.
+const SCAN_KINDS: &str = r#"["crash", "restart", "leave", "partition", "heal", "pause", "slow",
+    "skew", "latency", "duplicate", "corrupt", "crash_leader", "isolate_leader", "reorder",
+    "one_way_latency", "flap"]"#;
+
 /// `fixture` with random faults of `kinds` (a TOML list), 6 a simulated minute, from
 /// 20 s to the fixture's end; a `heal` `heal_after` s after the end; then 15 quiet
 /// minutes for every job to end and every trace of it to go.
@@ -605,13 +611,7 @@ fn chaos_with_a_quiet_tail_never_ends_a_job_twice() {
         ("gate-failover.toml", 41..51),
         ("leader-failover-mid-job.toml", 71..81),
     ] {
-        let s = chaos_then_quiet(
-            fixture,
-            r#"["crash", "restart", "leave", "partition", "heal", "pause", "slow", "skew",
-                "latency", "duplicate", "corrupt", "crash_leader", "isolate_leader",
-                "reorder", "one_way_latency", "flap"]"#,
-            0,
-        );
+        let s = chaos_then_quiet(fixture, SCAN_KINDS, 0);
         for r in meridian_sim::sweep(&s, seeds, 2) {
             assert_held(fixture, &r);
         }
@@ -627,13 +627,7 @@ fn chaos_with_a_quiet_tail_never_ends_a_job_twice() {
 #[test]
 fn a_dcs_report_give_up_survives_leader_churn() {
     for fixture in ["jobs-basic.toml", "single-dc-timeouts.toml"] {
-        let s = chaos_then_quiet(
-            fixture,
-            r#"["crash", "restart", "leave", "partition", "heal", "pause", "slow", "skew",
-                "latency", "duplicate", "corrupt", "crash_leader", "isolate_leader",
-                "reorder", "one_way_latency", "flap"]"#,
-            0,
-        );
+        let s = chaos_then_quiet(fixture, SCAN_KINDS, 0);
         for r in meridian_sim::sweep(&s, 12..13, 1) {
             assert_held(fixture, &r);
             let tracked: Vec<(u64, u16)> = jobs(&r)
@@ -647,6 +641,21 @@ fn a_dcs_report_give_up_survives_leader_churn() {
                 "{fixture}: ended jobs still tracked {tracked:?}"
             );
         }
+    }
+}
+
+/// jobs.md §7's "a terminal job is never timed out", in `extensions` seed 28 of session
+/// 19's leak scan: the DC leader that acknowledged job 0's only result crashed before
+/// its `ReplicaDone` reached anyone; the next leaders took the job over from replicas
+/// without it and ran the workflow again, and the second run was timed out after the
+/// gate had recorded the job complete. Now the worker that finished it tells each new
+/// leader the results it remembers (`DoneEarlier`), and the workflow is not run again.
+#[test]
+fn a_result_acknowledged_by_a_crashed_leader_is_not_run_again() {
+    let s = chaos_then_quiet("extensions.toml", SCAN_KINDS, 0);
+    for r in meridian_sim::sweep(&s, 28..29, 1) {
+        assert_held("extensions.toml", &r);
+        assert_eq!(jobs(&r).completed, 1);
     }
 }
 

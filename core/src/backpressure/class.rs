@@ -97,6 +97,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::GateHello { .. } => MessageClass::Dispatch,
         // Results, cancellation, leadership, timeouts, extensions.
         J::WorkflowDone { .. }
+        | J::DoneEarlier { .. }
         | J::WorkflowDoneAck { .. }
         | J::JobDone { .. }
         | J::JobDoneAck { .. }

@@ -884,6 +884,17 @@ impl ManagerJobs {
                 self.workflow_done(job, workflow, worker, items, now, out);
                 self.dispatch(now, out);
             }
+            // A result an earlier leader acknowledged (we lead the job from a replica
+            // that may have missed it): it counts, but frees no slot of ours (the
+            // worker's hello told us its slots) and is not a new extension cycle.
+            // Unanswered: the worker does not wait for it.
+            JobMsg::DoneEarlier {
+                job,
+                workflow,
+                items,
+            } if self.leading.is_some() => {
+                self.workflow_done(job, workflow, None, items, now, out);
+            }
             JobMsg::WorkflowCancelled { job, workflow } => {
                 let worker = self.worker_at(from);
                 let Some(j) = self.jobs.get_mut(&job) else {
@@ -2620,6 +2631,76 @@ mod tests {
             t,
         );
         f
+    }
+
+    /// A leader that takes a job over from a replica that missed a result (the leader
+    /// that acknowledged it crashed before its `ReplicaDone` reached anyone) hears it
+    /// from the worker that still remembers it (`DoneEarlier`, in answer to its hello)
+    /// and does not run that workflow again: after the takeover grace only the
+    /// workflow nobody finished is dispatched, the result's items count, and no slot
+    /// is freed for it. Before, the workflow ran a second time (`extensions` seed 28 of
+    /// session 19's leak scan, where the second run was then timed out after the gate
+    /// had recorded the job complete).
+    #[test]
+    fn a_result_the_replica_missed_is_not_run_again() {
+        let t = Instant::ZERO;
+        let mut f = follower_with_replica_9(t);
+        f.step(hello(10, 0), t);
+        let out = f.step(leader(2), t + secs(10));
+        assert!(out.contains(&JobOutput::Event(JobEvent::TakenOver {
+            job: JobId(9),
+            dc: DcId(0),
+            token: FenceToken::new(2, 4)
+        })));
+        // Worker 10 (no slot free) finished workflow 1 for the old leader (4 items).
+        let out = f.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(10),
+                msg: JobMsg::DoneEarlier {
+                    job: JobId(9),
+                    workflow: 1,
+                    items: 4,
+                },
+            },
+            t + secs(10),
+        );
+        assert!(
+            sends(&out).all(|(_, msg)| !matches!(msg, JobMsg::WorkflowDoneAck { .. })),
+            "not acknowledged: the worker waits for nothing"
+        );
+        let out = f.step(ManagerInput::Tick, t + secs(13));
+        assert!(
+            dispatches(&out).is_empty(),
+            "no slot freed for an old result"
+        );
+        // A slot comes free: only workflow 2, which nobody finished, goes out.
+        let mut out = f.step(hello(10, 1), t + secs(14));
+        out.extend(f.step(ManagerInput::Tick, t + secs(15)));
+        assert_eq!(
+            dispatches(&out),
+            vec![(Addr::from_u32(10), 2, FenceToken::new(2, 5))]
+        );
+        let out = f.step(
+            ManagerInput::Msg {
+                from: Addr::from_u32(10),
+                msg: JobMsg::WorkflowDone {
+                    job: JobId(9),
+                    workflow: 2,
+                    token: FenceToken::new(2, 5),
+                    items: 1,
+                },
+            },
+            t + secs(20),
+        );
+        assert!(out.contains(&JobOutput::Send {
+            to: GATE,
+            msg: JobMsg::JobDone {
+                job: JobId(9),
+                dc: DcId(0),
+                token: FenceToken::new(2, 5),
+                items: 7 + 4 + 1
+            }
+        }));
     }
 
     fn offers(out: &JobOutputs) -> Vec<(Addr, JobId)> {

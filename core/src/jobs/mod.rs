@@ -343,6 +343,20 @@ pub enum JobMsg {
         lost: bool,
         heard_ms_ago: u64,
     },
+    /// Worker -> a new DC leader (in answer to its `LeaderHello`): a workflow it
+    /// finished whose result an earlier leader acknowledged, remembered as long as its
+    /// register (`forget_after`). A leader that took the job over from a replica that
+    /// missed the result (the leader that saw it crashed before its `ReplicaDone`
+    /// reached anyone) would run the workflow again, and time out or report a job its
+    /// gate already recorded complete (`extensions` seed 28 of session 19's leak scan).
+    /// Not a `WorkflowDone`: that frees a slot and starts a new extension cycle on the
+    /// worker (jobs.md §2), long past. Appended last, so every earlier kind keeps its
+    /// encoding.
+    DoneEarlier {
+        job: JobId,
+        workflow: WorkflowIndex,
+        items: u64,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).

@@ -23,6 +23,10 @@ use crate::timeout::extension::ExtensionRequest;
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 
+/// At most this many remembered results are told to a new leader (`DoneEarlier`), the
+/// most recent first: a leader change costs a bounded burst of frames.
+pub const MAX_DONE_EARLIER: usize = 256;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerConfig {
     /// Workflows run at once.
@@ -85,9 +89,10 @@ pub struct WorkerJobs {
     unacked: BTreeMap<(JobId, WorkflowIndex), Unacked>,
     /// Highest dispatch token accepted per workflow.
     accepted: BTreeMap<(JobId, WorkflowIndex), FenceToken>,
-    /// Acknowledged workflows in acknowledgement order, each forgotten `forget_after`
-    /// later (a queue, so expiry costs O(1) per workflow).
-    forget: VecDeque<(Instant, JobId, WorkflowIndex)>,
+    /// Acknowledged (and cancelled) workflows in that order, each forgotten
+    /// `forget_after` later (a queue, so expiry costs O(1) per workflow); a finished
+    /// one with the items it reported, told to each new leader (`DoneEarlier`).
+    forget: VecDeque<(Instant, JobId, WorkflowIndex, Option<u64>)>,
     /// Workflows per job still in `accepted`: a job at 0 loses its register too.
     per_job: BTreeMap<JobId, u32>,
     registry: JobRegistry,
@@ -351,7 +356,7 @@ impl WorkerJobs {
                 // the confirmation, and a lost one is asked for again). Its register
                 // is forgotten like an acknowledged workflow's.
                 if self.running.remove(&(job, workflow)).is_some() {
-                    self.forget.push_back((now, job, workflow));
+                    self.forget.push_back((now, job, workflow, None));
                 }
                 out.push(JobOutput::Send {
                     to: from,
@@ -359,9 +364,8 @@ impl WorkerJobs {
                 });
             }
             JobMsg::WorkflowDoneAck { job, workflow } => {
-                let was_unacked = self.unacked.remove(&(job, workflow)).is_some();
-                if was_unacked {
-                    self.forget.push_back((now, job, workflow));
+                if let Some(u) = self.unacked.remove(&(job, workflow)) {
+                    self.forget.push_back((now, job, workflow, Some(u.items)));
                 }
             }
             JobMsg::LeaderHello { .. } if self.leader != Some(from) => {
@@ -382,6 +386,30 @@ impl WorkerJobs {
                             job: *job,
                             workflow: *workflow,
                             token: r.token,
+                        },
+                    });
+                }
+                // ...and what we finished that an earlier leader acknowledged: it may
+                // lead the job from a replica that missed those results. The most
+                // recent `MAX_DONE_EARLIER` only, to bound the burst; a leader that
+                // knows a result already ignores it.
+                let done = self
+                    .forget
+                    .iter()
+                    .rev()
+                    .filter_map(|&(_, job, workflow, items)| Some((job, workflow, items?)))
+                    .filter(|(job, workflow, _)| {
+                        let key = (*job, *workflow);
+                        !self.running.contains_key(&key) && !self.unacked.contains_key(&key)
+                    })
+                    .take(MAX_DONE_EARLIER);
+                for (job, workflow, items) in done {
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::DoneEarlier {
+                            job,
+                            workflow,
+                            items,
                         },
                     });
                 }
@@ -470,7 +498,7 @@ impl WorkerJobs {
         }
         // Forget acknowledged workflows after `forget_after`; a job with nothing left
         // loses its register too.
-        while let Some(&(at, job, workflow)) = self.forget.front() {
+        while let Some(&(at, job, workflow, _)) = self.forget.front() {
             if now < at + self.cfg.forget_after {
                 break;
             }
@@ -657,6 +685,115 @@ mod tests {
                 msg: JobMsg::WorkflowDone { .. }
             } if *to == new_leader
         )));
+    }
+
+    /// A new leader hears, with our slots and what we run, the results an earlier
+    /// leader acknowledged that we still remember (it may lead their jobs from a
+    /// replica that missed them): with their items, the most recent first, at most
+    /// `MAX_DONE_EARLIER`; not cancelled workflows (they never finished), not the
+    /// leader we already follow, and none once forgotten (600 s).
+    #[test]
+    fn a_new_leader_hears_the_results_we_remember() {
+        let t = Instant::ZERO;
+        let mut w = WorkerJobs::new(WorkerConfig::default(), DC, t);
+        let hello = |w: &mut WorkerJobs, from: Addr, at: Instant| {
+            let out = w.step(
+                WorkerInput::Msg {
+                    from,
+                    msg: JobMsg::LeaderHello { term: 2 },
+                },
+                at,
+            );
+            out.into_iter()
+                .filter_map(|o| match o {
+                    JobOutput::Send {
+                        to,
+                        msg:
+                            JobMsg::DoneEarlier {
+                                job,
+                                workflow,
+                                items,
+                            },
+                    } if to == from => Some((job.0, workflow, items)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        hello(&mut w, M, t);
+        // Job 3: workflow 0 finishes (5 items) and is acknowledged; workflow 1 is
+        // cancelled; job 4's workflow 0 finishes (2 items), acknowledged.
+        for (job, wf) in [(3, 0), (3, 1), (4, 0)] {
+            w.step(dispatch(job, wf, 1, 1 + wf), t);
+        }
+        for (job, items) in [(3, 5), (4, 2)] {
+            w.step(
+                WorkerInput::Finished {
+                    job: JobId(job),
+                    workflow: 0,
+                    items,
+                },
+                t + secs(1),
+            );
+            w.step(
+                WorkerInput::Msg {
+                    from: M,
+                    msg: JobMsg::WorkflowDoneAck {
+                        job: JobId(job),
+                        workflow: 0,
+                    },
+                },
+                t + secs(2),
+            );
+        }
+        w.step(
+            WorkerInput::Msg {
+                from: M,
+                msg: JobMsg::CancelWorkflow {
+                    job: JobId(3),
+                    workflow: 1,
+                },
+            },
+            t + secs(3),
+        );
+        let other = Addr::from_u32(11);
+        assert_eq!(
+            hello(&mut w, other, t + secs(10)),
+            vec![(4, 0, 2), (3, 0, 5)]
+        );
+        assert!(
+            hello(&mut w, other, t + secs(11)).is_empty(),
+            "already our leader"
+        );
+        // Forgotten with their registers, 600 s after the acknowledgement.
+        w.step(WorkerInput::Tick, t + secs(2) + secs(600));
+        assert!(hello(&mut w, M, t + secs(700)).is_empty());
+        // A burst is bounded: 300 remembered results, 256 told.
+        let mut w = WorkerJobs::new(WorkerConfig::default(), DC, t);
+        hello(&mut w, M, t);
+        for job in 0..300 {
+            w.step(dispatch(100 + job, 0, 1, 1), t);
+            w.step(
+                WorkerInput::Finished {
+                    job: JobId(100 + job),
+                    workflow: 0,
+                    items: 1,
+                },
+                t,
+            );
+            w.step(
+                WorkerInput::Msg {
+                    from: M,
+                    msg: JobMsg::WorkflowDoneAck {
+                        job: JobId(100 + job),
+                        workflow: 0,
+                    },
+                },
+                t,
+            );
+        }
+        let told = hello(&mut w, other, t + secs(1));
+        assert_eq!(told.len(), MAX_DONE_EARLIER);
+        assert_eq!(told[0].0, 399, "the most recent first");
     }
 
     fn requests(out: &JobOutputs) -> Vec<ExtensionRequest> {

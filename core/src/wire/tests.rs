@@ -397,6 +397,11 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             lost: seed % 3 == 0,
             heard_ms_ago: seed,
         },
+        J::DoneEarlier {
+            job,
+            workflow: w,
+            items: seed,
+        },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -439,7 +444,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::GateReplicaUnknown { .. }
             | J::ReplicaOffer { .. }
             | J::RunningQuery { .. }
-            | J::GateOrphan { .. } => {}
+            | J::GateOrphan { .. }
+            | J::DoneEarlier { .. } => {}
         }
     }
     all
