@@ -37,6 +37,21 @@ fn assert_all_completed(r: &Report) {
     );
 }
 
+/// jobs.md §7.10: no live gate or manager holds a job that ended.
+fn assert_no_ended_job_held(fixture: &str, r: &Report) {
+    let tracked: Vec<(u64, u16)> = jobs(r)
+        .per_job
+        .iter()
+        .filter(|e| e.tracked_at_end > 0)
+        .map(|e| (e.id, e.tracked_at_end))
+        .collect();
+    assert!(
+        tracked.is_empty(),
+        "{fixture} seed {}: ended jobs still tracked {tracked:?}",
+        r.seed
+    );
+}
+
 /// Every invariant held in `r`, a run of `fixture`.
 fn assert_held(fixture: &str, r: &Report) {
     assert!(
@@ -630,16 +645,7 @@ fn a_dcs_report_give_up_survives_leader_churn() {
         let s = chaos_then_quiet(fixture, SCAN_KINDS, 0);
         for r in meridian_sim::sweep(&s, 12..13, 1) {
             assert_held(fixture, &r);
-            let tracked: Vec<(u64, u16)> = jobs(&r)
-                .per_job
-                .iter()
-                .filter(|e| e.tracked_at_end > 0)
-                .map(|e| (e.id, e.tracked_at_end))
-                .collect();
-            assert!(
-                tracked.is_empty(),
-                "{fixture}: ended jobs still tracked {tracked:?}"
-            );
+            assert_no_ended_job_held(fixture, &r);
         }
     }
 }
@@ -681,17 +687,7 @@ fn ended_jobs_are_forgotten_everywhere_once_the_faults_stop() {
         );
         for r in meridian_sim::sweep(&s, seeds, 2) {
             assert_held(fixture, &r);
-            let tracked: Vec<(u64, u16)> = jobs(&r)
-                .per_job
-                .iter()
-                .filter(|e| e.tracked_at_end > 0)
-                .map(|e| (e.id, e.tracked_at_end))
-                .collect();
-            assert!(
-                tracked.is_empty(),
-                "{fixture} seed {}: ended jobs still tracked {tracked:?}",
-                r.seed
-            );
+            assert_no_ended_job_held(fixture, &r);
         }
     }
 }
