@@ -390,29 +390,8 @@ impl WorkerJobs {
                     });
                 }
                 // ...and what we finished that an earlier leader acknowledged: it may
-                // lead the job from a replica that missed those results. The most
-                // recent `MAX_DONE_EARLIER` only, to bound the burst; a leader that
-                // knows a result already ignores it.
-                let done = self
-                    .forget
-                    .iter()
-                    .rev()
-                    .filter_map(|&(_, job, workflow, items)| Some((job, workflow, items?)))
-                    .filter(|(job, workflow, _)| {
-                        let key = (*job, *workflow);
-                        !self.running.contains_key(&key) && !self.unacked.contains_key(&key)
-                    })
-                    .take(MAX_DONE_EARLIER);
-                for (job, workflow, items) in done {
-                    out.push(JobOutput::Send {
-                        to: from,
-                        msg: JobMsg::DoneEarlier {
-                            job,
-                            workflow,
-                            items,
-                        },
-                    });
-                }
+                // lead the job from a replica that missed those results.
+                self.tell_done_earlier(from, None, out);
             }
             JobMsg::RunningQuery { job } => {
                 // A leader adopted the job from a follower's replica after our reports
@@ -427,8 +406,40 @@ impl WorkerJobs {
                         },
                     });
                 }
+                // The follower's replica it adopted may miss a result, as a new
+                // leader's may.
+                self.tell_done_earlier(from, Some(job), out);
             }
             _ => {}
+        }
+    }
+
+    /// `DoneEarlier` to `to` for the results an earlier leader acknowledged that we
+    /// still remember (of `job` only, if given): the most recent first, at most
+    /// `MAX_DONE_EARLIER`, to bound the burst. A leader that knows a result already
+    /// ignores it.
+    fn tell_done_earlier(&self, to: Addr, job: Option<JobId>, out: &mut JobOutputs) {
+        let done = self
+            .forget
+            .iter()
+            .rev()
+            .filter_map(|&(_, j, workflow, items)| Some((j, workflow, items?)))
+            .filter(|(j, workflow, _)| {
+                let key = (*j, *workflow);
+                job.is_none_or(|job| job == *j)
+                    && !self.running.contains_key(&key)
+                    && !self.unacked.contains_key(&key)
+            })
+            .take(MAX_DONE_EARLIER);
+        for (job, workflow, items) in done {
+            out.push(JobOutput::Send {
+                to,
+                msg: JobMsg::DoneEarlier {
+                    job,
+                    workflow,
+                    items,
+                },
+            });
         }
     }
 
@@ -691,7 +702,8 @@ mod tests {
     /// leader acknowledged that we still remember (it may lead their jobs from a
     /// replica that missed them): with their items, the most recent first, at most
     /// `MAX_DONE_EARLIER`; not cancelled workflows (they never finished), not the
-    /// leader we already follow, and none once forgotten (600 s).
+    /// leader we already follow, and none once forgotten (600 s). A leader asking about
+    /// one job (`RunningQuery`) hears that job's.
     #[test]
     fn a_new_leader_hears_the_results_we_remember() {
         let t = Instant::ZERO;
@@ -759,6 +771,25 @@ mod tests {
         assert_eq!(
             hello(&mut w, other, t + secs(10)),
             vec![(4, 0, 2), (3, 0, 5)]
+        );
+        // A leader that adopted job 3 from a follower's offer asks about that job only.
+        let out = w.step(
+            WorkerInput::Msg {
+                from: other,
+                msg: JobMsg::RunningQuery { job: JobId(3) },
+            },
+            t + secs(10),
+        );
+        assert_eq!(
+            out.into_vec(),
+            vec![JobOutput::Send {
+                to: other,
+                msg: JobMsg::DoneEarlier {
+                    job: JobId(3),
+                    workflow: 0,
+                    items: 5
+                }
+            }]
         );
         assert!(
             hello(&mut w, other, t + secs(11)).is_empty(),
