@@ -254,12 +254,19 @@ intra_dc_rtt_ms = 1.0
 /// gates were lost in a row, the leader stepped down (check-quorum) at 92.2 s and the
 /// gates elected again at 94.2 s, 0.1 s after the check for a crash elsewhere came due.
 /// On a lossy network such a step-down starts the group's bound afresh.
+///
+/// Session 20's `DoneEarlier` frames (sent in eu-west after its leader's crash) moved
+/// the network's later random draws, and seed 5618 no longer lost those two messages.
+/// The same shrunk scenario at 1% loss (the most the check still counts as clean)
+/// shows the same false alarm on seed 1518 of 3,000: gate-1, the gates' leader, steps
+/// down at 93.1 s, and the check armed by eu-west's crash at 60 s comes due at 94.1 s;
+/// with the step-down not starting the bound afresh, `heal-convergence` fires there.
 #[test]
 fn heal_convergence_starts_again_after_a_step_down_on_a_lossy_network() {
     let text = r#"
 name = "shrunk-5618"
 duration = "1m 35s 88ms"
-seed = 5618
+seed = 1518
 [[dc]]
 name = "us-east"
 gates = 2
@@ -286,7 +293,7 @@ workflows = 6
 [network]
 intra_dc_rtt_ms = 1.0
 jitter = 0.1
-loss = 0.001
+loss = 0.01
 [network.inter_dc_rtt_ms]
 "us-east/eu-west" = 80
 "#;
@@ -294,11 +301,11 @@ loss = 0.001
     let mut trace = Vec::new();
     let r = meridian_sim::run_traced(&s, s.seed, &mut trace);
     assert!(r.ok(), "{:?}", r.invariants.violations);
-    // The step-down this is about did happen.
+    // The step-down this is about did happen, a second before the check came due.
     let trace = String::from_utf8(trace).unwrap();
     assert!(trace
         .lines()
-        .any(|l| l.contains("us-east/gate-0") && l.contains("\"LostQuorum\"")));
+        .any(|l| l.contains("us-east/gate-1") && l.contains("\"LostQuorum\"")));
 }
 
 /// A real protocol bug the random-fault sweep found (random-faults, seed 4579; `shrink`
