@@ -37,6 +37,22 @@ fn assert_all_completed(r: &Report) {
     );
 }
 
+/// At least `min_lost` jobs ended `lost`, every other accepted job completed, and at
+/// the end no worker runs and no gate or manager holds any of them.
+fn assert_lost_and_gone(r: &Report, min_lost: u64) {
+    let j = jobs(r);
+    assert!(j.lost >= min_lost, "seed {}: {}", r.seed, j.lost);
+    assert_eq!(j.lost + j.completed, j.submitted, "seed {}", r.seed);
+    for e in &j.per_job {
+        assert_eq!(
+            (e.running_at_end, e.tracked_at_end),
+            (0, 0),
+            "seed {}",
+            r.seed
+        );
+    }
+}
+
 /// jobs.md §7.10: no live gate or manager holds a job that ended.
 fn assert_no_ended_job_held(fixture: &str, r: &Report) {
     let tracked: Vec<(u64, u16)> = jobs(r)
@@ -473,8 +489,7 @@ fn a_leader_elected_long_after_the_owners_death_gives_its_orphans_up() {
         );
         let j = jobs(&r);
         assert_eq!(j.gate_takeovers, 0, "seed {}", r.seed);
-        assert!(j.lost >= 4, "seed {}: {}", r.seed, j.lost);
-        assert_eq!(j.lost + j.completed, j.submitted, "seed {}", r.seed);
+        assert_lost_and_gone(&r, 4);
         for e in &j.per_job {
             assert!(
                 e.ended_ms.is_none_or(|t| t < 1_400_000),
@@ -482,12 +497,6 @@ fn a_leader_elected_long_after_the_owners_death_gives_its_orphans_up() {
                 r.seed,
                 e.id,
                 e.ended_ms
-            );
-            assert_eq!(
-                (e.running_at_end, e.tracked_at_end),
-                (0, 0),
-                "seed {}",
-                r.seed
             );
         }
     }
@@ -518,16 +527,7 @@ fn a_dc_gives_up_the_final_reports_of_a_dead_gates_jobs_after_600_s() {
         assert_held("jobs-basic.toml", &r);
         let j = jobs(&r);
         assert_eq!(j.in_flight, 0, "seed {}", r.seed);
-        assert!(j.lost >= 4, "seed {}: {}", r.seed, j.lost);
-        assert_eq!(j.lost + j.completed, j.submitted, "seed {}", r.seed);
-        for e in &j.per_job {
-            assert_eq!(
-                (e.running_at_end, e.tracked_at_end),
-                (0, 0),
-                "seed {}",
-                r.seed
-            );
-        }
+        assert_lost_and_gone(&r, 4);
     }
 }
 
