@@ -95,6 +95,7 @@ fn codec(c: &mut Criterion) {
                 adjustment: -300,
                 error: 800,
             }),
+            health: vec![],
         },
     };
     let bytes = wire::encode_datagram(&env).unwrap();

@@ -356,6 +356,8 @@ pub struct MembershipOverrides {
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub tombstone: Option<Duration>,
     pub lifeguard: Option<bool>,
+    /// Peer-health gossip and its effects (membership.md §9; default on).
+    pub peer_health: Option<bool>,
     pub indirect_helpers: Option<usize>,
     pub retransmit_mult: Option<f64>,
     pub gossip_per_datagram: Option<usize>,
@@ -386,6 +388,7 @@ impl MembershipOverrides {
             reconnect_interval,
             tombstone,
             lifeguard,
+            peer_health,
             indirect_helpers,
             retransmit_mult,
             gossip_per_datagram,

@@ -86,6 +86,34 @@ fn lifeguard_prevents_false_positives_around_slow_nodes() {
     );
 }
 
+/// membership.md §9 on the same scenario: each slow node's overload detector (AD-18)
+/// grades it from how long its messages wait (1.5-3 s: overloaded), it gossips the
+/// grade, and its peers wait x2.5 for it. Probes of the slow nodes then succeed, and
+/// the suspicions they drew (672-934 a run, seeds 1-3, with peer health off) all but
+/// vanish (0, 0 and 52).
+#[test]
+fn peer_health_spares_slow_nodes_their_suspicions() {
+    let on = common::load("lifeguard-slow-node.toml", &[]);
+    let off = common::load(
+        "lifeguard-slow-node.toml",
+        &["membership.peer_health=false"],
+    );
+    let with = meridian_sim::sweep(&on, 1..4, 2);
+    let without = meridian_sim::sweep(&off, 1..4, 2);
+    for (a, b) in with.iter().zip(&without) {
+        assert_clean(a);
+        assert_clean(b);
+        assert_eq!(a.membership.false_positives, 0, "seed {}", a.seed);
+        assert!(
+            a.membership.suspicions * 5 < b.membership.suspicions,
+            "seed {}: {} suspicions with peer health, {} without",
+            a.seed,
+            a.membership.suspicions,
+            b.membership.suspicions
+        );
+    }
+}
+
 /// Three DCs, eu-west cut off for two minutes, seeds 1..200 (acceptance 5): zero
 /// invariant violations and false positives; every cut pair suspects the other side; the
 /// majority declares every eu-west node dead; the isolated minority declares at least 9

@@ -30,6 +30,9 @@ pub struct Config {
     /// Lifeguard on: LHM, dynamic suspicion with confirmations, buddy, nack accounting.
     /// Off: classic SWIM, a fixed suspicion timeout of `suspicion_min`.
     pub lifeguard: bool,
+    /// Peer-health awareness (membership.md §9): gossip our overload grade and go easier
+    /// on loaded peers. Off: no records sent or used, every `peer_health` factor 1.
+    pub peer_health: bool,
     /// Retransmit limit `max(1, floor(retransmit_mult x ln(N+1)))`.
     pub retransmit_mult: f64,
     /// Gossip updates per datagram at NORMAL degradation.
@@ -104,6 +107,7 @@ impl Default for Config {
             suspicion_min: None,
             suspicion_max: None,
             lifeguard: true,
+            peer_health: true,
             retransmit_mult: 3.0,
             gossip_per_datagram: 5,
             gossip_queue_cap: 1000,

@@ -106,7 +106,7 @@ impl Membership {
             s.granted += t + now.saturating_since(s.deadline());
             let deadline = s.deadline();
             let seq = self.seq();
-            self.send_ping(seq, node, addr, out);
+            self.send_ping(seq, node, addr, now, out);
             self.at(deadline.max(now), Timer::Suspicion { node });
             return;
         }

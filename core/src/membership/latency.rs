@@ -68,8 +68,8 @@ impl Membership {
 
     /// `(latency_mult, confidence_adj)` towards `target` (membership.md §8):
     /// `clamp(2 rtt_ucb / T, 1, 10)` and `1 + 0.5 (1 - quality)` in [1, 1.5]; `(1, 1)`
-    /// when timeouts do not adapt. (Peer health, §9's overload gossip, is not carried
-    /// yet, so its factor is 1.)
+    /// when timeouts do not adapt. (Peer health, §9, is the third factor of `R_p`:
+    /// `peer_factor`.)
     ///
     /// Spec deviation: §8 writes `latency_mult = clamp(rtt_ucb / 10 ms, 1, 10)`, which
     /// is right only for T = 10 ms. With the spec's T = 1 s it gives T_p = 5 s (the
@@ -91,16 +91,22 @@ impl Membership {
         (latency, confidence)
     }
 
+    /// `R_p = latency_mult x confidence_adj x peer_health` towards `target` (§3.1).
+    fn peer_factor(&self, target: NodeId, now: Instant) -> f64 {
+        let (latency, confidence) = self.latency_factors(target, now);
+        latency * confidence * self.peer_health_factor(target, now)
+    }
+
     /// `T_p = min(T x R_p, max_probe_timeout) x L` for a probe of `target` (§3.1).
     pub(super) fn probe_timeout_for(&self, target: NodeId, now: Instant) -> Duration {
-        let (latency, confidence) = self.latency_factors(target, now);
-        let t = scale(self.cfg.probe_timeout, latency * confidence).min(self.cfg.max_probe_timeout);
+        let t = scale(self.cfg.probe_timeout, self.peer_factor(target, now))
+            .min(self.cfg.max_probe_timeout);
         scale(t, self.local_mult())
     }
 
     /// The suspicion bounds for `target` before the LHM factor: the detector's role
     /// bounds plus the headroom `min(T x R_p, max) - min(T, max)`, i.e. exactly what
-    /// latency and confidence stretched the probe timeout by.
+    /// latency, confidence and the peer's health stretched the probe timeout by.
     ///
     /// Spec contradiction, resolved for safety and liveness: §6.3/§8 multiply the bounds
     /// by the whole `R_p`. Its latency factor reaches 10 (the spec's form of it already
@@ -119,9 +125,8 @@ impl Membership {
         now: Instant,
     ) -> (Duration, Duration) {
         let (min, max) = self.cfg.suspicion_bounds_for(self.detector_role());
-        let (latency, confidence) = self.latency_factors(target, now);
         let base = self.cfg.probe_timeout.min(self.cfg.max_probe_timeout);
-        let headroom = scale(self.cfg.probe_timeout, latency * confidence)
+        let headroom = scale(self.cfg.probe_timeout, self.peer_factor(target, now))
             .min(self.cfg.max_probe_timeout)
             .saturating_sub(base);
         (min + headroom, max + headroom)

@@ -46,12 +46,14 @@ impl Membership {
                 buddy,
                 gossip,
                 coord,
+                health,
             } => {
                 self.observe_coord(env.sender, coord, now);
                 if let Some(b) = buddy {
                     self.apply_claim(&b, false, now, out);
                 }
                 self.apply_gossip(&gossip, now, out);
+                self.apply_health(&health, now);
                 if target != self.me.node {
                     self.stats.misdirected += 1;
                     return;
@@ -60,13 +62,26 @@ impl Membership {
                     self.tell_gone(env.sender, env.sender_addr, out);
                     return;
                 }
-                let gossip = self.piggyback(None);
+                let gossip = self.piggyback(None, env.sender, now);
                 let coord = self.coord_to_send();
-                self.send(env.sender_addr, Body::Ack { seq, gossip, coord }, out);
+                let health = self.health_to_send(env.sender, now);
+                let ack = Body::Ack {
+                    seq,
+                    gossip,
+                    coord,
+                    health,
+                };
+                self.send(env.sender_addr, ack, out);
             }
-            Body::Ack { seq, gossip, coord } => {
+            Body::Ack {
+                seq,
+                gossip,
+                coord,
+                health,
+            } => {
                 self.observe_coord(env.sender, coord, now);
                 self.apply_gossip(&gossip, now, out);
+                self.apply_health(&health, now);
                 self.on_ack(seq, env.sender, now, out);
             }
             Body::PingReq {
@@ -382,7 +397,7 @@ impl Membership {
                 want_nack,
             },
         );
-        self.send_ping(seq, target, target_addr, out);
+        self.send_ping(seq, target, target_addr, now, out);
     }
 
     /// A datagram from a member we hold Dead/Left: tell it, so it refutes or stays away.

@@ -13,14 +13,15 @@
 //! death), `merge` (§2 claim precedence, refutation), `table` (status transitions),
 //! `unconfirmed` (§7 lifecycle), `messages` (dispatch), `sync` (§4 join, leave,
 //! push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`, `suspicion`,
-//! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets) and
-//! `config`. This file holds the machine's state, its public API and the timer
+//! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets),
+//! `health` (§9 peer-health records; the machine's side in `peer_health`) and `config`. This file holds the machine's state, its public API and the timer
 //! dispatch.
 
 pub mod config;
 pub mod confirmation;
 pub mod digest;
 pub mod gossip;
+pub mod health;
 pub mod lifeguard;
 pub mod member;
 pub mod suspicion;
@@ -30,6 +31,7 @@ mod detect;
 mod latency;
 mod merge;
 mod messages;
+mod peer_health;
 mod probe;
 mod rate;
 mod sync;
@@ -108,6 +110,11 @@ pub enum Input<'a> {
     ExtensionGranted {
         node: NodeId,
         by: Duration,
+    },
+    /// The node's overload detector (AD-18) graded it anew: announced to peers as our
+    /// health record (membership.md §9).
+    OwnHealth {
+        state: crate::backpressure::overload::OverloadState,
     },
 }
 
@@ -273,6 +280,10 @@ pub struct Membership {
     coord_rng: DetRng,
     last_coord_event: Option<Instant>,
     next_coord_expiry: Instant,
+    /// Peer-health records (§9): `None` until a peer tells us it is loaded, and again
+    /// once every record has gone, so a healthy cluster pays nothing for them.
+    health: Option<Box<health::HealthTable>>,
+    own_health: health::OwnHealth,
     stats: Stats,
 }
 
@@ -342,6 +353,8 @@ impl Membership {
             coord_rng,
             last_coord_event: None,
             next_coord_expiry: now,
+            health: None,
+            own_health: health::OwnHealth::new(now),
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
@@ -393,6 +406,7 @@ impl Membership {
                     self.lhm_event(now, out);
                 }
             }
+            Input::OwnHealth { state } => self.set_own_health(state, now),
             Input::ExtensionGranted { node, by } => {
                 if let Some(s) = self.suspicions.get_mut(&node) {
                     s.granted += by;
@@ -482,6 +496,7 @@ impl Membership {
             proactive: self.proactive.len() + self.death_checks.len(),
             rate_buckets: self.rate.len(),
             coord_peers: self.coords.peer_count(),
+            health_records: self.health_records(),
             timers: self.timers.len()
                 + self.member_timers.len()
                 + self.passive_warn.len()
@@ -614,6 +629,7 @@ impl Membership {
                     self.next_coord_expiry = now + crate::time::secs(60);
                     self.coords.expire(now);
                 }
+                self.expire_health(now);
                 self.reconnect(now, out);
                 // Buckets that have refilled are forgotten (see `rate`).
                 self.rate
@@ -709,13 +725,16 @@ impl Membership {
         );
     }
 
-    fn piggyback(&mut self, skip: Option<NodeId>) -> Vec<Claim> {
+    /// Gossip for a datagram to `to`: as many updates as our degradation level allows,
+    /// cut to 75/50/25% for a busy/stressed/overloaded receiver (§9); none about `skip`.
+    fn piggyback(&mut self, skip: Option<NodeId>, to: NodeId, now: Instant) -> Vec<Claim> {
         let mut v = Vec::new();
         if self.mode == Mode::Member {
             let n = self
                 .degradation
                 .level()
                 .piggyback(self.cfg.gossip_per_datagram);
+            let n = health::gossip_share(self.peer_health(to, now), n);
             self.gossip.select(n, skip, &mut v);
         }
         v
@@ -804,5 +823,7 @@ pub struct TableSizes {
     pub rate_buckets: usize,
     /// Peer coordinates kept (at most one per member; expire 300 s after last seen).
     pub coord_peers: usize,
+    /// Peer-health records kept (members only; at most 500; stale after 30 s).
+    pub health_records: usize,
     pub timers: usize,
 }

@@ -150,7 +150,7 @@ impl Membership {
             timer: None,
         });
         self.stats.probes += 1;
-        self.send_ping(seq, target, addr, out);
+        self.send_ping(seq, target, addr, now, out);
         let wait = scale(timeout, self.cfg.direct_attempt_fractions[0]);
         let key = self.at(now + wait, Timer::DirectRetry { seq });
         self.set_round_timer(key);
@@ -161,7 +161,14 @@ impl Membership {
         self.next_seq
     }
 
-    pub(super) fn send_ping(&mut self, seq: u32, target: NodeId, addr: Addr, out: &mut Outputs) {
+    pub(super) fn send_ping(
+        &mut self,
+        seq: u32,
+        target: NodeId,
+        addr: Addr,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
         // Lifeguard buddy: a suspect learns of its suspicion from the probe itself.
         let buddy = match self.members.get(&target) {
             Some(m) if self.cfg.lifeguard && m.status == Status::Suspect => {
@@ -173,8 +180,9 @@ impl Membership {
             }
             _ => None,
         };
-        let gossip = self.piggyback(buddy.map(|b| b.node));
+        let gossip = self.piggyback(buddy.map(|b| b.node), target, now);
         let coord = self.coord_to_send();
+        let health = self.health_to_send(target, now);
         self.send(
             addr,
             Body::Ping {
@@ -183,6 +191,7 @@ impl Membership {
                 buddy,
                 gossip,
                 coord,
+                health,
             },
             out,
         );
@@ -209,7 +218,7 @@ impl Membership {
             return;
         }
         if attempt < self.cfg.direct_attempt_fractions.len() {
-            self.send_ping(seq, target, addr, out);
+            self.send_ping(seq, target, addr, now, out);
             let wait = scale(timeout, self.cfg.direct_attempt_fractions[attempt]);
             let key = self.at(now + wait, Timer::DirectRetry { seq });
             self.set_round_timer(key);
@@ -233,7 +242,7 @@ impl Membership {
         let inc = self.members[&target].inc;
         for h in &helpers {
             let haddr = self.members.addr_of(&self.members[h]);
-            let gossip = self.piggyback(None);
+            let gossip = self.piggyback(None, *h, now);
             self.send(
                 haddr,
                 Body::PingReq {
@@ -262,6 +271,9 @@ impl Membership {
     /// the far side of a partition) cannot nack, and its missing nack would be charged to
     /// our own health. A node that hears from nobody still falls back to random helpers,
     /// so Lifeguard's self-awareness for a truly isolated node is unchanged.
+    ///
+    /// Peer health (§3.3, §9): an overloaded member is never asked, a stressed one only
+    /// to make up the number when too few others were found (`health::helper_tier`).
     pub(super) fn pick_helpers(&mut self, target: NodeId, now: Instant) -> SmallVec<[NodeId; 4]> {
         let mut helpers: SmallVec<[NodeId; 4]> = SmallVec::new();
         let k = self.cfg.indirect_helpers;
@@ -276,24 +288,36 @@ impl Membership {
                 .is_some_and(|t| now.saturating_since(t) <= cycle)
         };
         let mut fallback: SmallVec<[NodeId; 4]> = SmallVec::new();
+        let mut stressed: SmallVec<[NodeId; 4]> = SmallVec::new();
         for _ in 0..(4 * k + 8) {
             if helpers.len() >= k {
                 break;
             }
             let id = self.probe_list[self.rng.below(self.probe_list.len())];
-            if id == target || helpers.contains(&id) || fallback.contains(&id) {
+            if id == target
+                || helpers.contains(&id)
+                || fallback.contains(&id)
+                || stressed.contains(&id)
+            {
                 continue;
             }
             match self.members.get(&id) {
                 Some(m) if m.status == Status::Alive && m.confirmed() => {
-                    if recent(m) {
-                        helpers.push(id);
-                    } else if fallback.len() < k {
-                        fallback.push(id);
+                    match health::helper_tier(self.peer_health(id, now)) {
+                        Some(1) if stressed.len() < k => stressed.push(id),
+                        Some(0) if recent(m) => helpers.push(id),
+                        Some(0) if fallback.len() < k => fallback.push(id),
+                        _ => {}
                     }
                 }
                 _ => {}
             }
+        }
+        for id in stressed {
+            if helpers.len() >= k {
+                break;
+            }
+            helpers.push(id);
         }
         if helpers.is_empty() {
             return fallback;

@@ -61,13 +61,19 @@ fn arb_body() -> impl Strategy<Value = Body> {
                 buddy,
                 gossip,
                 coord,
+                health: vec![],
             }),
         (
             0u32..30,
             gossip(),
             proptest::option::of(crate::wire::tests::arb_coord())
         )
-            .prop_map(|(seq, gossip, coord)| Body::Ack { seq, gossip, coord }),
+            .prop_map(|(seq, gossip, coord)| Body::Ack {
+                seq,
+                gossip,
+                coord,
+                health: vec![],
+            }),
         (0u32..30, 1u32..8, 0u32..12, any::<bool>(), gossip()).prop_map(
             |(seq, t, inc, want_nack, gossip)| Body::PingReq {
                 seq,

@@ -140,6 +140,7 @@ impl Membership {
         self.suspicions.remove(&node);
         self.deaths.remove(&node);
         self.coords.remove(node);
+        self.forget_health(node);
         self.member_event(out, node, m.role(), Some(m.view()), None);
     }
 

@@ -4,7 +4,7 @@ use super::*;
 use crate::io::MemberView;
 use crate::time::{millis, secs};
 
-const CLUSTER: ClusterId = ClusterId(1);
+pub(super) const CLUSTER: ClusterId = ClusterId(1);
 
 fn ident(node: u32, role: Role) -> Identity {
     Identity {
@@ -19,7 +19,7 @@ fn ident(node: u32, role: Role) -> Identity {
 /// §3-§7 with the spec's numbers at `R_p = 1` (the hand-driven peers carry no
 /// coordinates, and without one the RTT bound is 200 ms, `latency_mult` 10). The
 /// adaptive timeouts have their own tests below ([`adaptive`]).
-fn machine(role: Role) -> Membership {
+pub(super) fn machine(role: Role) -> Membership {
     machine_with(
         role,
         Config {
@@ -29,7 +29,7 @@ fn machine(role: Role) -> Membership {
     )
 }
 
-fn machine_with(role: Role, cfg: Config) -> Membership {
+pub(super) fn machine_with(role: Role, cfg: Config) -> Membership {
     Membership::new(
         cfg,
         ident(0, role),
@@ -40,7 +40,7 @@ fn machine_with(role: Role, cfg: Config) -> Membership {
     )
 }
 
-fn env_from(node: u32, role: Role, inc: u32, body: Body) -> Envelope {
+pub(super) fn env_from(node: u32, role: Role, inc: u32, body: Body) -> Envelope {
     Envelope {
         version: wire::WIRE_VERSION,
         cluster: CLUSTER,
@@ -53,7 +53,7 @@ fn env_from(node: u32, role: Role, inc: u32, body: Body) -> Envelope {
     }
 }
 
-fn claim(kind: ClaimKind, node: u32, inc: u32, role: Role, from: u32) -> Claim {
+pub(super) fn claim(kind: ClaimKind, node: u32, inc: u32, role: Role, from: u32) -> Claim {
     Claim {
         kind,
         node: NodeId(node),
@@ -64,7 +64,7 @@ fn claim(kind: ClaimKind, node: u32, inc: u32, role: Role, from: u32) -> Claim {
     }
 }
 
-fn deliver(m: &mut Membership, env: Envelope, now: Instant) -> Outputs {
+pub(super) fn deliver(m: &mut Membership, env: Envelope, now: Instant) -> Outputs {
     let bytes = wire::encode(&env, Channel::Datagram).unwrap();
     m.step(
         Input::Datagram {
@@ -76,7 +76,7 @@ fn deliver(m: &mut Membership, env: Envelope, now: Instant) -> Outputs {
 }
 
 /// Tick the machine at each of its deadlines up to `until`; collect all outputs.
-fn run_until(m: &mut Membership, until: Instant, log: &mut Vec<(Instant, Output)>) {
+pub(super) fn run_until(m: &mut Membership, until: Instant, log: &mut Vec<(Instant, Output)>) {
     while let Some(d) = m.next_deadline() {
         if d > until {
             break;
@@ -87,7 +87,7 @@ fn run_until(m: &mut Membership, until: Instant, log: &mut Vec<(Instant, Output)
     }
 }
 
-fn sent(log: &[(Instant, Output)]) -> Vec<(Instant, Addr, Envelope)> {
+pub(super) fn sent(log: &[(Instant, Output)]) -> Vec<(Instant, Addr, Envelope)> {
     log.iter()
         .filter_map(|(t, o)| match o {
             Output::Transmit { to, bytes } => {
@@ -98,7 +98,7 @@ fn sent(log: &[(Instant, Output)]) -> Vec<(Instant, Addr, Envelope)> {
         .collect()
 }
 
-fn events(log: &[(Instant, Output)]) -> Vec<(Instant, Event)> {
+pub(super) fn events(log: &[(Instant, Output)]) -> Vec<(Instant, Event)> {
     log.iter()
         .filter_map(|(t, o)| match o {
             Output::Event(e) => Some((*t, e.clone())),
@@ -108,13 +108,14 @@ fn events(log: &[(Instant, Output)]) -> Vec<(Instant, Event)> {
 }
 
 /// Make `node` a confirmed Alive member by a direct PING from it.
-fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
+pub(super) fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
     let body = Body::Ping {
         seq: 1,
         target: NodeId(0),
         buddy: None,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     deliver(m, env_from(node, role, 0, body), now);
     assert_eq!(m.member(NodeId(node)).unwrap().status, Status::Alive);
@@ -289,6 +290,7 @@ fn a_proactive_ack_confirms_the_peer() {
                 seq,
                 gossip: vec![],
                 coord: None,
+                health: vec![],
             },
         ),
         t + millis(20),
@@ -328,6 +330,7 @@ fn drive(
                     seq,
                     gossip: vec![],
                     coord: None,
+                    health: vec![],
                 },
                 Body::PingReq { seq, target, .. } => Body::Nack {
                     seq,
@@ -403,6 +406,7 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         buddy: Some(buddy),
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     let out = deliver(
         &mut m,
@@ -449,6 +453,7 @@ fn refutation_bumps_incarnation_and_leads_the_gossip() {
         buddy: None,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     deliver(
         &mut m,
@@ -567,6 +572,7 @@ fn a_datagram_from_a_dead_member_is_answered_with_its_death() {
         buddy: None,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     let out = deliver(
         &mut m,
@@ -725,6 +731,7 @@ fn observers_are_answered_but_never_added() {
             buddy: None,
             gossip: vec![],
             coord: None,
+            health: vec![],
         },
     );
     env.flags = wire::FLAG_OBSERVER;
@@ -923,6 +930,7 @@ fn a_snapshot_death_of_an_unconfirmed_member_that_answers_confirms_it() {
         seq,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     deliver(&mut m, env_from(7, Role::Worker, 0, ack), t0 + millis(5));
     let x = m.member(NodeId(7)).unwrap();
@@ -1057,6 +1065,7 @@ fn the_last_chance_probe_lets_a_live_suspect_refute() {
         seq,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     deliver(&mut m, env_from(5, Role::Worker, 1, ack), t + millis(5));
     let x = m.member(NodeId(5)).unwrap();
@@ -1145,6 +1154,7 @@ fn a_stray_ack_does_not_cancel_a_help_we_owe() {
         seq: our_seq,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     let out = deliver(
         &mut m,
@@ -1158,6 +1168,7 @@ fn a_stray_ack_does_not_cancel_a_help_we_owe() {
         seq: our_seq,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     let out = deliver(
         &mut m,
@@ -1209,6 +1220,7 @@ fn a_duplicated_nack_counts_once() {
                     seq,
                     gossip: vec![],
                     coord: None,
+                    health: vec![],
                 }],
                 Body::PingReq { seq, target, .. } if helper == 6 => {
                     let nack = Body::Nack {
@@ -1389,6 +1401,7 @@ mod adaptive {
             buddy: None,
             gossip: vec![],
             coord: Some(c),
+            health: vec![],
         };
         env_from(node, Role::Worker, 0, body)
     }
@@ -1399,6 +1412,7 @@ mod adaptive {
             seq,
             gossip: vec![],
             coord: Some(c),
+            health: vec![],
         };
         env_from(node.0, Role::Worker, 0, body)
     }
@@ -1604,6 +1618,7 @@ mod adaptive {
                     seq,
                     gossip: vec![],
                     coord,
+                    health: vec![],
                 };
                 if !answered_first {
                     // First round: answer the first PING after 20 ms.
@@ -1761,6 +1776,7 @@ fn queued_gossip_carries_a_role_learned_after_it_was_queued() {
         buddy: None,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     let at = Instant::from_millis(20);
     let log: Vec<(Instant, Output)> = deliver(&mut m, env_from(1, Role::Worker, 0, ping), at)
@@ -1831,6 +1847,7 @@ fn tick_answering_probes(m: &mut Membership, d: Instant, log: &mut Vec<(Instant,
                     seq,
                     gossip: vec![],
                     coord: None,
+                    health: vec![],
                 };
                 deliver(m, env_from(target.0, Role::Worker, 0, ack), d);
             }
@@ -1964,6 +1981,7 @@ fn an_offer_is_answered_with_our_digest_and_equal_views_digest_alike() {
         buddy: None,
         gossip: vec![],
         coord: None,
+        health: vec![],
     };
     deliver(&mut b, env_from(0, Role::Worker, 0, ping), Instant::ZERO);
     assert_eq!(a.table_digest(), b.table_digest(), "{{0, 5}} both ways");

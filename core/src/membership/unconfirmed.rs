@@ -197,7 +197,7 @@ impl Membership {
                         attempt,
                     },
                 );
-                self.send_ping(seq, node, addr, out);
+                self.send_ping(seq, node, addr, now, out);
                 return;
             }
         }
@@ -274,7 +274,7 @@ impl Membership {
         self.death_checks
             .insert(seq, DeathCheck { node, inc, timer });
         self.stats.death_checks += 1;
-        self.send_ping(seq, node, addr, out);
+        self.send_ping(seq, node, addr, now, out);
     }
 
     /// A death check went unanswered: the reported death stands, unless the member has

@@ -387,6 +387,10 @@ impl Node {
                 let state = self.overload.record_latency(ms);
                 if state != before {
                     out.push(Output::Event(Event::Overload { state }));
+                    // membership.md §9: peers learn the grade and go easier on us.
+                    for m in &mut self.memberships {
+                        m.step_into(membership::Input::OwnHealth { state }, now, out);
+                    }
                 }
             }
             Input::WorkflowFinished {

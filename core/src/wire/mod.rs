@@ -5,20 +5,25 @@
 //! [`MAX_FRAME`], a datagram carries at most [`MAX_GOSSIP_PER_DATAGRAM`] gossip updates
 //! (membership.md §5, §10).
 
+use crate::backpressure::overload::OverloadState;
 use crate::coords::WireCoord;
 use crate::id::{Addr, ClusterId, Incarnation, NodeId, Role};
 use crate::jobs::JobMsg;
 use crate::leadership::{ElectionMsg, GroupId};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change of [`Envelope`] or [`Body`].
-pub const WIRE_VERSION: u8 = 1;
+/// Bumped on any incompatible change of [`Envelope`] or [`Body`]. 2: PING and ACK
+/// carry peer-health records (`health`, membership.md §9).
+pub const WIRE_VERSION: u8 = 2;
 /// `MAX_UDP_PAYLOAD` (membership.md §5).
 pub const MAX_DATAGRAM: usize = 1400;
 /// A reliable-channel frame (push-pull state sync). 10,000 members fit many times over.
 pub const MAX_FRAME: usize = 4 << 20;
 /// Decode at most this many gossip updates per datagram (membership.md §5).
 pub const MAX_GOSSIP_PER_DATAGRAM: usize = 100;
+/// Decode at most this many peer-health records per datagram (a sender puts up to 5,
+/// membership.md §10).
+pub const MAX_HEALTH_PER_DATAGRAM: usize = 16;
 /// A push-pull table never holds more members than a membership table may.
 pub const MAX_SNAPSHOT_ENTRIES: usize = 10_000;
 
@@ -72,6 +77,20 @@ pub struct Claim {
     pub from: NodeId,
 }
 
+/// One peer-health record (membership.md §9): `node`'s own overload grade (AD-18), as
+/// it announced it. Records of one node are ordered by `(inc, version)`: the node bumps
+/// `version` on every announcement, so a higher pair is newer (the spec's timestamp,
+/// without comparing clocks across nodes). The spec's `node_type` is the member's role,
+/// already in the table; its capacity and throughput fields are left out: nothing in
+/// membership reads them, and the job plane's heartbeats carry a manager's capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HealthClaim {
+    pub node: NodeId,
+    pub inc: Incarnation,
+    pub version: u32,
+    pub state: OverloadState,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NackReason {
     Timeout,
@@ -94,12 +113,16 @@ pub enum Body {
         buddy: Option<Claim>,
         gossip: Vec<Claim>,
         coord: Option<WireCoord>,
+        /// Peer-health records (membership.md §9): the sender's own while it is not
+        /// healthy, then others it relays. Empty in a healthy cluster (one byte).
+        health: Vec<HealthClaim>,
     },
     /// `coord` is the responder's coordinate; the prober learns from the RTT.
     Ack {
         seq: u32,
         gossip: Vec<Claim>,
         coord: Option<WireCoord>,
+        health: Vec<HealthClaim>,
     },
     PingReq {
         seq: u32,
@@ -210,6 +233,11 @@ impl Body {
 
     fn entry_count(&self) -> (usize, usize) {
         match self {
+            Body::Ping { health, .. } | Body::Ack { health, .. }
+                if health.len() > MAX_HEALTH_PER_DATAGRAM =>
+            {
+                (health.len(), MAX_HEALTH_PER_DATAGRAM)
+            }
             Body::Ping { gossip, buddy, .. } => (
                 gossip.len() + buddy.is_some() as usize,
                 MAX_GOSSIP_PER_DATAGRAM,

@@ -70,8 +70,30 @@ pub(crate) fn arb_coord() -> impl Strategy<Value = crate::coords::WireCoord> {
         )
 }
 
+pub(crate) fn arb_health() -> impl Strategy<Value = crate::wire::HealthClaim> {
+    use crate::backpressure::overload::OverloadState;
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        prop_oneof![
+            Just(OverloadState::Healthy),
+            Just(OverloadState::Busy),
+            Just(OverloadState::Stressed),
+            Just(OverloadState::Overloaded)
+        ],
+    )
+        .prop_map(|(node, inc, version, state)| crate::wire::HealthClaim {
+            node: NodeId(node),
+            inc: Incarnation(inc),
+            version,
+            state,
+        })
+}
+
 fn arb_body() -> impl Strategy<Value = Body> {
     let gossip = || proptest::collection::vec(arb_claim(), 0..6);
+    let health = || proptest::collection::vec(arb_health(), 0..6);
     prop_oneof![
         (
             any::<u32>(),
@@ -79,16 +101,28 @@ fn arb_body() -> impl Strategy<Value = Body> {
             proptest::option::of(arb_claim()),
             gossip(),
             proptest::option::of(arb_coord()),
+            health(),
         )
-            .prop_map(|(seq, t, buddy, gossip, coord)| Body::Ping {
+            .prop_map(|(seq, t, buddy, gossip, coord, health)| Body::Ping {
                 seq,
                 target: NodeId(t),
                 buddy,
                 gossip,
                 coord,
+                health,
             }),
-        (any::<u32>(), gossip(), proptest::option::of(arb_coord()))
-            .prop_map(|(seq, gossip, coord)| Body::Ack { seq, gossip, coord }),
+        (
+            any::<u32>(),
+            gossip(),
+            proptest::option::of(arb_coord()),
+            health()
+        )
+            .prop_map(|(seq, gossip, coord, health)| Body::Ack {
+                seq,
+                gossip,
+                coord,
+                health,
+            }),
         (
             any::<u32>(),
             any::<u32>(),
@@ -603,7 +637,8 @@ fn more_gossip_than_allowed_is_rejected_not_truncated() {
 
 #[test]
 fn a_loaded_ping_fits_the_spec_budget() {
-    // membership.md §10: a PING with 5 gossip entries stays far below 1400 B.
+    // membership.md §10: a PING with 5 gossip entries and 5 health records stays far
+    // below 1400 B.
     let claim = Claim {
         kind: ClaimKind::Suspect,
         node: NodeId(999_999),
@@ -626,8 +661,67 @@ fn a_loaded_ping_fits_the_spec_budget() {
             buddy: Some(claim),
             gossip: vec![claim; 5],
             coord: None,
+            health: vec![worst_health(); 5],
         },
     };
+    // ~70 B + 5 gossip (65-100 B) + 5 health (150 B), every field at its widest here.
     let len = encode(&env, Channel::Datagram).unwrap().len();
-    assert!(len < 300, "loaded ping is {len} bytes");
+    assert!(len <= 70 + 100 + 150, "loaded ping is {len} bytes");
+}
+
+fn worst_health() -> HealthClaim {
+    HealthClaim {
+        node: NodeId(u32::MAX),
+        inc: Incarnation(u32::MAX),
+        version: u32::MAX,
+        state: crate::backpressure::overload::OverloadState::Overloaded,
+    }
+}
+
+#[test]
+fn a_health_record_fits_the_spec_entry_and_a_healthy_ping_pays_one_byte() {
+    // membership.md §10: a health entry is ~30 B; ours is at most 16.
+    let one = postcard::to_allocvec(&worst_health()).unwrap().len();
+    assert!(one <= 16, "{one} bytes");
+    let ping = |health: Vec<HealthClaim>| Body::Ping {
+        seq: 1,
+        target: NodeId(2),
+        buddy: None,
+        gossip: vec![],
+        coord: None,
+        health,
+    };
+    let without = postcard::to_allocvec(&ping(vec![])).unwrap().len();
+    let with = postcard::to_allocvec(&ping(vec![worst_health()]))
+        .unwrap()
+        .len();
+    assert_eq!(with, without + one);
+}
+
+#[test]
+fn more_health_records_than_allowed_are_rejected() {
+    let env = Envelope {
+        version: WIRE_VERSION,
+        cluster: ClusterId(0),
+        sender: NodeId(0),
+        sender_addr: Addr::from_u32(0),
+        sender_inc: Incarnation(0),
+        sender_role: Role::Worker,
+        flags: 0,
+        body: Body::Ack {
+            seq: 1,
+            gossip: vec![],
+            coord: None,
+            health: vec![worst_health(); MAX_HEALTH_PER_DATAGRAM + 1],
+        },
+    };
+    let bytes = postcard::to_allocvec(&env).unwrap();
+    assert!(bytes.len() <= MAX_DATAGRAM);
+    assert_eq!(
+        decode(&bytes, Channel::Datagram),
+        Err(DecodeError::TooManyEntries {
+            count: MAX_HEALTH_PER_DATAGRAM + 1,
+            max: MAX_HEALTH_PER_DATAGRAM
+        })
+    );
 }
