@@ -34,8 +34,8 @@ pub struct Report {
 
 /// Relative RTT errors `|estimate - true| / true` over the pairs that share a coordinate
 /// space (members of one cluster; a gate's observer of a DC and that DC's members),
-/// against the simulator's true RTTs at the end of the run: the RTT a prober measures,
-/// the network's plus the mean hold of each end a `slow` fault slows.
+/// against the simulator's true RTTs at the end of the run: the network's (a `slow`
+/// node's hold is load, which peer health covers, not distance).
 #[derive(Debug, Clone, Serialize)]
 pub struct CoordsReport {
     /// The coordinates' distance (what serf's client would estimate).

@@ -243,18 +243,6 @@ struct SimNode {
     same_instant_ticks: (u64, u32),
 }
 
-impl SimNode {
-    /// How long, on average, a `slow` fault holds each message this node receives
-    /// (a uniform draw from its `delay_ms` range, inclusive); 0 for a node never slowed.
-    /// A prober's RTT sample includes both ends' hold (the target holds the PING, the
-    /// prober the ACK), so the coordinate score's truth for a pair is the network's RTT
-    /// plus both means: the RTT the nodes measure and the AD-35 timeouts must cover.
-    fn mean_processing_ms(&self) -> f64 {
-        self.slow_us
-            .map_or(0.0, |(lo, hi)| (lo + hi) as f64 / 2.0 / 1000.0)
-    }
-}
-
 pub struct World<'a> {
     scenario: &'a Scenario,
     /// The buffer machines step into (`Node::step_into`), boxed so that taking it out
@@ -586,10 +574,10 @@ impl<'a> World<'a> {
     }
 
     /// Score the live nodes' coordinates against the true RTTs at simulated time `at`:
-    /// one series point, or (`finish`) the final report. The truth is what a prober
-    /// measures: the network's RTT plus the mean hold of each slowed end
-    /// (`SimNode::mean_processing_ms`). Reordering stays out of it: it delays a
-    /// fraction of messages, which the latency filter's median is there to drop.
+    /// one series point, or (`finish`) the final report. The truth is the network's
+    /// RTT: coordinates model the network, and a `slow` node's hold is load, which
+    /// peer health covers (membership.md §9); a loaded end's RTT sample does not teach
+    /// Vivaldi (`Membership::learn_rtt`).
     fn score_coords(&mut self, at: u64, finish: bool) -> Option<CoordsReport> {
         let machines: Vec<(usize, &Node, Instant)> = self
             .nodes
@@ -603,10 +591,7 @@ impl<'a> World<'a> {
             })
             .collect();
         let net = &self.net;
-        let processing_ms: Vec<f64> = self.nodes.iter().map(SimNode::mean_processing_ms).collect();
-        let rtt = |a: usize, b: usize| {
-            net.rtt_us(a, b) as f64 / 1000.0 + processing_ms[a] + processing_ms[b]
-        };
+        let rtt = |a: usize, b: usize| net.rtt_us(a, b) as f64 / 1000.0;
         if finish {
             let tracker = self.coords.take()?;
             return Some(tracker.finish(&machines, &rtt, self.keep_plot));

@@ -90,7 +90,7 @@ fn lifeguard_prevents_false_positives_around_slow_nodes() {
 /// grades it from how long its messages wait (1.5-3 s: overloaded), it gossips the
 /// grade, and its peers wait x2.5 for it. Probes of the slow nodes then succeed, and
 /// the suspicions they drew (672-934 a run, seeds 1-3, with peer health off) all but
-/// vanish (0, 0 and 52).
+/// vanish (0, 32 and 52).
 #[test]
 fn peer_health_spares_slow_nodes_their_suspicions() {
     let on = common::load("lifeguard-slow-node.toml", &[]);

@@ -158,19 +158,28 @@ fn coordinate_updates_are_sampled_events() {
     assert!(events > 33 * 8, "{events} coordinate events");
 }
 
-/// The score's truth is the RTT the nodes measure: under a `slow` fault a prober's
-/// sample includes the slowed end's hold (1.5-3 s here, on a 1 ms network), and so do
-/// the machines' own estimates, which use their fresh direct measurements. Scored
-/// against the network's RTT alone those estimates read 157-1,118x wrong at p90 (seeds
-/// 1-3, the report before the fix); against the RTT with the mean hold of each slowed
-/// end, 0.14-0.15.
+/// Slow nodes do not bend the coordinates (membership.md §8 with §9): a loaded node's
+/// RTT samples, and samples of it, measure its queue (1.5-3 s here, on a 1 ms network)
+/// and are not fed to Vivaldi. Measured against the network's RTTs the coordinates stay
+/// within ~10% (median) and 30% (p90) on seeds 1-3; without peer health the same runs
+/// end at a median of 9-17x and a p90 of 160-1,600x, every healthy pair dragged along.
 #[test]
-fn the_score_counts_a_slow_nodes_hold_in_the_truth() {
-    let s = common::load("lifeguard-slow-node.toml", &[]);
+fn slow_nodes_do_not_bend_the_coordinates() {
+    let on = common::load("lifeguard-slow-node.toml", &[]);
+    let off = common::load(
+        "lifeguard-slow-node.toml",
+        &["membership.peer_health=false"],
+    );
     for seed in 1..4 {
-        let r = meridian_sim::run(&s, seed);
-        let c = r.coords.as_ref().expect("coordinates are on by default");
-        assert!(c.estimate_p90_rel_error < 0.5, "seed {seed}: {c:?}");
-        assert!(c.estimate_median_rel_error < 0.1, "seed {seed}: {c:?}");
+        let c = meridian_sim::run(&on, seed)
+            .coords
+            .expect("coordinates are on");
+        assert!(c.median_rel_error <= 0.15, "seed {seed}: {c:?}");
+        assert!(c.p90_rel_error <= 0.5, "seed {seed}: {c:?}");
+        assert!(c.estimate_p90_rel_error <= 0.5, "seed {seed}: {c:?}");
+        let bent = meridian_sim::run(&off, seed)
+            .coords
+            .expect("coordinates are on");
+        assert!(bent.median_rel_error > 1.0, "seed {seed}: {bent:?}");
     }
 }

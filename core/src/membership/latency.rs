@@ -2,6 +2,7 @@
 //! PING and ACK carries, learning from probe RTTs, and latency-adaptive timeouts.
 
 use super::*;
+use crate::backpressure::overload::OverloadState;
 
 impl Membership {
     /// Our coordinate for an outgoing PING or ACK (`None` with coordinates off).
@@ -31,6 +32,14 @@ impl Membership {
     /// once a retry went out, an ACK cannot be matched to the PING it answers (every
     /// attempt of a round shares its seq), so it teaches nothing; Python keyed send
     /// times by address and let retries corrupt them (D12).
+    ///
+    /// Spec addition (§8 with §9): no sample while either end is loaded (our own grade,
+    /// or the target's record, not healthy). Its RTT then measures a queue, not the
+    /// network, and serf's update spreads it to everyone: with four nodes holding each
+    /// message 1.5-3 s (`lifeguard-slow-node`), every coordinate in the cluster drifted
+    /// until healthy pairs were estimated 7-16x their RTT (median) within minutes of
+    /// the loaded nodes starting to sample. Load is what the peer-health factor covers;
+    /// coordinates model the network (and the DC router reads them as that).
     pub(super) fn learn_rtt(
         &mut self,
         target: NodeId,
@@ -39,6 +48,11 @@ impl Membership {
         out: &mut Outputs,
     ) {
         if !self.cfg.coordinates {
+            return;
+        }
+        if self.own_health.state != OverloadState::Healthy
+            || self.peer_health(target, now) != OverloadState::Healthy
+        {
             return;
         }
         let rtt = now.saturating_since(sent_at);

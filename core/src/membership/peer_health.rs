@@ -340,6 +340,45 @@ mod tests {
         assert!(m.health.is_none());
     }
 
+    /// Coordinates model the network: an RTT to or from a loaded node measures its
+    /// queue, so it teaches Vivaldi nothing (`learn_rtt`).
+    #[test]
+    fn a_loaded_end_teaches_vivaldi_nothing() {
+        use crate::coords::{Coordinate, VivaldiConfig};
+        let mut m = machine_with(Role::Worker, Config::default());
+        let t0 = Instant::ZERO;
+        confirm(&mut m, 6, Role::Worker, t0);
+        let mut peer = Coordinate::origin(&VivaldiConfig::default());
+        peer.vec[0] = 0.001;
+        peer.error = 0.3;
+        m.coords
+            .observe(NodeId(6), &WireCoord::from_coordinate(&peer), t0);
+        let mut out = Outputs::new();
+        let t1 = t0 + secs(1);
+        m.learn_rtt(NodeId(6), t1, t1 + millis(2), &mut out);
+        assert_eq!(m.coords.samples(), 1, "both healthy: a sample");
+        // 6 says it is stressed: its RTT is not a sample.
+        deliver(
+            &mut m,
+            ping_with(6, 2, vec![record(6, 1, OverloadState::Stressed)]),
+            t1,
+        );
+        m.learn_rtt(NodeId(6), t1, t1 + millis(900), &mut out);
+        assert_eq!(m.coords.samples(), 1);
+        // Its record gone stale (30 s), it counts again; then we are the loaded end.
+        let t2 = t1 + secs(30);
+        m.learn_rtt(NodeId(6), t2, t2 + millis(2), &mut out);
+        assert_eq!(m.coords.samples(), 2);
+        m.step(
+            Input::OwnHealth {
+                state: OverloadState::Busy,
+            },
+            t2,
+        );
+        m.learn_rtt(NodeId(6), t2, t2 + millis(400), &mut out);
+        assert_eq!(m.coords.samples(), 2);
+    }
+
     #[test]
     fn a_record_of_us_as_new_as_ours_makes_us_announce_past_it() {
         let mut m = machine(Role::Worker);
