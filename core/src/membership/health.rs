@@ -248,6 +248,11 @@ impl OwnHealth {
         true
     }
 
+    /// Healthy, with no recovery left to tell: our record rides on nothing.
+    pub fn is_quiet(&self) -> bool {
+        self.state == OverloadState::Healthy && self.recovery_sends == 0
+    }
+
     /// Someone holds a record of us at `version` or later (ours from before a restart,
     /// say): move past it so our next announcement wins.
     pub fn overtake(&mut self, version: u32, now: Instant) {

@@ -31,7 +31,8 @@ impl Membership {
     /// relays (a member machine only; an observer speaks for itself alone).
     pub(super) fn health_to_send(&mut self, to: NodeId, now: Instant) -> Vec<HealthClaim> {
         let mut v = Vec::new();
-        if !self.cfg.peer_health {
+        // The common case, a healthy cluster: nothing to tell, nothing to look up.
+        if !self.cfg.peer_health || (self.health.is_none() && self.own_health.is_quiet()) {
             return v;
         }
         if let Some(own) = self.own_health.to_send(self.me.node, self.inc, now) {
@@ -50,7 +51,7 @@ impl Membership {
     /// table is bounded by it and by `health::TABLE_MAX`); one about us that is as new
     /// as ours (from before a restart) makes us announce past it.
     pub(super) fn apply_health(&mut self, claims: &[HealthClaim], now: Instant) {
-        if !self.cfg.peer_health {
+        if claims.is_empty() || !self.cfg.peer_health {
             return;
         }
         for c in claims.iter().take(wire::MAX_HEALTH_PER_DATAGRAM) {
