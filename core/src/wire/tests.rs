@@ -601,6 +601,29 @@ fn version_mismatch_and_oversize_are_typed() {
     );
 }
 
+/// `body` fits a datagram but lists `max + 1` entries: decoding rejects it, typed.
+fn assert_too_many_entries(body: Body, max: usize) {
+    let env = Envelope {
+        version: WIRE_VERSION,
+        cluster: ClusterId(0),
+        sender: NodeId(0),
+        sender_addr: Addr::from_u32(0),
+        sender_inc: Incarnation(0),
+        sender_role: Role::Gate,
+        flags: 0,
+        body,
+    };
+    let bytes = postcard::to_allocvec(&env).unwrap();
+    assert!(bytes.len() <= MAX_DATAGRAM);
+    assert_eq!(
+        decode(&bytes, Channel::Datagram),
+        Err(DecodeError::TooManyEntries {
+            count: max + 1,
+            max
+        })
+    );
+}
+
 #[test]
 fn more_gossip_than_allowed_is_rejected_not_truncated() {
     let claim = Claim {
@@ -611,28 +634,9 @@ fn more_gossip_than_allowed_is_rejected_not_truncated() {
         role: Role::Worker,
         from: NodeId(0),
     };
-    let env = Envelope {
-        version: WIRE_VERSION,
-        cluster: ClusterId(0),
-        sender: NodeId(0),
-        sender_addr: Addr::from_u32(0),
-        sender_inc: Incarnation(0),
-        sender_role: Role::Gate,
-        flags: 0,
-        body: Body::Notice {
-            gossip: vec![claim; MAX_GOSSIP_PER_DATAGRAM + 1],
-        },
-    };
     // 101 small claims still fit 1400 bytes: the entry bound, not the size, rejects it.
-    let bytes = postcard::to_allocvec(&env).unwrap();
-    assert!(bytes.len() <= MAX_DATAGRAM);
-    assert_eq!(
-        decode(&bytes, Channel::Datagram),
-        Err(DecodeError::TooManyEntries {
-            count: MAX_GOSSIP_PER_DATAGRAM + 1,
-            max: MAX_GOSSIP_PER_DATAGRAM
-        })
-    );
+    let gossip = vec![claim; MAX_GOSSIP_PER_DATAGRAM + 1];
+    assert_too_many_entries(Body::Notice { gossip }, MAX_GOSSIP_PER_DATAGRAM);
 }
 
 #[test]
@@ -700,28 +704,11 @@ fn a_health_record_fits_the_spec_entry_and_a_healthy_ping_pays_one_byte() {
 
 #[test]
 fn more_health_records_than_allowed_are_rejected() {
-    let env = Envelope {
-        version: WIRE_VERSION,
-        cluster: ClusterId(0),
-        sender: NodeId(0),
-        sender_addr: Addr::from_u32(0),
-        sender_inc: Incarnation(0),
-        sender_role: Role::Worker,
-        flags: 0,
-        body: Body::Ack {
-            seq: 1,
-            gossip: vec![],
-            coord: None,
-            health: vec![worst_health(); MAX_HEALTH_PER_DATAGRAM + 1],
-        },
+    let body = Body::Ack {
+        seq: 1,
+        gossip: vec![],
+        coord: None,
+        health: vec![worst_health(); MAX_HEALTH_PER_DATAGRAM + 1],
     };
-    let bytes = postcard::to_allocvec(&env).unwrap();
-    assert!(bytes.len() <= MAX_DATAGRAM);
-    assert_eq!(
-        decode(&bytes, Channel::Datagram),
-        Err(DecodeError::TooManyEntries {
-            count: MAX_HEALTH_PER_DATAGRAM + 1,
-            max: MAX_HEALTH_PER_DATAGRAM
-        })
-    );
+    assert_too_many_entries(body, MAX_HEALTH_PER_DATAGRAM);
 }
