@@ -135,6 +135,9 @@ pub struct TablesAtEnd {
     pub proactive_max: usize,
     pub rate_buckets_max: usize,
     pub coord_peers_max: usize,
+    /// Peer-health records (membership.md §9) kept by the busiest machine: 0 once every
+    /// loaded node has recovered for 30 s.
+    pub health_records_max: usize,
     /// Per-job entries (gate, manager or worker job tables) of the busiest live node.
     pub job_entries_max: usize,
 }

@@ -942,6 +942,7 @@ impl<'a> World<'a> {
             t.proactive_max = t.proactive_max.max(s.proactive);
             t.rate_buckets_max = t.rate_buckets_max.max(s.rate_buckets);
             t.coord_peers_max = t.coord_peers_max.max(s.coord_peers);
+            t.health_records_max = t.health_records_max.max(s.health_records);
         }
         if t.members_min == usize::MAX {
             t.members_min = 0;

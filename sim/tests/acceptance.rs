@@ -114,6 +114,36 @@ fn peer_health_spares_slow_nodes_their_suspicions() {
     }
 }
 
+/// Peer-health records are soft state: while the slow nodes stay slow every machine
+/// holds theirs (renewed every 10 s); once they recover (their messages no longer
+/// held), they say so and every record is gone 30 s later, tables included.
+#[test]
+fn peer_health_records_go_once_the_load_does() {
+    let slow = common::load("lifeguard-slow-node.toml", &[]);
+    let r = meridian_sim::run(&slow, 1);
+    assert!(
+        r.membership.tables_at_end.health_records_max >= 4,
+        "{:?}",
+        r.membership.tables_at_end
+    );
+    let mut recovered = slow.clone();
+    let mut fast_again = recovered.faults[0].clone();
+    if let meridian_sim::scenario::Fault::Slow { at, delay_ms, .. } = &mut fast_again {
+        *at = std::time::Duration::from_secs(300);
+        *delay_ms = [0, 0];
+    } else {
+        panic!("the fixture's first fault slows the four nodes");
+    }
+    recovered.faults.push(fast_again);
+    let r = meridian_sim::run(&recovered, 1);
+    assert_clean(&r);
+    assert_eq!(
+        r.membership.tables_at_end.health_records_max, 0,
+        "{:?}",
+        r.membership.tables_at_end
+    );
+}
+
 /// Three DCs, eu-west cut off for two minutes, seeds 1..200 (acceptance 5): zero
 /// invariant violations and false positives; every cut pair suspects the other side; the
 /// majority declares every eu-west node dead; the isolated minority declares at least 9
