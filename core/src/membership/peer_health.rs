@@ -80,8 +80,8 @@ impl Membership {
         }
     }
 
-    /// Stale records go (each `Reconnect` tick, once a minute or so), and with the last
-    /// one the table itself.
+    /// Stale records go (at each `Reconnect` tick, every 10 s by default), and with the
+    /// last one the table itself.
     pub(super) fn expire_health(&mut self, now: Instant) {
         if let Some(t) = self.health.as_mut() {
             t.expire(now);
