@@ -31,6 +31,24 @@ pub const STALE_AFTER: Duration = secs(30);
 pub const REFRESH_EVERY: Duration = secs(10);
 /// Records a sender puts in one PING or ACK (membership.md §10).
 pub const PER_DATAGRAM: usize = 5;
+/// A record more than this many versions ahead of the fresh one we hold is implausible
+/// (as `MAX_INC_JUMP` for incarnations): a node renews every 10 s and changes grade at
+/// most once per latency sample, so an honest one cannot get this far in 30 s, while a
+/// forged `u32::MAX` would otherwise shut the real node's announcements out.
+pub const MAX_VERSION_JUMP: u32 = 10_000;
+
+/// What [`HealthTable::merge`] did with a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merged {
+    /// Newer than ours: taken, to be relayed afresh.
+    News,
+    /// The one we hold: our copy is fresh again.
+    Refreshed,
+    /// Older than ours: ignored.
+    Old,
+    /// Implausibly far ahead of ours: ignored, counted by the caller.
+    Implausible,
+}
 
 /// How many times a holder relays a record of this grade.
 pub fn relay_limit(state: OverloadState) -> u8 {
@@ -128,17 +146,24 @@ impl HealthTable {
     }
 
     /// Take `claim` (about a member other than us; the caller checks) if it is newer
-    /// than what we hold; an equal one only refreshes our copy. Returns whether it was
-    /// news.
-    pub fn merge(&mut self, claim: &HealthClaim, now: Instant) -> bool {
+    /// than what we hold; an equal one only refreshes our copy.
+    pub fn merge(&mut self, claim: &HealthClaim, now: Instant) -> Merged {
         if let Some(r) = self.records.get_mut(&claim.node) {
             match (claim.inc, claim.version).cmp(&(r.inc, r.version)) {
-                core::cmp::Ordering::Less => return false,
+                core::cmp::Ordering::Less => return Merged::Old,
                 core::cmp::Ordering::Equal => {
                     r.refreshed_at = now;
-                    return false;
+                    return Merged::Refreshed;
                 }
-                core::cmp::Ordering::Greater => {}
+                core::cmp::Ordering::Greater => {
+                    let jump = claim.version.saturating_sub(r.version);
+                    if claim.inc == r.inc
+                        && jump > MAX_VERSION_JUMP
+                        && !is_stale(r.refreshed_at, now)
+                    {
+                        return Merged::Implausible;
+                    }
+                }
             }
         } else if self.records.len() >= TABLE_MAX {
             self.evict_tenth(now);
@@ -153,7 +178,7 @@ impl HealthTable {
                 sends: 0,
             },
         );
-        true
+        Merged::News
     }
 
     /// Put up to `max` records to relay into `out`, most severe first, then the least
@@ -238,7 +263,7 @@ impl OwnHealth {
         }
         let was_loaded = self.state != OverloadState::Healthy;
         self.state = state;
-        self.version = self.version.wrapping_add(1);
+        self.version = self.version.saturating_add(1);
         self.announced_at = now;
         self.recovery_sends = if state == OverloadState::Healthy && was_loaded {
             relay_limit(OverloadState::Healthy)
@@ -257,7 +282,7 @@ impl OwnHealth {
     /// say): move past it so our next announcement wins.
     pub fn overtake(&mut self, version: u32, now: Instant) {
         if version >= self.version {
-            self.version = version.wrapping_add(1);
+            self.version = version.saturating_add(1);
             self.announced_at = now;
             if self.state == OverloadState::Healthy {
                 self.recovery_sends = relay_limit(OverloadState::Healthy);
@@ -273,7 +298,7 @@ impl OwnHealth {
             }
             self.recovery_sends -= 1;
         } else if now.saturating_since(self.announced_at) >= REFRESH_EVERY {
-            self.version = self.version.wrapping_add(1);
+            self.version = self.version.saturating_add(1);
             self.announced_at = now;
         }
         Some(HealthClaim {
@@ -322,16 +347,40 @@ mod tests {
     #[test]
     fn a_newer_record_wins_and_an_older_one_is_ignored() {
         let mut t = HealthTable::default();
-        assert!(t.merge(&claim(1, 2, OverloadState::Stressed), T0));
-        assert!(!t.merge(&claim(1, 1, OverloadState::Overloaded), T0));
+        assert_eq!(
+            t.merge(&claim(1, 2, OverloadState::Stressed), T0),
+            Merged::News
+        );
+        assert_eq!(
+            t.merge(&claim(1, 1, OverloadState::Overloaded), T0),
+            Merged::Old
+        );
         assert_eq!(t.state_of(NodeId(1), T0), OverloadState::Stressed);
-        assert!(t.merge(&claim(1, 3, OverloadState::Busy), T0));
+        assert_eq!(t.merge(&claim(1, 3, OverloadState::Busy), T0), Merged::News);
         assert_eq!(t.state_of(NodeId(1), T0), OverloadState::Busy);
         // A higher incarnation is newer whatever its version (a restarted node).
         let mut restarted = claim(1, 0, OverloadState::Overloaded);
         restarted.inc = Incarnation(1);
-        assert!(t.merge(&restarted, T0));
+        assert_eq!(t.merge(&restarted, T0), Merged::News);
         assert_eq!(t.state_of(NodeId(1), T0), OverloadState::Overloaded);
+    }
+
+    #[test]
+    fn a_forged_far_future_version_is_refused_while_ours_is_fresh() {
+        let mut t = HealthTable::default();
+        t.merge(&claim(1, 5, OverloadState::Healthy), T0);
+        let forged = claim(1, u32::MAX, OverloadState::Overloaded);
+        assert_eq!(t.merge(&forged, T0 + secs(1)), Merged::Implausible);
+        assert_eq!(t.state_of(NodeId(1), T0), OverloadState::Healthy);
+        // A jump within the bound is news; with nothing fresh held, anything is.
+        let far = claim(1, 5 + MAX_VERSION_JUMP, OverloadState::Busy);
+        assert_eq!(t.merge(&far, T0 + secs(1)), Merged::News);
+        assert_eq!(t.merge(&forged, T0 + secs(31)), Merged::News);
+        // Our own version saturates instead of wrapping to 0 (which every holder
+        // would then take for old).
+        let mut own = OwnHealth::new(T0);
+        own.overtake(u32::MAX, T0);
+        assert_eq!(own.version, u32::MAX);
     }
 
     #[test]
@@ -341,7 +390,10 @@ mod tests {
         let t29 = T0 + secs(29);
         assert_eq!(t.state_of(NodeId(1), t29), OverloadState::Overloaded);
         // The same version again refreshes our copy.
-        assert!(!t.merge(&claim(1, 1, OverloadState::Overloaded), t29));
+        assert_eq!(
+            t.merge(&claim(1, 1, OverloadState::Overloaded), t29),
+            Merged::Refreshed
+        );
         assert_eq!(
             t.state_of(NodeId(1), t29 + secs(29)),
             OverloadState::Overloaded

@@ -63,9 +63,10 @@ impl Membership {
             }
             let current = self.members.get(&c.node).is_some_and(|m| c.inc >= m.inc);
             if current {
-                self.health
-                    .get_or_insert_with(Default::default)
-                    .merge(c, now);
+                let table = self.health.get_or_insert_with(Default::default);
+                if table.merge(c, now) == health::Merged::Implausible {
+                    self.stats.implausible_claims += 1;
+                }
             }
         }
     }
