@@ -1,5 +1,5 @@
-//! SWIM membership with Lifeguard and role-aware peer confirmation
-//! (AD-29/30/46, membership.md §1–§7).
+//! SWIM membership with Lifeguard, role-aware peer confirmation and peer-health
+//! awareness (AD-29/30/46, membership.md §1–§7 and §9's peer-health gossip).
 //!
 //! One machine per membership cluster a node takes part in. It probes members in a
 //! shuffled round-robin (direct attempts, then k helpers), suspects with a Lifeguard
@@ -14,7 +14,8 @@
 //! `unconfirmed` (§7 lifecycle), `messages` (dispatch), `sync` (§4 join, leave,
 //! push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`, `suspicion`,
 //! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets),
-//! `health` (§9 peer-health records; the machine's side in `peer_health`) and `config`. This file holds the machine's state, its public API and the timer
+//! `health` (§9 peer-health records; the machine's side is `peer_health`) and
+//! `config`. This file holds the machine's state, its public API and the timer
 //! dispatch.
 
 pub mod config;
