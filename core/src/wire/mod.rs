@@ -3,7 +3,7 @@
 //! Every decode failure is a typed [`DecodeError`]; the machine counts it and drops the
 //! datagram. Bounds: a datagram is at most [`MAX_DATAGRAM`] bytes, a stream frame at most
 //! [`MAX_FRAME`], a datagram carries at most [`MAX_GOSSIP_PER_DATAGRAM`] gossip updates
-//! (membership.md §5, §10).
+//! and [`MAX_HEALTH_PER_DATAGRAM`] peer-health records (membership.md §5, §9, §10).
 
 use crate::backpressure::overload::OverloadState;
 use crate::coords::WireCoord;
