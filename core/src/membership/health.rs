@@ -6,7 +6,7 @@
 //!
 //! Records piggyback on PING and ACK, up to 5 a datagram, most severe first. A node puts
 //! its own record on every PING and ACK while it is not healthy, and re-announces it
-//! (a newer version) every 10 s so relays pass it on; a holder relays a record 3 times
+//! (a newer version) every 10 s so relays pass it on; a member relays a record 3 times
 //! (healthy, busy) or 8 (stressed, overloaded), counted afresh for each newer version.
 //! A record not refreshed for 30 s is stale and no longer counts. The table holds at
 //! most 500 records; when full it drops a tenth, the healthiest first, then the least

@@ -28,21 +28,23 @@ impl Membership {
     }
 
     /// The records for a PING or ACK to `to`: ours first while it should ride, then
-    /// relays (a member machine only; an observer speaks for itself alone).
+    /// relays. An observer sends none: it is no member of the cluster it watches, so
+    /// nobody there would keep its record (it still reads the members' records).
     pub(super) fn health_to_send(&mut self, to: NodeId, now: Instant) -> Vec<HealthClaim> {
         let mut v = Vec::new();
         // The common case, a healthy cluster: nothing to tell, nothing to look up.
-        if !self.cfg.peer_health || (self.health.is_none() && self.own_health.is_quiet()) {
+        if !self.cfg.peer_health
+            || self.mode != Mode::Member
+            || (self.health.is_none() && self.own_health.is_quiet())
+        {
             return v;
         }
         if let Some(own) = self.own_health.to_send(self.me.node, self.inc, now) {
             v.push(own);
         }
-        if self.mode == Mode::Member {
-            if let Some(t) = self.health.as_mut() {
-                let room = health::PER_DATAGRAM - v.len();
-                t.select(to, room, now, &mut v);
-            }
+        if let Some(t) = self.health.as_mut() {
+            let room = health::PER_DATAGRAM - v.len();
+            t.select(to, room, now, &mut v);
         }
         v
     }
@@ -273,7 +275,7 @@ mod tests {
         // Never 3's own record back to 3.
         let (_, to_three) = ack_in(&deliver(&mut m, ping_with(3, 5, vec![]), t0));
         assert!(to_three.iter().all(|c| c.node != NodeId(3)));
-        // An observer speaks for itself only.
+        // An observer reads the members' records but sends none (it is no member).
         let mut obs = Membership::new(
             Config::default(),
             Identity {
@@ -298,12 +300,7 @@ mod tests {
         let env = ping_with(3, 3, vec![record(3, 1, OverloadState::Overloaded)]);
         let _ = deliver(&mut obs, env, t0);
         assert_eq!(obs.peer_health(NodeId(3), t0), OverloadState::Overloaded);
-        let told = obs.health_to_send(NodeId(4), t0);
-        assert_eq!(told.len(), 1);
-        assert_eq!(
-            (told[0].node, told[0].state),
-            (NodeId(0), OverloadState::Busy)
-        );
+        assert!(obs.health_to_send(NodeId(4), t0).is_empty());
     }
 
     #[test]
