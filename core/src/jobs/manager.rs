@@ -2257,6 +2257,25 @@ mod tests {
     const ME: NodeId = NodeId(1);
     const GATE: Addr = Addr::from_u32(100);
 
+    /// Worker `from` reports `workflow` of `job` done under `token`.
+    fn workflow_done(
+        from: u32,
+        job: u64,
+        workflow: WorkflowIndex,
+        token: FenceToken,
+        items: u64,
+    ) -> ManagerInput {
+        ManagerInput::Msg {
+            from: Addr::from_u32(from),
+            msg: JobMsg::WorkflowDone {
+                job: JobId(job),
+                workflow,
+                token,
+                items,
+            },
+        }
+    }
+
     fn leader(term: u64) -> ManagerInput {
         ManagerInput::Leader {
             leader: Some((ME, Addr::from_u32(1))),
@@ -2380,15 +2399,7 @@ mod tests {
         );
         // A worker's result frees a slot: the fourth goes out.
         let out = m.step(
-            ManagerInput::Msg {
-                from: Addr::from_u32(11),
-                msg: JobMsg::WorkflowDone {
-                    job: JobId(5),
-                    workflow: 2,
-                    token: FenceToken::new(3, 4),
-                    items: 0,
-                },
-            },
+            workflow_done(11, 5, 2, FenceToken::new(3, 4), 0),
             t + secs(5),
         );
         assert_eq!(
@@ -2415,15 +2426,7 @@ mod tests {
             },
             t + secs(1),
         );
-        let done = |wf, token| ManagerInput::Msg {
-            from: Addr::from_u32(11),
-            msg: JobMsg::WorkflowDone {
-                job: JobId(9),
-                workflow: wf,
-                token,
-                items: 0,
-            },
-        };
+        let done = |wf, token| workflow_done(11, 9, wf, token, 0);
         let out = m.step(done(1, FenceToken::new(1, 3)), t + secs(2));
         assert_eq!(
             dispatches(&out),
@@ -2573,15 +2576,7 @@ mod tests {
             vec![(Addr::from_u32(10), 2, FenceToken::new(2, 5))]
         );
         // Both results come in: the job is reported to the gate under the new token.
-        let done = |wf, token| ManagerInput::Msg {
-            from: Addr::from_u32(10),
-            msg: JobMsg::WorkflowDone {
-                job: JobId(9),
-                workflow: wf,
-                token,
-                items: 0,
-            },
-        };
+        let done = |wf, token| workflow_done(10, 9, wf, token, 0);
         f.step(done(1, FenceToken::new(1, 3)), t + secs(14));
         let out = f.step(done(2, FenceToken::new(2, 5)), t + secs(15));
         assert!(out.contains(&JobOutput::Send {
@@ -2681,15 +2676,7 @@ mod tests {
             vec![(Addr::from_u32(10), 2, FenceToken::new(2, 5))]
         );
         let out = f.step(
-            ManagerInput::Msg {
-                from: Addr::from_u32(10),
-                msg: JobMsg::WorkflowDone {
-                    job: JobId(9),
-                    workflow: 2,
-                    token: FenceToken::new(2, 5),
-                    items: 1,
-                },
-            },
+            workflow_done(10, 9, 2, FenceToken::new(2, 5), 1),
             t + secs(20),
         );
         assert!(out.contains(&JobOutput::Send {
@@ -2922,15 +2909,7 @@ mod tests {
             vec![(Addr::from_u32(10), 2, FenceToken::new(3, 5))]
         );
         let out = l.step(
-            ManagerInput::Msg {
-                from: Addr::from_u32(11),
-                msg: JobMsg::WorkflowDone {
-                    job: JobId(9),
-                    workflow: 1,
-                    token: FenceToken::new(1, 3),
-                    items: 1,
-                },
-            },
+            workflow_done(11, 9, 1, FenceToken::new(1, 3), 1),
             t + secs(29),
         );
         assert!(!out.iter().any(|o| matches!(
@@ -2941,15 +2920,7 @@ mod tests {
             }
         )));
         let out = l.step(
-            ManagerInput::Msg {
-                from: Addr::from_u32(10),
-                msg: JobMsg::WorkflowDone {
-                    job: JobId(9),
-                    workflow: 2,
-                    token: FenceToken::new(3, 5),
-                    items: 2,
-                },
-            },
+            workflow_done(10, 9, 2, FenceToken::new(3, 5), 2),
             t + secs(30),
         );
         // Items: 7 from the offer (workflow 0), then 1 and 2.
@@ -3548,15 +3519,7 @@ mod tests {
         // clock.
         let mut m = running_job(None, 1, 1);
         let out = m.step(
-            ManagerInput::Msg {
-                from: Addr::from_u32(10),
-                msg: JobMsg::WorkflowDone {
-                    job: JobId(7),
-                    workflow: 0,
-                    token: FenceToken::new(1, 2),
-                    items: 0,
-                },
-            },
+            workflow_done(10, 7, 0, FenceToken::new(1, 2), 0),
             t + secs(10),
         );
         assert!(sends(&out).any(|(to, msg)| to == GATE && matches!(msg, JobMsg::JobDone { .. })));
