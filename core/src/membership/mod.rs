@@ -14,8 +14,8 @@
 //! `unconfirmed` (§7 lifecycle), `messages` (dispatch), `sync` (§4 join, leave,
 //! push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`, `suspicion`,
 //! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets),
-//! `health` (§9 peer-health records; the machine's side is `peer_health`) and
-//! `config`. This file holds the machine's state, its public API and the timer
+//! `health` (§9 peer-health records; the machine's side is `peer_health`),
+//! `job_suspicion` (§9's job layer; the machine's side is `job_layer`) and `config`. This file holds the machine's state, its public API and the timer
 //! dispatch.
 
 pub mod config;
@@ -23,12 +23,14 @@ pub mod confirmation;
 pub mod digest;
 pub mod gossip;
 pub mod health;
+pub mod job_suspicion;
 pub mod lifeguard;
 pub mod member;
 pub mod suspicion;
 pub mod timers;
 
 mod detect;
+mod job_layer;
 mod latency;
 mod merge;
 mod messages;
@@ -117,6 +119,27 @@ pub enum Input<'a> {
     OwnHealth {
         state: crate::backpressure::overload::OverloadState,
     },
+    /// The job layer (membership.md §9): `from` (this node, or a source whose report
+    /// the application relays) suspects `node` of failing `job`, a job of `job_size`
+    /// nodes. Reported back as `Event::JobSuspicion`; never sent on the wire.
+    SuspectForJob {
+        job: crate::id::JobId,
+        node: NodeId,
+        job_size: u32,
+        from: NodeId,
+    },
+    /// Ends `node`'s job suspicion or death mark for `job`: `inc = None` when the
+    /// application heard from it about the job, `Some` for its incarnation (refutes an
+    /// entry held below it).
+    RefuteForJob {
+        job: crate::id::JobId,
+        node: NodeId,
+        inc: Option<Incarnation>,
+    },
+    /// The application is done with `job`: its job-layer entries go.
+    ClearJob {
+        job: crate::id::JobId,
+    },
 }
 
 /// Counters of what was dropped or done; read by the shells' reports and metrics.
@@ -144,6 +167,8 @@ pub struct Stats {
     pub implausible_claims: u64,
     /// Pings sent to check a death a push-pull reported about an UNCONFIRMED member.
     pub death_checks: u64,
+    /// Job suspicions refused (table full, unknown or not live node; §9).
+    pub job_suspicions_rejected: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -285,6 +310,8 @@ pub struct Membership {
     /// once every record has gone, so a healthy cluster pays nothing for them.
     health: Option<Box<health::HealthTable>>,
     own_health: health::OwnHealth,
+    /// §9's job layer: per-`(job, node)` suspicions the application raises.
+    job_suspicions: job_suspicion::JobSuspicions,
     stats: Stats,
 }
 
@@ -356,6 +383,7 @@ impl Membership {
             next_coord_expiry: now,
             health: None,
             own_health: health::OwnHealth::new(now),
+            job_suspicions: Default::default(),
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
@@ -408,6 +436,14 @@ impl Membership {
                 }
             }
             Input::OwnHealth { state } => self.set_own_health(state, now),
+            Input::SuspectForJob {
+                job,
+                node,
+                job_size,
+                from,
+            } => self.suspect_for_job(job, node, job_size, from, now, out),
+            Input::RefuteForJob { job, node, inc } => self.refute_for_job(job, node, inc, out),
+            Input::ClearJob { job } => self.clear_job(job, out),
             Input::ExtensionGranted { node, by } => {
                 if let Some(s) = self.suspicions.get_mut(&node) {
                     s.granted += by;
@@ -438,10 +474,14 @@ impl Membership {
         if self.leaving {
             return None;
         }
-        match (self.timers.next(), self.member_timers.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.next(),
+            self.member_timers.next(),
+            self.job_suspicions.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn identity(&self) -> Identity {
@@ -533,11 +573,17 @@ impl Membership {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outputs) {
-        // A late Tick (paused process) fires every due timer in order.
-        // A late Tick (paused process) fires every due timer, both queues in time order.
+        // A late Tick (paused process) fires every due timer, the three queues in time
+        // order (the job layer's deadlines last among equals).
         while !self.leaving {
             let hot = self.timers.next().filter(|t| *t <= now);
             let member = self.member_timers.next().filter(|t| *t <= now);
+            if let Some(due) = self.job_suspicions.next_deadline().filter(|t| *t <= now) {
+                if hot.is_none_or(|t| due < t) && member.is_none_or(|t| due < t) {
+                    self.expire_job_suspicions(due, out);
+                    continue;
+                }
+            }
             let timer = match (hot, member) {
                 (Some(a), Some(b)) if b < a => self.member_timers.pop_due(now),
                 (Some(_), _) => self.timers.pop_due(now),

@@ -50,9 +50,12 @@ impl Membership {
         if suspicion_over {
             self.suspicions.remove(&node);
         }
+        let status = (to.status, to.inc);
         if from != to {
             self.member_event(out, node, role, Some(from), Some(to));
         }
+        // After the member's own event: the job layer follows the global verdict.
+        self.job_layer_follows(node, Some(status), out);
     }
 
     /// Report a change of one member's entry: the event every observer mirrors.
@@ -142,6 +145,7 @@ impl Membership {
         self.coords.remove(node);
         self.forget_health(node);
         self.member_event(out, node, m.role(), Some(m.view()), None);
+        self.job_layer_follows(node, None, out);
     }
 
     /// Table full: evict `len - max + 100`, Unconfirmed first, then Dead, Suspect, Alive;
