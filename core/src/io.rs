@@ -109,16 +109,16 @@ pub enum Event {
     DecodeFailed {
         error: DecodeError,
     },
-    /// §9's job layer: what happened to `node`'s standing for `job` at this node.
+    /// The node's overload state changed (AD-18): what its load shedder now sheds.
+    Overload {
+        state: crate::backpressure::overload::OverloadState,
+    },
+    /// §9's job layer (last, so the variants before it keep their trace encoding): what happened to `node`'s standing for `job` at this node.
     /// Never a change of its global status (those are `Member` events).
     JobSuspicion {
         cluster: ClusterId,
         job: crate::id::JobId,
         node: NodeId,
         change: crate::membership::job_suspicion::JobChange,
-    },
-    /// The node's overload state changed (AD-18): what its load shedder now sheds.
-    Overload {
-        state: crate::backpressure::overload::OverloadState,
     },
 }

@@ -352,6 +352,7 @@ mod tests {
             election: ElectionConfig::default(),
             persisted_vote: (0, None),
             backpressure: true,
+            job_silence: true,
             routing_hysteresis: true,
         }
     }

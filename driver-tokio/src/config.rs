@@ -217,6 +217,7 @@ impl NodeFile {
             election: ElectionConfig::default(),
             persisted_vote: (0, None),
             backpressure: true,
+            job_silence: true,
             routing_hysteresis: true,
         }
     }

@@ -11,6 +11,7 @@ use meridian_core::io::{Event, MemberView};
 use meridian_core::jobs::{JobEvent, JobState};
 use meridian_core::leadership::ElectionEvent;
 use meridian_core::membership::confirmation::strategy;
+use meridian_core::membership::job_suspicion::JobChange;
 use meridian_core::membership::lifeguard::LHM_MAX_SCORE;
 use meridian_core::membership::Status;
 use meridian_core::timeout::job::TimeoutBy;
@@ -167,6 +168,25 @@ pub struct Checker {
     acted: std::collections::BTreeSet<(usize, u64)>,
     /// jobs.md §7.6: each (manager, worker)'s last grant in its cycle: (nth, µs).
     last_grant: std::collections::BTreeMap<(usize, u32), (u32, u64)>,
+    /// membership.md §9/§11.12: the job-layer entries (suspected or job-dead) each
+    /// observer holds, as `(observer, subject, job)`, mirrored from its events.
+    job_entries: std::collections::BTreeSet<(usize, usize, u64)>,
+    /// Pairs whose subject left the observer's global layer in the event being stepped:
+    /// by the end of the step the observer must hold no job entry about it.
+    job_gone_pending: Vec<(usize, usize)>,
+    pub job_layer: JobLayerReport,
+}
+
+/// What the job layer did (membership.md §9), over every node.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct JobLayerReport {
+    pub suspected: u64,
+    pub confirmed: u64,
+    /// Pairs declared dead for their job (their global status untouched).
+    pub dead: u64,
+    pub refuted: u64,
+    pub cleared: u64,
+    pub rejected: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -265,6 +285,9 @@ impl Checker {
             started_token: Default::default(),
             wf_state: Default::default(),
             last_grant: Default::default(),
+            job_entries: Default::default(),
+            job_gone_pending: Vec::new(),
+            job_layer: JobLayerReport::default(),
             declared: Default::default(),
             acted: Default::default(),
             false_positives: 0,
@@ -386,6 +409,7 @@ impl Checker {
     /// A node (re)starts with a fresh, empty view and incarnation `inc`.
     pub fn on_start(&mut self, i: usize, inc: u32) {
         self.worker_register.retain(|(node, _), _| *node != i);
+        self.job_entries.retain(|(o, _, _)| *o != i);
         self.wf_state.retain(|(node, _, _), _| *node != i);
         self.last_grant.retain(|(node, _), _| *node != i);
         self.acted.retain(|(node, _)| *node != i);
@@ -533,6 +557,9 @@ impl Checker {
 
     /// Re-evaluate convergence after an event at `now` (true time, µs).
     pub fn settle(&mut self, now: u64) {
+        if !self.job_gone_pending.is_empty() {
+            self.check_job_layer_follows(now);
+        }
         if self.mismatches == 0 {
             if !self.consistent {
                 self.consistent = true;
@@ -564,6 +591,9 @@ impl Checker {
                 ..
             } => {
                 self.on_member(o, node.0 as usize, *role, *from, *to, now, truth);
+                if to.is_none_or(|v| v.status.is_gone()) && !self.job_entries.is_empty() {
+                    self.job_gone_pending.push((o, node.0 as usize));
+                }
                 self.verdict_evidence[o] = None;
                 if *role == Role::Gate && self.role[o] == Role::Gate {
                     let key = (o, node.0 as usize);
@@ -583,6 +613,9 @@ impl Checker {
                     }
                 }
             }
+            Event::JobSuspicion {
+                job, node, change, ..
+            } => self.on_job_layer(o, node.0 as usize, job.0, *change, now),
             Event::SelfIncarnation { cluster, inc } => {
                 let own = self.role[o] == Role::Gate && cluster.0 == 0
                     || self.role[o] != Role::Gate && cluster.0 != 0;
@@ -999,6 +1032,66 @@ impl Checker {
         }
     }
 
+    /// §9's job layer at observer `o` about subject `s` (invariant 12, first half: a
+    /// job verdict is only about a member the global layer holds live, as a job
+    /// suspicion starts only about one).
+    fn on_job_layer(&mut self, o: usize, s: usize, job: u64, change: JobChange, now: u64) {
+        let live = s < self.n && {
+            let st = self.view[o * self.n + s].status();
+            st == code(Status::Alive) || st == code(Status::Suspect)
+        };
+        match change {
+            JobChange::Suspected { .. } | JobChange::Dead => {
+                if matches!(change, JobChange::Dead) {
+                    self.job_layer.dead += 1;
+                } else {
+                    self.job_layer.suspected += 1;
+                }
+                if !live {
+                    self.violation(
+                        now,
+                        "job-layer-global-precedence",
+                        format!(
+                            "{}: a job verdict about a member not held live",
+                            self.who(o, s)
+                        ),
+                    );
+                }
+                self.job_entries.insert((o, s, job));
+            }
+            JobChange::Confirmed { .. } => self.job_layer.confirmed += 1,
+            JobChange::Refuted | JobChange::Cleared => {
+                if matches!(change, JobChange::Refuted) {
+                    self.job_layer.refuted += 1;
+                } else {
+                    self.job_layer.cleared += 1;
+                }
+                self.job_entries.remove(&(o, s, job));
+            }
+            JobChange::Rejected(_) => self.job_layer.rejected += 1,
+        }
+    }
+
+    /// Invariant 12, second half: a member that left an observer's global layer (Dead,
+    /// Left or forgotten) leaves it no job entry, by the end of the step.
+    fn check_job_layer_follows(&mut self, now: u64) {
+        for (o, s) in core::mem::take(&mut self.job_gone_pending) {
+            let left = s < self.n && gone(self.view[o * self.n + s].status());
+            let held = self
+                .job_entries
+                .range((o, s, 0)..=(o, s, u64::MAX))
+                .next()
+                .is_some();
+            if left && held {
+                self.violation(
+                    now,
+                    "job-layer-global-precedence",
+                    format!("{}: globally gone, still held for a job", self.who(o, s)),
+                );
+            }
+        }
+    }
+
     fn who(&self, o: usize, s: usize) -> String {
         format!("{} about {}", self.names[o], self.names[s])
     }
@@ -1409,6 +1502,73 @@ mod tests {
             feed(&mut c, o, alive, SEC, [true, true]);
         }
         c
+    }
+
+    /// membership.md §11.12: a member that leaves the global layer takes its job
+    /// entries with it in the same step, and no job verdict is about a member not held
+    /// live.
+    #[test]
+    fn job_layer_entries_follow_the_global_layer() {
+        let job_change = |change| Event::JobSuspicion {
+            cluster: ClusterId::GATES,
+            job: JobId(7),
+            node: NodeId(0),
+            change,
+        };
+        let suspected = job_change(JobChange::Suspected {
+            inc: Incarnation(0),
+            deadline: Instant(30 * SEC),
+        });
+        let dead = Event::Member {
+            cluster: ClusterId::GATES,
+            node: NodeId(0),
+            role: Role::Gate,
+            from: Some(MemberView {
+                status: Status::Alive,
+                inc: Incarnation(0),
+                confirmed: true,
+            }),
+            to: Some(MemberView {
+                status: Status::Dead,
+                inc: Incarnation(0),
+                confirmed: true,
+            }),
+        };
+        let precedence = |c: &Checker| {
+            c.violations
+                .iter()
+                .filter(|v| v.invariant == "job-layer-global-precedence")
+                .count()
+        };
+        // Cleared in the step that buries it: fine.
+        let mut c = two_gates_seeing_each_other();
+        feed(&mut c, 1, suspected.clone(), 2 * SEC, [true, true]);
+        feed(&mut c, 1, dead.clone(), 3 * SEC, [true, true]);
+        feed(
+            &mut c,
+            1,
+            job_change(JobChange::Cleared),
+            3 * SEC,
+            [true, true],
+        );
+        c.settle(3 * SEC);
+        assert_eq!(precedence(&c), 0);
+        assert_eq!((c.job_layer.suspected, c.job_layer.cleared), (1, 1));
+        // A job verdict about a member held dead.
+        feed(
+            &mut c,
+            1,
+            job_change(JobChange::Dead),
+            4 * SEC,
+            [true, true],
+        );
+        assert_eq!(precedence(&c), 1);
+        // Kept past the step that buried it.
+        let mut c = two_gates_seeing_each_other();
+        feed(&mut c, 1, suspected, 2 * SEC, [true, true]);
+        feed(&mut c, 1, dead, 3 * SEC, [true, true]);
+        c.settle(3 * SEC);
+        assert_eq!(precedence(&c), 1);
     }
 
     /// membership.md §11.6 completeness, at the end of a run: a crashed gate whose

@@ -111,6 +111,8 @@ pub struct MembershipReport {
     pub tables_at_end: TablesAtEnd,
     /// Anti-entropy done by the machines running at the end (membership.md §4).
     pub anti_entropy: AntiEntropy,
+    /// §9's job layer: what the DC leaders' job-silence watch raised, and its verdicts.
+    pub job_layer: crate::check::JobLayerReport,
 }
 
 /// Periodic syncs begin with table digests; a full push-pull follows only when they
@@ -138,6 +140,9 @@ pub struct TablesAtEnd {
     /// Peer-health records (membership.md §9) kept by the busiest machine: 0 once every
     /// loaded node has recovered for 30 s.
     pub health_records_max: usize,
+    /// §9's job-layer entries kept by the busiest machine: 0 once every job that raised
+    /// one is cleared.
+    pub job_suspicions_max: usize,
     /// Per-job entries (gate, manager or worker job tables) of the busiest live node.
     pub job_entries_max: usize,
 }
@@ -295,6 +300,14 @@ impl Report {
             "  membership: {} suspicions, {} refutations, {} false positives; {}",
             mb.suspicions, mb.refutations, mb.false_positives, conv
         );
+        let jl = &mb.job_layer;
+        if jl.suspected + jl.rejected > 0 {
+            let _ = writeln!(
+                s,
+                "  job layer: {} (job, worker) suspicions, {} dead for their job, {} refuted, {} cleared, {} refused",
+                jl.suspected, jl.dead, jl.refuted, jl.cleared, jl.rejected
+            );
+        }
         for p in &mb.partitions {
             let heal = p.healed_at_ms.map_or("never healed".into(), |h| {
                 format!("healed at {:.1} s", h as f64 / 1000.0)

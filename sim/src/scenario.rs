@@ -93,6 +93,10 @@ pub struct Scenario {
     /// Stats backpressure (AD-23/37) on (the default); `false` for ablation runs.
     #[serde(default = "yes")]
     pub backpressure: bool,
+    /// The DC leaders' job-silence watch (AD-30's job layer) on (the default); `false`
+    /// for ablation runs.
+    #[serde(default = "yes")]
+    pub job_silence: bool,
     /// Routing knobs (AD-36).
     #[serde(default)]
     pub routing: RoutingSpec,
@@ -152,9 +156,10 @@ pub struct JobSpec {
     pub count: u32,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub every: Option<Duration>,
-    /// From `after` on, the workflows running in DC `dc` make no progress: they report
-    /// no more items and never finish (those started earlier included): what the
-    /// timeouts must catch.
+    /// From `after` on, the job's workflows running in DC `dc`, or on the workers named
+    /// in `nodes`, make no progress: they report no more items and never finish (those
+    /// started earlier included): what the timeouts, and for single workers the job
+    /// layer (AD-30), must catch. The nodes stay up and run their other jobs.
     #[serde(default)]
     pub stall: Option<Stall>,
 }
@@ -162,9 +167,19 @@ pub struct JobSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stall {
-    pub dc: String,
+    #[serde(default)]
+    pub dc: Option<String>,
+    #[serde(default)]
+    pub nodes: Vec<String>,
     #[serde(deserialize_with = "de_duration")]
     pub after: Duration,
+}
+
+impl Stall {
+    /// Whether the stall covers a node of DC `dc` named `node`.
+    pub fn covers(&self, dc: &str, node: &str) -> bool {
+        self.dc.as_deref() == Some(dc) || self.nodes.iter().any(|n| n == node)
+    }
 }
 
 fn one() -> usize {
@@ -817,12 +832,22 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
             return Err(err(path, key("progress_every"), "must be positive"));
         }
         if let Some(st) = &j.stall {
-            if !s.dcs.iter().any(|d| d.name == st.dc) {
+            if let Some(dc) = st
+                .dc
+                .as_ref()
+                .filter(|dc| !s.dcs.iter().any(|d| d.name == **dc))
+            {
+                return Err(err(path, key("stall.dc"), format!("unknown DC {dc:?}")));
+            }
+            if let Some(bad) = st.nodes.iter().find(|n| !known_node(n)) {
                 return Err(err(
                     path,
-                    key("stall.dc"),
-                    format!("unknown DC {:?}", st.dc),
+                    key("stall.nodes"),
+                    format!("unknown node {bad:?} (names are <dc>/<role>-<index>)"),
                 ));
+            }
+            if st.dc.is_none() && st.nodes.is_empty() {
+                return Err(err(path, key("stall"), "needs `dc` or `nodes`"));
             }
         }
     }

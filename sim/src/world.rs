@@ -559,6 +559,7 @@ impl<'a> World<'a> {
                 partitions: c.partitions.clone(),
                 tables_at_end,
                 anti_entropy,
+                job_layer: c.job_layer.clone(),
             },
             leadership,
             jobs,
@@ -943,6 +944,7 @@ impl<'a> World<'a> {
             t.rate_buckets_max = t.rate_buckets_max.max(s.rate_buckets);
             t.coord_peers_max = t.coord_peers_max.max(s.coord_peers);
             t.health_records_max = t.health_records_max.max(s.health_records);
+            t.job_suspicions_max = t.job_suspicions_max.max(s.job_suspicions);
         }
         if t.members_min == usize::MAX {
             t.members_min = 0;
@@ -976,6 +978,7 @@ impl<'a> World<'a> {
             persisted_vote: self.nodes[i].stored_vote,
             backpressure: self.scenario.backpressure,
             routing_hysteresis: self.scenario.routing.hysteresis,
+            job_silence: self.scenario.job_silence,
         }
     }
 
@@ -1247,8 +1250,11 @@ impl<'a> World<'a> {
             return false;
         };
         spec.stall.as_ref().is_some_and(|st| {
-            self.scenario.dcs[self.nodes[i].spec.dc].name == st.dc
-                && self.now >= st.after.as_micros() as u64
+            self.now >= st.after.as_micros() as u64
+                && st.covers(
+                    &self.scenario.dcs[self.nodes[i].spec.dc].name,
+                    &self.nodes[i].spec.name,
+                )
         })
     }
 
@@ -1295,7 +1301,7 @@ impl<'a> World<'a> {
     }
 
     /// The workload model: a started workflow finishes after `U[workflow_duration]`,
-    /// unless its DC is stalled (then never).
+    /// unless it is stalled there (then never).
     fn workflow_started(&mut self, i: usize, job: JobId, workflow: u32) {
         let Some(spec) = self
             .job_spec
@@ -1304,11 +1310,8 @@ impl<'a> World<'a> {
         else {
             return;
         };
-        if let Some(st) = &spec.stall {
-            let dc = &self.scenario.dcs[self.nodes[i].spec.dc].name;
-            if *dc == st.dc && self.now >= st.after.as_micros() as u64 {
-                return;
-            }
+        if spec.stall.is_some() && self.stalled(i, job) {
+            return;
         }
         let (lo, hi) = spec.workflow_duration;
         let d = self.node_rng[i].range_u64(lo.as_micros() as u64, hi.as_micros() as u64 + 1);

@@ -189,6 +189,21 @@ fn scenario(k: u64) -> String {
                     r.below(dcs),
                     20 + r.below(180)
                 );
+            } else if r.chance(0.4) {
+                // One or two workers stuck on the job while they run the others: the
+                // job layer's case (AD-30), drawn last.
+                let picks = 1 + r.below(2);
+                let workers: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| n.contains("/worker-"))
+                    .cloned()
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "stall = {{ nodes = {}, after = \"{}s\" }}",
+                    sample(&mut r, &workers, picks),
+                    20 + r.below(180)
+                );
             }
         }
     }
@@ -221,7 +236,12 @@ fn the_generator_is_deterministic_and_varied() {
     assert_eq!(scenario(7), scenario(7));
     assert_ne!(scenario(7), scenario(8));
     let all: String = (0..40).map(scenario).collect();
-    for key in ["timeout = ", "progress_every = ", "stall = "] {
+    for key in [
+        "timeout = ",
+        "progress_every = ",
+        "stall = { dc",
+        "stall = { nodes",
+    ] {
         assert!(all.contains(key), "no {key} generated");
     }
     for action in ACTIONS.iter().filter(|a| **a != "latency") {

@@ -237,6 +237,7 @@ fn replay_checks_a_journal_step_by_step() {
         election: ElectionConfig::default(),
         persisted_vote: (0, None),
         backpressure: true,
+        job_silence: true,
         routing_hysteresis: true,
     };
     // A lone manager: it joins, retries its seed, elects itself, ticks for 30 s.

@@ -67,6 +67,11 @@ fn extensions_report() {
 }
 
 #[test]
+fn job_silence_report() {
+    snapshot("job-silence");
+}
+
+#[test]
 fn timeout_leader_failover_report() {
     snapshot("timeout-leader-failover");
 }

@@ -325,3 +325,45 @@ fn a_timeout_decision_reaches_a_dc_that_never_had_the_job() {
         }
     }
 }
+
+/// AD-30's job layer (membership.md §9) with its caller, the DC leader's job-silence
+/// watch (`job-silence`, seeds 1..21). worker-0 stops progressing on job 0 at 30 s and
+/// keeps finishing other jobs' workflows, so AD-26 never evicts it. Its last word about
+/// job 0 comes between 25 and 30 s (an item every 5 s from ~20 s); 30 s of silence later
+/// it is suspected for the job, and 15 s after that (a manager's bounds 2/15 s, no
+/// confirmations) dead for it: the workflow is taken back between 70 and 75 s and runs
+/// its 60 s elsewhere, so job 0, submitted at 20 s, takes 110-115 s (plus delivery).
+/// worker-0 stays a member in good standing, and the job layer's entries go with the
+/// job. Without the watch, job 0 never ends: the grants worker-0 keeps earning keep
+/// extending its timeout.
+#[test]
+fn a_worker_stuck_on_one_job_loses_that_job_alone_and_the_job_completes() {
+    let s = common::load("job-silence.toml", &[]);
+    for r in meridian_sim::sweep(&s, 1..21, 2) {
+        assert_clean(&r);
+        let stuck = entry(&r, 0);
+        assert_eq!(stuck.state, "completed", "seed {}: {stuck:?}", r.seed);
+        let took = took_ms(stuck);
+        assert!(
+            (110_000..=116_000).contains(&took),
+            "seed {}: job 0 took {took} ms",
+            r.seed
+        );
+        let jl = &r.membership.job_layer;
+        assert_eq!(
+            (jl.suspected, jl.dead, jl.refuted, jl.cleared),
+            (1, 1, 0, 1),
+            "seed {}: {jl:?}",
+            r.seed
+        );
+        assert_eq!(r.membership.false_positives, 0, "seed {}", r.seed);
+        assert_eq!(r.membership.tables_at_end.job_suspicions_max, 0);
+        assert_eq!(jobs(&r).completed, 51, "seed {}", r.seed);
+    }
+    let off = common::load("job-silence.toml", &["job_silence=false"]);
+    for r in meridian_sim::sweep(&off, 1..6, 2) {
+        let stuck = entry(&r, 0);
+        assert_eq!(stuck.ended_ms, None, "seed {}: {stuck:?}", r.seed);
+        assert_eq!(r.membership.job_layer.suspected, 0);
+    }
+}

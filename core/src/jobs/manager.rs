@@ -27,6 +27,7 @@
 //! the end) gets that status back instead of the job running a second time, perhaps to a
 //! different end.
 
+use super::silence::{Call, SilenceWatch};
 use super::{DcLoad, JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::backpressure::stats::{Level, StatsBuffer, StatsConfig};
 use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
@@ -89,6 +90,10 @@ pub struct ManagerConfig {
     /// Backpressure on (the default): progress acks carry the buffer's signal. Off, they
     /// always say NONE (the ablation baseline) and the buffer overwrites its oldest.
     pub backpressure: bool,
+    /// AD-30's job layer: a worker silent this long about a job it reported progress
+    /// on is suspected for that job, and the job's workflows are taken back from it if
+    /// the suspicion runs out (`silence`). `None`: off.
+    pub job_silence: Option<Duration>,
 }
 
 impl Default for ManagerConfig {
@@ -115,6 +120,7 @@ impl Default for ManagerConfig {
             gate_ttl: secs(90),
             max_gates: 64,
             report_give_up: secs(600),
+            job_silence: Some(super::silence::DEFAULT_SILENCE),
         }
     }
 }
@@ -360,6 +366,33 @@ struct Tombstone {
 /// A job's final report to its gate from DC `dc`'s manager `me`: `JobDone` for a
 /// completion, `FinalStatus` otherwise (from a live job's [`Job::ending`] or from its
 /// tombstone).
+/// How many workers run the job's dispatched or running workflows: the job size the
+/// job layer's timeout is computed over (membership.md §9).
+fn job_size(j: &Job) -> u32 {
+    let mut workers: SmallVec<[NodeId; 8]> = j
+        .life
+        .states()
+        .filter(|(_, s)| matches!(s, WorkflowState::Dispatched | WorkflowState::Running))
+        .filter_map(|(i, _)| j.dispatch[i as usize].map(|d| d.worker))
+        .collect();
+    workers.sort_unstable();
+    workers.dedup();
+    workers.len() as u32
+}
+
+/// A silence-watch call as the node's output to its DC membership.
+fn layer_call(call: Call, job_size: u32, out: &mut JobOutputs) {
+    out.push(match call {
+        Call::Suspect { job, worker } => JobOutput::SuspectForJob {
+            job,
+            worker,
+            job_size,
+        },
+        Call::Refute { job, worker } => JobOutput::RefuteForJob { job, worker },
+        Call::Clear { job } => JobOutput::ClearJob { job },
+    });
+}
+
 fn report_of(dc: DcId, me: NodeId, job: JobId, t: Tombstone) -> JobMsg {
     match t.status {
         DcStatus::Completed => JobMsg::JobDone {
@@ -481,6 +514,8 @@ pub struct ManagerJobs {
     tombstone_queue: std::collections::VecDeque<(Instant, JobId)>,
     /// Gates registered for our heartbeats (routing.md §1): address -> last hello.
     gates_registered: BTreeMap<Addr, Instant>,
+    /// The leader's watch on (job, worker) pairs that fall silent (AD-30's job layer).
+    silence: SilenceWatch,
 }
 
 pub enum ManagerInput {
@@ -501,6 +536,12 @@ pub enum ManagerInput {
         alive: bool,
         suspected: bool,
     },
+    /// The DC membership's job layer declared `worker` dead for `job` (a suspicion we
+    /// raised ran out): the job's workflows are taken back from it.
+    WorkerFailedJob {
+        job: JobId,
+        worker: NodeId,
+    },
     Tick,
 }
 
@@ -513,6 +554,7 @@ impl ManagerJobs {
         peers: Vec<(NodeId, Addr)>,
     ) -> ManagerJobs {
         let stats = StatsBuffer::new(cfg.stats.clone(), Instant::ZERO);
+        let silence = SilenceWatch::new(cfg.job_silence);
         ManagerJobs {
             replicas: BTreeMap::new(),
             peers: peers.into_iter().filter(|(n, _)| *n != me).collect(),
@@ -538,6 +580,7 @@ impl ManagerJobs {
             grace_due: None,
             tombstone_queue: std::collections::VecDeque::new(),
             gates_registered: BTreeMap::new(),
+            silence,
         }
     }
 
@@ -562,7 +605,11 @@ impl ManagerJobs {
 
     /// Per-job entries held: 0 once every job is reported and acknowledged.
     pub fn table_len(&self) -> usize {
-        self.jobs.len() + self.replicas.len() + self.issuer.len() + self.gates.len()
+        self.jobs.len()
+            + self.replicas.len()
+            + self.issuer.len()
+            + self.gates.len()
+            + self.silence.len()
     }
     pub fn has_job(&self, job: JobId) -> bool {
         self.jobs.contains_key(&job) || self.replicas.contains_key(&job)
@@ -593,7 +640,9 @@ impl ManagerJobs {
             .front()
             .map(|(at, _)| *at + self.cfg.tombstone_ttl);
         let grace = self.leading.and(self.grace_due);
+        let silence = self.leading.and(self.silence.next_deadline());
         [
+            silence,
             self.next_hello,
             self.dispatch_due,
             jobs,
@@ -682,9 +731,13 @@ impl ManagerJobs {
                 } else if self.workers.remove(&node).is_some() {
                     // Its workflows go back to the queue (a late result still counts);
                     // cancels it can no longer confirm are done.
+                    self.forget_worker_pairs(node, &mut out);
                     self.reclaim(node, TransitionReason::WorkerFailed, None, now, &mut out);
                     self.dispatch(now, &mut out);
                 }
+            }
+            ManagerInput::WorkerFailedJob { job, worker } => {
+                self.worker_failed_job(job, worker, now, &mut out)
             }
             ManagerInput::Tick => self.tick(now, &mut out),
         }
@@ -740,6 +793,10 @@ impl ManagerJobs {
     }
 
     fn on_msg(&mut self, from: Addr, msg: JobMsg, now: Instant, out: &mut JobOutputs) {
+        // Only progress starts watching a pair; other words matter once pairs exist.
+        if matches!(msg, JobMsg::WorkflowProgress { .. }) || !self.silence.is_empty() {
+            self.worker_word(from, &msg, now, out);
+        }
         match msg {
             JobMsg::Submit {
                 job,
@@ -1306,12 +1363,16 @@ impl ManagerJobs {
     /// the new signal at once, and the gates at the next heartbeat. Pushing it matters
     /// on the way down: a worker at REJECT sends no progress, so no ack would ever tell
     /// it the pressure is gone.
-    fn level_changed(&mut self, _now: Instant, out: &mut JobOutputs) {
+    fn level_changed(&mut self, now: Instant, out: &mut JobOutputs) {
         let level = if self.cfg.backpressure {
             self.stats.level()
         } else {
             Level::None
         };
+        if level == Level::Reject || self.level == Level::Reject {
+            // The workers drop their progress while we say REJECT: not their silence.
+            self.silence.excuse(now);
+        }
         if level != self.level {
             self.level = level;
             out.push(JobOutput::Event(JobEvent::BackpressureLevel {
@@ -1550,6 +1611,9 @@ impl ManagerJobs {
         if settled {
             let j = self.jobs.remove(&job).expect("settled");
             self.issuer.forget(job);
+            if let Some(call) = self.silence.forget_job(job) {
+                layer_call(call, 0, out);
+            }
             self.gates.forget_job(job);
             out.push(JobOutput::Event(JobEvent::Forgotten { job }));
             let t = j.ending().expect("settled jobs have ended");
@@ -1713,6 +1777,126 @@ impl ManagerJobs {
         self.forget_if_settled(job, now, out);
     }
 
+    /// AD-30's job layer: a worker's word about a job, as the silence watch hears it. A
+    /// progress report starts watching the pair; any word refreshes it and refutes a
+    /// suspicion or death mark we raised.
+    fn worker_word(&mut self, from: Addr, msg: &JobMsg, now: Instant, out: &mut JobOutputs) {
+        if self.leading.is_none() {
+            return;
+        }
+        let (job, workflow, progress) = match *msg {
+            JobMsg::WorkflowProgress { job, workflow, .. } => (job, workflow, true),
+            JobMsg::DispatchAck { job, workflow, .. }
+            | JobMsg::WorkflowDone { job, workflow, .. }
+            | JobMsg::WorkflowCancelled { job, workflow } => (job, workflow, false),
+            _ => return,
+        };
+        let Some(worker) = self.worker_at(from) else {
+            return;
+        };
+        // Only about a workflow of ours it was given (a stray report starts nothing).
+        let given = self.jobs.get(&job).is_some_and(|j| {
+            j.dispatch
+                .get(workflow as usize)
+                .copied()
+                .flatten()
+                .is_some_and(|d| d.worker == worker)
+        });
+        if !given {
+            return;
+        }
+        let call = if progress {
+            self.silence.progress(job, worker, now)
+        } else {
+            self.silence.heard(job, worker, now)
+        };
+        if let Some(call) = call {
+            layer_call(call, 0, out);
+        }
+    }
+
+    /// The pairs silent for the threshold are suspected for their job (leader).
+    fn silence_check(&mut self, now: Instant, out: &mut JobOutputs) {
+        if self.leading.is_none() || self.silence.next_deadline().is_none_or(|t| t > now) {
+            return;
+        }
+        if self.level == Level::Reject {
+            self.silence.excuse(now);
+        }
+        let mut calls = Vec::new();
+        let jobs = &self.jobs;
+        self.silence.check(
+            now,
+            |job, worker| jobs.get(&job).is_some_and(|j| j.runs_on(worker)),
+            &mut calls,
+        );
+        for call in calls {
+            let size = match call {
+                Call::Suspect { job, .. } => self.jobs.get(&job).map_or(0, job_size),
+                _ => 0,
+            };
+            layer_call(call, size, out);
+        }
+    }
+
+    /// The job layer declared `worker` dead for `job`: take the job's workflows back
+    /// from it, cancel them there, and give them to others. A verdict on a pair we no
+    /// longer suspect (it spoke since, or we stepped aside) is refuted instead.
+    fn worker_failed_job(
+        &mut self,
+        job: JobId,
+        worker: NodeId,
+        now: Instant,
+        out: &mut JobOutputs,
+    ) {
+        if self.leading.is_none() || !self.silence.died(job, worker) {
+            layer_call(Call::Refute { job, worker }, 0, out);
+            return;
+        }
+        let addr = self.workers.get(&worker).map(|w| w.addr);
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        let mut taken = 0u32;
+        for i in 0..j.life.len() as WorkflowIndex {
+            if j.dispatch[i as usize].is_none_or(|d| d.worker != worker) {
+                continue;
+            }
+            if matches!(
+                j.life.state(i),
+                WorkflowState::Dispatched | WorkflowState::Running
+            ) {
+                if let Some(addr) = addr {
+                    out.push(JobOutput::Send {
+                        to: addr,
+                        msg: JobMsg::CancelWorkflow { job, workflow: i },
+                    });
+                }
+                recover_wf(j, i, TransitionReason::WorkerFailed, now, out);
+                taken += 1;
+            }
+        }
+        j.release(worker);
+        out.push(JobOutput::Event(JobEvent::WorkerFailedJob {
+            job,
+            worker,
+            workflows: taken,
+        }));
+        self.dispatch(now, out);
+    }
+
+    /// `worker` is gone or evicted: the silence watch drops its pairs.
+    fn forget_worker_pairs(&mut self, worker: NodeId, out: &mut JobOutputs) {
+        if self.silence.is_empty() {
+            return;
+        }
+        let mut calls = Vec::new();
+        self.silence.forget_worker(worker, &mut calls);
+        for call in calls {
+            layer_call(call, 0, out);
+        }
+    }
+
     /// An evicted worker (jobs.md §2): its workflows are taken back and cancelled on it.
     fn evict(&mut self, node: NodeId, now: Instant, out: &mut JobOutputs) {
         let Some(wk) = self.workers.get_mut(&node) else {
@@ -1722,6 +1906,7 @@ impl ManagerJobs {
         wk.free_slots = 0; // until it says again what it can take
         let addr = wk.addr;
         out.push(JobOutput::Event(JobEvent::WorkerEvicted { worker: node }));
+        self.forget_worker_pairs(node, out);
         self.reclaim(node, TransitionReason::WorkerFailed, Some(addr), now, out);
         self.dispatch(now, out);
     }
@@ -1938,6 +2123,7 @@ impl ManagerJobs {
             self.forget_if_settled(job, now, out);
         }
         self.timeouts(now, out);
+        self.silence_check(now, out);
         self.dispatch(now, out);
     }
 
@@ -2138,6 +2324,11 @@ impl ManagerJobs {
     /// workflows, and leading again we would dispatch the cancelled ones once more
     /// (found by a chaos sweep: `jobs-basic.toml`, seed 80759, `--chaos 10`).
     fn step_aside(&mut self, now: Instant, out: &mut JobOutputs) {
+        let mut calls = Vec::new();
+        self.silence.clear(&mut calls);
+        for call in calls {
+            layer_call(call, 0, out);
+        }
         self.next_refresh = None;
         self.next_check = None;
         self.next_replica_upkeep = Some(now + self.offer_after());
@@ -2205,11 +2396,19 @@ impl ManagerJobs {
                 if j.life.state(i) != WorkflowState::Pending {
                     continue;
                 }
+                // A worker the job layer found failing this job comes last (AD-30).
+                let silence = &self.silence;
                 let Some((&node, wk)) = self
                     .workers
                     .iter_mut()
                     .filter(|(_, w)| w.free_slots > 0)
-                    .max_by_key(|(id, w)| (w.free_slots, core::cmp::Reverse(**id)))
+                    .max_by_key(|(id, w)| {
+                        (
+                            !silence.is_dead(*job, **id),
+                            w.free_slots,
+                            core::cmp::Reverse(**id),
+                        )
+                    })
                 else {
                     return;
                 };
@@ -2231,6 +2430,9 @@ impl ManagerJobs {
                     token,
                     at: now,
                 });
+                if let Some(call) = self.silence.dispatched(*job, node, now) {
+                    layer_call(call, 0, out);
+                }
                 let due = now + self.cfg.dispatch_timeout;
                 self.dispatch_due = Some(self.dispatch_due.map_or(due, |d| d.min(due)));
                 out.push(JobOutput::Send {
@@ -2343,6 +2545,156 @@ mod tests {
             );
         }
         m
+    }
+
+    fn progress(worker: u32, job: u64) -> ManagerInput {
+        from_worker(
+            worker,
+            JobMsg::WorkflowProgress {
+                job: JobId(job),
+                workflow: 0,
+                completed: 1,
+                workflows: 1,
+            },
+        )
+    }
+
+    fn layer_calls(out: &JobOutputs) -> Vec<JobOutput> {
+        out.iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    JobOutput::SuspectForJob { .. }
+                        | JobOutput::RefuteForJob { .. }
+                        | JobOutput::ClearJob { .. }
+                )
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// AD-30's job layer, the leader's side: worker 10 runs jobs 7 and 8, reports on
+    /// both, then only on 8. 30 s after its last word about 7 it is suspected for 7
+    /// (job size 1); the job layer's verdict takes job 7's workflow from it (cancelled
+    /// there, given to worker 11) and leaves job 8's alone.
+    #[test]
+    fn a_worker_silent_about_one_job_is_suspected_and_loses_that_job_alone() {
+        let t = Instant::ZERO;
+        let mut m = manager_with_workers();
+        m.step(leader(1), t);
+        m.step(hello(10, 2), t);
+        let mut token = BTreeMap::new();
+        for job in [7, 8] {
+            let out = m.step(submit(job, 1), t);
+            let d = dispatches(&out);
+            assert_eq!(d.len(), 1);
+            assert_eq!(d[0].0, Addr::from_u32(10));
+            token.insert(job, d[0].2);
+            m.step(
+                from_worker(
+                    10,
+                    JobMsg::DispatchAck {
+                        job: JobId(job),
+                        workflow: 0,
+                        token: d[0].2,
+                        accepted: true,
+                    },
+                ),
+                t,
+            );
+        }
+        m.step(hello(11, 2), t);
+        m.step(progress(10, 7), t + secs(1));
+        m.step(progress(10, 8), t + secs(1));
+        assert_eq!(m.next_deadline().map(|d| d <= t + secs(31)), Some(true));
+        for s in [10, 20, 30] {
+            m.step(progress(10, 8), t + secs(s));
+        }
+        let out = m.step(ManagerInput::Tick, t + secs(31) - millis(1));
+        assert!(layer_calls(&out).is_empty(), "not before 30 s of silence");
+        let out = m.step(ManagerInput::Tick, t + secs(31));
+        assert_eq!(
+            layer_calls(&out),
+            vec![JobOutput::SuspectForJob {
+                job: JobId(7),
+                worker: NodeId(10),
+                job_size: 1
+            }]
+        );
+        let out = m.step(
+            ManagerInput::WorkerFailedJob {
+                job: JobId(7),
+                worker: NodeId(10),
+            },
+            t + secs(46),
+        );
+        assert!(out.contains(&JobOutput::Send {
+            to: Addr::from_u32(10),
+            msg: JobMsg::CancelWorkflow {
+                job: JobId(7),
+                workflow: 0
+            }
+        }));
+        assert!(!out.iter().any(|o| matches!(
+            o,
+            JobOutput::Send { msg: JobMsg::CancelWorkflow { job, .. }, .. } if *job == JobId(8)
+        )));
+        let d = dispatches(&out);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, Addr::from_u32(11), "to another worker");
+        assert!(d[0].2 > token[&7], "under a newer token");
+        assert!(out.contains(&JobOutput::Event(JobEvent::WorkerFailedJob {
+            job: JobId(7),
+            worker: NodeId(10),
+            workflows: 1
+        })));
+        // A verdict we no longer stand by (already acted on) is refuted, not acted on.
+        let out = m.step(
+            ManagerInput::WorkerFailedJob {
+                job: JobId(7),
+                worker: NodeId(10),
+            },
+            t + secs(47),
+        );
+        assert_eq!(
+            layer_calls(&out),
+            vec![JobOutput::RefuteForJob {
+                job: JobId(7),
+                worker: NodeId(10)
+            }]
+        );
+        assert!(dispatches(&out).is_empty());
+    }
+
+    /// A suspected worker that speaks about the job again is refuted; a leader that
+    /// steps aside clears what it raised (a forgotten job's clearing is the simulator's
+    /// `a_worker_stuck_on_one_job_loses_that_job_alone_and_the_job_completes`).
+    #[test]
+    fn a_word_refutes_and_forgetting_or_stepping_aside_clears() {
+        let t = Instant::ZERO;
+        let mut m = running_job(None, 1, 1);
+        m.step(progress(10, 7), t + secs(1));
+        let out = m.step(ManagerInput::Tick, t + secs(31));
+        assert_eq!(layer_calls(&out).len(), 1);
+        let out = m.step(progress(10, 7), t + secs(32));
+        assert_eq!(
+            layer_calls(&out),
+            vec![JobOutput::RefuteForJob {
+                job: JobId(7),
+                worker: NodeId(10)
+            }]
+        );
+        let out = m.step(
+            ManagerInput::Leader {
+                leader: Some((NodeId(2), Addr::from_u32(2))),
+                term: 2,
+            },
+            t + secs(33),
+        );
+        assert_eq!(
+            layer_calls(&out),
+            vec![JobOutput::ClearJob { job: JobId(7) }]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod gate;
 pub mod manager;
+pub mod silence;
 pub mod worker;
 
 use crate::backpressure::stats::Level;
@@ -602,6 +603,14 @@ pub enum JobEvent {
         job: JobId,
         owner: NodeId,
     },
+    /// The job layer declared `worker` dead for `job` (AD-30): the job's workflows on it
+    /// (`workflows` of them) were taken back and cancelled on it; its other jobs stay.
+    /// (Last, so the variants before it keep their trace encoding.)
+    WorkerFailedJob {
+        job: JobId,
+        worker: NodeId,
+        workflows: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -624,6 +633,22 @@ pub enum JobOutput {
     ExtendSuspicion {
         node: NodeId,
         by: Duration,
+    },
+    /// AD-30's job layer, for the node's DC membership: suspect `worker` of failing
+    /// `job` (a job running on `job_size` workers; membership.md §9's `SuspectForJob`).
+    SuspectForJob {
+        job: JobId,
+        worker: NodeId,
+        job_size: u32,
+    },
+    /// We heard from `worker` about `job`: its job suspicion or death mark ends.
+    RefuteForJob {
+        job: JobId,
+        worker: NodeId,
+    },
+    /// We are done with `job`: the job layer drops its entries.
+    ClearJob {
+        job: JobId,
     },
 }
 

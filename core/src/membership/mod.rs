@@ -1,5 +1,5 @@
-//! SWIM membership with Lifeguard, role-aware peer confirmation and peer-health
-//! awareness (AD-29/30/46, membership.md §1–§7 and §9's peer-health gossip).
+//! SWIM membership with Lifeguard, role-aware peer confirmation, peer-health awareness
+//! and per-job suspicion (AD-29/30/46, membership.md §1–§9).
 //!
 //! One machine per membership cluster a node takes part in. It probes members in a
 //! shuffled round-robin (direct attempts, then k helpers), suspects with a Lifeguard
@@ -538,6 +538,7 @@ impl Membership {
             rate_buckets: self.rate.len(),
             coord_peers: self.coords.peer_count(),
             health_records: self.health_records(),
+            job_suspicions: self.job_suspicions.len(),
             timers: self.timers.len()
                 + self.member_timers.len()
                 + self.passive_warn.len()
@@ -872,5 +873,8 @@ pub struct TableSizes {
     pub coord_peers: usize,
     /// Peer-health records kept (members only; at most 500; stale after 30 s).
     pub health_records: usize,
+    /// §9's job layer: suspected or job-dead `(job, node)` pairs (at most 10,000; a
+    /// job's go when it is cleared, a node's when it leaves the global layer).
+    pub job_suspicions: usize,
     pub timers: usize,
 }

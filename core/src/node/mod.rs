@@ -30,6 +30,7 @@ use crate::jobs::{JobOutput, JobOutputs, WorkflowIndex};
 use crate::leadership::{
     Election, ElectionConfig, ElectionEvent, ElectionInput, ElectionOutput, GroupId,
 };
+use crate::membership::job_suspicion::JobChange;
 use crate::membership::lifeguard::DegradationLevel;
 use crate::membership::{self, Config, Identity, Membership, Mode};
 use crate::rng::derive_seed;
@@ -61,6 +62,9 @@ pub struct NodeConfig {
     pub backpressure: bool,
     /// Routing hysteresis (AD-36 §7) on; off only for ablation runs.
     pub routing_hysteresis: bool,
+    /// A DC leader's job-silence watch (AD-30's job layer, `jobs::silence`) on; off
+    /// only for ablation runs.
+    pub job_silence: bool,
 }
 
 pub enum Input<'a> {
@@ -266,6 +270,9 @@ impl Node {
             Role::Manager | Role::Unknown => JobPlane::Manager(Box::new(ManagerJobs::new(
                 ManagerConfig {
                     backpressure: cfg.backpressure,
+                    job_silence: cfg
+                        .job_silence
+                        .then_some(crate::jobs::silence::DEFAULT_SILENCE),
                     ..ManagerConfig::default()
                 },
                 cfg.node,
@@ -501,6 +508,20 @@ impl Node {
                             .is_some_and(|v| v.status == membership::member::Status::Alive),
                     });
                 }
+                (
+                    Event::JobSuspicion {
+                        cluster,
+                        job,
+                        node,
+                        change: JobChange::Dead,
+                    },
+                    JobPlane::Manager(_),
+                ) if *cluster == self.own_cluster => {
+                    manager_in.push(ManagerInput::WorkerFailedJob {
+                        job: *job,
+                        worker: *node,
+                    });
+                }
                 (Event::Election(ElectionEvent::LeaderChanged { leader, term, .. }), plane) => {
                     match plane {
                         JobPlane::Manager(_) => {
@@ -596,6 +617,13 @@ impl Node {
             .and_then(|l| l.voters.iter().find(|(n, _)| *n == node).map(|(_, a)| *a))
     }
 
+    /// A job-plane call for §9's job layer: our own DC's membership (the first machine).
+    fn pass_to_job_layer(&mut self, input: membership::Input<'_>, now: Instant, out: &mut Outputs) {
+        if let Some(m) = self.memberships.first_mut() {
+            m.step_into(input, now, out);
+        }
+    }
+
     /// Job messages become frames; job events, node events.
     fn job_outputs(&mut self, o: JobOutputs, now: Instant, out: &mut Outputs) {
         for jo in o {
@@ -622,6 +650,33 @@ impl Node {
                     if let Some(m) = self.memberships.first_mut() {
                         m.step_into(membership::Input::ExtensionGranted { node, by }, now, out);
                     }
+                }
+                // AD-30's job layer, in the DC's membership (ours: first).
+                JobOutput::SuspectForJob {
+                    job,
+                    worker,
+                    job_size,
+                } => self.pass_to_job_layer(
+                    membership::Input::SuspectForJob {
+                        job,
+                        node: worker,
+                        job_size,
+                        from: self.node,
+                    },
+                    now,
+                    out,
+                ),
+                JobOutput::RefuteForJob { job, worker } => self.pass_to_job_layer(
+                    membership::Input::RefuteForJob {
+                        job,
+                        node: worker,
+                        inc: None,
+                    },
+                    now,
+                    out,
+                ),
+                JobOutput::ClearJob { job } => {
+                    self.pass_to_job_layer(membership::Input::ClearJob { job }, now, out)
                 }
             }
         }
