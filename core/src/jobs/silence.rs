@@ -12,8 +12,9 @@
 //! - A pair is watched from its first progress report (a workflow that never reports
 //!   progress owes none: the job's timeout covers it) until the worker runs none of the
 //!   job's workflows, or the job is forgotten.
-//! - Silence is [`DEFAULT_SILENCE`] without a progress report, an acknowledgement, a
-//!   result or a cancel confirmation from the worker about the job.
+//! - Silence is [`DEFAULT_SILENCE`] without a progress report, a dispatch
+//!   acknowledgement or a result from the worker about the job (a cancel confirmation
+//!   only answers our cancel: a worker stuck on the workflow may still send one).
 //! - Silence we caused does not count: while our backpressure level is REJECT the
 //!   workers drop their progress (AD-23), so every clock restarts when it ends.
 //! - Any later word from the worker about the job refutes the suspicion, or ends the
@@ -109,9 +110,9 @@ impl SilenceWatch {
         self.heard(job, worker, now)
     }
 
-    /// Any word from `worker` about `job` (progress, an acknowledgement, a result, a
-    /// cancel confirmed): refreshes a watched pair, and refutes it if it was suspected
-    /// or dead. Never starts watching one.
+    /// Any word from `worker` about `job` (progress, a dispatch acknowledgement, a
+    /// result): refreshes a watched pair, and refutes it if it was suspected or dead.
+    /// Never starts watching one.
     pub fn heard(&mut self, job: JobId, worker: NodeId, now: Instant) -> Option<Call> {
         let after = self.after?;
         let p = self.pairs.get_mut(&(job, worker))?;

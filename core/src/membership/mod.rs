@@ -474,14 +474,16 @@ impl Membership {
         if self.leaving {
             return None;
         }
-        [
-            self.timers.next(),
-            self.member_timers.next(),
+        // Pairwise, not an iterator over an array: this runs after every step, and the
+        // iterator cost 2% of all instructions (callgrind, `nodes-100`).
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earliest(
+            earliest(self.timers.next(), self.member_timers.next()),
             self.job_suspicions.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        )
     }
 
     pub fn identity(&self) -> Identity {
