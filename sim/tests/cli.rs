@@ -491,3 +491,26 @@ fn chaos_adds_random_faults_from_twenty_seconds_on() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--chaos"));
     }
 }
+
+/// A job's `stall` names a DC or workers that exist, and at least one of them.
+#[test]
+fn a_bad_stall_names_the_key() {
+    let base = "name = \"s\"\nduration = \"1m\"\nseed = 1\n[[dc]]\nname = \"a\"\ngates = 1\nmanagers = 1\nworkers = 2\n[[job]]\nat = \"5s\"\ngate = \"a/gate-0\"\nworkflows = 1\nworkflow_duration = [\"1s\", \"2s\"]\n";
+    let parse = |stall: &str| {
+        let text = format!("{base}stall = {stall}\n");
+        meridian_sim::scenario::parse(&text, std::path::Path::new("stall.toml"), &[])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        parse("{ nodes = [\"a/worker-1\"], after = \"9s\" }"),
+        Ok(())
+    );
+    assert_eq!(parse("{ dc = \"a\", after = \"9s\" }"), Ok(()));
+    let unknown = parse("{ nodes = [\"a/worker-7\"], after = \"9s\" }").unwrap_err();
+    assert!(unknown.contains("job[0].stall.nodes"), "{unknown}");
+    let no_dc = parse("{ dc = \"b\", after = \"9s\" }").unwrap_err();
+    assert!(no_dc.contains("job[0].stall.dc"), "{no_dc}");
+    let neither = parse("{ after = \"9s\" }").unwrap_err();
+    assert!(neither.contains("job[0].stall"), "{neither}");
+}

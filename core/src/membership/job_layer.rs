@@ -130,7 +130,9 @@ impl Membership {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{confirm, deliver, env_from, events, machine, run_until, sent};
+    use super::super::tests::{
+        confirm, deliver, env_from, events, machine, plain_ping, run_until, sent,
+    };
     use super::*;
     use crate::time::secs;
 
@@ -160,19 +162,19 @@ mod tests {
     }
 
     fn ping_from(node: u32, inc: u32) -> Envelope {
-        env_from(
-            node,
-            Role::Worker,
-            inc,
-            Body::Ping {
-                seq: 1,
-                target: NodeId(0),
-                buddy: None,
-                gossip: vec![],
-                coord: None,
-                health: vec![],
-            },
-        )
+        plain_ping(node, Role::Worker, inc)
+    }
+
+    /// A manager's machine with workers 5 and 6 confirmed and suspected for `JOB` at
+    /// `t0` (job size 4).
+    fn two_suspected_workers() -> (Membership, Instant) {
+        let mut m = machine(Role::Manager);
+        let t0 = Instant::ZERO + secs(1);
+        for w in [5, 6] {
+            confirm(&mut m, w, Role::Worker, t0);
+            suspect(&mut m, w, 0, 4, t0);
+        }
+        (m, t0)
     }
 
     #[test]
@@ -253,7 +255,20 @@ mod tests {
                 }
             )]
         );
-        assert_eq!(m.next_deadline().map(|d| d <= t0 + secs(6)), Some(true));
+        // It fires then, not at the 10 s the unconfirmed suspicion had.
+        let mut log = Vec::new();
+        run_until(&mut m, t0 + secs(11), &mut log);
+        let deaths: Vec<Instant> = events(&log)
+            .into_iter()
+            .filter_map(|(at, e)| match e {
+                Event::JobSuspicion {
+                    change: JobChange::Dead,
+                    ..
+                } => Some(at),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deaths, vec![t0 + crate::time::millis(5_500)]);
     }
 
     #[test]
@@ -282,12 +297,7 @@ mod tests {
 
     #[test]
     fn the_global_layer_clears_a_gone_node_and_refutes_an_older_incarnation() {
-        let mut m = machine(Role::Manager);
-        let t0 = Instant::ZERO + secs(1);
-        confirm(&mut m, 5, Role::Worker, t0);
-        confirm(&mut m, 6, Role::Worker, t0);
-        suspect(&mut m, 5, 0, 4, t0);
-        suspect(&mut m, 6, 0, 4, t0);
+        let (mut m, t0) = two_suspected_workers();
         m.step(
             Input::SuspectForJob {
                 job: JobId(8),
@@ -317,17 +327,11 @@ mod tests {
             ]
         );
         assert_eq!(m.job_suspicions_len(), 0);
-        assert_eq!(m.next_deadline().map(|d| d < t0 + secs(15)), Some(true));
     }
 
     #[test]
     fn clear_job_and_the_applications_evidence_end_entries() {
-        let mut m = machine(Role::Manager);
-        let t0 = Instant::ZERO + secs(1);
-        confirm(&mut m, 5, Role::Worker, t0);
-        confirm(&mut m, 6, Role::Worker, t0);
-        suspect(&mut m, 5, 0, 4, t0);
-        suspect(&mut m, 6, 0, 4, t0);
+        let (mut m, t0) = two_suspected_workers();
         let out = m.step(
             Input::RefuteForJob {
                 job: JOB,

@@ -109,6 +109,12 @@ pub(super) fn events(log: &[(Instant, Output)]) -> Vec<(Instant, Event)> {
 
 /// Make `node` a confirmed Alive member by a direct PING from it.
 pub(super) fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
+    deliver(m, plain_ping(node, role, 0), now);
+    assert_eq!(m.member(NodeId(node)).unwrap().status, Status::Alive);
+}
+
+/// A PING to us (node 0) from `node` at incarnation `inc`, carrying nothing.
+pub(super) fn plain_ping(node: u32, role: Role, inc: u32) -> Envelope {
     let body = Body::Ping {
         seq: 1,
         target: NodeId(0),
@@ -117,8 +123,7 @@ pub(super) fn confirm(m: &mut Membership, node: u32, role: Role, now: Instant) {
         coord: None,
         health: vec![],
     };
-    deliver(m, env_from(node, role, 0, body), now);
-    assert_eq!(m.member(NodeId(node)).unwrap().status, Status::Alive);
+    env_from(node, role, inc, body)
 }
 
 /// `node` learned by gossip only (relayed by an observer, so nothing else joins the table).
