@@ -1781,6 +1781,12 @@ impl ManagerJobs {
         self.forget_if_settled(job, now, out);
     }
 
+    /// We dropped a worker's message unread (AD-22 load shedding): no pair's silence
+    /// counts from before now.
+    pub fn excuse_silence(&mut self, now: Instant) {
+        self.silence.excuse(now);
+    }
+
     /// AD-30's job layer: a worker's word about a job, as the silence watch hears it. A
     /// progress report starts watching the pair; any word refreshes it and refutes a
     /// suspicion or death mark we raised.
@@ -2666,6 +2672,26 @@ mod tests {
             }]
         );
         assert!(dispatches(&out).is_empty());
+    }
+
+    /// Messages we shed, and our own REJECT level, excuse the silence they cause.
+    #[test]
+    fn silence_we_cause_is_excused() {
+        let t = Instant::ZERO;
+        let mut m = running_job(None, 1, 1);
+        m.step(progress(10, 7), t + secs(1));
+        m.excuse_silence(t + secs(20));
+        let out = m.step(ManagerInput::Tick, t + secs(31));
+        assert!(layer_calls(&out).is_empty());
+        let out = m.step(ManagerInput::Tick, t + secs(50));
+        assert_eq!(
+            layer_calls(&out),
+            vec![JobOutput::SuspectForJob {
+                job: JobId(7),
+                worker: NodeId(10),
+                job_size: 1
+            }]
+        );
     }
 
     /// A suspected worker that speaks about the job again is refuted; a leader that

@@ -16,7 +16,8 @@
 //!   acknowledgement or a result from the worker about the job (a cancel confirmation
 //!   only answers our cancel: a worker stuck on the workflow may still send one).
 //! - Silence we caused does not count: while our backpressure level is REJECT the
-//!   workers drop their progress (AD-23), so every clock restarts when it ends.
+//!   workers drop their progress (AD-23), and while we shed messages on arrival
+//!   (AD-22) we drop it ourselves, so every clock restarts when that ends.
 //! - Any later word from the worker about the job refutes the suspicion, or ends the
 //!   death mark (it was slow, not stuck); so does dispatching it the job again.
 //! - A pair declared dead is not suspected again until it is watched again.

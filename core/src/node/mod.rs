@@ -854,6 +854,11 @@ impl Node {
                 // traffic, and CONTROL job messages, are Critical: never shed.
                 let p = job_class(&msg).priority();
                 if self.shedder.should_shed(self.overload.state(), p) {
+                    // A leader's own shedding silences its workers: not their silence
+                    // (AD-30's job-silence watch must not count it).
+                    if let JobPlane::Manager(m) = &mut self.jobs {
+                        m.excuse_silence(now);
+                    }
                     return;
                 }
                 let o = self.jobs.msg(sender_addr, msg, now);
