@@ -542,6 +542,12 @@ pub enum ManagerInput {
         job: JobId,
         worker: NodeId,
     },
+    /// The job layer ended or refused a suspicion of `worker` for `job` by itself
+    /// (refuted by a higher incarnation, cleared, rejected): watched afresh.
+    JobSuspicionLifted {
+        job: JobId,
+        worker: NodeId,
+    },
     Tick,
 }
 
@@ -742,6 +748,9 @@ impl ManagerJobs {
             }
             ManagerInput::WorkerFailedJob { job, worker } => {
                 self.worker_failed_job(job, worker, now, &mut out)
+            }
+            ManagerInput::JobSuspicionLifted { job, worker } => {
+                self.silence.lifted(job, worker, now)
             }
             ManagerInput::Tick => self.tick(now, &mut out),
         }

@@ -192,6 +192,25 @@ impl SilenceWatch {
         self.next_check = next;
     }
 
+    /// The job layer ended or refused our suspicion of `worker` for `job` on its own (a
+    /// higher incarnation refuted it, the node left the global layer, the table was
+    /// full): a pair we still hold suspected or dead is watched afresh from now, so
+    /// the two never disagree for good (a worker back at a higher incarnation that
+    /// stays silent about the job is suspected again 30 s later).
+    pub fn lifted(&mut self, job: JobId, worker: NodeId, now: Instant) {
+        let Some(after) = self.after else {
+            return;
+        };
+        if let Some(p) = self.pairs.get_mut(&(job, worker)) {
+            if p.standing != Standing::Watching {
+                p.standing = Standing::Watching;
+                p.heard_at = now;
+                let due = now + after;
+                self.next_check = Some(self.next_check.map_or(due, |t| t.min(due)));
+            }
+        }
+    }
+
     /// The job layer declared `worker` dead for `job`. True if we suspected the pair
     /// (take the job's workflows back from it); false for a verdict we no longer stand
     /// by (the caller refutes it).
@@ -300,6 +319,20 @@ mod tests {
         );
         assert_eq!(
             check(&mut s, T0 + secs(230)),
+            vec![Call::Suspect { job: A, worker: W }]
+        );
+    }
+
+    #[test]
+    fn a_suspicion_the_job_layer_lifts_is_watched_afresh() {
+        let mut s = SilenceWatch::new(Some(DEFAULT_SILENCE));
+        s.progress(A, W, T0);
+        assert_eq!(check(&mut s, T0 + secs(30)).len(), 1);
+        assert_eq!(s.next_deadline(), None);
+        s.lifted(A, W, T0 + secs(33));
+        assert!(!s.died(A, W), "no longer ours to act on");
+        assert_eq!(
+            check(&mut s, T0 + secs(63)),
             vec![Call::Suspect { job: A, worker: W }]
         );
     }

@@ -522,6 +522,20 @@ impl Node {
                         worker: *node,
                     });
                 }
+                (
+                    Event::JobSuspicion {
+                        cluster,
+                        job,
+                        node,
+                        change: JobChange::Refuted | JobChange::Cleared | JobChange::Rejected(_),
+                    },
+                    JobPlane::Manager(_),
+                ) if *cluster == self.own_cluster => {
+                    manager_in.push(ManagerInput::JobSuspicionLifted {
+                        job: *job,
+                        worker: *node,
+                    });
+                }
                 (Event::Election(ElectionEvent::LeaderChanged { leader, term, .. }), plane) => {
                     match plane {
                         JobPlane::Manager(_) => {
