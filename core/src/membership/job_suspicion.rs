@@ -468,6 +468,135 @@ mod tests {
         assert!(t.per_job.is_empty() && t.by_node.is_empty() && t.schedule.is_empty());
     }
 
+    #[derive(Clone, Debug)]
+    enum Op {
+        Suspect {
+            job: u64,
+            node: u32,
+            inc: u32,
+            from: u32,
+            size: u32,
+        },
+        Refute {
+            job: u64,
+            node: u32,
+            inc: Option<u32>,
+        },
+        RefuteBelow {
+            node: u32,
+            inc: u32,
+        },
+        ClearJob(u64),
+        ClearNode(u32),
+        Expire,
+    }
+
+    fn arb_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..4u64, 0..6u32, 0..3u32, 0..5u32, 0..8u32).prop_map(
+                |(job, node, inc, from, size)| Op::Suspect { job, node, inc, from, size }
+            ),
+            1 => (0..4u64, 0..6u32, proptest::option::of(0..4u32))
+                .prop_map(|(job, node, inc)| Op::Refute { job, node, inc }),
+            1 => (0..6u32, 0..4u32).prop_map(|(node, inc)| Op::RefuteBelow { node, inc }),
+            1 => (0..4u64).prop_map(Op::ClearJob),
+            1 => (0..6u32).prop_map(Op::ClearNode),
+            2 => Just(Op::Expire),
+        ]
+    }
+
+    /// The table's four indexes agree after any sequence of operations; every
+    /// suspected pair has exactly its deadline scheduled, never before `start + min`
+    /// (invariant 7); a deadline fires once.
+    fn assert_consistent(t: &JobSuspicions) {
+        assert_eq!(t.by_node.len(), t.entries.len());
+        for (job, node) in t.entries.keys() {
+            assert!(t.by_node.contains(&(*node, *job)));
+        }
+        let per_job: u32 = t.per_job.values().sum();
+        assert_eq!(per_job as usize, t.entries.len());
+        assert!(t.per_job.values().all(|n| *n > 0));
+        let suspected: Vec<_> = t
+            .entries
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Suspected { s, .. } => Some((k, s)),
+                Entry::Dead { .. } => None,
+            })
+            .collect();
+        assert_eq!(suspected.len(), t.schedule.len());
+        for ((job, node), s) in suspected {
+            assert!(t.schedule.contains(&(s.deadline(), *job, *node)));
+            assert!(s.deadline() >= s.floor());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sequence_keeps_the_indexes_in_step(
+            ops in proptest::collection::vec((arb_op(), 0..3_000u64), 1..120)
+        ) {
+            let mut t = JobSuspicions::default();
+            let mut now = T0;
+            let mut fired = std::collections::BTreeSet::new();
+            for (op, dt_ms) in ops {
+                now = now + millis(dt_ms);
+                match op {
+                    Op::Suspect { job, node, inc, from, size } => {
+                        let change = t.suspect(
+                            JobId(job),
+                            NodeId(node),
+                            Incarnation(inc),
+                            NodeId(from),
+                            ME,
+                            size,
+                            job_suspicion_bounds(Role::Manager),
+                            now,
+                        );
+                        if let Some(JobChange::Suspected { .. }) = change {
+                            fired.remove(&(job, node));
+                        }
+                    }
+                    Op::Refute { job, node, inc } => {
+                        if t.refute(JobId(job), NodeId(node), inc.map(Incarnation)) {
+                            fired.remove(&(job, node));
+                        }
+                    }
+                    Op::RefuteBelow { node, inc } => {
+                        for job in t.refute_node_below(NodeId(node), Incarnation(inc)) {
+                            fired.remove(&(job.0, node));
+                        }
+                    }
+                    Op::ClearJob(job) => {
+                        for node in t.clear_job(JobId(job)) {
+                            fired.remove(&(job, node.0));
+                        }
+                    }
+                    Op::ClearNode(node) => {
+                        for job in t.clear_node(NodeId(node)) {
+                            fired.remove(&(job.0, node));
+                        }
+                    }
+                    Op::Expire => {
+                        while let Some((job, node)) = t.expire_due(now) {
+                            proptest::prop_assert!(
+                                fired.insert((job.0, node.0)),
+                                "a deadline fired twice"
+                            );
+                            proptest::prop_assert_eq!(
+                                t.status(job, node),
+                                Some(JobStatus::Dead)
+                            );
+                        }
+                        proptest::prop_assert!(t.next_deadline().is_none_or(|d| d > now));
+                    }
+                }
+                assert_consistent(&t);
+            }
+        }
+    }
+
     #[test]
     fn the_table_is_bounded_per_job_and_in_all() {
         let mut t = JobSuspicions::default();
