@@ -15,7 +15,8 @@
 //! push-pull, reconnect); the pure pieces are `gossip`, `lifeguard`, `suspicion`,
 //! `confirmation`, `timers`, `member`, `rate` (§5 per-sender token buckets),
 //! `health` (§9 peer-health records; the machine's side is `peer_health`),
-//! `job_suspicion` (§9's job layer; the machine's side is `job_layer`) and `config`. This file holds the machine's state, its public API and the timer
+//! `job_suspicion` (§9's job layer; the machine's side is `job_layer`) and
+//! `config`. This file holds the machine's state, its public API and the timer
 //! dispatch.
 
 pub mod config;
