@@ -142,8 +142,8 @@ impl SilenceWatch {
         }
     }
 
-    /// Our level tells the workers to drop their progress: no silence counts until it
-    /// no longer does (called while it does).
+    /// Our level tells the workers to drop their progress (AD-23), or we drop it on
+    /// arrival (AD-22 shedding): no silence counts from before `now` (called each time).
     pub fn excuse(&mut self, now: Instant) {
         self.quiet_from = self.quiet_from.max(now);
         if let (Some(after), Some(t)) = (self.after, self.next_check) {
