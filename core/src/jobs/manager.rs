@@ -366,6 +366,59 @@ struct Tombstone {
 /// A job's final report to its gate from DC `dc`'s manager `me`: `JobDone` for a
 /// completion, `FinalStatus` otherwise (from a live job's [`Job::ending`] or from its
 /// tombstone).
+/// What [`take_back`] did to one job.
+struct TakenBack {
+    /// Dispatched or running workflows put back to be dispatched again.
+    workflows: u32,
+    /// Cancelling workflows counted as cancelled (the worker is gone).
+    cancels_done: bool,
+}
+
+/// Take back every workflow of `j` that `worker` was given: dispatched or running ones
+/// go back to Pending (with a cancel to `cancel_at` if the worker lives on), cancelling
+/// ones count as cancelled if it does not. The one place a worker loses a job's work:
+/// its death or eviction (every job) and the job layer's verdict (one job).
+fn take_back(
+    j: &mut Job,
+    worker: NodeId,
+    reason: TransitionReason,
+    cancel_at: Option<Addr>,
+    now: Instant,
+    out: &mut JobOutputs,
+) -> TakenBack {
+    let mut taken = TakenBack {
+        workflows: 0,
+        cancels_done: false,
+    };
+    for i in 0..j.life.len() as WorkflowIndex {
+        if j.dispatch[i as usize].is_none_or(|d| d.worker != worker) {
+            continue;
+        }
+        match j.life.state(i) {
+            WorkflowState::Dispatched | WorkflowState::Running => {
+                if let Some(addr) = cancel_at {
+                    out.push(JobOutput::Send {
+                        to: addr,
+                        msg: JobMsg::CancelWorkflow {
+                            job: j.id,
+                            workflow: i,
+                        },
+                    });
+                }
+                recover_wf(j, i, reason, now, out);
+                taken.workflows += 1;
+            }
+            WorkflowState::Cancelling if cancel_at.is_none() => {
+                cancelled(j, i, now, out);
+                taken.cancels_done = true;
+            }
+            _ => {}
+        }
+    }
+    j.release(worker);
+    taken
+}
+
 /// How many workers run the job's dispatched or running workflows: the job size the
 /// job layer's timeout is computed over (membership.md §9).
 fn job_size(j: &Job) -> u32 {
@@ -770,33 +823,9 @@ impl ManagerJobs {
     ) {
         let mut cancels_done: smallvec::SmallVec<[JobId; 4]> = smallvec::SmallVec::new();
         for (&id, j) in self.jobs.iter_mut() {
-            for i in 0..j.life.len() as WorkflowIndex {
-                if j.dispatch[i as usize].is_none_or(|d| d.worker != worker) {
-                    continue;
-                }
-                match j.life.state(i) {
-                    WorkflowState::Dispatched | WorkflowState::Running => {
-                        if let Some(addr) = cancel_at {
-                            out.push(JobOutput::Send {
-                                to: addr,
-                                msg: JobMsg::CancelWorkflow {
-                                    job: id,
-                                    workflow: i,
-                                },
-                            });
-                        }
-                        recover_wf(j, i, reason, now, out);
-                    }
-                    WorkflowState::Cancelling if cancel_at.is_none() => {
-                        cancelled(j, i, now, out);
-                        if cancels_done.last() != Some(&id) {
-                            cancels_done.push(id);
-                        }
-                    }
-                    _ => {}
-                }
+            if take_back(j, worker, reason, cancel_at, now, out).cancels_done {
+                cancels_done.push(id);
             }
-            j.release(worker);
         }
         // A job that ended and was acknowledged waits only for its cancels: the dead
         // worker's were its last, it goes now (it used to stay for ever).
@@ -1870,34 +1899,25 @@ impl ManagerJobs {
             layer_call(Call::Refute { job, worker }, 0, out);
             return;
         }
-        let addr = self.workers.get(&worker).map(|w| w.addr);
+        // A worker we no longer know has had its workflows taken back already.
+        let Some(addr) = self.workers.get(&worker).map(|w| w.addr) else {
+            return;
+        };
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
-        let mut taken = 0u32;
-        for i in 0..j.life.len() as WorkflowIndex {
-            if j.dispatch[i as usize].is_none_or(|d| d.worker != worker) {
-                continue;
-            }
-            if matches!(
-                j.life.state(i),
-                WorkflowState::Dispatched | WorkflowState::Running
-            ) {
-                if let Some(addr) = addr {
-                    out.push(JobOutput::Send {
-                        to: addr,
-                        msg: JobMsg::CancelWorkflow { job, workflow: i },
-                    });
-                }
-                recover_wf(j, i, TransitionReason::WorkerFailed, now, out);
-                taken += 1;
-            }
-        }
-        j.release(worker);
+        let taken = take_back(
+            j,
+            worker,
+            TransitionReason::WorkerFailed,
+            Some(addr),
+            now,
+            out,
+        );
         out.push(JobOutput::Event(JobEvent::WorkerFailedJob {
             job,
             worker,
-            workflows: taken,
+            workflows: taken.workflows,
         }));
         self.dispatch(now, out);
     }

@@ -104,8 +104,7 @@ impl SilenceWatch {
                     standing: Standing::Watching,
                 },
             );
-            let due = now + after;
-            self.next_check = Some(self.next_check.map_or(due, |t| t.min(due)));
+            self.arm(now + after);
             return None;
         }
         self.heard(job, worker, now)
@@ -121,9 +120,13 @@ impl SilenceWatch {
         let was = core::mem::replace(&mut p.standing, Standing::Watching);
         // Watched from now: its next silence is due then (and a check then also drops
         // it once the worker runs none of the job's workflows).
-        let due = now + after;
-        self.next_check = Some(self.next_check.map_or(due, |t| t.min(due)));
+        self.arm(now + after);
         (was != Standing::Watching).then_some(Call::Refute { job, worker })
+    }
+
+    /// A pair falls silent at `due` at the earliest: check by then.
+    fn arm(&mut self, due: Instant) {
+        self.next_check = Some(self.next_check.map_or(due, |t| t.min(due)));
     }
 
     /// Whether the job layer declared `worker` dead for `job` (and it has not spoken
@@ -205,8 +208,7 @@ impl SilenceWatch {
             if p.standing != Standing::Watching {
                 p.standing = Standing::Watching;
                 p.heard_at = now;
-                let due = now + after;
-                self.next_check = Some(self.next_check.map_or(due, |t| t.min(due)));
+                self.arm(now + after);
             }
         }
     }
