@@ -12,6 +12,9 @@ use crate::jobs::JobMsg;
 use crate::leadership::{ElectionMsg, GroupId};
 use serde::{Deserialize, Serialize};
 
+pub mod oob;
+pub use oob::{OobFrame, OobKind};
+
 /// Bumped on any incompatible change of [`Envelope`] or [`Body`]. 2: PING and ACK
 /// carry peer-health records (`health`, membership.md §9).
 pub const WIRE_VERSION: u8 = 2;
