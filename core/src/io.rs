@@ -22,6 +22,13 @@ pub enum Output {
         bytes: Vec<u8>,
     },
     Event(Event),
+    /// An out-of-band probe or its answer (membership.md §9; `wire::oob`). `to` is the
+    /// member's own address: the shell sends to its OOB endpoint (the driver: the same
+    /// host, port + 100), or, for an answer, back where the probe came from.
+    Oob {
+        to: Addr,
+        bytes: Vec<u8>,
+    },
 }
 
 pub type Outputs = SmallVec<[Output; 4]>;
@@ -113,12 +120,23 @@ pub enum Event {
     Overload {
         state: crate::backpressure::overload::OverloadState,
     },
-    /// §9's job layer (last, so the variants before it keep their trace encoding): what happened to `node`'s standing for `job` at this node.
-    /// Never a change of its global status (those are `Member` events).
+    /// §9's job layer: what happened to `node`'s standing for `job` at this node. Never
+    /// a change of its global status (those are `Member` events).
     JobSuspicion {
         cluster: ClusterId,
         job: crate::id::JobId,
         node: NodeId,
         change: crate::membership::job_suspicion::JobChange,
+    },
+    /// §9's out-of-band channel: the suspect `node` answered our OOB probe in time, so
+    /// its process is there (`overloaded`: with a nack). `extended`: its suspicion got
+    /// §9's one extension by `T_p` and a buddy SUSPECT went to it; false if the
+    /// suspicion had ended meanwhile. Never a confirmation or a refutation. (New
+    /// variants go last, so those before keep their trace encoding.)
+    OobAnswer {
+        cluster: ClusterId,
+        node: NodeId,
+        overloaded: bool,
+        extended: bool,
     },
 }

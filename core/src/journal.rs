@@ -74,6 +74,11 @@ pub enum RecordedInput {
         completed: u64,
         total: u64,
     },
+    /// Last, so journals written before it keep their encoding.
+    Oob {
+        from: Addr,
+        bytes: Vec<u8>,
+    },
 }
 
 impl RecordedInput {
@@ -84,6 +89,10 @@ impl RecordedInput {
                 bytes: bytes.to_vec(),
             },
             Input::Frame { from, bytes } => RecordedInput::Frame {
+                from: *from,
+                bytes: bytes.to_vec(),
+            },
+            Input::Oob { from, bytes } => RecordedInput::Oob {
                 from: *from,
                 bytes: bytes.to_vec(),
             },
@@ -130,6 +139,7 @@ impl RecordedInput {
         match self {
             RecordedInput::Datagram { from, bytes } => Input::Datagram { from: *from, bytes },
             RecordedInput::Frame { from, bytes } => Input::Frame { from: *from, bytes },
+            RecordedInput::Oob { from, bytes } => Input::Oob { from: *from, bytes },
             RecordedInput::Tick => Input::Tick,
             RecordedInput::Leave => Input::Leave,
             RecordedInput::LoopLag { ratio } => Input::LoopLag { ratio: *ratio },
@@ -174,6 +184,7 @@ impl RecordedInput {
         match self {
             RecordedInput::Datagram { .. } => "datagram",
             RecordedInput::Frame { .. } => "frame",
+            RecordedInput::Oob { .. } => "oob",
             RecordedInput::Tick => "tick",
             RecordedInput::Leave => "leave",
             RecordedInput::LoopLag { .. } => "loop-lag",
@@ -200,6 +211,12 @@ pub fn digest(out: &Outputs) -> u64 {
             }
             Output::Frame { to, bytes } => {
                 h.update(&[2]);
+                h.update(to.as_bytes());
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(bytes);
+            }
+            Output::Oob { to, bytes } => {
+                h.update(&[4]);
                 h.update(to.as_bytes());
                 h.update(&(bytes.len() as u64).to_le_bytes());
                 h.update(bytes);
@@ -385,7 +402,7 @@ mod tests {
                     Output::Frame { bytes, .. } => {
                         q.push((due, Addr::from_u32(from as u32), bytes, true))
                     }
-                    Output::Event(_) => {}
+                    Output::Event(_) | Output::Oob { .. } => {}
                 }
             }
         };

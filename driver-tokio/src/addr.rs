@@ -45,6 +45,22 @@ pub fn socket_of(a: Addr) -> Option<SocketAddr> {
     }
 }
 
+/// A node's out-of-band probe socket is its main port plus this (membership.md §9).
+pub const OOB_PORT_OFFSET: u16 = 100;
+
+/// Where the node at `a` listens for OOB datagrams (`None` past the last port).
+pub fn oob_socket_of(a: Addr) -> Option<SocketAddr> {
+    let mut sa = socket_of(a)?;
+    sa.set_port(sa.port().checked_add(OOB_PORT_OFFSET)?);
+    Some(sa)
+}
+
+/// The main address of the node whose OOB socket is `sa` (what the core knows it by).
+pub fn main_addr_of_oob(mut sa: SocketAddr) -> Option<Addr> {
+    sa.set_port(sa.port().checked_sub(OOB_PORT_OFFSET)?);
+    Some(addr_of(sa))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +76,15 @@ mod tests {
             6
         );
         assert_eq!(socket_of(Addr::from_u32(7)), None);
+    }
+
+    #[test]
+    fn the_oob_socket_is_the_main_port_plus_100_both_ways() {
+        let main: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        let oob = oob_socket_of(addr_of(main)).unwrap();
+        assert_eq!(oob, "127.0.0.1:8046".parse().unwrap());
+        assert_eq!(main_addr_of_oob(oob), Some(addr_of(main)));
+        assert_eq!(oob_socket_of(addr_of("[::1]:65436".parse().unwrap())), None);
+        assert_eq!(main_addr_of_oob("127.0.0.1:99".parse().unwrap()), None);
     }
 }

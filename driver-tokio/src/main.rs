@@ -235,7 +235,12 @@ async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode
             return ExitCode::from(2);
         }
     };
-    let bound = match Bound::bind(file.bind).await {
+    let bind = if file.membership.oob {
+        Bound::bind_with_oob(file.bind).await
+    } else {
+        Bound::bind(file.bind).await
+    };
+    let bound = match bind {
         Ok(b) => b,
         Err(e) => {
             note!("meridian-node: cannot bind {}: {e}", file.bind);

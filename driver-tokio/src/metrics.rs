@@ -215,7 +215,14 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             ("what=\"frames_rejected\"".into(), t(&stats.frames_rejected)),
             ("what=\"frames_dropped\"".into(), t(&stats.frames_dropped)),
             ("what=\"send_errors\"".into(), t(&stats.send_errors)),
+            ("what=\"oob_in\"".into(), t(&stats.oob_in)),
+            ("what=\"oob_dropped\"".into(), t(&stats.oob_dropped)),
             ("what=\"decode_errors\"".into(), node.decode_errors() as f64),
+            (
+                "what=\"oob_unanswered_for_rate\"".into(),
+                node.oob_counts().0 as f64,
+            ),
+            ("what=\"oob_unread\"".into(), node.oob_counts().1 as f64),
         ],
     );
     s

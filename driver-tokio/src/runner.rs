@@ -11,7 +11,7 @@
 //! frames are sealed with AES-256-GCM, and whatever no installed key opens is counted
 //! and dropped before the machine sees it.
 
-use crate::addr::{addr_of, socket_of};
+use crate::addr::{addr_of, main_addr_of_oob, oob_socket_of, socket_of};
 use crate::admin;
 use crate::keyring::Keyring;
 use crate::tls::Tls;
@@ -44,27 +44,57 @@ const MAX_CONNECTIONS: usize = 1024;
 /// A writer with nothing to send for this long closes its connection and ends.
 const IDLE: Duration = Duration::from_secs(60);
 
-/// A node's UDP socket and TCP listener, bound to the same port.
+/// A node's UDP socket and TCP listener, bound to the same port, and with the
+/// out-of-band probe channel on, its OOB UDP socket on that port + 100.
 pub struct Bound {
     udp: UdpSocket,
     tcp: TcpListener,
     addr: SocketAddr,
+    oob: Option<UdpSocket>,
 }
 
 impl Bound {
     /// Bind UDP and TCP on `at`; with port 0, on a port free for both.
     pub async fn bind(at: SocketAddr) -> io::Result<Bound> {
+        Self::bind_sockets(at, false).await
+    }
+
+    /// [`Bound::bind`], and the OOB socket on the port + 100 (membership.md §9; for
+    /// `membership.oob`). With port 0, on a port free for all three.
+    pub async fn bind_with_oob(at: SocketAddr) -> io::Result<Bound> {
+        Self::bind_sockets(at, true).await
+    }
+
+    async fn bind_sockets(at: SocketAddr, with_oob: bool) -> io::Result<Bound> {
         let mut last = None;
         for _ in 0..32 {
             let udp = UdpSocket::bind(at).await?;
             let addr = udp.local_addr()?;
-            match TcpListener::bind(addr).await {
-                Ok(tcp) => return Ok(Bound { udp, tcp, addr }),
+            let bound = async {
+                let tcp = TcpListener::bind(addr).await?;
+                let oob = if with_oob {
+                    let at = oob_socket_of(addr_of(addr))
+                        .ok_or_else(|| io::Error::other("no port 100 above the node's"))?;
+                    Some(UdpSocket::bind(at).await?)
+                } else {
+                    None
+                };
+                io::Result::Ok((tcp, oob))
+            };
+            match bound.await {
+                Ok((tcp, oob)) => {
+                    return Ok(Bound {
+                        udp,
+                        tcp,
+                        addr,
+                        oob,
+                    })
+                }
                 Err(e) if at.port() == 0 => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| io::Error::other("no port free for both UDP and TCP")))
+        Err(last.unwrap_or_else(|| io::Error::other("no port free for UDP, TCP and OOB")))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -99,6 +129,11 @@ pub struct DriverStats {
     pub frames_dropped: AtomicU64,
     /// Datagrams that could not be sent.
     pub send_errors: AtomicU64,
+    /// Datagrams on the OOB socket (membership.md §9), and those dropped before the
+    /// node saw them: oversize, unopened by the keyring, over the intake rate, from a
+    /// port with no node port 100 below it, or with the node's OOB queue full.
+    pub oob_in: AtomicU64,
+    pub oob_dropped: AtomicU64,
     pub events: AtomicU64,
 }
 
@@ -192,7 +227,12 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (frame_tx, frame_rx) = mpsc::channel(1024);
-    let Bound { udp, tcp, addr } = bound;
+    let Bound {
+        udp,
+        tcp,
+        addr,
+        oob,
+    } = bound;
     // With a keyring the cluster is closed: operators come from this host only.
     let admin_loopback_only = keyring.is_some();
     let accept = tokio::spawn(accept_loop(
@@ -207,7 +247,10 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
     let node = cfg.node;
     let recorder = record.map(|f| Recorder(std::io::BufWriter::new(f)));
     let task = tokio::spawn(node_loop(
-        udp,
+        Sockets {
+            udp,
+            oob: oob.map(Arc::new),
+        },
         cfg,
         frame_rx,
         cmd_rx,
@@ -230,8 +273,14 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
     }
 }
 
-async fn node_loop(
+/// The node's datagram sockets: the main one, and the OOB one if the channel is on.
+struct Sockets {
     udp: UdpSocket,
+    oob: Option<Arc<UdpSocket>>,
+}
+
+async fn node_loop(
+    sockets: Sockets,
     cfg: NodeConfig,
     mut frames: mpsc::Receiver<(Addr, Vec<u8>)>,
     mut commands: mpsc::Receiver<Command>,
@@ -281,6 +330,13 @@ async fn node_loop(
         out
     };
     let mut peers = Peers::new(me, stats.clone(), keyring.clone(), tls);
+    // The OOB socket's reader: it hands datagrams over on their own queue, which the
+    // loop below empties before anything else (the channel's point, §9).
+    let mut oob_in = sockets.oob.clone().map(|sock| {
+        let (tx, rx) = mpsc::channel(OOB_QUEUE);
+        tokio::spawn(read_oob(sock, tx, keyring.clone(), stats.clone()));
+        rx
+    });
     let keyring = keyring.as_ref();
     let (work_tx, mut work_rx) = mpsc::channel::<Work>(1024);
     let mut local = Local {
@@ -289,14 +345,29 @@ async fn node_loop(
         workload,
         finished: std::collections::VecDeque::new(),
     };
-    emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
+    emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
     let mut buf = vec![0u8; 65_536];
     loop {
+        if let Some((from, bytes)) = oob_in.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            let out = step(
+                &mut node,
+                Input::Oob {
+                    from,
+                    bytes: &bytes,
+                },
+                now(),
+            );
+            emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
+            continue;
+        }
         let deadline = node
             .next_deadline()
             .map(|d| base + Duration::from_micros(d.0));
         let out = tokio::select! {
-            r = udp.recv_from(&mut buf) => match r {
+            Some((from, bytes)) = recv_oob(&mut oob_in) => {
+                step(&mut node, Input::Oob { from, bytes: &bytes }, now())
+            }
+            r = sockets.udp.recv_from(&mut buf) => match r {
                 Ok((n, src)) => {
                     stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
                     match keyring.map(|k| k.open(&buf[..n])) {
@@ -349,7 +420,7 @@ async fn node_loop(
                     let id = JobId(job.id.unwrap_or_else(|| fresh_job_id(me, now())));
                     let out = step(&mut node, job.input(id), now());
                     let state = submit_state(id, &out);
-                    emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
+                    emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
                     let _ = reply.send(admin::Answer::Submitted { job: id.0, state });
                     continue;
                 }
@@ -359,7 +430,7 @@ async fn node_loop(
                 }
                 Some(Command::Leave(reply)) => {
                     let out = step(&mut node, Input::Leave, now());
-                    emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
+                    emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
                     let _ = reply.send(());
                     continue;
                 }
@@ -367,7 +438,7 @@ async fn node_loop(
                 None => std::future::pending().await,
             },
         };
-        emit(&udp, &mut peers, &stats, keyring, &mut local, out).await;
+        emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
     }
 }
 
@@ -465,8 +536,63 @@ fn rows(node: &Node) -> Vec<MemberRow> {
     v
 }
 
+/// OOB datagrams waiting for the node loop at most; more are dropped on arrival.
+const OOB_QUEUE: usize = 64;
+/// OOB datagrams taken in a second at most, so a flood of them cannot starve the loop
+/// that serves them first: twice what a node answers (membership.md §9: 100 a second)
+/// leaves room for the answers to its own probes.
+const OOB_INTAKE_PER_SEC: u32 = 200;
+
+/// Read the OOB socket: drop what is oversize, unopened, over the intake rate or from a
+/// port with no node below it; queue the rest, by the sender's main address.
+async fn read_oob(
+    sock: Arc<UdpSocket>,
+    tx: mpsc::Sender<(Addr, Vec<u8>)>,
+    keyring: Option<Keyring>,
+    stats: Arc<DriverStats>,
+) {
+    let max = meridian_core::wire::oob::MAX_OOB_DATAGRAM;
+    // One byte more than the largest datagram taken, so an oversize one shows.
+    let mut buf = [0u8; meridian_core::wire::oob::MAX_OOB_DATAGRAM + 1];
+    let mut window = (tokio::time::Instant::now(), 0u32);
+    loop {
+        let Ok((n, src)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        stats.oob_in.fetch_add(1, Ordering::Relaxed);
+        if window.0.elapsed() >= Duration::from_secs(1) {
+            window = (tokio::time::Instant::now(), 0);
+        }
+        window.1 += 1;
+        let opened = match keyring.as_ref() {
+            None => Ok(buf[..n].to_vec()),
+            Some(k) => k.open(&buf[..n]).map_err(|_| ()),
+        };
+        let taken = match (opened, main_addr_of_oob(src)) {
+            (Ok(bytes), Some(from)) if n <= max && window.1 <= OOB_INTAKE_PER_SEC => {
+                tx.try_send((from, bytes)).is_ok()
+            }
+            _ => false,
+        };
+        if !taken {
+            stats.oob_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// The next queued OOB datagram; never, without the channel.
+async fn recv_oob(rx: &mut Option<mpsc::Receiver<(Addr, Vec<u8>)>>) -> Option<(Addr, Vec<u8>)> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn emit(
-    udp: &UdpSocket,
+    sockets: &Sockets,
     peers: &mut Peers,
     stats: &DriverStats,
     keyring: Option<&Keyring>,
@@ -481,8 +607,21 @@ async fn emit(
                     None => bytes,
                 };
                 let sent = match socket_of(to) {
-                    Some(sa) => udp.send_to(&bytes, sa).await.is_ok(),
+                    Some(sa) => sockets.udp.send_to(&bytes, sa).await.is_ok(),
                     None => false,
+                };
+                if !sent {
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Output::Oob { to, bytes } => {
+                let bytes = match keyring {
+                    Some(k) => k.seal(&bytes),
+                    None => bytes,
+                };
+                let sent = match (sockets.oob.as_ref(), oob_socket_of(to)) {
+                    (Some(sock), Some(sa)) => sock.send_to(&bytes, sa).await.is_ok(),
+                    _ => false,
                 };
                 if !sent {
                     stats.send_errors.fetch_add(1, Ordering::Relaxed);

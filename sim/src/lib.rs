@@ -10,6 +10,7 @@ pub mod coords;
 pub mod html;
 pub mod huge_pages;
 pub mod network;
+pub mod oob;
 pub mod random_faults;
 pub mod report;
 pub mod routing;

@@ -92,6 +92,10 @@ pub struct Messages {
     pub reordered: u64,
     /// Datagrams and frames the receiving node could not decode (counted and dropped).
     pub decode_errors: u64,
+    /// Of `sent`, datagrams on the out-of-band probe channel (membership.md §9;
+    /// absent when zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub oob: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +117,9 @@ pub struct MembershipReport {
     pub anti_entropy: AntiEntropy,
     /// §9's job layer: what the DC leaders' job-silence watch raised, and its verdicts.
     pub job_layer: crate::check::JobLayerReport,
+    /// §9's out-of-band probes (present when `membership.oob` is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oob: Option<crate::oob::OobReport>,
 }
 
 /// Periodic syncs begin with table digests; a full push-pull follows only when they

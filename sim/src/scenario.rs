@@ -373,6 +373,8 @@ pub struct MembershipOverrides {
     pub lifeguard: Option<bool>,
     /// Peer-health gossip and its effects (membership.md §9; default on).
     pub peer_health: Option<bool>,
+    /// The out-of-band probe channel (membership.md §9; default off).
+    pub oob: Option<bool>,
     pub indirect_helpers: Option<usize>,
     pub retransmit_mult: Option<f64>,
     pub gossip_per_datagram: Option<usize>,
@@ -404,6 +406,7 @@ impl MembershipOverrides {
             tombstone,
             lifeguard,
             peer_health,
+            oob,
             indirect_helpers,
             retransmit_mult,
             gossip_per_datagram,

@@ -30,6 +30,26 @@ use std::io::Write;
 /// Incarnation store: a restarted node starts at `stored + 10` (membership.md §2).
 const RESTART_INC_STEP: u32 = 10;
 
+/// Which socket a message travels on: the main UDP one, the reliable stream, or the
+/// out-of-band probe socket (membership.md §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chan {
+    Datagram,
+    Frame,
+    Oob,
+}
+
+impl Chan {
+    /// The trace's tag of a transmission on this channel; a delivery's is one more.
+    fn tag(self) -> u8 {
+        match self {
+            Chan::Datagram => 0xD0,
+            Chan::Frame => 0xF0,
+            Chan::Oob => 0xB0,
+        }
+    }
+}
+
 enum Ev {
     Start {
         node: u32,
@@ -38,7 +58,7 @@ enum Ev {
         to: u32,
         from: u32,
         bytes: Vec<u8>,
-        frame: bool,
+        chan: Chan,
         slowed: bool,
         /// Sequence on its link while a reorder fault is being measured, else 0.
         seq: u32,
@@ -288,6 +308,8 @@ pub struct World<'a> {
     bp: Option<crate::backpressure::Tracker>,
     /// Routing accounting (scenarios with routed jobs: `[[job]]` entries without `dcs`).
     routing: Option<crate::routing::Tracker>,
+    /// §9's out-of-band probes (scenarios with `membership.oob`).
+    oob: Option<crate::oob::OobTally>,
     /// Each DC's managers (the true RTT to a DC is the mean RTT to them).
     dc_managers: Vec<Vec<usize>>,
     /// When the latest fault struck (leadership re-convergence is only bounded on a
@@ -369,6 +391,7 @@ impl<'a> World<'a> {
             job_spec: Vec::new(),
             true_items: Default::default(),
             bp: (!scenario.loads.is_empty()).then(Default::default),
+            oob: scenario.membership_config().oob.then(Default::default),
             routing: scenario
                 .jobs
                 .iter()
@@ -436,10 +459,10 @@ impl<'a> World<'a> {
                     to,
                     from,
                     bytes,
-                    frame,
+                    chan,
                     slowed,
                     seq,
-                } => self.deliver(to as usize, from as usize, bytes, frame, slowed, seq),
+                } => self.deliver(to as usize, from as usize, bytes, chan, slowed, seq),
                 Ev::Tick { node, generation } => self.tick(node as usize, generation),
                 Ev::Fault { index } => self.fault(index),
                 Ev::Resume { node, generation } => {
@@ -560,6 +583,7 @@ impl<'a> World<'a> {
                 tables_at_end,
                 anti_entropy,
                 job_layer: c.job_layer.clone(),
+                oob: self.oob.as_ref().map(|t| t.report()),
             },
             leadership,
             jobs,
@@ -1050,6 +1074,9 @@ impl<'a> World<'a> {
         if let Some(rt) = self.routing.as_mut() {
             rt.on_stop(i);
         }
+        if let Some(t) = self.oob.as_mut() {
+            t.forget(i);
+        }
         if let Some(w) = self.trace.as_mut() {
             let what = if crashed { "crashed" } else { "stopped" };
             let line = crate::trace::node_line(self.now, &self.nodes[i].spec.name, what);
@@ -1062,7 +1089,7 @@ impl<'a> World<'a> {
         to: usize,
         from: usize,
         bytes: Vec<u8>,
-        frame: bool,
+        chan: Chan,
         slowed: bool,
         seq: u32,
     ) {
@@ -1080,14 +1107,18 @@ impl<'a> World<'a> {
                     to: to as u32,
                     from: from as u32,
                     bytes,
-                    frame,
+                    chan,
                     slowed,
                     seq,
                 },
             );
             return;
         }
-        if let (Some((lo, hi)), false) = (self.nodes[to].slow_us, slowed) {
+        // The OOB socket is served ahead of the main one (§9): a slow node's queue does
+        // not hold its probes back.
+        let frame = chan == Chan::Frame;
+        if let (Some((lo, hi)), false, false) = (self.nodes[to].slow_us, slowed, chan == Chan::Oob)
+        {
             // AD-32: the slow node holds the message until it can handle it, within its
             // in-flight caps (a refusal drops it; CONTROL is always admitted).
             let admitted = self.nodes[to]
@@ -1115,7 +1146,7 @@ impl<'a> World<'a> {
                     to: to as u32,
                     from: from as u32,
                     bytes,
-                    frame,
+                    chan,
                     slowed: true,
                     seq,
                 },
@@ -1132,9 +1163,12 @@ impl<'a> World<'a> {
                 last.1 = seq;
             }
         }
-        self.checker.on_delivery(to, from);
+        if chan != Chan::Oob {
+            // An OOB answer confirms nobody (invariant 3 counts main-socket traffic).
+            self.checker.on_delivery(to, from);
+        }
         let local = self.nodes[to].clock.local(self.now);
-        self.hash.update(&[if frame { 0xF1 } else { 0xD1 }]);
+        self.hash.update(&[chan.tag() + 1]);
         self.hash.update(&(to as u32).to_le_bytes());
         self.hash.update(&(from as u32).to_le_bytes());
         self.hash.update(&local.to_le_bytes());
@@ -1144,16 +1178,19 @@ impl<'a> World<'a> {
             .machine
             .as_mut()
             .expect("up nodes have a machine");
-        let input = if frame {
-            Input::Frame {
+        let input = match chan {
+            Chan::Frame => Input::Frame {
                 from: from_addr,
                 bytes: &bytes,
-            }
-        } else {
-            Input::Datagram {
+            },
+            Chan::Datagram => Input::Datagram {
                 from: from_addr,
                 bytes: &bytes,
-            }
+            },
+            Chan::Oob => Input::Oob {
+                from: from_addr,
+                bytes: &bytes,
+            },
         };
         let mut outs = self.out_buf.take().unwrap_or_default();
         machine.step_into(input, Instant(local), &mut outs);
@@ -1447,17 +1484,32 @@ impl<'a> World<'a> {
 
     fn output(&mut self, i: usize, o: Output, local: Instant) {
         match o {
-            Output::Transmit { to, bytes } => self.transmit(i, to, bytes, false),
-            Output::Frame { to, bytes } => self.transmit(i, to, bytes, true),
+            Output::Transmit { to, bytes } => self.transmit(i, to, bytes, Chan::Datagram),
+            Output::Frame { to, bytes } => self.transmit(i, to, bytes, Chan::Frame),
+            Output::Oob { to, bytes } => self.transmit_oob(i, to, bytes),
             Output::Event(e) => self.event(i, e, local),
         }
     }
 
-    fn transmit(&mut self, from: usize, to: Addr, bytes: Vec<u8>, frame: bool) {
-        if let Some(bp) = self.bp.as_mut() {
+    /// An OOB datagram (§9): rare, kept out of the hot path's inlined code.
+    #[cold]
+    #[inline(never)]
+    fn transmit_oob(&mut self, from: usize, to: Addr, bytes: Vec<u8>) {
+        if let Some(t) = self.oob.as_mut() {
+            t.on_send(&bytes);
+        }
+        self.messages.oob += 1;
+        self.transmit(from, to, bytes, Chan::Oob)
+    }
+
+    fn transmit(&mut self, from: usize, to: Addr, bytes: Vec<u8>, chan: Chan) {
+        // The reliable stream's frames are neither lost, corrupted, duplicated nor
+        // reordered; both kinds of datagram may be.
+        let frame = chan == Chan::Frame;
+        if let (Some(bp), false) = (self.bp.as_mut(), chan == Chan::Oob) {
             bp.on_send(&bytes, frame);
         }
-        self.hash.update(&[if frame { 0xF0 } else { 0xD0 }]);
+        self.hash.update(&[chan.tag()]);
         self.hash.update(to.as_bytes());
         self.hash.update(&bytes);
         self.messages.sent += 1;
@@ -1466,7 +1518,7 @@ impl<'a> World<'a> {
             .to_u32()
             .map(|d| d as usize)
             .filter(|d| *d < self.nodes.len());
-        if !frame {
+        if chan == Chan::Datagram {
             self.checker.on_transmit(from, dest, &bytes, self.now);
         }
         let Some(dest) = dest else {
@@ -1490,7 +1542,7 @@ impl<'a> World<'a> {
         }
         // While a reorder fault is on, datagrams carry a per-link sequence so that
         // overtaking is counted where it lands (none of this runs otherwise).
-        let seq = if !frame && self.net.reorder > 0.0 {
+        let seq = if chan == Chan::Datagram && self.net.reorder > 0.0 {
             let next = &mut self
                 .link_seq
                 .entry((from as u32, dest as u32))
@@ -1510,7 +1562,7 @@ impl<'a> World<'a> {
                     to: dest as u32,
                     from: from as u32,
                     bytes: bytes.clone(),
-                    frame,
+                    chan,
                     slowed: false,
                     seq,
                 },
@@ -1526,7 +1578,7 @@ impl<'a> World<'a> {
                 to: dest as u32,
                 from: from as u32,
                 bytes,
-                frame,
+                chan,
                 slowed: false,
                 seq,
             },
@@ -1539,6 +1591,9 @@ impl<'a> World<'a> {
         e.hash(&mut self.hash);
         if let Event::DecodeFailed { .. } = &e {
             self.messages.decode_errors += 1;
+        }
+        if let Some(t) = self.oob.as_mut() {
+            t.on_event(i, &e);
         }
         if let Event::SelfIncarnation { inc, .. } = &e {
             // The incarnation store persists before the bump is announced.

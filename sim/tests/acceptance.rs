@@ -86,6 +86,53 @@ fn lifeguard_prevents_false_positives_around_slow_nodes() {
     );
 }
 
+/// membership.md §9's out-of-band probe, on the same scenario without Lifeguard (so
+/// without the in-band last chance): a slow node's OOB socket is served ahead of its
+/// backed-up main one, so it answers at once; the answer sends it its suspicion and
+/// one more `T_p`, and most such suspects refute in time (seeds 1-5: 29 false
+/// positives without the channel, 3 with it). A crashed process never answers: every
+/// crash is declared as before.
+#[test]
+fn the_oob_probe_spares_slow_nodes_and_never_hears_from_a_crashed_one() {
+    let plain = common::load("lifeguard-slow-node.toml", &["membership.lifeguard=false"]);
+    let oob = common::load(
+        "lifeguard-slow-node.toml",
+        &["membership.lifeguard=false", "membership.oob=true"],
+    );
+    let (mut fp_with, mut fp_without, mut refuted) = (0, 0, 0);
+    let without = meridian_sim::sweep(&plain, 1..6, 2);
+    for (a, b) in meridian_sim::sweep(&oob, 1..6, 2).iter().zip(&without) {
+        assert_clean(a);
+        assert_clean(b);
+        assert!(b.membership.oob.is_none() && b.messages.oob == 0);
+        let o = a.membership.oob.as_ref().expect("an OOB report");
+        assert_eq!(a.messages.oob, o.probes + o.acks + o.nacks);
+        assert!(o.answered <= o.acks + o.nacks && o.acks + o.nacks <= o.probes);
+        assert!(o.extended <= o.answered && o.then_refuted + o.then_dead <= o.extended);
+        fp_with += a.membership.false_positives;
+        fp_without += b.membership.false_positives;
+        refuted += o.then_refuted;
+    }
+    assert!(refuted > 0, "some suspects refuted thanks to the extension");
+    assert!(
+        fp_with * 4 < fp_without,
+        "{fp_with} false positives with the OOB probe, {fp_without} without"
+    );
+    let crashes = common::load("single-dc-crash.toml", &["membership.oob=true"]);
+    let r = meridian_sim::run(&crashes, 1);
+    assert_clean(&r);
+    assert_eq!(r.membership.false_positives, 0);
+    assert_eq!(r.membership.detections.len(), 3);
+    assert!(r
+        .membership
+        .detections
+        .iter()
+        .all(|d| d.all_dead_ms.is_some()));
+    let o = r.membership.oob.as_ref().expect("an OOB report");
+    assert!(o.probes > 0, "the crashed nodes' suspicions ran out");
+    assert_eq!((o.acks, o.nacks, o.answered), (0, 0, 0));
+}
+
 /// membership.md §9 on the same scenario: each slow node's overload detector (AD-18)
 /// grades it from how long its messages wait (1.5-3 s: overloaded), it gossips the
 /// grade, and its peers wait x2.5 for it. Probes of the slow nodes then succeed, and

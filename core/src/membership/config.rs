@@ -33,6 +33,12 @@ pub struct Config {
     /// Peer-health awareness (membership.md §9): gossip our overload grade and go easier
     /// on loaded peers. Off: no records sent or used, every `peer_health` factor 1.
     pub peer_health: bool,
+    /// The out-of-band probe channel (membership.md §9, optional): one OOB probe before
+    /// a suspicion expires; an answer (the process is there, loaded or not) sends the
+    /// suspect a buddy SUSPECT and extends the deadline once by `T_p`. Off by default,
+    /// like the spec's Python (which never used it): it needs a second port open
+    /// between nodes (the driver binds port + 100), and it only ever delays a verdict.
+    pub oob: bool,
     /// Retransmit limit `max(1, floor(retransmit_mult x ln(N+1)))`.
     pub retransmit_mult: f64,
     /// Gossip updates per datagram at NORMAL degradation.
@@ -108,6 +114,7 @@ impl Default for Config {
             suspicion_max: None,
             lifeguard: true,
             peer_health: true,
+            oob: false,
             retransmit_mult: 3.0,
             gossip_per_datagram: 5,
             gossip_queue_cap: 1000,

@@ -86,30 +86,16 @@ impl Membership {
         }
         let spoke_since = m.last_heard_at.get().is_some_and(|t| t > s.started_at);
         let within_cap = now < s.started_at + s.max + s.max;
-        if self.cfg.lifeguard && (!s.last_chance || (spoke_since && within_cap)) {
-            // membership.md §9: one last probe before a suspicion expires, extending the
-            // deadline by T_p. The PING carries the buddy SUSPECT, so a live suspect
-            // refutes and its ACK brings the higher incarnation that clears the suspicion.
-            // Refinement: if the suspect has spoken to us directly since the suspicion
-            // began, it demonstrably lives (typically a verdict formed during a partition
-            // that just healed): probe and extend again rather than declare, up to twice
-            // the maximum suspicion, so a one-way cut still ends in a verdict.
-            let (addr, t) = (self.members.addr_of(m), self.probe_timeout_for(node, now));
-            let s = self
-                .suspicions
-                .get_mut(&node)
-                .expect("suspect has a suspicion");
-            s.last_chance = true;
-            s.last_probe_at = Some(now);
-            // The deadline may lie in the past (a recovered local health just shortened
-            // the suspicion): the probe always gets a full T_p from now.
-            s.granted += t + now.saturating_since(s.deadline());
-            let deadline = s.deadline();
-            let seq = self.seq();
-            self.send_ping(seq, node, addr, now, out);
-            self.at(deadline.max(now), Timer::Suspicion { node });
-            return;
+        let in_band = self.cfg.lifeguard && (!s.last_chance || (spoke_since && within_cap));
+        let out_of_band = self.cfg.oob && s.oob_seq.is_none();
+        if in_band || out_of_band {
+            let addr = self.members.addr_of(m);
+            if self.probe_again(node, addr, in_band, out_of_band, now, out) {
+                return;
+            }
         }
+        // Both probes held back or spent: the verdict (the borrows are taken afresh).
+        let (m, s) = (&self.members[&node], &self.suspicions[&node]);
         let ev = Event::SuspicionExpired {
             cluster: self.me.cluster,
             node,
@@ -122,6 +108,64 @@ impl Membership {
         let inc = m.inc;
         self.event(out, ev);
         self.declare_gone(node, Status::Dead, inc, self.me.node, now, out);
+    }
+
+    /// The suspicion of `node` ran out: send the in-band last-chance PING and/or §9's
+    /// OOB probe, extending the deadline for their answers. Returns false if neither
+    /// went out (the OOB probe held back by its bounds, no in-band chance left).
+    fn probe_again(
+        &mut self,
+        node: NodeId,
+        addr: Addr,
+        in_band: bool,
+        out_of_band: bool,
+        now: Instant,
+        out: &mut Outputs,
+    ) -> bool {
+        // §9's OOB probe: once a suspicion, beside the in-band one (the suspect's main
+        // socket may be backed up); its answer extends the deadline once more.
+        let oob_seq = if out_of_band {
+            self.send_oob_probe(node, addr, now, out)
+        } else {
+            None
+        };
+        if in_band {
+            // membership.md §9: one last probe before a suspicion expires, extending
+            // the deadline by T_p. The PING carries the buddy SUSPECT, so a live
+            // suspect refutes and its ACK brings the higher incarnation that clears
+            // the suspicion. Refinement: if the suspect has spoken to us directly
+            // since the suspicion began, it demonstrably lives (typically a verdict
+            // formed during a partition that just healed): probe and extend again
+            // rather than declare, up to twice the maximum suspicion, so a one-way
+            // cut still ends in a verdict.
+            let t = self.probe_timeout_for(node, now);
+            let s = self
+                .suspicions
+                .get_mut(&node)
+                .expect("suspect has a suspicion");
+            s.last_chance = true;
+            s.last_probe_at = Some(now);
+            // The deadline may lie in the past (a recovered local health just
+            // shortened the suspicion): the probe always gets a full T_p from now.
+            s.granted += t + now.saturating_since(s.deadline());
+            let seq = self.seq();
+            self.send_ping(seq, node, addr, now, out);
+        }
+        if in_band || oob_seq.is_some() {
+            let s = self
+                .suspicions
+                .get_mut(&node)
+                .expect("suspect has a suspicion");
+            if let Some(seq) = oob_seq {
+                // The answer gets its full wait before any verdict.
+                s.oob_seq = Some(seq);
+                s.granted += (now + oob::OOB_TIMEOUT).saturating_since(s.deadline());
+            }
+            let deadline = s.deadline();
+            self.at(deadline.max(now), Timer::Suspicion { node });
+            return true;
+        }
+        false
     }
 
     pub(super) fn declare_gone(

@@ -27,6 +27,7 @@ pub mod health;
 pub mod job_suspicion;
 pub mod lifeguard;
 pub mod member;
+pub mod oob;
 pub mod suspicion;
 pub mod timers;
 
@@ -170,6 +171,14 @@ pub struct Stats {
     pub death_checks: u64,
     /// Job suspicions refused (table full, unknown or not live node; §9).
     pub job_suspicions_rejected: u64,
+    /// §9's OOB probes sent, answered in time, left unanswered, and not sent for a
+    /// bound (the rate, the per-member gap, the probes in flight).
+    pub oob_probes: u64,
+    pub oob_answers: u64,
+    pub oob_unanswered: u64,
+    pub oob_held_back: u64,
+    /// Suspicions an OOB answer extended (at most one extension each).
+    pub oob_extensions: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -205,6 +214,10 @@ enum Timer {
     PushPull,
     Reconnect,
     Housekeeping,
+    /// An OOB probe's wait for its answer is over (§9).
+    OobTimeout {
+        seq: u32,
+    },
 }
 
 use timers::TimerKey;
@@ -313,6 +326,8 @@ pub struct Membership {
     own_health: health::OwnHealth,
     /// §9's job layer: per-`(job, node)` suspicions the application raises.
     job_suspicions: job_suspicion::JobSuspicions,
+    /// §9's out-of-band probes awaiting answers (`Config::oob`).
+    oob: oob::OobProber,
     stats: Stats,
 }
 
@@ -385,6 +400,7 @@ impl Membership {
             health: None,
             own_health: health::OwnHealth::new(now),
             job_suspicions: Default::default(),
+            oob: oob::OobProber::new(now),
             stats: Stats::default(),
         };
         m.at(first_round, Timer::RoundStart);
@@ -536,8 +552,8 @@ impl Membership {
             members: self.members.len(),
             gossip: self.gossip.len(),
             helps: self.helps.len(),
-            // Death checks are proactive pings too.
-            proactive: self.proactive.len() + self.death_checks.len(),
+            // Death checks and OOB probes are proactive probes too.
+            proactive: self.proactive.len() + self.death_checks.len() + self.oob.len(),
             rate_buckets: self.rate.len(),
             coord_peers: self.coords.peer_count(),
             health_records: self.health_records(),
@@ -693,6 +709,7 @@ impl Membership {
                     self.arm_housekeeping(now);
                 }
             }
+            Timer::OobTimeout { seq } => self.oob_timeout(seq),
         }
     }
 

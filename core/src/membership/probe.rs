@@ -169,9 +169,22 @@ impl Membership {
         now: Instant,
         out: &mut Outputs,
     ) {
-        // Lifeguard buddy: a suspect learns of its suspicion from the probe itself.
+        self.ping_with_buddy(seq, target, addr, self.cfg.lifeguard, now, out);
+    }
+
+    /// A PING; with `buddy`, a suspected target learns of its suspicion from the probe
+    /// itself (Lifeguard's buddy system, and §9's answer to an OOB probe).
+    pub(super) fn ping_with_buddy(
+        &mut self,
+        seq: u32,
+        target: NodeId,
+        addr: Addr,
+        buddy: bool,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
         let buddy = match self.members.get(&target) {
-            Some(m) if self.cfg.lifeguard && m.status == Status::Suspect => {
+            Some(m) if buddy && m.status == Status::Suspect => {
                 let from = self
                     .suspicions
                     .get(&target)

@@ -20,15 +20,24 @@ use crate::time::{CompactInstant, Instant};
 use crate::FxHashMap;
 use core::time::Duration;
 
+/// One token bucket (also the OOB channel's probe and answer limits).
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     last: CompactInstant,
 }
 
 impl Bucket {
+    /// A bucket holding `burst` tokens at `now`.
+    pub fn full(burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            last: CompactInstant::new(now),
+        }
+    }
+
     /// Refill for the time since the last datagram, then take a token if there is one.
-    fn take(&mut self, now: Instant, burst: f64, rate: f64) -> bool {
+    pub fn take(&mut self, now: Instant, burst: f64, rate: f64) -> bool {
         let elapsed = crate::time::micros_f64(now.saturating_since(self.last.get())) / 1e6;
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.last = CompactInstant::new(now);
@@ -92,10 +101,7 @@ impl RateLimiter {
         if self.len() >= max_senders {
             self.evict_least_recent(max_senders / 10 + 1);
         }
-        let mut fresh = Bucket {
-            tokens: burst,
-            last: CompactInstant::new(now),
-        };
+        let mut fresh = Bucket::full(burst, now);
         let admitted = fresh.take(now, burst, rate);
         match key {
             Some(k) => self.packed.insert(k, fresh),

@@ -46,6 +46,9 @@ pub struct Suspicion {
     pub last_chance: bool,
     /// When the latest last-chance probe went out.
     pub last_probe_at: Option<Instant>,
+    /// §9's one OOB probe of this suspicion, once sent; whether its answer extended it.
+    pub oob_seq: Option<u32>,
+    pub oob_extended: bool,
 }
 
 impl Suspicion {
@@ -73,6 +76,8 @@ impl Suspicion {
             granted: Duration::ZERO,
             last_chance: false,
             last_probe_at: None,
+            oob_seq: None,
+            oob_extended: false,
         }
     }
 

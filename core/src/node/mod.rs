@@ -18,7 +18,7 @@
 use crate::backpressure::class::job_class;
 use crate::backpressure::class::{body_class, Priority};
 use crate::backpressure::inflight::{InFlightLimits, InFlightTracker};
-use crate::backpressure::overload::{LoadShedder, OverloadConfig, OverloadDetector};
+use crate::backpressure::overload::{LoadShedder, OverloadConfig, OverloadDetector, OverloadState};
 use crate::id::JobId;
 use crate::id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
@@ -32,11 +32,15 @@ use crate::leadership::{
 };
 use crate::membership::job_suspicion::JobChange;
 use crate::membership::lifeguard::DegradationLevel;
+use crate::membership::oob::OobResponder;
 use crate::membership::{self, Config, Identity, Membership, Mode};
 use crate::rng::derive_seed;
 use crate::time::Instant;
 use crate::wire::{self, Channel};
-use crate::wire::{Body, Envelope};
+use crate::wire::{Body, Envelope, OobFrame, OobKind};
+
+#[cfg(test)]
+mod oob_tests;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeConfig {
@@ -73,6 +77,12 @@ pub enum Input<'a> {
         bytes: &'a [u8],
     },
     Frame {
+        from: Addr,
+        bytes: &'a [u8],
+    },
+    /// A datagram on the out-of-band probe channel (membership.md §9). Shells serve it
+    /// ahead of the main socket: that is its point.
+    Oob {
         from: Addr,
         bytes: &'a [u8],
     },
@@ -177,6 +187,11 @@ pub struct Node {
     /// AD-32: messages the shell holds for this node before handling them (a slow
     /// node's queue), capped per priority.
     in_flight: InFlightTracker,
+    /// §9's OOB channel, answering side: `None` unless `membership.oob` is on.
+    oob: Option<OobResponder>,
+    /// OOB datagrams dropped unread: the channel is off, or an answer matched no probe
+    /// in flight (late, duplicated or forged).
+    oob_dropped: u64,
 }
 
 impl Node {
@@ -304,6 +319,8 @@ impl Node {
                     Role::Manager | Role::Unknown => InFlightLimits::MANAGER,
                     Role::Worker => InFlightLimits::WORKER,
                 }),
+                oob: cfg.membership.oob.then(|| OobResponder::new(now)),
+                oob_dropped: 0,
             },
             out,
         )
@@ -338,6 +355,7 @@ impl Node {
         match input {
             Input::Datagram { from, bytes } => self.route(from, bytes, Channel::Datagram, now, out),
             Input::Frame { from, bytes } => self.route(from, bytes, Channel::Frame, now, out),
+            Input::Oob { from, bytes } => self.oob(from, bytes, now, out),
             Input::Tick => {
                 for m in self.memberships.iter_mut() {
                     if m.next_deadline().is_some_and(|d| d <= now) {
@@ -891,6 +909,42 @@ impl Node {
                 out.push(Output::Event(Event::DecodeFailed { error }));
             }
         }
+    }
+
+    /// §9's OOB channel: answer a probe (an ack, or a nack while overloaded), or hand
+    /// an answer to the machine whose probe it answers.
+    fn oob(&mut self, from: Addr, bytes: &[u8], now: Instant, out: &mut Outputs) {
+        let Some(responder) = self.oob.as_mut() else {
+            self.oob_dropped += 1;
+            return;
+        };
+        match OobFrame::decode(bytes) {
+            Err(error) => {
+                self.decode_errors += 1;
+                out.push(Output::Event(Event::DecodeFailed { error }));
+            }
+            Ok(frame) if frame.kind == OobKind::Probe => {
+                let overloaded = self.overload.state() == OverloadState::Overloaded;
+                if let Some(bytes) = responder.answer(frame.seq, overloaded, now) {
+                    out.push(Output::Oob { to: from, bytes });
+                }
+            }
+            Ok(frame) => {
+                if !self
+                    .memberships
+                    .iter_mut()
+                    .any(|m| m.oob_answer(from, frame, now, out))
+                {
+                    self.oob_dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// §9's OOB channel: `(probes left unanswered for the rate limit, datagrams
+    /// dropped unread)`.
+    pub fn oob_counts(&self) -> (u64, u64) {
+        (self.oob.as_ref().map_or(0, |r| r.refused), self.oob_dropped)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
