@@ -315,6 +315,13 @@ impl Report {
                 jl.suspected, jl.dead, jl.refuted, jl.cleared, jl.rejected
             );
         }
+        if let Some(o) = &mb.oob {
+            let _ = writeln!(
+                s,
+                "  out-of-band: {} probes, {} acks, {} nacks; {} suspicions extended ({} then refuted, {} declared dead)",
+                o.probes, o.acks, o.nacks, o.extended, o.then_refuted, o.then_dead
+            );
+        }
         for p in &mb.partitions {
             let heal = p.healed_at_ms.map_or("never healed".into(), |h| {
                 format!("healed at {:.1} s", h as f64 / 1000.0)
