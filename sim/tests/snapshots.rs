@@ -72,6 +72,11 @@ fn job_silence_report() {
 }
 
 #[test]
+fn long_workflows_report() {
+    snapshot("long-workflows");
+}
+
+#[test]
 fn timeout_leader_failover_report() {
     snapshot("timeout-leader-failover");
 }

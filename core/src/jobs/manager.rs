@@ -1137,6 +1137,11 @@ impl ManagerJobs {
                             jobs,
                         }));
                         out.push(JobOutput::ExtendSuspicion { node, by: grant });
+                        if handled.response.is_exhaustion_warning {
+                            // One grant left: a probe now lets its answer refill the
+                            // budget before the next request (`timeout::extension`).
+                            out.push(JobOutput::ProbeWorker { node });
+                        }
                     }
                     (None, Some(denial)) => {
                         out.push(JobOutput::Event(JobEvent::ExtensionDenied {
@@ -1817,6 +1822,14 @@ impl ManagerJobs {
             status: t.status,
         }));
         self.forget_if_settled(job, now, out);
+    }
+
+    /// AD-26: our DC membership last heard from `worker` directly at `at` (told with
+    /// each of its extension requests): see `timeout::extension`'s liveness refill.
+    pub fn worker_heard(&mut self, worker: NodeId, at: Instant) {
+        if let Some(wk) = self.workers.get_mut(&worker) {
+            wk.ext.heard(at);
+        }
     }
 
     /// We dropped a worker's message unread (AD-22 load shedding): no pair's silence
@@ -3639,6 +3652,49 @@ mod tests {
             }));
         }
         assert!(evicted);
+    }
+
+    /// AD-26's liveness refill, the manager's side: the grant that leaves one asks the
+    /// DC membership to probe the worker; once membership has heard from it after that
+    /// grant (the node says so with the next request), the budget is full again.
+    #[test]
+    fn a_worker_low_on_extensions_is_probed_and_its_answer_refills_the_budget() {
+        let t = Instant::ZERO;
+        let request = |items| {
+            from_worker(
+                10,
+                JobMsg::ExtensionRequest {
+                    request: crate::timeout::extension::ExtensionRequest {
+                        current_progress_ppm: 0,
+                        completed_items: Some(items),
+                        total_items: Some(100),
+                        active_workflows: 1,
+                        estimated_completion_ms: 0,
+                    },
+                },
+            )
+        };
+        let granted = |out: &JobOutputs| {
+            out.iter().find_map(|o| match o {
+                JobOutput::ExtendSuspicion { by, .. } => Some(*by),
+                _ => None,
+            })
+        };
+        let probe = JobOutput::ProbeWorker { node: NodeId(10) };
+        let mut m = running_job(Some(600), 1, 1);
+        for i in 0..4u64 {
+            let out = m.step(request(i + 1), t + secs(10 * i));
+            // The fourth grant leaves one: the probe goes with it, once.
+            assert_eq!(out.contains(&probe), i == 3, "grant {i}");
+        }
+        // Heard (before the request) after the fourth grant: a full budget again.
+        m.worker_heard(NodeId(10), t + secs(31));
+        assert_eq!(granted(&m.step(request(5), t + secs(40))), Some(secs(15)));
+        // Not heard since: the halving goes on from there.
+        assert_eq!(
+            granted(&m.step(request(6), t + secs(50))),
+            Some(millis(7_500))
+        );
     }
 
     /// jobs.md §4.4, gate-coordinated: progress to the gate every 10 s; a timeout is

@@ -650,6 +650,12 @@ pub enum JobOutput {
     ClearJob {
         job: JobId,
     },
+    /// AD-26: a worker's extension budget runs low: the DC membership probes it now, so
+    /// that its answer (a liveness answer, `timeout::extension`) can refill the budget
+    /// before the worker's next request.
+    ProbeWorker {
+        node: NodeId,
+    },
 }
 
 pub type JobOutputs = SmallVec<[JobOutput; 4]>;

@@ -142,6 +142,13 @@ pub enum Input<'a> {
     ClearJob {
         job: crate::id::JobId,
     },
+    /// Probe `node` now, outside the round (AD-26: the job plane wants a liveness
+    /// answer from a worker whose extension budget runs low). Its ACK, like the
+    /// last-chance PING's, belongs to no round and counts as a stale reply; what
+    /// matters is the direct contact it brings (`Member::last_heard_at`).
+    ProbeNow {
+        node: NodeId,
+    },
 }
 
 /// Counters of what was dropped or done; read by the shells' reports and metrics.
@@ -179,6 +186,8 @@ pub struct Stats {
     pub oob_held_back: u64,
     /// Suspicions an OOB answer extended (at most one extension each).
     pub oob_extensions: u64,
+    /// PINGs the application asked for (`Input::ProbeNow`).
+    pub probes_on_request: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -461,6 +470,18 @@ impl Membership {
             } => self.suspect_for_job(job, node, job_size, from, now, out),
             Input::RefuteForJob { job, node, inc } => self.refute_for_job(job, node, inc, out),
             Input::ClearJob { job } => self.clear_job(job, out),
+            Input::ProbeNow { node } => {
+                let live = self
+                    .members
+                    .get(&node)
+                    .is_some_and(|m| m.confirmed() && m.status.is_live());
+                if live && !self.leaving {
+                    let addr = self.members.addr_of(&self.members[&node]);
+                    let seq = self.seq();
+                    self.send_ping(seq, node, addr, now, out);
+                    self.stats.probes_on_request += 1;
+                }
+            }
             Input::ExtensionGranted { node, by } => {
                 if let Some(s) = self.suspicions.get_mut(&node) {
                     s.granted += by;

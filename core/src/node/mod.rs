@@ -649,8 +649,14 @@ impl Node {
             .and_then(|l| l.voters.iter().find(|(n, _)| *n == node).map(|(_, a)| *a))
     }
 
-    /// A job-plane call for §9's job layer: our own DC's membership (the first machine).
-    fn pass_to_job_layer(&mut self, input: membership::Input<'_>, now: Instant, out: &mut Outputs) {
+    /// A job-plane call for our own DC's membership (the first machine): §9's job layer,
+    /// AD-26's stretched suspicions and liveness probes.
+    fn pass_to_own_membership(
+        &mut self,
+        input: membership::Input<'_>,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
         if let Some(m) = self.memberships.first_mut() {
             m.step_into(input, now, out);
         }
@@ -678,17 +684,17 @@ impl Node {
                 JobOutput::Event(e) => out.push(Output::Event(Event::Job(e))),
                 // AD-26: the grant also stretches the worker's suspicion in the DC's
                 // membership (our own cluster: first).
-                JobOutput::ExtendSuspicion { node, by } => {
-                    if let Some(m) = self.memberships.first_mut() {
-                        m.step_into(membership::Input::ExtensionGranted { node, by }, now, out);
-                    }
-                }
+                JobOutput::ExtendSuspicion { node, by } => self.pass_to_own_membership(
+                    membership::Input::ExtensionGranted { node, by },
+                    now,
+                    out,
+                ),
                 // AD-30's job layer, in the DC's membership (ours: first).
                 JobOutput::SuspectForJob {
                     job,
                     worker,
                     job_size,
-                } => self.pass_to_job_layer(
+                } => self.pass_to_own_membership(
                     membership::Input::SuspectForJob {
                         job,
                         node: worker,
@@ -698,7 +704,7 @@ impl Node {
                     now,
                     out,
                 ),
-                JobOutput::RefuteForJob { job, worker } => self.pass_to_job_layer(
+                JobOutput::RefuteForJob { job, worker } => self.pass_to_own_membership(
                     membership::Input::RefuteForJob {
                         job,
                         node: worker,
@@ -708,7 +714,10 @@ impl Node {
                     out,
                 ),
                 JobOutput::ClearJob { job } => {
-                    self.pass_to_job_layer(membership::Input::ClearJob { job }, now, out)
+                    self.pass_to_own_membership(membership::Input::ClearJob { job }, now, out)
+                }
+                JobOutput::ProbeWorker { node } => {
+                    self.pass_to_own_membership(membership::Input::ProbeNow { node }, now, out)
                 }
             }
         }
@@ -878,6 +887,7 @@ impl Node {
                 _ => self.unknown_cluster += 1,
             },
             Ok(Envelope {
+                sender,
                 sender_addr,
                 body: Body::Job(msg),
                 ..
@@ -892,6 +902,19 @@ impl Node {
                         m.excuse_silence(now);
                     }
                     return;
+                }
+                if let (JobPlane::Manager(m), crate::jobs::JobMsg::ExtensionRequest { .. }) =
+                    (&mut self.jobs, &msg)
+                {
+                    // AD-26's liveness reset: when our DC membership last heard from the
+                    // worker directly (`timeout::extension`).
+                    let heard = self
+                        .memberships
+                        .first()
+                        .and_then(|own| own.member(sender).and_then(|w| w.last_heard_at.get()));
+                    if let Some(at) = heard {
+                        m.worker_heard(sender, at);
+                    }
                 }
                 let o = self.jobs.msg(sender_addr, msg, now);
                 self.job_outputs(o, now, out);

@@ -5,6 +5,18 @@
 //! is evicted. A new cycle starts when the worker completes a workflow or answers a
 //! liveness check.
 //!
+//! Spec conflict (jobs.md §2's reset, taken literally): if answering a liveness probe
+//! zeroed every field, a worker that is responsive but stuck would get a fresh first
+//! grant (which needs no progress) after every probe and never be evicted, while with
+//! no reset on liveness at all (this module's first cut) a healthy worker whose
+//! workflows run past ~60 s exhausts its five grants and is evicted. So the two resets
+//! differ here: a completed workflow (or a refuted suspicion) starts a clean cycle;
+//! an answered liveness probe ([`WorkerExtensions::heard`]: membership heard from the
+//! worker directly since its last grant) refills the grant budget only, and the
+//! progress to beat and the run of denials stay. A stuck worker is still evicted after
+//! three denials; a progressing one is never exhausted while it answers probes; one
+//! that cannot answer them keeps AD-26's bounded budget.
+//!
 //! One [`WorkerExtensions`] per worker lives on the DC's leader manager; the manager
 //! also passes every grant to the timeout state of each job with a workflow on that
 //! worker (`record_worker_extension`) and to membership (the worker's suspicion timer
@@ -99,6 +111,9 @@ pub struct ExtensionTracker {
     pub last_extension_at: Option<Instant>,
     pub exhaustion_at: Option<Instant>,
     pub warning_sent: bool,
+    /// The progress to beat was carried over from an earlier cycle (a liveness refill),
+    /// so even this cycle's first request must show more.
+    pub progress_carried: bool,
 }
 
 impl ExtensionTracker {
@@ -120,7 +135,7 @@ impl ExtensionTracker {
             self.exhaustion_at.get_or_insert(now);
             return Err(Denial::MaximumExceeded);
         }
-        if self.extension_count > 0 {
+        if self.extension_count > 0 || self.progress_carried {
             let progressed = match (req.completed_items, self.last_completed_items) {
                 (Some(now_items), Some(before)) => now_items > before,
                 _ => req.current_progress_ppm > self.last_progress_ppm,
@@ -169,6 +184,9 @@ pub struct WorkerExtensions {
     /// The worker's healthcheck deadline (set by the first grant).
     pub deadline: Option<Instant>,
     pub last_request_at: Option<Instant>,
+    /// When membership last heard from the worker directly (it answered a probe, or
+    /// probed us), as the node last told us.
+    pub heard_at: Option<Instant>,
 }
 
 /// A request's outcome on the manager: the answer to send, and the grant to pass on.
@@ -188,6 +206,13 @@ impl WorkerExtensions {
         let limited = self
             .last_request_at
             .is_some_and(|t| now.saturating_since(t) < cfg.min_request_interval);
+        let answered_since_grant = self
+            .heard_at
+            .zip(self.tracker.last_extension_at)
+            .is_some_and(|(heard, granted)| heard > granted);
+        if answered_since_grant && !limited {
+            self.refill();
+        }
         let result = if limited {
             Err(Denial::RateLimited)
         } else {
@@ -253,10 +278,28 @@ impl WorkerExtensions {
         self.tracker.exhaustion_at.map(|t| t + cfg.grace_period)
     }
 
-    /// A new cycle: the worker answered a liveness check or completed a workflow.
+    /// A clean new cycle: the worker completed a workflow, or refuted a suspicion.
     pub fn reset(&mut self) {
         self.tracker = ExtensionTracker::default();
         self.consecutive_denials = 0;
+        self.deadline = None;
+    }
+
+    /// Membership heard from the worker directly at `at` (see the module doc).
+    pub fn heard(&mut self, at: Instant) {
+        self.heard_at = Some(self.heard_at.map_or(at, |h| h.max(at)));
+    }
+
+    /// The worker answered a liveness probe since its last grant: a new cycle whose
+    /// budget is full, but which keeps the progress to beat and the denials.
+    fn refill(&mut self) {
+        let t = &self.tracker;
+        self.tracker = ExtensionTracker {
+            last_progress_ppm: t.last_progress_ppm,
+            last_completed_items: t.last_completed_items,
+            progress_carried: t.extension_count > 0 || t.progress_carried,
+            ..ExtensionTracker::default()
+        };
         self.deadline = None;
     }
 }
@@ -368,5 +411,65 @@ mod tests {
         assert_eq!((w.consecutive_denials, w.deadline), (0, None));
         // A fresh cycle starts at 15 s again, whatever the progress.
         assert_eq!(w.handle(&cfg, &req(0), t + secs(5)).grant, Some(secs(15)));
+    }
+
+    #[test]
+    fn a_liveness_answer_refills_the_budget_but_keeps_the_progress_to_beat() {
+        let cfg = ExtensionConfig::default();
+        let t = Instant::ZERO;
+        let mut w = WorkerExtensions::default();
+        assert_eq!(w.handle(&cfg, &req(10), t).grant, Some(secs(15)));
+        // Heard from it after the grant: the next grant is a cycle's first again.
+        w.heard(t + secs(3));
+        assert_eq!(w.handle(&cfg, &req(20), t + secs(10)).grant, Some(secs(15)));
+        assert_eq!(w.tracker.extension_count, 1);
+        // Heard only before the latest grant: no refill, the halving goes on.
+        assert_eq!(
+            w.handle(&cfg, &req(30), t + secs(20)).grant,
+            Some(millis(7_500))
+        );
+        // A refill never forgets the progress to beat: no more items, no grant.
+        w.heard(t + secs(25));
+        let h = w.handle(&cfg, &req(30), t + secs(30));
+        assert_eq!(h.response.denial, Some(Denial::NoProgress));
+        assert_eq!(w.tracker.extension_count, 0, "refilled all the same");
+    }
+
+    #[test]
+    fn a_worker_that_answers_probes_but_is_stuck_is_still_evicted() {
+        let cfg = ExtensionConfig::default();
+        let t = Instant::ZERO;
+        let mut w = WorkerExtensions::default();
+        assert!(w.handle(&cfg, &req(5), t).grant.is_some());
+        for k in 1..=3u64 {
+            w.heard(t + secs(10 * k) - secs(1));
+            let h = w.handle(&cfg, &req(5), t + secs(10 * k));
+            assert_eq!(h.response.denial, Some(Denial::NoProgress));
+            assert_eq!(w.consecutive_denials, k as u32, "a refill keeps denials");
+        }
+        assert!(w.should_evict(&cfg, t + secs(30)));
+    }
+
+    #[test]
+    fn an_exhausted_worker_that_answers_a_probe_and_progressed_is_granted_again() {
+        let cfg = ExtensionConfig::default();
+        let t = Instant::ZERO;
+        let mut w = WorkerExtensions::default();
+        for i in 0..5u64 {
+            assert!(w
+                .handle(&cfg, &req(i + 1), t + secs(10 * i))
+                .grant
+                .is_some());
+        }
+        let h = w.handle(&cfg, &req(6), t + secs(50));
+        assert_eq!(h.response.denial, Some(Denial::MaximumExceeded));
+        assert!(h.response.in_grace_period);
+        // In its grace it answers a probe: a full budget, no exhaustion, no eviction.
+        w.heard(t + secs(52));
+        let h = w.handle(&cfg, &req(7), t + secs(55));
+        assert_eq!(h.grant, Some(secs(15)));
+        assert!(!h.response.in_grace_period);
+        assert_eq!(w.tracker.exhaustion_at, None);
+        assert!(!w.should_evict(&cfg, t + secs(100)));
     }
 }
