@@ -350,28 +350,9 @@ pub fn replay(records: &[Record]) -> Result<Replay, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{DcId, Incarnation, Role};
-    use crate::leadership::ElectionConfig;
-    use crate::membership::Config;
 
     fn config(i: u32) -> NodeConfig {
-        NodeConfig {
-            node: NodeId(i),
-            role: Role::Worker,
-            dc: DcId(0),
-            addr: Addr::from_u32(i),
-            seeds: vec![Addr::from_u32(1 - i)],
-            observe: vec![],
-            membership: Config::default(),
-            incarnation: Incarnation(0),
-            seed: 7 + i as u64,
-            voters: vec![],
-            election: ElectionConfig::default(),
-            persisted_vote: (0, None),
-            backpressure: true,
-            job_silence: true,
-            routing_hysteresis: true,
-        }
+        crate::node::test_worker_config(i, vec![Addr::from_u32(1 - i)])
     }
 
     /// Two machines talk for a minute of virtual time; node 0's journal replays

@@ -3480,6 +3480,22 @@ mod tests {
         }
     }
 
+    /// Worker 10 asks for an extension, `items` of `total` done.
+    fn extension_request(items: u64, total: u64) -> ManagerInput {
+        from_worker(
+            10,
+            JobMsg::ExtensionRequest {
+                request: crate::timeout::extension::ExtensionRequest {
+                    current_progress_ppm: 0,
+                    completed_items: Some(items),
+                    total_items: Some(total),
+                    active_workflows: 1,
+                    estimated_completion_ms: 0,
+                },
+            },
+        )
+    }
+
     /// A leader with worker 10 (4 slots) running every workflow of job 7 (accepted).
     fn running_job(timeout_s: Option<u64>, dcs: u16, workflows: u32) -> ManagerJobs {
         let t = Instant::ZERO;
@@ -3601,20 +3617,7 @@ mod tests {
     #[test]
     fn an_extension_grant_lengthens_the_timeout_of_the_jobs_its_worker_runs() {
         let t = Instant::ZERO;
-        let request = |items| {
-            from_worker(
-                10,
-                JobMsg::ExtensionRequest {
-                    request: crate::timeout::extension::ExtensionRequest {
-                        current_progress_ppm: 0,
-                        completed_items: Some(items),
-                        total_items: Some(10),
-                        active_workflows: 1,
-                        estimated_completion_ms: 0,
-                    },
-                },
-            )
-        };
+        let request = |items| extension_request(items, 10);
         let mut plain = running_job(Some(45), 1, 1);
         let mut extended = running_job(Some(45), 1, 1);
         let out = extended.step(request(1), t + secs(5));
@@ -3660,20 +3663,7 @@ mod tests {
     #[test]
     fn a_worker_low_on_extensions_is_probed_and_its_answer_refills_the_budget() {
         let t = Instant::ZERO;
-        let request = |items| {
-            from_worker(
-                10,
-                JobMsg::ExtensionRequest {
-                    request: crate::timeout::extension::ExtensionRequest {
-                        current_progress_ppm: 0,
-                        completed_items: Some(items),
-                        total_items: Some(100),
-                        active_workflows: 1,
-                        estimated_completion_ms: 0,
-                    },
-                },
-            )
-        };
+        let request = |items| extension_request(items, 100);
         let granted = |out: &JobOutputs| {
             out.iter().find_map(|o| match o {
                 JobOutput::ExtendSuspicion { by, .. } => Some(*by),

@@ -42,6 +42,29 @@ use crate::wire::{Body, Envelope, OobFrame, OobKind};
 #[cfg(test)]
 mod oob_tests;
 
+/// A worker's configuration for unit tests: node `i` of DC 0, seeded with `seeds`, with
+/// the default protocol configuration.
+#[cfg(test)]
+pub(crate) fn test_worker_config(i: u32, seeds: Vec<Addr>) -> NodeConfig {
+    NodeConfig {
+        node: NodeId(i),
+        role: Role::Worker,
+        dc: DcId(0),
+        addr: Addr::from_u32(i),
+        seeds,
+        observe: vec![],
+        membership: Config::default(),
+        incarnation: Incarnation(0),
+        seed: 7 + i as u64,
+        voters: vec![],
+        election: ElectionConfig::default(),
+        persisted_vote: (0, None),
+        backpressure: true,
+        job_silence: true,
+        routing_hysteresis: true,
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeConfig {
     pub node: NodeId,

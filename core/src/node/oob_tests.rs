@@ -3,30 +3,11 @@
 //! that probed.
 
 use super::*;
-use crate::leadership::ElectionConfig;
 use crate::time::millis;
 
 fn node(oob: bool) -> Node {
-    let cfg = NodeConfig {
-        node: NodeId(0),
-        role: Role::Worker,
-        dc: DcId(0),
-        addr: Addr::from_u32(0),
-        seeds: vec![Addr::from_u32(1)],
-        observe: vec![],
-        membership: Config {
-            oob,
-            ..Config::default()
-        },
-        incarnation: Incarnation(0),
-        seed: 7,
-        voters: vec![],
-        election: ElectionConfig::default(),
-        persisted_vote: (0, None),
-        backpressure: true,
-        job_silence: true,
-        routing_hysteresis: true,
-    };
+    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
+    cfg.membership.oob = oob;
     Node::new(cfg, Instant::ZERO).0
 }
 

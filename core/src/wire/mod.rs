@@ -331,6 +331,17 @@ pub fn encoded_len(env: &Envelope) -> usize {
     postcard::experimental::serialized_size(env).unwrap_or(usize::MAX)
 }
 
+/// Exactly one `T` in `bytes`: malformed input and trailing bytes are typed errors.
+#[inline]
+pub(crate) fn take_whole<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    let (value, rest): (T, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
 /// Decode one message that arrived on `channel`. Never panics on any input.
 pub fn decode(bytes: &[u8], channel: Channel) -> Result<Envelope, DecodeError> {
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
@@ -343,11 +354,7 @@ pub fn decode(bytes: &[u8], channel: Channel) -> Result<Envelope, DecodeError> {
     if first != WIRE_VERSION {
         return Err(DecodeError::UnsupportedVersion(first));
     }
-    let (env, rest): (Envelope, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
-    if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes(rest.len()));
-    }
+    let env: Envelope = take_whole(bytes)?;
     if env.body.channel() != channel {
         return Err(DecodeError::WrongChannel);
     }

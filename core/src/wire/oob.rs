@@ -91,12 +91,7 @@ impl OobFrame {
         if first != OOB_VERSION {
             return Err(DecodeError::UnsupportedVersion(first));
         }
-        let (frame, rest): (OobFrame, &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes(rest.len()));
-        }
-        Ok(frame)
+        super::take_whole(bytes)
     }
 }
 
