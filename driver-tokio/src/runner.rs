@@ -332,11 +332,16 @@ async fn node_loop(
     let mut peers = Peers::new(me, stats.clone(), keyring.clone(), tls);
     // The OOB socket's reader: it hands datagrams over on their own queue, which the
     // loop below empties before anything else (the channel's point, §9).
-    let mut oob_in = sockets.oob.clone().map(|sock| {
-        let (tx, rx) = mpsc::channel(OOB_QUEUE);
-        tokio::spawn(read_oob(sock, tx, keyring.clone(), stats.clone()));
-        rx
-    });
+    // The reader goes with this task (a crash or a leave aborts it), and with it the
+    // OOB socket: the guard aborts it when this future is dropped.
+    let (mut oob_in, _oob_reader) = match sockets.oob.clone() {
+        Some(sock) => {
+            let (tx, rx) = mpsc::channel(OOB_QUEUE);
+            let reader = tokio::spawn(read_oob(sock, tx, keyring.clone(), stats.clone()));
+            (Some(rx), Some(AbortOnDrop(reader)))
+        }
+        None => (None, None),
+    };
     let keyring = keyring.as_ref();
     let (work_tx, mut work_rx) = mpsc::channel::<Work>(1024);
     let mut local = Local {
@@ -534,6 +539,15 @@ fn rows(node: &Node) -> Vec<MemberRow> {
     .collect();
     v.sort_by_key(|r| r.node);
     v
+}
+
+/// Aborts a helper task when the task that owns it ends or is aborted.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// OOB datagrams waiting for the node loop at most; more are dropped on arrival.

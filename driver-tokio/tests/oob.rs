@@ -61,7 +61,13 @@ async fn a_node_answers_oob_probes_on_its_port_plus_100() {
         1,
         "the oversize one"
     );
+    // A crash takes the OOB socket with it: the port can be bound again.
     h.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while UdpSocket::bind(oob).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "{oob} still bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,10 @@
 //! to come back. A crashed or paused process does not answer, and the verdict stands.
 //!
 //! Bounds: at most [`OOB_PROBES_PER_SEC`] probes a second (a token bucket), none to a
-//! member probed in the last [`OOB_TARGET_GAP`], and at most [`MAX_OOB_OUTSTANDING`]
-//! awaiting an answer; each waits [`OOB_TIMEOUT`], then its entry goes. An answer that
+//! member whose probe of less than [`OOB_TARGET_GAP`] ago still awaits its answer (a
+//! suspicion, the only sender, lasts seconds, so in practice a member gets one probe
+//! per suspicion), and at most [`MAX_OOB_OUTSTANDING`] awaiting an answer; each waits
+//! [`OOB_TIMEOUT`], then its entry goes. An answer that
 //! matches no outstanding probe (late, duplicated, forged) is counted and dropped.
 
 use super::*;
