@@ -2,6 +2,7 @@
 //! Lifeguard timeout, confirmations, the last-chance probe, and declaring death.
 
 use super::*;
+use suspicion::OobProbeState;
 
 impl Membership {
     pub(super) fn start_suspicion(
@@ -87,7 +88,7 @@ impl Membership {
         let spoke_since = m.last_heard_at.get().is_some_and(|t| t > s.started_at);
         let within_cap = now < s.started_at + s.max + s.max;
         let in_band = self.cfg.lifeguard && (!s.last_chance || (spoke_since && within_cap));
-        let out_of_band = self.cfg.oob && s.oob_seq.is_none();
+        let out_of_band = self.cfg.oob && s.oob == OobProbeState::Unsent;
         if in_band || out_of_band {
             let addr = self.members.addr_of(m);
             if self.probe_again(node, addr, in_band, out_of_band, now, out) {
@@ -144,10 +145,7 @@ impl Membership {
                 .get_mut(&node)
                 .expect("suspect has a suspicion");
             s.last_chance = true;
-            s.last_probe_at = Some(now);
-            // The deadline may lie in the past (a recovered local health just
-            // shortened the suspicion): the probe always gets a full T_p from now.
-            s.granted += t + now.saturating_since(s.deadline());
+            s.probed(now, t);
             let seq = self.seq();
             self.send_ping(seq, node, addr, now, out);
         }
@@ -158,7 +156,7 @@ impl Membership {
                 .expect("suspect has a suspicion");
             if let Some(seq) = oob_seq {
                 // The answer gets its full wait before any verdict.
-                s.oob_seq = Some(seq);
+                s.oob = OobProbeState::Awaiting(seq);
                 s.granted += (now + oob::OOB_TIMEOUT).saturating_since(s.deadline());
             }
             let deadline = s.deadline();

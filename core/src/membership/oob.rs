@@ -18,6 +18,7 @@
 
 use super::*;
 use crate::wire::{OobFrame, OobKind};
+use suspicion::OobProbeState;
 
 /// How long a probe waits for its answer (membership.md §9: 0.5 s).
 pub const OOB_TIMEOUT: Duration = Duration::from_millis(500);
@@ -158,14 +159,11 @@ impl Membership {
         let Some(s) = self.suspicions.get_mut(&node) else {
             return false;
         };
-        if s.oob_seq != Some(seq) || s.oob_extended {
+        if s.oob != OobProbeState::Awaiting(seq) {
             return false;
         }
-        s.oob_extended = true;
-        s.last_probe_at = Some(now);
-        // A full T_p from now even if the deadline has passed meanwhile (its timer
-        // may be queued behind this answer in the same instant).
-        s.granted += t + now.saturating_since(s.deadline());
+        s.oob = OobProbeState::Answered;
+        s.probed(now, t);
         let deadline = s.deadline();
         let ping = self.seq();
         self.ping_with_buddy(ping, node, addr, true, now, out);

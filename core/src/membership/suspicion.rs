@@ -46,9 +46,18 @@ pub struct Suspicion {
     pub last_chance: bool,
     /// When the latest last-chance probe went out.
     pub last_probe_at: Option<Instant>,
-    /// §9's one OOB probe of this suspicion, once sent; whether its answer extended it.
-    pub oob_seq: Option<u32>,
-    pub oob_extended: bool,
+    /// §9's one OOB probe of this suspicion.
+    pub oob: OobProbeState,
+}
+
+/// Where a suspicion's one out-of-band probe stands (membership.md §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OobProbeState {
+    Unsent,
+    /// Sent with this sequence number; its answer may still extend the suspicion.
+    Awaiting(u32),
+    /// Its answer came and extended the suspicion (once only).
+    Answered,
 }
 
 impl Suspicion {
@@ -76,9 +85,17 @@ impl Suspicion {
             granted: Duration::ZERO,
             last_chance: false,
             last_probe_at: None,
-            oob_seq: None,
-            oob_extended: false,
+            oob: OobProbeState::Unsent,
         }
+    }
+
+    /// A probe the suspect may answer within `t_p` went out at `now`: the verdict
+    /// rests on the silence since, and waits a full `t_p` from now, even if the
+    /// deadline has passed (a recovered local health just shortened the suspicion, or
+    /// its timer is queued behind the answer that sent this probe).
+    pub fn probed(&mut self, now: Instant, t_p: Duration) {
+        self.last_probe_at = Some(now);
+        self.granted += t_p + now.saturating_since(self.deadline());
     }
 
     pub fn confirmations(&self) -> usize {
