@@ -79,6 +79,11 @@ pub enum RecordedInput {
         from: Addr,
         bytes: Vec<u8>,
     },
+    /// After `Oob`, for the same reason.
+    Resources {
+        cpu_percent: f64,
+        mem_percent: f64,
+    },
 }
 
 impl RecordedInput {
@@ -112,6 +117,13 @@ impl RecordedInput {
                 timeout_us: timeout.map(|t| t.as_micros() as u64),
             },
             Input::ProcessingLatency { ms } => RecordedInput::ProcessingLatency { ms: *ms },
+            Input::Resources {
+                cpu_percent,
+                mem_percent,
+            } => RecordedInput::Resources {
+                cpu_percent: *cpu_percent,
+                mem_percent: *mem_percent,
+            },
             Input::WorkflowFinished {
                 job,
                 workflow,
@@ -156,6 +168,13 @@ impl RecordedInput {
                 timeout: timeout_us.map(core::time::Duration::from_micros),
             },
             RecordedInput::ProcessingLatency { ms } => Input::ProcessingLatency { ms: *ms },
+            RecordedInput::Resources {
+                cpu_percent,
+                mem_percent,
+            } => Input::Resources {
+                cpu_percent: *cpu_percent,
+                mem_percent: *mem_percent,
+            },
             RecordedInput::WorkflowFinished {
                 job,
                 workflow,
@@ -191,6 +210,7 @@ impl RecordedInput {
             RecordedInput::HeardFrom(_) => "heard-from",
             RecordedInput::SubmitJob { .. } => "submit-job",
             RecordedInput::ProcessingLatency { .. } => "processing-latency",
+            RecordedInput::Resources { .. } => "resources",
             RecordedInput::WorkflowFinished { .. } => "workflow-finished",
             RecordedInput::WorkflowProgress { .. } => "workflow-progress",
         }

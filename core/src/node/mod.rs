@@ -41,6 +41,8 @@ use crate::wire::{Body, Envelope, OobFrame, OobKind};
 
 #[cfg(test)]
 mod oob_tests;
+#[cfg(test)]
+mod overload_tests;
 
 /// A worker's configuration for unit tests: node `i` of DC 0, seeded with `seeds`, with
 /// the default protocol configuration.
@@ -143,6 +145,13 @@ pub enum Input<'a> {
         workflow: WorkflowIndex,
         completed: u64,
         total: u64,
+    },
+    /// The shell's resource sample (AD-18's third signal): this process's CPU use, in
+    /// percent of the cores it may use, and its resident memory, in percent of the
+    /// memory it may use. Graded against `cpu_thresholds` and `memory_thresholds`.
+    Resources {
+        cpu_percent: f64,
+        mem_percent: f64,
     },
 }
 
@@ -433,13 +442,15 @@ impl Node {
             Input::ProcessingLatency { ms } => {
                 let before = self.overload.state();
                 let state = self.overload.record_latency(ms);
-                if state != before {
-                    out.push(Output::Event(Event::Overload { state }));
-                    // membership.md §9: peers learn the grade and go easier on us.
-                    for m in &mut self.memberships {
-                        m.step_into(membership::Input::OwnHealth { state }, now, out);
-                    }
-                }
+                self.overload_graded(before, state, now, out);
+            }
+            Input::Resources {
+                cpu_percent,
+                mem_percent,
+            } => {
+                let before = self.overload.state();
+                let state = self.overload.record_resources(cpu_percent, mem_percent);
+                self.overload_graded(before, state, now, out);
             }
             Input::WorkflowFinished {
                 job,
@@ -868,6 +879,29 @@ impl Node {
         for input in inputs {
             l.step(input, now, out);
         }
+    }
+
+    /// AD-18's grade moved: say so, and tell the memberships (membership.md §9: peers
+    /// learn the grade and go easier on us).
+    fn overload_graded(
+        &mut self,
+        before: OverloadState,
+        state: OverloadState,
+        now: Instant,
+        out: &mut Outputs,
+    ) {
+        if state == before {
+            return;
+        }
+        out.push(Output::Event(Event::Overload { state }));
+        for m in &mut self.memberships {
+            m.step_into(membership::Input::OwnHealth { state }, now, out);
+        }
+    }
+
+    /// The node's AD-18 grade (for the shell's metrics).
+    pub fn overload_state(&self) -> OverloadState {
+        self.overload.state()
     }
 
     /// Observers borrow the node's health score from its own cluster's machine.
