@@ -63,6 +63,15 @@ pub struct NodeFile {
     /// Mutual TLS for frames: PEM files, relative to this file's directory.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// Send the node this process's CPU and memory use each second (AD-18's resource
+    /// signal: above 70/85/95% of the cores or memory it may use, the node grades
+    /// itself busy/stressed/overloaded and sheds by priority). On by default.
+    #[serde(default = "yes")]
+    pub resource_samples: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[tls]`: the cluster CA, this node's certificate (its role in a

@@ -7,7 +7,8 @@
 //! `sleep_until(next_deadline)`, commands, a stand-in workload, journals), [`config`]
 //! (the node's TOML file), [`admin`] (operator commands), [`keyring`] (AES-256-GCM
 //! gossip encryption), [`tls`] (mutual TLS with roles in certificates), [`metrics`]
-//! (Prometheus text).
+//! (Prometheus text), [`self_watch`] (the loop lag and resource samples the core's health
+//! machines read).
 
 pub mod addr;
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod keyring;
 pub mod metrics;
 pub mod runner;
+pub mod self_watch;
 pub mod tls;
 
 pub use addr::{addr_of, socket_of};

@@ -273,6 +273,7 @@ async fn run(file: NodeFile, base: PathBuf, record: Option<PathBuf>) -> ExitCode
             workload: (file.role() == meridian_core::Role::Worker)
                 .then(|| file.workflow_ms.unwrap_or((1000, 3000))),
             tls,
+            resources: file.resource_samples,
         },
     );
     note!(

@@ -176,6 +176,38 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
         "gauge",
         lhm,
     );
+    let f = |a: &std::sync::atomic::AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
+    gauge(
+        "meridian_overload_state",
+        "AD-18's grade of this node: 0 healthy, 1 busy, 2 stressed, 3 overloaded.",
+        "gauge",
+        vec![(String::new(), node.overload_state() as u8 as f64)],
+    );
+    gauge(
+        "meridian_self_samples_total",
+        "Samples the driver took of its own process for the node (self_watch).",
+        "counter",
+        vec![
+            (
+                "kind=\"loop_lag\"".into(),
+                stats.loop_lag_samples.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "kind=\"resources\"".into(),
+                stats.resource_samples.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
+    gauge(
+        "meridian_self_last",
+        "The last of those samples: loop lag ratio, CPU and memory percent.",
+        "gauge",
+        vec![
+            ("what=\"loop_lag\"".into(), f(&stats.last_loop_lag)),
+            ("what=\"cpu_percent\"".into(), f(&stats.last_cpu_percent)),
+            ("what=\"mem_percent\"".into(), f(&stats.last_mem_percent)),
+        ],
+    );
     gauge(
         "meridian_backpressure_fill",
         "A leader manager's stats buffer fill (0..1).",

@@ -14,6 +14,7 @@
 use crate::addr::{addr_of, main_addr_of_oob, oob_socket_of, socket_of};
 use crate::admin;
 use crate::keyring::Keyring;
+use crate::self_watch::{Sample, SelfWatch};
 use crate::tls::Tls;
 use meridian_core::io::{Event, Output, Outputs};
 use meridian_core::jobs::{JobEvent, WorkflowIndex};
@@ -135,6 +136,12 @@ pub struct DriverStats {
     pub oob_in: AtomicU64,
     pub oob_dropped: AtomicU64,
     pub events: AtomicU64,
+    /// `crate::self_watch`'s samples handed to the node, and the last of each (f64 bits).
+    pub loop_lag_samples: AtomicU64,
+    pub resource_samples: AtomicU64,
+    pub last_loop_lag: AtomicU64,
+    pub last_cpu_percent: AtomicU64,
+    pub last_mem_percent: AtomicU64,
 }
 
 enum Command {
@@ -208,6 +215,10 @@ pub struct Options {
     /// `[min, max]` ms (a deterministic pick per job and workflow), reports one completed
     /// item a second, then finishes.
     pub workload: Option<(u64, u64)>,
+    /// Send the node this process's CPU and memory use each second (AD-18's resource
+    /// signal, `crate::self_watch`). Off by default: it is the process's, shared by
+    /// every node a process embeds; `meridian-node` (one node a process) turns it on.
+    pub resources: bool,
 }
 
 /// Start `cfg`'s node on `bound` (its `addr` must be the bound address).
@@ -223,6 +234,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
         metrics,
         workload,
         tls,
+        resources,
     } = opts;
     let stats = Arc::new(DriverStats::default());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
@@ -260,6 +272,7 @@ pub fn spawn_with(bound: Bound, cfg: NodeConfig, opts: Options) -> NodeHandle {
             keyring,
             workload,
             tls,
+            resources,
         },
     ));
     NodeHandle {
@@ -292,6 +305,7 @@ async fn node_loop(
         keyring,
         workload,
         tls,
+        resources,
     } = shell;
     let base = tokio::time::Instant::now();
     let now = || Instant(base.elapsed().as_micros() as u64);
@@ -352,6 +366,7 @@ async fn node_loop(
     };
     emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
     let mut buf = vec![0u8; 65_536];
+    let mut watch = SelfWatch::new(tokio::time::Instant::now(), resources);
     loop {
         if let Some((from, bytes)) = oob_in.as_mut().and_then(|rx| rx.try_recv().ok()) {
             let out = step(
@@ -400,6 +415,22 @@ async fn node_loop(
                 }
             }
             _ = sleep_until(deadline) => step(&mut node, Input::Tick, now()),
+            _ = tokio::time::sleep_until(watch.deadline()) => {
+                match watch.fired(tokio::time::Instant::now()) {
+                    Some(Sample::LoopLag { ratio }) => {
+                        stats.loop_lag_samples.fetch_add(1, Ordering::Relaxed);
+                        stats.last_loop_lag.store(ratio.to_bits(), Ordering::Relaxed);
+                        step(&mut node, Input::LoopLag { ratio }, now())
+                    }
+                    Some(Sample::Resources { cpu_percent, mem_percent }) => {
+                        stats.resource_samples.fetch_add(1, Ordering::Relaxed);
+                        stats.last_cpu_percent.store(cpu_percent.to_bits(), Ordering::Relaxed);
+                        stats.last_mem_percent.store(mem_percent.to_bits(), Ordering::Relaxed);
+                        step(&mut node, Input::Resources { cpu_percent, mem_percent }, now())
+                    }
+                    None => continue,
+                }
+            }
             Some(w) = work_rx.recv() => match w {
                 Work::Progress { job, workflow, completed, total } => step(
                     &mut node,
@@ -998,6 +1029,8 @@ struct Shell {
     keyring: Option<Keyring>,
     workload: Option<(u64, u64)>,
     tls: Option<Tls>,
+    /// `Options::resources`.
+    resources: bool,
 }
 
 /// Finished jobs a gate remembers for `jobs` (the machine forgets them at once).
