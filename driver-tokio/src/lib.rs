@@ -7,7 +7,7 @@
 //! `sleep_until(next_deadline)`, commands, a stand-in workload, journals), [`config`]
 //! (the node's TOML file), [`admin`] (operator commands), [`keyring`] (AES-256-GCM
 //! gossip encryption), [`tls`] (mutual TLS with roles in certificates), [`metrics`]
-//! (Prometheus text), [`self_watch`] (the loop lag and resource samples the core's health
+//! (Prometheus text), [`recv_stamp`] (how long each datagram waited), [`self_watch`] (the loop lag and resource samples the core's health
 //! machines read).
 
 pub mod addr;
@@ -15,6 +15,7 @@ pub mod admin;
 pub mod config;
 pub mod keyring;
 pub mod metrics;
+pub mod recv_stamp;
 pub mod runner;
 pub mod self_watch;
 pub mod tls;

@@ -14,6 +14,7 @@
 use crate::addr::{addr_of, main_addr_of_oob, oob_socket_of, socket_of};
 use crate::admin;
 use crate::keyring::Keyring;
+use crate::recv_stamp::{wait_sample, StampedReceiver};
 use crate::self_watch::{Sample, SelfWatch};
 use crate::tls::Tls;
 use meridian_core::io::{Event, Output, Outputs};
@@ -28,7 +29,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -142,6 +143,10 @@ pub struct DriverStats {
     pub last_loop_lag: AtomicU64,
     pub last_cpu_percent: AtomicU64,
     pub last_mem_percent: AtomicU64,
+    /// Datagrams' waits handed to the node as latency samples (`crate::recv_stamp`),
+    /// and the last one in ms (f64 bits).
+    pub wait_samples: AtomicU64,
+    pub last_wait_ms: AtomicU64,
 }
 
 enum Command {
@@ -367,6 +372,7 @@ async fn node_loop(
     emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
     let mut buf = vec![0u8; 65_536];
     let mut watch = SelfWatch::new(tokio::time::Instant::now(), resources);
+    let mut receiver = StampedReceiver::new(&sockets.udp);
     loop {
         if let Some((from, bytes)) = oob_in.as_mut().and_then(|rx| rx.try_recv().ok()) {
             let out = step(
@@ -387,10 +393,10 @@ async fn node_loop(
             Some((from, bytes)) = recv_oob(&mut oob_in) => {
                 step(&mut node, Input::Oob { from, bytes: &bytes }, now())
             }
-            r = sockets.udp.recv_from(&mut buf) => match r {
-                Ok((n, src)) => {
+            r = receiver.recv(&sockets.udp, &mut buf) => match r {
+                Ok((n, src, stamp)) => {
                     stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-                    match keyring.map(|k| k.open(&buf[..n])) {
+                    let mut out = match keyring.map(|k| k.open(&buf[..n])) {
                         None => step(&mut node, Input::Datagram { from: addr_of(src), bytes: &buf[..n] }, now()),
                         Some(Ok(plain)) => step(&mut node, Input::Datagram { from: addr_of(src), bytes: &plain }, now()),
                         Some(Err(_)) => {
@@ -398,7 +404,15 @@ async fn node_loop(
                             stats.datagrams_rejected.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
+                    };
+                    // AD-18: how long it waited, from the kernel's stamp to the end of
+                    // its step.
+                    if let Some(ms) = stamp.and_then(|s| wait_sample(s, SystemTime::now())) {
+                        stats.wait_samples.fetch_add(1, Ordering::Relaxed);
+                        stats.last_wait_ms.store(ms.to_bits(), Ordering::Relaxed);
+                        out.extend(step(&mut node, Input::ProcessingLatency { ms }, now()));
                     }
+                    out
                 }
                 // An ICMP error of an earlier send, on some platforms: not ours to act on.
                 Err(_) => continue,
