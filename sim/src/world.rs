@@ -1121,10 +1121,12 @@ impl<'a> World<'a> {
         {
             // AD-32: the slow node holds the message until it can handle it, within its
             // in-flight caps (a refusal drops it; CONTROL is always admitted).
-            let admitted = self.nodes[to]
+            let node = &mut self.nodes[to];
+            let local = Instant(node.clock.peek_local(self.now));
+            let admitted = node
                 .machine
                 .as_mut()
-                .is_some_and(|m| m.admit(&bytes, frame));
+                .is_some_and(|m| m.admit(&bytes, frame, local));
             if !admitted {
                 self.messages.dropped += 1;
                 return;

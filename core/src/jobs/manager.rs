@@ -1838,6 +1838,11 @@ impl ManagerJobs {
         self.silence.excuse(now);
     }
 
+    /// No worker's silence counts from before this instant (the last excuse).
+    pub fn silence_excused_until(&self) -> Instant {
+        self.silence.quiet_from()
+    }
+
     /// AD-30's job layer: a worker's word about a job, as the silence watch hears it. A
     /// progress report starts watching the pair; any word refreshes it and refutes a
     /// suspicion or death mark we raised.

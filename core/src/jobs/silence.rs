@@ -154,6 +154,11 @@ impl SilenceWatch {
         }
     }
 
+    /// No silence counts from before this instant (the last excuse).
+    pub fn quiet_from(&self) -> Instant {
+        self.quiet_from
+    }
+
     /// The pairs silent for the threshold, to be suspected (`calls`). `runs(job,
     /// worker)`: whether the worker still runs a workflow of the job; a watched pair
     /// that no longer does is dropped (a suspected one refuted: it owes nothing now).

@@ -785,8 +785,18 @@ impl Node {
     /// handle it (a slow node's queue). Admitted within the in-flight caps of its
     /// priority and the global cap (Critical always); a refusal means the shell drops
     /// it. Each admission is released with [`Node::release`] once handled.
-    pub fn admit(&mut self, bytes: &[u8], frame: bool) -> bool {
-        self.in_flight.try_acquire(Self::priority_of(bytes, frame))
+    ///
+    /// A manager that refuses a message at `now` excuses the job silence it causes
+    /// (AD-30's watch must not accuse a worker whose progress we dropped unread), as it
+    /// does for the messages it sheds (AD-22).
+    pub fn admit(&mut self, bytes: &[u8], frame: bool, now: Instant) -> bool {
+        let admitted = self.in_flight.try_acquire(Self::priority_of(bytes, frame));
+        if !admitted {
+            if let JobPlane::Manager(m) = &mut self.jobs {
+                m.excuse_silence(now);
+            }
+        }
+        admitted
     }
 
     pub fn release(&mut self, bytes: &[u8], frame: bool) {

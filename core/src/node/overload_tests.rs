@@ -1,6 +1,7 @@
 //! The node's AD-18 grade from the shell's resource samples (backpressure.md §2's third
 //! signal): graded at once on the way up, after two better samples on the way down, and
-//! told to the memberships like a latency grade.
+//! told to the memberships like a latency grade. And AD-32's admission: what a manager
+//! refuses excuses the job silence it causes.
 
 use super::*;
 
@@ -80,4 +81,46 @@ fn a_node_overloaded_by_its_resources_nacks_out_of_band_probes() {
     assert_eq!(answer(&mut n), [OobKind::Ack]);
     resources(&mut n, 96.0, 10.0);
     assert_eq!(answer(&mut n), [OobKind::Nack]);
+}
+
+#[test]
+fn a_manager_that_refuses_a_message_excuses_the_silence_it_causes() {
+    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
+    cfg.role = Role::Manager;
+    let mut n = Node::new(cfg, Instant::ZERO).0;
+    let progress = wire::encode(
+        &Envelope {
+            version: wire::WIRE_VERSION,
+            cluster: ClusterId(1),
+            sender: NodeId(9),
+            sender_addr: Addr::from_u32(9),
+            sender_inc: Incarnation(0),
+            sender_role: Role::Worker,
+            flags: 0,
+            body: Body::Job(crate::jobs::JobMsg::WorkflowProgress {
+                job: JobId(1),
+                workflow: 0,
+                completed: 1,
+                workflows: 1,
+            }),
+        },
+        Channel::Frame,
+    )
+    .unwrap();
+    let excused = |n: &Node| match &n.jobs {
+        JobPlane::Manager(m) => m.silence_excused_until(),
+        _ => unreachable!("a manager"),
+    };
+    // Within the manager's cap for the message's priority: admitted, nothing excused.
+    let p = Node::priority_of(&progress, true);
+    assert_ne!(p, Priority::Critical, "Critical is never refused");
+    let t = Instant::ZERO + crate::time::secs(5);
+    for _ in 0..InFlightLimits::MANAGER.per_priority[p.index()] {
+        assert!(n.admit(&progress, true, t));
+    }
+    assert_eq!(excused(&n), Instant::ZERO);
+    // The next is refused: the worker's silence from now on is ours, not its.
+    let later = t + crate::time::secs(1);
+    assert!(!n.admit(&progress, true, later));
+    assert_eq!(excused(&n), later);
 }
