@@ -197,20 +197,20 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
                 stats.resource_samples.load(Ordering::Relaxed) as f64,
             ),
             (
-                "kind=\"datagram_wait\"".into(),
+                "kind=\"message_wait\"".into(),
                 stats.wait_samples.load(Ordering::Relaxed) as f64,
             ),
         ],
     );
     gauge(
         "meridian_self_last",
-        "The last of those samples: loop lag ratio, CPU and memory percent, a datagram's wait.",
+        "The last of those samples: loop lag ratio, CPU and memory percent, a message's wait.",
         "gauge",
         vec![
             ("what=\"loop_lag\"".into(), f(&stats.last_loop_lag)),
             ("what=\"cpu_percent\"".into(), f(&stats.last_cpu_percent)),
             ("what=\"mem_percent\"".into(), f(&stats.last_mem_percent)),
-            ("what=\"datagram_wait_ms\"".into(), f(&stats.last_wait_ms)),
+            ("what=\"message_wait_ms\"".into(), f(&stats.last_wait_ms)),
         ],
     );
     gauge(

@@ -6,6 +6,9 @@
 //! `recv` would never see that. So on Linux the main UDP socket asks the kernel for
 //! receive timestamps (`SO_TIMESTAMPNS`, read with `recvmsg`), and the wait is from that
 //! stamp to the end of the node's step. Elsewhere there is no stamp and no sample.
+//! A frame is stamped when its connection's task has read its last byte: its wait is
+//! its time on the node's queue (a full queue holds the readers back, so the kernel's
+//! buffer is not measured for frames).
 //!
 //! Waits under [`WAIT_FLOOR_MS`] are reported as the floor. AD-18's delta signal is
 //! relative (`(avg - baseline) / baseline`): fed the tens of microseconds an idle

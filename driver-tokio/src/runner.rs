@@ -143,8 +143,8 @@ pub struct DriverStats {
     pub last_loop_lag: AtomicU64,
     pub last_cpu_percent: AtomicU64,
     pub last_mem_percent: AtomicU64,
-    /// Datagrams' waits handed to the node as latency samples (`crate::recv_stamp`),
-    /// and the last one in ms (f64 bits).
+    /// Datagrams' and frames' waits handed to the node as latency samples
+    /// (`crate::recv_stamp`), and the last one in ms (f64 bits).
     pub wait_samples: AtomicU64,
     pub last_wait_ms: AtomicU64,
 }
@@ -300,7 +300,7 @@ struct Sockets {
 async fn node_loop(
     sockets: Sockets,
     cfg: NodeConfig,
-    mut frames: mpsc::Receiver<(Addr, Vec<u8>)>,
+    mut frames: mpsc::Receiver<FrameIn>,
     mut commands: mpsc::Receiver<Command>,
     stats: Arc<DriverStats>,
     shell: Shell,
@@ -407,9 +407,7 @@ async fn node_loop(
                     };
                     // AD-18: how long it waited, from the kernel's stamp to the end of
                     // its step.
-                    if let Some(ms) = stamp.and_then(|s| wait_sample(s, SystemTime::now())) {
-                        stats.wait_samples.fetch_add(1, Ordering::Relaxed);
-                        stats.last_wait_ms.store(ms.to_bits(), Ordering::Relaxed);
+                    if let Some(ms) = stamp.and_then(|s| waited(s, &stats)) {
                         out.extend(step(&mut node, Input::ProcessingLatency { ms }, now()));
                     }
                     out
@@ -417,16 +415,23 @@ async fn node_loop(
                 // An ICMP error of an earlier send, on some platforms: not ours to act on.
                 Err(_) => continue,
             },
-            Some((from, bytes)) = frames.recv() => {
+            Some((from, bytes, read_at)) = frames.recv() => {
                 stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                match keyring.map(|k| k.open(&bytes)) {
+                let mut out = match keyring.map(|k| k.open(&bytes)) {
                     None => step(&mut node, Input::Frame { from, bytes: &bytes }, now()),
                     Some(Ok(plain)) => step(&mut node, Input::Frame { from, bytes: &plain }, now()),
                     Some(Err(_)) => {
                         stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                };
+                // AD-18: from the frame's last byte read to the end of its step (its
+                // wait on the node's queue; a full queue holds the connection's reader,
+                // so a longer wait shows as later reads).
+                if let Some(ms) = waited(read_at, &stats) {
+                    out.extend(step(&mut node, Input::ProcessingLatency { ms }, now()));
                 }
+                out
             }
             _ = sleep_until(deadline) => step(&mut node, Input::Tick, now()),
             _ = tokio::time::sleep_until(watch.deadline()) => {
@@ -490,6 +495,18 @@ async fn node_loop(
         };
         emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
     }
+}
+
+/// A frame off a peer's connection, and when its last byte was read.
+type FrameIn = (Addr, Vec<u8>, SystemTime);
+
+/// AD-18's latency sample for a message stamped `stamp` (`crate::recv_stamp`), counted
+/// in `stats`.
+fn waited(stamp: SystemTime, stats: &DriverStats) -> Option<f64> {
+    let ms = wait_sample(stamp, SystemTime::now())?;
+    stats.wait_samples.fetch_add(1, Ordering::Relaxed);
+    stats.last_wait_ms.store(ms.to_bits(), Ordering::Relaxed);
+    Some(ms)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -865,7 +882,7 @@ async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R, max: usize) -> io::Resul
 
 async fn accept_loop(
     tcp: TcpListener,
-    frames: mpsc::Sender<(Addr, Vec<u8>)>,
+    frames: mpsc::Sender<FrameIn>,
     commands: mpsc::Sender<Command>,
     admin_loopback_only: bool,
     tls: Option<Tls>,
@@ -934,7 +951,7 @@ async fn accept_loop(
                 return;
             };
             while let Ok(frame) = read_frame(&mut stream, MAX_FRAME).await {
-                if frames.send((from, frame)).await.is_err() {
+                if frames.send((from, frame, SystemTime::now())).await.is_err() {
                     return;
                 }
             }
@@ -943,13 +960,13 @@ async fn accept_loop(
 }
 
 /// A peer's hello (its listening address), then its frames.
-async fn serve_frames<R: AsyncReadExt + Unpin>(r: &mut R, frames: mpsc::Sender<(Addr, Vec<u8>)>) {
+async fn serve_frames<R: AsyncReadExt + Unpin>(r: &mut R, frames: mpsc::Sender<FrameIn>) {
     let hello = tokio::time::timeout(Duration::from_secs(5), read_frame(r, Addr::CAPACITY)).await;
     let Some(from) = hello.ok().and_then(|r| r.ok()).and_then(|b| Addr::new(&b)) else {
         return;
     };
     while let Ok(frame) = read_frame(r, MAX_FRAME).await {
-        if frames.send((from, frame)).await.is_err() {
+        if frames.send((from, frame, SystemTime::now())).await.is_err() {
             return;
         }
     }

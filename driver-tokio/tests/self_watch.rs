@@ -31,9 +31,9 @@ async fn metrics(at: std::net::SocketAddr) -> String {
 }
 
 /// A lone worker (no peers: no probe round can lower its score, no datagram but the
-/// test's arrives) with metrics: the node, its address, its metrics address.
+/// test's arrives) with metrics and `opts`: the node, its address, its metrics address.
 async fn lone_node(
-    resources: bool,
+    opts: Options,
 ) -> (
     meridian_driver_tokio::runner::NodeHandle,
     std::net::SocketAddr,
@@ -49,8 +49,7 @@ async fn lone_node(
         file.node_config(at),
         Options {
             metrics: Some(listener),
-            resources,
-            ..Options::default()
+            ..opts
         },
     );
     (node, at, metrics_at)
@@ -60,7 +59,7 @@ async fn lone_node(
 // shares a thread with whatever blocks it in production.
 #[tokio::test(flavor = "current_thread")]
 async fn a_blocked_loop_raises_the_local_health_score() {
-    let (node, _, metrics_at) = lone_node(false).await;
+    let (node, _, metrics_at) = lone_node(Options::default()).await;
     let page = metrics(metrics_at).await;
     assert_eq!(value(&page, "meridian_local_health{cluster=\"1\"}"), 0.0);
     // Something blocks the runtime's thread 40 ms at a time: each 10 ms lag sleep takes
@@ -112,7 +111,11 @@ async fn a_blocked_loop_raises_the_local_health_score() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_samples_reach_the_node_once_a_second() {
-    let (node, _, metrics_at) = lone_node(true).await;
+    let (node, _, metrics_at) = lone_node(Options {
+        resources: true,
+        ..Options::default()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let page = metrics(metrics_at).await;
     let samples = value(&page, "meridian_self_samples_total{kind=\"resources\"}");
@@ -137,7 +140,7 @@ async fn resource_samples_reach_the_node_once_a_second() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "current_thread")]
 async fn datagrams_that_wait_seconds_grade_the_node_overloaded() {
-    let (node, at, metrics_at) = lone_node(false).await;
+    let (node, at, metrics_at) = lone_node(Options::default()).await;
     let page = metrics(metrics_at).await;
     assert_eq!(value(&page, "meridian_overload_state"), 0.0, "{page}");
     let blocking = Arc::new(AtomicBool::new(false));
@@ -168,14 +171,79 @@ async fn datagrams_that_wait_seconds_grade_the_node_overloaded() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let page = metrics(metrics_at).await;
     assert_eq!(
-        value(&page, "meridian_self_samples_total{kind=\"datagram_wait\"}"),
+        value(&page, "meridian_self_samples_total{kind=\"message_wait\"}"),
         12.0,
         "{page}"
     );
     assert!(
-        value(&page, "meridian_self_last{what=\"datagram_wait_ms\"}") > 2_000.0,
+        value(&page, "meridian_self_last{what=\"message_wait_ms\"}") > 2_000.0,
         "{page}"
     );
     assert_eq!(value(&page, "meridian_overload_state"), 3.0, "{page}");
     node.kill();
+}
+
+// Frames are sampled too: each one's wait on the node's queue, floored at 5 ms while
+// the node is idle (and so graded healthy). The node's journal shows what it was fed,
+// and replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_are_latency_samples_too() {
+    use meridian_core::journal::{self, Record, RecordedInput, Replay};
+    use tokio::io::AsyncWriteExt;
+    let path = std::env::temp_dir().join(format!(
+        "meridian-self-watch-{}.journal",
+        std::process::id()
+    ));
+    let (node, at, metrics_at) = lone_node(Options {
+        record: Some(std::fs::File::create(&path).unwrap()),
+        ..Options::default()
+    })
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(at).await.unwrap();
+    let me = meridian_driver_tokio::addr_of("127.0.0.1:9".parse().unwrap());
+    let mut bytes = Vec::new();
+    for frame in [me.as_bytes(), &[0xEE, 1], &[0xEE, 2], &[0xEE, 3]] {
+        bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(frame);
+    }
+    conn.write_all(&bytes).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let page = metrics(metrics_at).await;
+        if value(&page, "meridian_transport_total{what=\"frames_in\"}") == 3.0 {
+            assert_eq!(
+                value(&page, "meridian_self_samples_total{kind=\"message_wait\"}"),
+                3.0,
+                "{page}"
+            );
+            assert!(
+                value(&page, "meridian_self_last{what=\"message_wait_ms\"}") >= 5.0,
+                "the floor: {page}"
+            );
+            assert_eq!(value(&page, "meridian_overload_state"), 0.0, "{page}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{page}");
+    }
+    // Leaving flushes the journal.
+    node.leave(Duration::from_millis(10)).await;
+    let records = journal::decode_all(&std::fs::read(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let waits: Vec<f64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Step {
+                input: RecordedInput::ProcessingLatency { ms },
+                ..
+            } => Some(*ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 3, "{waits:?}");
+    assert!(waits.iter().all(|ms| *ms >= 5.0), "{waits:?}");
+    assert!(matches!(
+        journal::replay(&records).unwrap(),
+        Replay::Identical { .. }
+    ));
 }
