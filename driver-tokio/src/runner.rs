@@ -709,6 +709,14 @@ async fn emit(
                 local.events.count(&e);
                 tracing::debug!(event = ?e);
                 match e {
+                    // The node's own health, for operators at the default level: AD-18's
+                    // grade (it sheds while not healthy) and Lifeguard's degradation.
+                    Event::Overload { state } => {
+                        tracing::info!(?state, "overload grade changed");
+                    }
+                    Event::Degradation { cluster, level } => {
+                        tracing::info!(cluster = cluster.0, ?level, "degradation level changed");
+                    }
                     Event::Job(JobEvent::WorkflowStarted { job, workflow, .. }) => {
                         if let Some(range) = local.workload {
                             tokio::spawn(run_workflow(job, workflow, range, local.work.clone()));
