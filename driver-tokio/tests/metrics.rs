@@ -4,14 +4,10 @@
 use meridian_core::membership::member::Status;
 use meridian_driver_tokio::config::NodeFile;
 use meridian_driver_tokio::runner::{spawn_with, Bound, Options};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn value(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l[series.len()..].trim().parse().ok())
-}
+mod common;
+use common::{scrape, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_its_metrics() {
@@ -46,16 +42,7 @@ async fn a_node_serves_its_metrics() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let page = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(metrics_at).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    let page = scrape(metrics_at).await;
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(page.contains("# TYPE meridian_members gauge"));
     // Workers of DC 0 are cluster 1: the peer alive, nobody dead.

@@ -5,29 +5,14 @@
 
 use meridian_driver_tokio::config::NodeFile;
 use meridian_driver_tokio::runner::{spawn_with, Bound, Options};
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn value(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l[series.len()..].trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {page}"))
-}
+mod common;
 
-async fn metrics(at: std::net::SocketAddr) -> String {
-    tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(at).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap()
+fn value(page: &str, series: &str) -> f64 {
+    common::value(page, series).unwrap_or_else(|| panic!("no {series} in {page}"))
 }
 
 /// A lone worker (no peers: no probe round can lower its score, no datagram but the
@@ -60,7 +45,7 @@ async fn lone_node(
 #[tokio::test(flavor = "current_thread")]
 async fn a_blocked_loop_raises_the_local_health_score() {
     let (node, _, metrics_at) = lone_node(Options::default()).await;
-    let page = metrics(metrics_at).await;
+    let page = common::scrape(metrics_at).await;
     assert_eq!(value(&page, "meridian_local_health{cluster=\"1\"}"), 0.0);
     // Something blocks the runtime's thread 40 ms at a time: each 10 ms lag sleep takes
     // at least 40 ms, a critical sample (ratio > 2.0), +2 each.
@@ -77,7 +62,7 @@ async fn a_blocked_loop_raises_the_local_health_score() {
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     blocking.store(false, Ordering::Relaxed);
     hog.await.unwrap();
-    let page = metrics(metrics_at).await;
+    let page = common::scrape(metrics_at).await;
     let samples = value(&page, "meridian_self_samples_total{kind=\"loop_lag\"}");
     assert!(samples >= 3.0, "{page}");
     assert!(
@@ -96,7 +81,7 @@ async fn a_blocked_loop_raises_the_local_health_score() {
     let start = std::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let page = metrics(metrics_at).await;
+        let page = common::scrape(metrics_at).await;
         if value(&page, "meridian_local_health{cluster=\"1\"}") < raised {
             assert!(
                 value(&page, "meridian_self_last{what=\"loop_lag\"}") <= 0.5,
@@ -117,7 +102,7 @@ async fn resource_samples_reach_the_node_once_a_second() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let page = metrics(metrics_at).await;
+    let page = common::scrape(metrics_at).await;
     let samples = value(&page, "meridian_self_samples_total{kind=\"resources\"}");
     if cfg!(target_os = "linux") {
         assert!((2.0..=3.0).contains(&samples), "{page}");
@@ -141,7 +126,7 @@ async fn resource_samples_reach_the_node_once_a_second() {
 #[tokio::test(flavor = "current_thread")]
 async fn datagrams_that_wait_seconds_grade_the_node_overloaded() {
     let (node, at, metrics_at) = lone_node(Options::default()).await;
-    let page = metrics(metrics_at).await;
+    let page = common::scrape(metrics_at).await;
     assert_eq!(value(&page, "meridian_overload_state"), 0.0, "{page}");
     let blocking = Arc::new(AtomicBool::new(false));
     // A sender outside the runtime, so the block does not hold it back: twelve
@@ -169,7 +154,7 @@ async fn datagrams_that_wait_seconds_grade_the_node_overloaded() {
     .unwrap();
     sender.join().unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let page = metrics(metrics_at).await;
+    let page = common::scrape(metrics_at).await;
     assert_eq!(
         value(&page, "meridian_self_samples_total{kind=\"message_wait\"}"),
         12.0,
@@ -210,7 +195,7 @@ async fn frames_are_latency_samples_too() {
     let start = std::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let page = metrics(metrics_at).await;
+        let page = common::scrape(metrics_at).await;
         if value(&page, "meridian_transport_total{what=\"frames_in\"}") == 3.0 {
             assert_eq!(
                 value(&page, "meridian_self_samples_total{kind=\"message_wait\"}"),
