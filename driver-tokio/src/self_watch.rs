@@ -9,12 +9,13 @@
 //!   and slows its own failure detection down rather than accuse healthy peers.
 //! - backpressure.md §2's **resource signal** (AD-18): each second, this process's CPU
 //!   use (CPU time over wall time, in percent of the cores it may use) and resident
-//!   memory (in percent of the memory it may use: the machine's, or the cgroup's limit
-//!   when lower), as `Input::Resources`. Linux only (it reads `/proc`); elsewhere no
+//!   memory (in percent of the memory it may use: the machine's, or the lowest limit
+//!   of its cgroup and their ancestors, v2 or v1, when lower), as `Input::Resources`. Linux only (it reads `/proc`); elsewhere no
 //!   resource sample is sent. The sample is the *process's*: nodes embedded in one
 //!   process share it, which is why [`crate::runner::Options::resources`] is off unless
 //!   asked for (the `meridian-node` binary, one node per process, asks).
 
+use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -99,7 +100,7 @@ const USER_HZ: f64 = 100.0;
 struct ResourceMeter {
     /// CPU seconds (user + system) and when they were read.
     last: (f64, Instant),
-    /// Bytes this process may use: the machine's memory, or the cgroup's limit.
+    /// Bytes this process may use: the machine's memory, or its cgroups' lowest limit.
     mem_limit: f64,
     /// Cores this process may use (the cgroup's quota counts).
     cores: f64,
@@ -109,7 +110,8 @@ impl ResourceMeter {
     fn new() -> Option<ResourceMeter> {
         let cpu = cpu_seconds(&read("/proc/self/stat")?)?;
         let machine = mem_total_bytes(&read("/proc/meminfo")?)?;
-        let cgroup = read("/sys/fs/cgroup/memory.max").and_then(|s| cgroup_limit_bytes(&s));
+        let cgroup = read("/proc/self/cgroup")
+            .and_then(|c| cgroup_memory_limit(Path::new("/sys/fs/cgroup"), &c));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Some(ResourceMeter {
             last: (cpu, Instant::now()),
@@ -134,7 +136,7 @@ impl ResourceMeter {
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    read_path(Path::new(path))
 }
 
 /// CPU time used over `wall` seconds, in percent of `cores` cores.
@@ -173,13 +175,58 @@ fn mem_total_bytes(meminfo: &str) -> Option<f64> {
     kb_line(meminfo, "MemTotal:").filter(|b| *b > 0.0)
 }
 
-/// cgroup v2's `memory.max`: a byte count, or `max` (no limit).
+/// cgroup v2's `memory.max` or v1's `memory.limit_in_bytes`: a byte count, or `max`
+/// (v2) or a page-rounded `i64::MAX` (v1) for no limit.
 fn cgroup_limit_bytes(text: &str) -> Option<f64> {
     text.trim()
         .parse::<u64>()
         .ok()
+        .filter(|b| *b > 0 && *b < 1 << 62)
         .map(|b| b as f64)
-        .filter(|b| *b > 0.0)
+}
+
+/// The lowest memory limit on this process's cgroup and its ancestors, under the
+/// cgroup mount `root`, from `/proc/self/cgroup`'s text. cgroup v2 (`0::<path>`, limits
+/// in `<root>/<path>/memory.max`) when mounted there, else v1's memory controller
+/// (`N:memory:<path>`, `<root>/memory/<path>/memory.limit_in_bytes`). Limits apply
+/// from every ancestor, hence the walk up; in a container the host's path may not
+/// exist under the container's mount, and the walk reaches the container's own root.
+fn cgroup_memory_limit(root: &Path, proc_self_cgroup: &str) -> Option<f64> {
+    let mut v1 = None;
+    let mut v2 = None;
+    for line in proc_self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.is_empty() {
+            v2 = Some(path);
+        } else if controllers.split(',').any(|c| c == "memory") {
+            v1 = Some(path);
+        }
+    }
+    let (base, path, file) = match (v2, v1) {
+        (Some(path), _) if root.join("cgroup.controllers").exists() => {
+            (root.to_path_buf(), path, "memory.max")
+        }
+        (_, Some(path)) => (root.join("memory"), path, "memory.limit_in_bytes"),
+        _ => return None,
+    };
+    let mut dir = base.join(path.trim_start_matches('/'));
+    let mut lowest: Option<f64> = None;
+    loop {
+        if let Some(limit) = read_path(&dir.join(file)).and_then(|t| cgroup_limit_bytes(&t)) {
+            lowest = Some(lowest.map_or(limit, |l| l.min(limit)));
+        }
+        if dir == base || !dir.pop() {
+            return lowest;
+        }
+    }
+}
+
+fn read_path(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
 }
 
 #[cfg(test)]
@@ -236,9 +283,42 @@ mod tests {
             Some(1024.0 * 1024.0)
         );
         assert_eq!(cgroup_limit_bytes("max\n"), None);
+        assert_eq!(cgroup_limit_bytes("9223372036854771712\n"), None);
         assert_eq!(cgroup_limit_bytes("1073741824\n"), Some(1073741824.0));
         // Two of four cores busy for a second: 50%.
         assert_eq!(cpu_percent(2.0, 1.0, 4.0), 50.0);
+    }
+
+    #[test]
+    fn the_memory_limit_is_the_lowest_of_the_cgroup_and_its_ancestors() {
+        let root = std::env::temp_dir().join(format!("meridian-cgroup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let write = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // v1: a limited slice above an unlimited service.
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        write("memory/slice/memory.limit_in_bytes", "2147483648\n");
+        write(
+            "memory/slice/svc/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        let v1 = "4:memory:/slice/svc\n1:cpu:/\n0::/\n";
+        assert_eq!(cgroup_memory_limit(&root, v1), Some(2147483648.0));
+        // A host path the mount does not have (a container): its own root's limit.
+        write("memory/memory.limit_in_bytes", "1073741824\n");
+        let elsewhere = "4:memory:/host/path/ctr\n";
+        assert_eq!(cgroup_memory_limit(&root, elsewhere), Some(1073741824.0));
+        // v2, once the unified hierarchy is mounted at the root.
+        write("cgroup.controllers", "cpu memory\n");
+        write("svc/memory.max", "536870912\n");
+        write("memory.max", "max\n");
+        assert_eq!(cgroup_memory_limit(&root, "0::/svc\n"), Some(536870912.0));
+        assert_eq!(cgroup_memory_limit(&root, "0::/\n"), None);
+        assert_eq!(cgroup_memory_limit(&root, "garbage"), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
