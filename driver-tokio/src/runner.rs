@@ -1151,6 +1151,9 @@ fn submit_state(job: JobId, out: &Outputs) -> String {
             Output::Event(Event::Job(JobEvent::Finished { job: j, state })) if *j == job => {
                 return format!("{state:?}").to_lowercase();
             }
+            Output::Event(Event::Job(JobEvent::SubmissionShed { job: j })) if *j == job => {
+                return "refused: the gate is overloaded (AD-22), try another gate".into();
+            }
             _ => {}
         }
     }

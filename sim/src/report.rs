@@ -207,7 +207,8 @@ pub struct JobsReport {
     pub lost: u64,
     /// Submitted, not yet terminal, still tracked somewhere at the end.
     pub in_flight: u64,
-    /// Submissions to a gate that was down (never entered the system).
+    /// Submissions that never entered the system: the gate was down, or too loaded to
+    /// take new work (AD-22 sheds a client's submission while the gate is Overloaded).
     pub refused: u64,
     /// Jobs a new DC leader took over from its predecessor.
     pub takeovers: u64,

@@ -113,3 +113,33 @@ fn slow_managers_shed_data_and_never_control() {
         );
     }
 }
+
+/// AD-22 at the gate (backpressure.md §3): a client's submission is checked before
+/// dispatch and refused while the gate is Overloaded. `us-east/gate-0` takes every
+/// submission of the burst; from 20 s each message it receives waits 2.5-3.5 s to be
+/// handled, above AD-18's 2,000 ms absolute bound, so it sheds all 30 (they never enter
+/// the system: `refused`), and nothing else breaks.
+#[test]
+fn an_overloaded_gate_refuses_new_submissions() {
+    let mut s = common::load("overload-burst.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "20s"
+        action = "slow"
+        nodes = ["us-east/gate-0"]
+        delay_ms = [2500, 3500]
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..4, 2) {
+        let j = r.jobs.as_ref().unwrap();
+        assert_eq!((j.refused, j.submitted), (30, 0), "seed {}", r.seed);
+        assert!(
+            r.invariants.violations.is_empty(),
+            "seed {}: {:?}",
+            r.seed,
+            r.invariants.violations
+        );
+    }
+}

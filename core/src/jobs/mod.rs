@@ -611,6 +611,12 @@ pub enum JobEvent {
         worker: NodeId,
         workflows: u32,
     },
+    /// AD-22 (backpressure.md §3): a gate too loaded to take new work refused a
+    /// client's submission before dispatch (the Python's `JobAck{accepted: false,
+    /// "...under load..."}`); the job never entered the system. (Last, as above.)
+    SubmissionShed {
+        job: JobId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

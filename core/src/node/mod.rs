@@ -16,7 +16,7 @@
 //! visible, and the node's health (LHM, degradation) decides its eligibility.
 
 use crate::backpressure::class::job_class;
-use crate::backpressure::class::{body_class, Priority};
+use crate::backpressure::class::{body_class, MessageClass, Priority};
 use crate::backpressure::inflight::{InFlightLimits, InFlightTracker};
 use crate::backpressure::overload::{LoadShedder, OverloadConfig, OverloadDetector, OverloadState};
 use crate::id::JobId;
@@ -26,7 +26,7 @@ pub use crate::jobs::gate::DcRequest;
 use crate::jobs::gate::{GateConfig, GateInput, GateJobs};
 use crate::jobs::manager::{ManagerConfig, ManagerInput, ManagerJobs};
 use crate::jobs::worker::{WorkerConfig, WorkerInput, WorkerJobs};
-use crate::jobs::{JobOutput, JobOutputs, WorkflowIndex};
+use crate::jobs::{JobEvent, JobOutput, JobOutputs, WorkflowIndex};
 use crate::leadership::{
     Election, ElectionConfig, ElectionEvent, ElectionInput, ElectionOutput, GroupId,
 };
@@ -406,18 +406,27 @@ impl Node {
                 workflows,
                 timeout,
             } => {
-                self.gate_coordinates(now);
-                if let JobPlane::Gate(g) = &mut self.jobs {
-                    let o = g.step(
-                        GateInput::Submit {
-                            job,
-                            dcs,
-                            workflows,
-                            timeout,
-                        },
-                        now,
-                    );
-                    self.job_outputs(o, now, out);
+                // AD-22: a client's submission is DISPATCH work, checked before dispatch
+                // (shed only while Overloaded); the client hears it was refused.
+                let dispatch = MessageClass::Dispatch.priority();
+                if matches!(self.jobs, JobPlane::Gate(_))
+                    && self.shedder.should_shed(self.overload.state(), dispatch)
+                {
+                    out.push(Output::Event(Event::Job(JobEvent::SubmissionShed { job })));
+                } else {
+                    self.gate_coordinates(now);
+                    if let JobPlane::Gate(g) = &mut self.jobs {
+                        let o = g.step(
+                            GateInput::Submit {
+                                job,
+                                dcs,
+                                workflows,
+                                timeout,
+                            },
+                            now,
+                        );
+                        self.job_outputs(o, now, out);
+                    }
                 }
             }
             Input::WorkflowProgress {

@@ -1,7 +1,8 @@
 //! The node's AD-18 grade from the shell's resource samples (backpressure.md §2's third
 //! signal): graded at once on the way up, after two better samples on the way down, and
-//! told to the memberships like a latency grade. And AD-32's admission: what a manager
-//! refuses excuses the job silence it causes.
+//! told to the memberships like a latency grade; an Overloaded gate sheds a client's
+//! submission (AD-22). And AD-32's admission: what a manager refuses excuses the job
+//! silence it causes.
 
 use super::*;
 
@@ -123,4 +124,48 @@ fn a_manager_that_refuses_a_message_excuses_the_silence_it_causes() {
     let later = t + crate::time::secs(1);
     assert!(!n.admit(&progress, true, later));
     assert_eq!(excused(&n), later);
+}
+
+#[test]
+fn an_overloaded_gate_sheds_client_submissions_before_dispatch() {
+    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
+    cfg.role = Role::Gate;
+    let mut n = Node::new(cfg, Instant::ZERO).0;
+    let submit = |n: &mut Node, job: u64| {
+        n.step(
+            Input::SubmitJob {
+                job: JobId(job),
+                dcs: crate::jobs::gate::DcRequest::Pinned(vec![DcId(0)]),
+                workflows: 1,
+                timeout: None,
+            },
+            Instant::ZERO,
+        )
+    };
+    let shed = |out: &Outputs| {
+        out.iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Event(Event::Job(crate::jobs::JobEvent::SubmissionShed { .. }))
+                )
+            })
+            .count()
+    };
+    // Stressed sheds DATA, not DISPATCH: the submission goes through.
+    resources(&mut n, 90.0, 10.0);
+    assert_eq!(n.overload_state(), OverloadState::Stressed);
+    assert_eq!(shed(&submit(&mut n, 1)), 0);
+    let one_job = n.job_table_len();
+    assert!(one_job > 0);
+    // Overloaded: refused before the gate's job plane sees it.
+    resources(&mut n, 99.0, 10.0);
+    assert_eq!(shed(&submit(&mut n, 2)), 1);
+    assert_eq!(n.job_table_len(), one_job);
+    assert_eq!(n.shed_counts()[Priority::High.index()], 1);
+    // Healthy again (two good samples): taken.
+    resources(&mut n, 10.0, 10.0);
+    resources(&mut n, 10.0, 10.0);
+    assert_eq!(shed(&submit(&mut n, 3)), 0);
+    assert!(n.job_table_len() > one_job);
 }
