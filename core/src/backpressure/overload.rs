@@ -221,6 +221,9 @@ pub fn shed_threshold(state: OverloadState) -> Option<Priority> {
     }
 }
 
+/// `max_pending` for a manager's pending-request detector (backpressure.md §3).
+pub const MANAGER_MAX_PENDING: usize = 1000;
+
 /// The manager's simpler detector: `in_flight / max_pending`.
 pub fn pending_state(in_flight: usize, max_pending: usize) -> OverloadState {
     let r = in_flight as f64 / max_pending.max(1) as f64;

@@ -18,7 +18,10 @@
 use crate::backpressure::class::job_class;
 use crate::backpressure::class::{body_class, MessageClass, Priority};
 use crate::backpressure::inflight::{InFlightLimits, InFlightTracker};
-use crate::backpressure::overload::{LoadShedder, OverloadConfig, OverloadDetector, OverloadState};
+use crate::backpressure::overload::{
+    pending_state, LoadShedder, OverloadConfig, OverloadDetector, OverloadState,
+    MANAGER_MAX_PENDING,
+};
 use crate::id::JobId;
 use crate::id::{Addr, ClusterId, DcId, Incarnation, NodeId, Role};
 use crate::io::{Event, Output, Outputs};
@@ -918,6 +921,22 @@ impl Node {
         }
     }
 
+    /// The grade AD-22 sheds wire messages by. A manager also has backpressure.md §3's
+    /// pending-request detector (AD-32's messages in flight over 1000), and sheds by
+    /// the higher of the two. Spec deviation, on the safe side: the spec gives a manager
+    /// the pending detector *instead* of the hybrid one, but a real node's shell queues
+    /// nothing in the in-flight tracker (it handles each message as it reads it), so a
+    /// manager graded by pending requests alone would never shed.
+    fn shed_grade(&self) -> OverloadState {
+        let hybrid = self.overload.state();
+        match self.jobs {
+            JobPlane::Manager(_) => {
+                hybrid.max(pending_state(self.in_flight.total(), MANAGER_MAX_PENDING))
+            }
+            _ => hybrid,
+        }
+    }
+
     /// The node's AD-18 grade (for the shell's metrics).
     pub fn overload_state(&self) -> OverloadState {
         self.overload.state()
@@ -971,7 +990,7 @@ impl Node {
                 // AD-22: shed what the load grade sheds. Membership and election
                 // traffic, and CONTROL job messages, are Critical: never shed.
                 let p = job_class(&msg).priority();
-                if self.shedder.should_shed(self.overload.state(), p) {
+                if self.shedder.should_shed(self.shed_grade(), p) {
                     // A leader's own shedding silences its workers: not their silence
                     // (AD-30's job-silence watch must not count it).
                     if let JobPlane::Manager(m) = &mut self.jobs {

@@ -33,6 +33,29 @@ fn graded(out: &Outputs) -> Vec<OverloadState> {
         .collect()
 }
 
+/// A worker's progress report (a job message), as a frame from node 9.
+fn progress_frame() -> Vec<u8> {
+    wire::encode(
+        &Envelope {
+            version: wire::WIRE_VERSION,
+            cluster: ClusterId(1),
+            sender: NodeId(9),
+            sender_addr: Addr::from_u32(9),
+            sender_inc: Incarnation(0),
+            sender_role: Role::Worker,
+            flags: 0,
+            body: Body::Job(crate::jobs::JobMsg::WorkflowProgress {
+                job: JobId(1),
+                workflow: 0,
+                completed: 1,
+                workflows: 1,
+            }),
+        },
+        Channel::Frame,
+    )
+    .unwrap()
+}
+
 #[test]
 fn resource_samples_grade_the_node_with_the_spec_thresholds() {
     let mut n = node();
@@ -89,25 +112,7 @@ fn a_manager_that_refuses_a_message_excuses_the_silence_it_causes() {
     let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
     cfg.role = Role::Manager;
     let mut n = Node::new(cfg, Instant::ZERO).0;
-    let progress = wire::encode(
-        &Envelope {
-            version: wire::WIRE_VERSION,
-            cluster: ClusterId(1),
-            sender: NodeId(9),
-            sender_addr: Addr::from_u32(9),
-            sender_inc: Incarnation(0),
-            sender_role: Role::Worker,
-            flags: 0,
-            body: Body::Job(crate::jobs::JobMsg::WorkflowProgress {
-                job: JobId(1),
-                workflow: 0,
-                completed: 1,
-                workflows: 1,
-            }),
-        },
-        Channel::Frame,
-    )
-    .unwrap();
+    let progress = progress_frame();
     let excused = |n: &Node| match &n.jobs {
         JobPlane::Manager(m) => m.silence_excused_until(),
         _ => unreachable!("a manager"),
@@ -168,4 +173,37 @@ fn an_overloaded_gate_sheds_client_submissions_before_dispatch() {
     resources(&mut n, 10.0, 10.0);
     assert_eq!(shed(&submit(&mut n, 3)), 0);
     assert!(n.job_table_len() > one_job);
+}
+
+#[test]
+fn a_manager_also_sheds_by_its_pending_requests() {
+    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
+    cfg.role = Role::Manager;
+    let mut n = Node::new(cfg, Instant::ZERO).0;
+    let progress = progress_frame();
+    let p = Node::priority_of(&progress, true);
+    let route = |n: &mut Node| {
+        n.step(
+            Input::Frame {
+                from: Addr::from_u32(9),
+                bytes: &progress,
+            },
+            Instant::ZERO,
+        );
+        n.shed_counts()[p.index()]
+    };
+    // Healthy by every signal: handled.
+    assert_eq!(route(&mut n), 0);
+    // 900 of 1000 pending (backpressure.md §3: >= 0.9 is Overloaded), the hybrid grade
+    // still healthy: shed all but Critical.
+    for _ in 0..900 {
+        assert!(n.admit(&progress, true, Instant::ZERO));
+    }
+    assert_eq!(n.overload_state(), OverloadState::Healthy);
+    assert_eq!(route(&mut n), 1);
+    // Handled and released: below half pending, healthy again.
+    for _ in 0..900 {
+        n.release(&progress, true);
+    }
+    assert_eq!(route(&mut n), 1);
 }
