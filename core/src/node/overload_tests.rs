@@ -6,12 +6,15 @@
 
 use super::*;
 
+/// Node 0 of DC 0 in `role`, seeded with node 1.
+fn node_as(role: Role) -> Node {
+    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
+    cfg.role = role;
+    Node::new(cfg, Instant::ZERO).0
+}
+
 fn node() -> Node {
-    Node::new(
-        test_worker_config(0, vec![Addr::from_u32(1)]),
-        Instant::ZERO,
-    )
-    .0
+    node_as(Role::Worker)
 }
 
 fn resources(n: &mut Node, cpu_percent: f64, mem_percent: f64) -> Outputs {
@@ -109,9 +112,7 @@ fn a_node_overloaded_by_its_resources_nacks_out_of_band_probes() {
 
 #[test]
 fn a_manager_that_refuses_a_message_excuses_the_silence_it_causes() {
-    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
-    cfg.role = Role::Manager;
-    let mut n = Node::new(cfg, Instant::ZERO).0;
+    let mut n = node_as(Role::Manager);
     let progress = progress_frame();
     let excused = |n: &Node| match &n.jobs {
         JobPlane::Manager(m) => m.silence_excused_until(),
@@ -133,9 +134,7 @@ fn a_manager_that_refuses_a_message_excuses_the_silence_it_causes() {
 
 #[test]
 fn an_overloaded_gate_sheds_client_submissions_before_dispatch() {
-    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
-    cfg.role = Role::Gate;
-    let mut n = Node::new(cfg, Instant::ZERO).0;
+    let mut n = node_as(Role::Gate);
     let submit = |n: &mut Node, job: u64| {
         n.step(
             Input::SubmitJob {
@@ -177,9 +176,7 @@ fn an_overloaded_gate_sheds_client_submissions_before_dispatch() {
 
 #[test]
 fn a_manager_also_sheds_by_its_pending_requests() {
-    let mut cfg = test_worker_config(0, vec![Addr::from_u32(1)]);
-    cfg.role = Role::Manager;
-    let mut n = Node::new(cfg, Instant::ZERO).0;
+    let mut n = node_as(Role::Manager);
     let progress = progress_frame();
     let p = Node::priority_of(&progress, true);
     let route = |n: &mut Node| {
