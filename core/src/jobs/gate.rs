@@ -272,6 +272,10 @@ struct Job {
     /// Routing (AD-36): the key its routing state lives under, how many DCs it asked
     /// for and which it prefers; pinned jobs name their DCs and are not routed.
     key: RouteKey,
+    /// The key is the job's own id (the client named none): its routing state is the
+    /// job's alone and goes with it (routing.md §7). A named key's state serves every
+    /// job of that name, so it stays (swept after `state_max_age`, bounded).
+    own_key: bool,
     count: u16,
     preferred: Vec<DcId>,
     pinned: bool,
@@ -301,6 +305,7 @@ impl Job {
             declared: None,
             items: 0,
             key: RouteKey(0),
+            own_key: false,
             count: 0,
             preferred: Vec::new(),
             pinned: true,
@@ -619,6 +624,7 @@ impl GateJobs {
                         key,
                     } => {
                         j.key = RouteKey(key.unwrap_or(job.0));
+                        j.own_key = key.is_none();
                         j.count = count.max(1);
                         j.preferred = preferred;
                         j.pinned = false;
@@ -1031,7 +1037,7 @@ impl GateJobs {
 
     /// A job no DC can run: failed before any DC saw it (nothing to replicate or undo).
     fn fail_unrouted(&mut self, job: JobId, out: &mut JobOutputs) {
-        self.jobs.remove(&job);
+        self.remove_job(job);
         self.issuer.forget(job);
         out.push(JobOutput::Event(JobEvent::Finished {
             job,
@@ -1498,7 +1504,7 @@ impl GateJobs {
                     // is a defence that keeps every gate's choice the same.
                     let ours = self.jobs[&job].token;
                     if ours < token || (ours == token && owner < self.me) {
-                        self.jobs.remove(&job);
+                        self.remove_job(job);
                         self.issuer.forget(job);
                         self.results.forget_job(job);
                     } else {
@@ -1966,6 +1972,16 @@ impl GateJobs {
         self.forget(job, now, out);
     }
 
+    /// `job`'s entry goes, and with it its routing state when that was its own
+    /// (routing.md §7: "job states are removed on job cleanup").
+    fn remove_job(&mut self, job: JobId) {
+        if let Some(j) = self.jobs.remove(&job) {
+            if j.own_key {
+                self.router.cleanup_job(j.key);
+            }
+        }
+    }
+
     /// Every per-job entry goes; the end is remembered for `ended_ttl` (a gate whose
     /// `GateReplicaForget` we lose asks us, and must hear that the job ended).
     fn forget(&mut self, job: JobId, now: Instant, out: &mut JobOutputs) {
@@ -1974,7 +1990,7 @@ impl GateJobs {
         } else {
             self.end_unrecorded_at = Some(now);
         }
-        self.jobs.remove(&job);
+        self.remove_job(job);
         self.issuer.forget(job);
         self.results.forget_job(job);
         self.timeouts.forget(job);
@@ -4304,6 +4320,58 @@ mod tests {
             assert_eq!(withdrawals_from_dc_1(&g.step(GateInput::Tick, now)), 0);
         }
         assert!(g.withdrawals.is_empty());
+    }
+
+    /// routing.md §7: a job's routing state goes with the job when it was the job's own
+    /// (no key named); a named key's state stays for the next job of that name.
+    #[test]
+    fn a_finished_job_takes_its_own_routing_state_with_it() {
+        for (key, kept) in [(None, 0), (Some(7), 1)] {
+            let t = Instant::ZERO;
+            let mut g = routing_gate();
+            for n in 1..=3 {
+                g.step(heartbeat(n, 8), t);
+            }
+            measured(&mut g, [10.0, 80.0, 50.0]);
+            let out = g.step(
+                GateInput::Submit {
+                    job: JobId(5),
+                    dcs: DcRequest::Routed {
+                        count: 1,
+                        preferred: vec![],
+                        key,
+                    },
+                    workflows: 1,
+                    timeout: None,
+                },
+                t,
+            );
+            let Some(token) = sends(&out).into_iter().find_map(|(_, m)| match m {
+                JobMsg::Submit { gate_token, .. } => Some(gate_token),
+                _ => None,
+            }) else {
+                panic!("routed to the nearest DC at once: {out:?}");
+            };
+            assert_eq!(dispatched(&out), vec![(DcId(1), false)]);
+            assert_eq!(g.router.len(), 1);
+            let out = g.step(
+                GateInput::Msg {
+                    from: Addr::from_u32(1),
+                    msg: JobMsg::JobDone {
+                        job: JobId(5),
+                        dc: DcId(1),
+                        token,
+                        items: 0,
+                    },
+                },
+                t + secs(1),
+            );
+            assert!(events(&out).contains(&JobEvent::Finished {
+                job: JobId(5),
+                state: JobState::Completed
+            }));
+            assert_eq!(g.router.len(), kept, "key {key:?}");
+        }
     }
 
     #[test]
