@@ -218,14 +218,6 @@ impl DcTable {
             .map(|(n, _)| *n)
     }
 
-    /// Any manager known in any DC (an empty routing decision then means "initializing",
-    /// not "no DC can run it").
-    pub fn knows_managers(&self) -> bool {
-        self.dcs
-            .values()
-            .any(|d| d.managers.values().any(|m| m.live))
-    }
-
     /// DCs with a live manager but no heartbeat yet (registration under way).
     pub fn initializing(&self) -> usize {
         self.dcs
