@@ -101,6 +101,22 @@ impl Tracker {
         }
     }
 
+    /// Node `node` stopped (crashed or left): it holds no level any more, as its
+    /// restart begins at NONE; a level it held counts down for the recovery.
+    pub fn on_stop(&mut self, node: usize, now: u64) {
+        if let Some((level, since)) = self.current.get(&node).copied() {
+            if level != Level::None {
+                self.level_us.entry(node).or_default()[level.index()] += now - since;
+                self.current.insert(node, (Level::None, now));
+                self.raise(level, Level::None, now);
+            }
+        }
+        if let Some(level) = self.worker_level.get_mut(&node) {
+            let prev = core::mem::replace(level, Level::None);
+            self.raise(prev, Level::None, now);
+        }
+    }
+
     /// Workers whose flush level is not NONE now.
     pub fn workers_held_back(&self) -> usize {
         self.worker_level

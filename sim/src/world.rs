@@ -1074,6 +1074,9 @@ impl<'a> World<'a> {
         if let Some(rt) = self.routing.as_mut() {
             rt.on_stop(i);
         }
+        if let Some(bp) = self.bp.as_mut() {
+            bp.on_stop(i, self.now);
+        }
         if let Some(t) = self.oob.as_mut() {
             t.forget(i);
         }

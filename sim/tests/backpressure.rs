@@ -143,3 +143,37 @@ fn an_overloaded_gate_refuses_new_submissions() {
         );
     }
 }
+
+/// backpressure.md §10.6: a worker's level is the live managers'. The DC leader crashes
+/// at 50 s, at REJECT: before, every worker kept its last REJECT for good and dropped
+/// its progress to the new leader for the rest of the run. Now a new leader's hello
+/// ends the old signal, and every level is back to NONE within 70 s of the last job's
+/// end, as without the crash.
+#[test]
+fn a_leader_lost_at_reject_does_not_hold_its_workers_back() {
+    let mut s = common::load("overload-burst.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "50s"
+        action = "crash_leader"
+        dc = "us-east"
+        "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..6, 2) {
+        assert!(r.ok(), "seed {}: {:?}", r.seed, r.invariants.violations);
+        let b = bp(&r);
+        assert_eq!(b.max_level, "Reject", "seed {}", r.seed);
+        assert_eq!(b.workers_held_back_at_end, 0, "seed {}", r.seed);
+        let j = r.jobs.as_ref().unwrap();
+        assert_eq!((j.completed, j.submitted), (30, 30), "seed {}", r.seed);
+        let last = j.per_job.iter().filter_map(|e| e.ended_ms).max().unwrap();
+        let back = b.recovered_at_ms.expect("levels came back down");
+        assert!(
+            back <= last + RECOVERY_MS,
+            "seed {}: NONE at {back} ms, last job ended at {last} ms",
+            r.seed
+        );
+    }
+}

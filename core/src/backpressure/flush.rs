@@ -91,10 +91,14 @@ impl WorkerFlush {
         (after != before).then_some(after)
     }
 
-    /// The manager is gone (its signal no longer counts).
-    pub fn forget_manager(&mut self, manager: Addr) -> Option<Level> {
+    /// `leader` leads the DC now: every other manager's signal stops counting. Progress
+    /// goes to the leader alone, so only its buffer is one this worker fills; a former
+    /// leader, dead or stepped down, never signals again (a follower pushes no level),
+    /// and its last REJECT would hold this worker back for good. Returns the new
+    /// effective level if it changed.
+    pub fn keep_only(&mut self, leader: Addr) -> Option<Level> {
         let before = self.effective().0;
-        self.managers.remove(&manager);
+        self.managers.retain(|m, _| *m == leader);
         let after = self.effective().0;
         (after != before).then_some(after)
     }
@@ -210,8 +214,12 @@ mod tests {
         assert_eq!(w.on_signal(M1, Level::None, 0), Some(Level::None));
         assert_eq!(w.effective(), (Level::None, 0));
         assert_eq!(w.period(), millis(50));
+        // A new leader (M2) ends the former leader's REJECT; its own signal stays.
         w.on_signal(M1, Level::Reject, 1000);
-        assert_eq!(w.forget_manager(M1), Some(Level::None));
+        w.on_signal(M2, Level::Throttle, 100);
+        assert_eq!(w.keep_only(M2), Some(Level::Throttle));
+        assert_eq!(w.effective(), (Level::Throttle, 100));
+        assert_eq!(w.keep_only(M2), None);
     }
 
     #[test]

@@ -370,6 +370,11 @@ impl WorkerJobs {
             }
             JobMsg::LeaderHello { .. } if self.leader != Some(from) => {
                 self.leader = Some(from);
+                // backpressure.md §10.6: the level is the live managers'; a former
+                // leader's last signal must not outlive its leadership.
+                if let Some(level) = self.flush.keep_only(from) {
+                    out.push(JobOutput::Event(JobEvent::FlushLevel { level }));
+                }
                 // Tell the new leader at once what we can take and what we run (it may
                 // have just taken those jobs over).
                 out.push(JobOutput::Send {
