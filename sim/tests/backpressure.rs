@@ -21,6 +21,21 @@ fn burst_with(faults: &str) -> meridian_sim::scenario::Scenario {
 /// 60 s hot max age + one 10 s promotion period (backpressure.md §6).
 const RECOVERY_MS: u64 = 70_000;
 
+/// All 30 jobs of the burst completed, no worker is held back at the end, and every
+/// level was back to NONE within `RECOVERY_MS` of the last job's end.
+fn completed_and_recovered(r: &Report) {
+    let (b, j) = (bp(r), r.jobs.as_ref().unwrap());
+    assert_eq!((j.completed, j.submitted), (30, 30), "seed {}", r.seed);
+    assert_eq!(b.workers_held_back_at_end, 0, "seed {}", r.seed);
+    let last = j.per_job.iter().filter_map(|e| e.ended_ms).max().unwrap();
+    let back = b.recovered_at_ms.expect("levels came back down");
+    assert!(
+        back <= last + RECOVERY_MS,
+        "seed {}: NONE at {back} ms, last job ended at {last} ms",
+        r.seed
+    );
+}
+
 /// Issue 6, acceptance 2, over 50 seeds: no CONTROL message shed (and none goes through
 /// the flush buffer, so none is delayed by it); no false dead declaration; the leader's
 /// buffer never passes its REJECT bound (95 % of 1000); every manager and worker is back
@@ -43,16 +58,8 @@ fn an_overload_burst_is_absorbed_over_50_seeds() {
             assert!(*fill <= 0.95, "seed {}: {m} filled to {fill}", r.seed);
         }
         assert_eq!(b.buffer_overwritten, 0, "seed {}", r.seed);
+        completed_and_recovered(&r);
         let j = r.jobs.as_ref().unwrap();
-        assert_eq!((j.completed, j.submitted), (30, 30), "seed {}", r.seed);
-        let last = j.per_job.iter().filter_map(|e| e.ended_ms).max().unwrap();
-        let back = b.recovered_at_ms.expect("levels came back down");
-        assert!(
-            back <= last + RECOVERY_MS,
-            "seed {}: NONE at {back} ms, last progress by {last} ms",
-            r.seed
-        );
-        assert_eq!(b.workers_held_back_at_end, 0, "seed {}", r.seed);
         for (m, ms) in &b.level_ms {
             // Every millisecond of the run is at some level (up to 1 ms of rounding each).
             let total: u64 = ms.iter().sum();
@@ -161,15 +168,6 @@ fn a_leader_lost_at_reject_does_not_hold_its_workers_back() {
         assert!(r.ok(), "seed {}: {:?}", r.seed, r.invariants.violations);
         let b = bp(&r);
         assert_eq!(b.max_level, "Reject", "seed {}", r.seed);
-        assert_eq!(b.workers_held_back_at_end, 0, "seed {}", r.seed);
-        let j = r.jobs.as_ref().unwrap();
-        assert_eq!((j.completed, j.submitted), (30, 30), "seed {}", r.seed);
-        let last = j.per_job.iter().filter_map(|e| e.ended_ms).max().unwrap();
-        let back = b.recovered_at_ms.expect("levels came back down");
-        assert!(
-            back <= last + RECOVERY_MS,
-            "seed {}: NONE at {back} ms, last job ended at {last} ms",
-            r.seed
-        );
+        completed_and_recovered(&r);
     }
 }
