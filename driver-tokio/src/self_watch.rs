@@ -10,8 +10,9 @@
 //! - backpressure.md §2's **resource signal** (AD-18): each second, this process's CPU
 //!   use (CPU time over wall time, in percent of the cores it may use) and resident
 //!   memory (in percent of the memory it may use: the machine's, or the lowest limit
-//!   of its cgroup and their ancestors, v2 or v1, when lower), as `Input::Resources`. Linux only (it reads `/proc`); elsewhere no
-//!   resource sample is sent. The sample is the *process's*: nodes embedded in one
+//!   on its cgroup and the cgroup's ancestors, v2 or v1, when lower), as
+//!   `Input::Resources`. Linux only (it reads `/proc`); elsewhere no resource sample
+//!   is sent. The sample is the *process's*: nodes embedded in one
 //!   process share it, which is why [`crate::runner::Options::resources`] is off unless
 //!   asked for (the `meridian-node` binary, one node per process, asks).
 
