@@ -6,6 +6,9 @@
 //! `recv` would never see that. So on Linux the main UDP socket asks the kernel for
 //! receive timestamps (`SO_TIMESTAMPNS`, read with `recvmsg`), and the wait is from that
 //! stamp to the end of the node's step. Elsewhere there is no stamp and no sample.
+//! (Linux turns stamping on for the whole system a moment after the first socket asks;
+//! a datagram that arrives within that moment is stamped when it is read, so its wait
+//! reads short. That errs on the side of not shedding, once, at start.)
 //! A frame is stamped when its connection's task has read its last byte: its wait is
 //! its time on the node's queue (a full queue holds the readers back, so the kernel's
 //! buffer is not measured for frames).
@@ -142,11 +145,19 @@ mod tests {
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut rx = StampedReceiver::new(&a);
         assert_eq!(rx.stamping(), cfg!(target_os = "linux"));
+        let mut buf = [0u8; 64];
+        // Linux turns receive stamping on for the whole system a moment after the first
+        // socket asks (a deferred static key); a datagram that arrives within that moment
+        // is stamped when it is read. One datagram goes through first.
+        b.send_to(b"warm-up", a.local_addr().unwrap())
+            .await
+            .unwrap();
+        rx.recv(&a, &mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let before = SystemTime::now();
         b.send_to(b"hello", a.local_addr().unwrap()).await.unwrap();
         // The datagram waits in the buffer; the stamp says when it arrived.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut buf = [0u8; 64];
         let (n, from, stamp) = rx.recv(&a, &mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(from, b.local_addr().unwrap());
