@@ -329,11 +329,19 @@ mod tests {
             return;
         }
         let mut meter = meter.expect("Linux has /proc");
-        // Burn some CPU so the second reading differs from the first.
-        let start = std::time::Instant::now();
+        // Burn CPU until the process's CPU time has moved on (a 10 ms tick; on a loaded
+        // machine the wall clock may run far ahead of it).
+        let cpu = || cpu_seconds(&read("/proc/self/stat").unwrap()).unwrap();
+        let (start, at_start) = (std::time::Instant::now(), cpu());
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(50) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        while cpu() == at_start {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no CPU time in 10 s"
+            );
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
         }
         std::hint::black_box(x);
         match meter.sample(Instant::now()) {
