@@ -1839,7 +1839,8 @@ impl ManagerJobs {
     }
 
     /// No worker's silence counts from before this instant (the last excuse).
-    pub fn silence_excused_until(&self) -> Instant {
+    #[cfg(test)]
+    pub(crate) fn silence_excused_until(&self) -> Instant {
         self.silence.quiet_from()
     }
 

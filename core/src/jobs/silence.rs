@@ -155,7 +155,8 @@ impl SilenceWatch {
     }
 
     /// No silence counts from before this instant (the last excuse).
-    pub fn quiet_from(&self) -> Instant {
+    #[cfg(test)]
+    pub(crate) fn quiet_from(&self) -> Instant {
         self.quiet_from
     }
 
