@@ -413,7 +413,7 @@ impl Node {
                 // (shed only while Overloaded); the client hears it was refused.
                 let dispatch = MessageClass::Dispatch.priority();
                 if matches!(self.jobs, JobPlane::Gate(_))
-                    && self.shedder.should_shed(self.overload.state(), dispatch)
+                    && self.shedder.should_shed(self.shed_grade(), dispatch)
                 {
                     out.push(Output::Event(Event::Job(JobEvent::SubmissionShed { job })));
                 } else {
@@ -921,9 +921,9 @@ impl Node {
         }
     }
 
-    /// The grade AD-22 sheds wire messages by. A manager also has backpressure.md §3's
-    /// pending-request detector (AD-32's messages in flight over 1000), and sheds by
-    /// the higher of the two. Spec deviation, on the safe side: the spec gives a manager
+    /// The grade AD-22 sheds by (wire messages, and a gate's client submissions). A
+    /// manager also has backpressure.md §3's pending-request detector (AD-32's messages
+    /// in flight over 1000), and sheds by the higher of the two. Spec deviation, on the safe side: the spec gives a manager
     /// the pending detector *instead* of the hybrid one, but a real node's shell queues
     /// nothing in the in-flight tracker (it handles each message as it reads it), so a
     /// manager graded by pending requests alone would never shed.
