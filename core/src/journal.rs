@@ -16,7 +16,8 @@ use crate::node::{Input, Node, NodeConfig};
 use crate::time::Instant;
 use serde::{Deserialize, Serialize};
 
-pub const JOURNAL_VERSION: u8 = 1;
+/// 2: a submission names its client (AD-24).
+pub const JOURNAL_VERSION: u8 = 2;
 /// Largest record accepted when reading (a frame of a large cluster's push-pull fits).
 pub const MAX_RECORD: usize = 32 << 20;
 
@@ -59,6 +60,7 @@ pub enum RecordedInput {
         dcs: DcRequest,
         workflows: u32,
         timeout_us: Option<u64>,
+        client: u64,
     },
     ProcessingLatency {
         ms: f64,
@@ -110,11 +112,13 @@ impl RecordedInput {
                 dcs,
                 workflows,
                 timeout,
+                client,
             } => RecordedInput::SubmitJob {
                 job: *job,
                 dcs: dcs.clone(),
                 workflows: *workflows,
                 timeout_us: timeout.map(|t| t.as_micros() as u64),
+                client: *client,
             },
             Input::ProcessingLatency { ms } => RecordedInput::ProcessingLatency { ms: *ms },
             Input::Resources {
@@ -161,11 +165,13 @@ impl RecordedInput {
                 dcs,
                 workflows,
                 timeout_us,
+                client,
             } => Input::SubmitJob {
                 job: *job,
                 dcs: dcs.clone(),
                 workflows: *workflows,
                 timeout: timeout_us.map(core::time::Duration::from_micros),
+                client: *client,
             },
             RecordedInput::ProcessingLatency { ms } => Input::ProcessingLatency { ms: *ms },
             RecordedInput::Resources {

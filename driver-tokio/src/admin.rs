@@ -57,7 +57,12 @@ pub struct JobFile {
 }
 
 impl JobFile {
-    pub fn input(&self, job: meridian_core::JobId) -> meridian_core::node::Input<'static> {
+    /// The submission `client` makes (AD-24 counts each client apart).
+    pub fn input(
+        &self,
+        job: meridian_core::JobId,
+        client: u64,
+    ) -> meridian_core::node::Input<'static> {
         use meridian_core::node::DcRequest;
         use meridian_core::DcId;
         let dcs = match &self.dcs {
@@ -73,6 +78,7 @@ impl JobFile {
             dcs,
             workflows: self.workflows,
             timeout: self.timeout_s.map(Duration::from_secs),
+            client,
         }
     }
 }

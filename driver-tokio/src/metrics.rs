@@ -213,6 +213,28 @@ pub fn render(node: &Node, stats: &DriverStats, events: &EventCounts) -> String 
             ("what=\"message_wait_ms\"".into(), f(&stats.last_wait_ms)),
         ],
     );
+    let rl = node.rate_limit_counts();
+    gauge(
+        "meridian_rate_limit_requests_total",
+        "AD-24: requests this node's rate limiter allowed and refused (clients' submissions, peers' reports).",
+        "counter",
+        vec![
+            ("outcome=\"allowed\"".into(), rl.limiter.allowed as f64),
+            ("outcome=\"refused\"".into(), rl.limiter.rejected as f64),
+        ],
+    );
+    gauge(
+        "meridian_rate_limit_clients",
+        "AD-24: clients the rate limiter tracks (at most 10,000; idle 300 s are dropped).",
+        "gauge",
+        vec![(String::new(), rl.clients as f64)],
+    );
+    gauge(
+        "meridian_rate_limit_held_total",
+        "AD-24: messages this node did not send because their receiver asked it to wait.",
+        "counter",
+        vec![(String::new(), rl.held as f64)],
+    );
     gauge(
         "meridian_backpressure_fill",
         "A leader manager's stats buffer fill (0..1).",

@@ -152,7 +152,8 @@ pub struct DriverStats {
 enum Command {
     Members(oneshot::Sender<Vec<MemberRow>>),
     Leave(oneshot::Sender<()>),
-    Admin(admin::Request, oneshot::Sender<admin::Answer>),
+    /// An operator request, and who asked (AD-24 limits each client apart).
+    Admin(admin::Request, u64, oneshot::Sender<admin::Answer>),
     Metrics(oneshot::Sender<String>),
 }
 
@@ -471,15 +472,15 @@ async fn node_loop(
                     let _ = reply.send(crate::metrics::render(&node, &stats, &local.events));
                     continue;
                 }
-                Some(Command::Admin(admin::Request::Submit(job), reply)) => {
+                Some(Command::Admin(admin::Request::Submit(job), client, reply)) => {
                     let id = JobId(job.id.unwrap_or_else(|| fresh_job_id(me, now())));
-                    let out = step(&mut node, job.input(id), now());
+                    let out = step(&mut node, job.input(id, client), now());
                     let state = submit_state(id, &out);
                     emit(&sockets, &mut peers, &stats, keyring, &mut local, out).await;
                     let _ = reply.send(admin::Answer::Submitted { job: id.0, state });
                     continue;
                 }
-                Some(Command::Admin(req, reply)) => {
+                Some(Command::Admin(req, _, reply)) => {
                     let _ = reply.send(answer(&node, req, now(), &local));
                     continue;
                 }
@@ -946,7 +947,7 @@ async fn accept_loop(
             };
             if hello == admin::ADMIN_HELLO {
                 if admin_allowed {
-                    serve_admin(stream, commands).await;
+                    serve_admin(stream, client_id(peer.ip()), commands).await;
                 }
                 return;
             }
@@ -981,7 +982,7 @@ async fn serve_frames<R: AsyncReadExt + Unpin>(r: &mut R, frames: mpsc::Sender<F
 }
 
 /// One operator request, answered by the node's task.
-async fn serve_admin(mut stream: TcpStream, commands: mpsc::Sender<Command>) {
+async fn serve_admin(mut stream: TcpStream, client: u64, commands: mpsc::Sender<Command>) {
     let Ok(Ok(bytes)) =
         tokio::time::timeout(Duration::from_secs(5), admin::read(&mut stream)).await
     else {
@@ -990,7 +991,11 @@ async fn serve_admin(mut stream: TcpStream, commands: mpsc::Sender<Command>) {
     let answer = match serde_json::from_slice::<admin::Request>(&bytes) {
         Ok(req) => {
             let (tx, rx) = oneshot::channel();
-            if commands.send(Command::Admin(req, tx)).await.is_err() {
+            if commands
+                .send(Command::Admin(req, client, tx))
+                .await
+                .is_err()
+            {
                 return;
             }
             match rx.await {
@@ -1132,6 +1137,22 @@ async fn run_workflow(
         .await;
 }
 
+/// The client an operator connection counts as for AD-24: its IP address (every
+/// connection from one host shares one allowance, as a reconnecting client would).
+/// IPv4 is its 32 bits; IPv6 folds its halves together.
+fn client_id(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u32::from(v4) as u64,
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u32::from(v4) as u64,
+            None => {
+                let bits = u128::from(v6);
+                (bits >> 64) as u64 ^ bits as u64 ^ (1 << 63)
+            }
+        },
+    }
+}
+
 /// A job id no other submission picks: the gate's address and the instant.
 fn fresh_job_id(me: Addr, now: Instant) -> u64 {
     let mut h = 0u64;
@@ -1153,6 +1174,19 @@ fn submit_state(job: JobId, out: &Outputs) -> String {
             }
             Output::Event(Event::Job(JobEvent::SubmissionShed { job: j })) if *j == job => {
                 return "refused: the gate is overloaded (AD-22), try another gate".into();
+            }
+            Output::Event(Event::Job(JobEvent::RateLimited {
+                job: Some(j),
+                retry_after_ms,
+                ..
+            })) if *j == job => {
+                return match retry_after_ms {
+                    Some(ms) => format!(
+                        "refused: rate limited (AD-24, job_submit), retry after {:.2} s",
+                        *ms as f64 / 1000.0
+                    ),
+                    None => "refused: rate limited (AD-24, job_submit)".into(),
+                };
             }
             _ => {}
         }

@@ -12,6 +12,7 @@ pub mod huge_pages;
 pub mod network;
 pub mod oob;
 pub mod random_faults;
+pub mod rate_limits;
 pub mod report;
 pub mod routing;
 pub mod scenario;

@@ -208,8 +208,11 @@ pub struct JobsReport {
     /// Submitted, not yet terminal, still tracked somewhere at the end.
     pub in_flight: u64,
     /// Submissions that never entered the system: the gate was down, or too loaded to
-    /// take new work (AD-22 sheds a client's submission while the gate is Overloaded).
+    /// take new work (AD-22 sheds a client's submission while the gate is Overloaded),
+    /// or the client was over its allowance (AD-24's `job_submit`).
     pub refused: u64,
+    /// AD-24: what the nodes' rate limiters refused, and what senders held back.
+    pub rate_limits: crate::rate_limits::RateLimitReport,
     /// Jobs a new DC leader took over from its predecessor.
     pub takeovers: u64,
     /// Jobs a gate took over from a dead job-leading gate.
@@ -373,6 +376,14 @@ impl Report {
                 "  jobs: {} submitted, {} completed, {} timed out, {} failed, {} lost, {} in flight, {} refused; {} DC-leader and {} gate takeovers",
                 j.submitted, j.completed, j.timed_out, j.failed, j.lost, j.in_flight, j.refused, j.takeovers, j.gate_takeovers
             );
+            let rl = &j.rate_limits;
+            if rl.refused > 0 || rl.held > 0 {
+                let _ = writeln!(
+                    s,
+                    "  rate limits (AD-24): {} requests refused ({} of them submissions), {} messages held back by their senders",
+                    rl.refused, rl.submissions_refused, rl.held
+                );
+            }
             if j.timed_out > 0 || j.extensions > 0 {
                 let by = |k: &str| {
                     j.per_job

@@ -162,6 +162,15 @@ pub struct JobSpec {
     /// layer (AD-30), must catch. The nodes stay up and run their other jobs.
     #[serde(default)]
     pub stall: Option<Stall>,
+    /// Who submits the entry's jobs, as AD-24's rate limiter counts clients (each
+    /// client may submit 50 jobs in 10 s to a gate). Default: the entry's own index,
+    /// so every `[[job]]` entry is a client of its own.
+    #[serde(default)]
+    pub client: Option<u64>,
+    /// The entry's jobs come from this many clients in turn (default 1): a series
+    /// faster than one client's allowance (5 jobs a second) needs several.
+    #[serde(default = "one_u32")]
+    pub clients: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +219,10 @@ pub struct LoadSpec {
     pub workflows: u32,
     #[serde(default = "ten_to_twenty", deserialize_with = "de_duration_range")]
     pub workflow_duration: (Duration, Duration),
+    /// The clients the series' jobs come from in turn. Default: one per job a second
+    /// (rounded up), each well inside AD-24's allowance of 5 jobs a second.
+    #[serde(default)]
+    pub clients: Option<u32>,
 }
 
 fn four() -> u32 {
@@ -240,6 +253,9 @@ fn load_jobs(s: &Scenario, path: &Path) -> Result<Vec<JobSpec>, ScenarioError> {
                 "must be in (0, 1000]",
             ));
         }
+        if l.clients == Some(0) {
+            return Err(err(path, key("clients"), "must be at least 1"));
+        }
         let gate = match (&l.gate, &l.dc) {
             (Some(g), _) => g.clone(),
             (None, Some(dc)) => gates
@@ -264,6 +280,8 @@ fn load_jobs(s: &Scenario, path: &Path) -> Result<Vec<JobSpec>, ScenarioError> {
             count,
             every: Some(Duration::from_secs_f64(1.0 / l.jobs_per_s)),
             stall: None,
+            client: None,
+            clients: l.clients.unwrap_or(l.jobs_per_s.ceil() as u32),
         });
     }
     Ok(out)
@@ -804,6 +822,9 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
         }
         if j.workflows == 0 || j.workflows > 10_000 {
             return Err(err(path, key("workflows"), "must be 1..=10000"));
+        }
+        if j.clients == 0 {
+            return Err(err(path, key("clients"), "must be at least 1"));
         }
         if j.count == 0 || (j.count > 1 && j.every.is_none_or(|e| e.is_zero())) {
             return Err(err(

@@ -306,6 +306,8 @@ pub struct World<'a> {
     true_items: std::collections::BTreeMap<(u64, u16, u32), u64>,
     /// Backpressure accounting (scenarios with `[[load]]`).
     bp: Option<crate::backpressure::Tracker>,
+    /// AD-24's counts and invariant 9 (scenarios with jobs).
+    rate: Option<crate::rate_limits::Tracker>,
     /// Routing accounting (scenarios with routed jobs: `[[job]]` entries without `dcs`).
     routing: Option<crate::routing::Tracker>,
     /// §9's out-of-band probes (scenarios with `membership.oob`).
@@ -391,6 +393,7 @@ impl<'a> World<'a> {
             job_spec: Vec::new(),
             true_items: Default::default(),
             bp: (!scenario.loads.is_empty()).then(Default::default),
+            rate: (!scenario.jobs.is_empty()).then(Default::default),
             oob: scenario.membership_config().oob.then(Default::default),
             routing: scenario
                 .jobs
@@ -721,6 +724,15 @@ impl<'a> World<'a> {
                 },
             });
         }
+        if let Some(rate) = &self.rate {
+            let held_by_live = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.machine.as_ref())
+                .map(|m| m.rate_limit_counts().held)
+                .sum();
+            r.rate_limits = rate.report(held_by_live);
+        }
         Some(r)
     }
 
@@ -1040,7 +1052,10 @@ impl<'a> World<'a> {
         self.nodes[i].boot += 1;
         let cfg = self.node_config(i, inc);
         let local = self.nodes[i].clock.local(self.now);
-        let (machine, outs) = Node::new(cfg, Instant(local));
+        let (mut machine, outs) = Node::new(cfg, Instant(local));
+        if self.rate.is_some() {
+            machine.record_admissions();
+        }
         self.nodes[i].machine = Some(machine);
         self.nodes[i].up = true;
         self.up[i] = true;
@@ -1062,6 +1077,9 @@ impl<'a> World<'a> {
     fn stop(&mut self, i: usize, crashed: bool) {
         if !self.nodes[i].up {
             return;
+        }
+        if let (Some(rate), Some(m)) = (self.rate.as_mut(), self.nodes[i].machine.as_ref()) {
+            rate.on_stop(i, m.rate_limit_counts().held);
         }
         let n = &mut self.nodes[i];
         n.up = false;
@@ -1234,16 +1252,27 @@ impl<'a> World<'a> {
     /// Route what node `i` output at `local`, and keep the emptied buffer for the next
     /// step.
     fn route_outputs(&mut self, i: usize, mut outs: Box<Outputs>, local: Instant) {
+        if let Some(rate) = self.rate.as_mut() {
+            let mut admitted = rate.take_scratch();
+            if let Some(m) = self.nodes[i].machine.as_mut() {
+                m.drain_admissions(&mut admitted);
+            }
+            let (checker, now) = (&mut self.checker, self.now);
+            rate.check(i, &self.nodes[i].spec.name, admitted, |detail| {
+                checker.violation_at(now, "rate-limit", detail)
+            });
+        }
         for o in outs.drain(..) {
             self.output(i, o, local);
         }
         self.out_buf = Some(outs);
     }
 
-    /// A client submits the `k`-th job of `[[job]]` entry `spec` to its gate: run in the
+    /// A client submits the `k`-th job of `[[job]]` entry `spec` to its gate (one of the
+    /// entry's `clients`, in turn): run in the
     /// DCs it names (pinned), else in `datacenters` DCs the gate's router picks (AD-36),
     /// `prefer`red ones ranked better, the entry's jobs sharing one routing key.
-    fn submit(&mut self, spec: usize, _k: u32) {
+    fn submit(&mut self, spec: usize, k: u32) {
         let j = &self.scenario.jobs[spec];
         let job = JobId(self.job_spec.len() as u64);
         self.job_spec.push(spec);
@@ -1264,6 +1293,9 @@ impl<'a> World<'a> {
         };
         let timeout = j.timeout;
         let workflows = j.workflows;
+        // AD-24's client: the entry's (its `client`, else its index), one of its
+        // `clients` in turn.
+        let client = (j.client.unwrap_or(spec as u64) << 32) | (k % j.clients) as u64;
         let Some(gate) = self.nodes.iter().position(|n| n.spec.name == j.gate) else {
             return;
         };
@@ -1278,6 +1310,7 @@ impl<'a> World<'a> {
                 dcs,
                 workflows,
                 timeout,
+                client,
             },
         );
     }
@@ -1619,6 +1652,14 @@ impl<'a> World<'a> {
                     batched, dropped, ..
                 }) => bp.on_flush(*batched as u64, *dropped as u64),
                 _ => {}
+            }
+        }
+        if let (Some(rate), Event::Job(JobEvent::RateLimited { job, .. })) =
+            (self.rate.as_mut(), &e)
+        {
+            rate.refused += 1;
+            if job.is_some() {
+                rate.submissions_refused += 1;
             }
         }
         if let (Some(rt), Event::Job(je)) = (self.routing.as_mut(), &e) {

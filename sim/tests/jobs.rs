@@ -160,6 +160,7 @@ fn every_per_job_table_empties_after_many_lifecycles() {
         workflow_duration = ["50ms", "150ms"]
         count = 100000
         every = "8ms"
+        clients = 50
     "#;
     let s = meridian_sim::scenario::parse(text, std::path::Path::new("churn.toml"), &[]).unwrap();
     let r = meridian_sim::run(&s, 1);

@@ -110,7 +110,9 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::ExtensionRequest { .. }
         | J::ExtensionResponse { .. }
         | J::CancelWorkflow { .. }
-        | J::WorkflowCancelled { .. } => MessageClass::Control,
+        | J::WorkflowCancelled { .. }
+        // AD-24's answer protects the node that sends it: never shed nor limited.
+        | J::RateLimited { .. } => MessageClass::Control,
         // Progress and load reports.
         J::ProgressReport { .. }
         | J::WorkflowProgress { .. }

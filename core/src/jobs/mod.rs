@@ -358,6 +358,15 @@ pub enum JobMsg {
         workflow: WorkflowIndex,
         items: u64,
     },
+    /// AD-24 (backpressure.md §4): the receiver's rate limiter refused a message of
+    /// `operation` from us; send no more of it to the receiver for `retry_after_ms`
+    /// (`None`: a request over the limit itself, never). Spec's `RateLimitResponse`.
+    /// CONTROL, so it is never shed or limited itself. Appended last.
+    RateLimited {
+        operation: crate::backpressure::rate_limit::Operation,
+        retry_after_ms: Option<u64>,
+        tokens_remaining: u32,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).
@@ -616,6 +625,16 @@ pub enum JobEvent {
     /// "...under load..."}`); the job never entered the system. (Last, as above.)
     SubmissionShed {
         job: JobId,
+    },
+    /// AD-24 (backpressure.md §4): this node's rate limiter refused a message of
+    /// `operation` from `client` (answered with `JobMsg::RateLimited`), or, for a
+    /// client's submission to a gate, the submission (`job`): it never entered the
+    /// system, and the client is told to wait `retry_after_ms`. (Last, as above.)
+    RateLimited {
+        client: crate::backpressure::rate_limit::ClientId,
+        operation: crate::backpressure::rate_limit::Operation,
+        job: Option<JobId>,
+        retry_after_ms: Option<u64>,
     },
 }
 

@@ -42,6 +42,10 @@ use crate::time::Instant;
 use crate::wire::{self, Channel};
 use crate::wire::{Body, Envelope, OobFrame, OobKind};
 
+mod limits;
+pub use limits::{Admission, RateLimitCounts};
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod oob_tests;
 #[cfg(test)]
@@ -128,6 +132,9 @@ pub enum Input<'a> {
         workflows: u32,
         /// The job's timeout (none: only stuck detection).
         timeout: Option<core::time::Duration>,
+        /// Who submits it, as the shell knows them (the driver: the client's IP; the
+        /// simulator: the submission's `client`): AD-24 limits each client apart.
+        client: u64,
     },
     /// The shell measured how long a message waited to be handled (queueing and
     /// processing), in milliseconds: the overload detector's latency sample.
@@ -227,6 +234,8 @@ pub struct Node {
     /// OOB datagrams dropped unread: the channel is off, or an answer matched no probe
     /// in flight (late, duplicated or forged).
     oob_dropped: u64,
+    /// AD-24: the rate limiter, and the waits receivers asked of us.
+    limits: limits::RateLimits,
 }
 
 impl Node {
@@ -356,6 +365,7 @@ impl Node {
                 }),
                 oob: cfg.membership.oob.then(|| OobResponder::new(now)),
                 oob_dropped: 0,
+                limits: limits::RateLimits::new(now),
             },
             out,
         )
@@ -392,6 +402,7 @@ impl Node {
             Input::Frame { from, bytes } => self.route(from, bytes, Channel::Frame, now, out),
             Input::Oob { from, bytes } => self.oob(from, bytes, now, out),
             Input::Tick => {
+                self.limits.sweep_if_due(now);
                 for m in self.memberships.iter_mut() {
                     if m.next_deadline().is_some_and(|d| d <= now) {
                         m.step_into(membership::Input::Tick, now, out);
@@ -408,14 +419,17 @@ impl Node {
                 dcs,
                 workflows,
                 timeout,
+                client,
             } => {
                 // AD-22: a client's submission is DISPATCH work, checked before dispatch
-                // (shed only while Overloaded); the client hears it was refused.
+                // (shed only while Overloaded); the client hears it was refused. Then
+                // AD-24: the client's `job_submit` allowance.
                 let dispatch = MessageClass::Dispatch.priority();
-                if matches!(self.jobs, JobPlane::Gate(_))
-                    && self.shedder.should_shed(self.shed_grade(), dispatch)
-                {
+                let gate = matches!(self.jobs, JobPlane::Gate(_));
+                if gate && self.shedder.should_shed(self.shed_grade(), dispatch) {
                     out.push(Output::Event(Event::Job(JobEvent::SubmissionShed { job })));
+                } else if gate && !self.limit_submission(client, job, now, out) {
+                    // Refused and reported: the job never entered the system.
                 } else {
                     self.gate_coordinates(now);
                     if let JobPlane::Gate(g) = &mut self.jobs {
@@ -713,6 +727,9 @@ impl Node {
         for jo in o {
             match jo {
                 JobOutput::Send { to, msg } => {
+                    if self.held_back(to, &msg, now) {
+                        continue;
+                    }
                     let env = Envelope {
                         version: wire::WIRE_VERSION,
                         cluster: self.own_cluster,
@@ -996,6 +1013,9 @@ impl Node {
                     if let JobPlane::Manager(m) = &mut self.jobs {
                         m.excuse_silence(now);
                     }
+                    return;
+                }
+                if !self.limit_job_message((sender, sender_addr), &msg, p, now, out) {
                     return;
                 }
                 if let (JobPlane::Manager(m), crate::jobs::JobMsg::ExtensionRequest { .. }) =

@@ -142,6 +142,7 @@ fn an_overloaded_gate_sheds_client_submissions_before_dispatch() {
                 dcs: crate::jobs::gate::DcRequest::Pinned(vec![DcId(0)]),
                 workflows: 1,
                 timeout: None,
+                client: 0,
             },
             Instant::ZERO,
         )

@@ -436,6 +436,11 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             workflow: w,
             items: seed,
         },
+        J::RateLimited {
+            operation: crate::backpressure::rate_limit::Operation::ALL[(seed % 9) as usize],
+            retry_after_ms: (seed % 3 != 0).then_some(seed),
+            tokens_remaining: seed as u32,
+        },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -479,7 +484,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::ReplicaOffer { .. }
             | J::RunningQuery { .. }
             | J::GateOrphan { .. }
-            | J::DoneEarlier { .. } => {}
+            | J::DoneEarlier { .. }
+            | J::RateLimited { .. } => {}
         }
     }
     all
