@@ -21,11 +21,10 @@ use crate::backpressure::class::{job_class, Priority};
 use crate::backpressure::rate_limit::{
     AdaptiveLimiter, ClientId, LimiterCounts, Operation, Refusal,
 };
-use crate::id::{Addr, Incarnation};
+use crate::id::Addr;
 use crate::io::{Event, Output, Outputs};
 use crate::jobs::{JobEvent, JobMsg};
 use crate::time::Instant;
-use crate::wire::{self, Body, Channel, Envelope};
 use core::time::Duration;
 use std::collections::BTreeMap;
 
@@ -180,25 +179,13 @@ impl Node {
             m.excuse_silence(now);
         }
         let retry_after_ms = refusal.retry_after.map(ceil_ms);
-        let answer = Envelope {
-            version: wire::WIRE_VERSION,
-            cluster: self.own_cluster,
-            sender: self.node,
-            sender_addr: self.addr,
-            sender_inc: Incarnation(0),
-            sender_role: self.role,
-            flags: 0,
-            body: Body::Job(JobMsg::RateLimited {
-                operation: refusal.operation,
-                retry_after_ms,
-                tokens_remaining: refusal.tokens_remaining,
-            }),
+        let answer = JobMsg::RateLimited {
+            operation: refusal.operation,
+            retry_after_ms,
+            tokens_remaining: refusal.tokens_remaining,
         };
-        if let Ok(bytes) = wire::encode(&answer, Channel::Frame) {
-            out.push(Output::Frame {
-                to: sender_addr,
-                bytes,
-            });
+        if let Some(frame) = self.job_frame(sender_addr, answer) {
+            out.push(frame);
         }
         out.push(Output::Event(Event::Job(JobEvent::RateLimited {
             client,

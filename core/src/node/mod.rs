@@ -722,6 +722,24 @@ impl Node {
         }
     }
 
+    /// `msg` to `to`, in this node's envelope, as a frame (`None`: it would not
+    /// encode within a frame's limit, which no job message reaches).
+    fn job_frame(&self, to: Addr, msg: crate::jobs::JobMsg) -> Option<Output> {
+        let env = Envelope {
+            version: wire::WIRE_VERSION,
+            cluster: self.own_cluster,
+            sender: self.node,
+            sender_addr: self.addr,
+            sender_inc: Incarnation(0),
+            sender_role: self.role,
+            flags: 0,
+            body: Body::Job(msg),
+        };
+        wire::encode(&env, Channel::Frame)
+            .ok()
+            .map(|bytes| Output::Frame { to, bytes })
+    }
+
     /// Job messages become frames; job events, node events.
     fn job_outputs(&mut self, o: JobOutputs, now: Instant, out: &mut Outputs) {
         for jo in o {
@@ -730,18 +748,8 @@ impl Node {
                     if self.held_back(to, &msg, now) {
                         continue;
                     }
-                    let env = Envelope {
-                        version: wire::WIRE_VERSION,
-                        cluster: self.own_cluster,
-                        sender: self.node,
-                        sender_addr: self.addr,
-                        sender_inc: Incarnation(0),
-                        sender_role: self.role,
-                        flags: 0,
-                        body: Body::Job(msg),
-                    };
-                    if let Ok(bytes) = wire::encode(&env, Channel::Frame) {
-                        out.push(Output::Frame { to, bytes });
+                    if let Some(frame) = self.job_frame(to, msg) {
+                        out.push(frame);
                     }
                 }
                 JobOutput::Event(e) => out.push(Output::Event(Event::Job(e))),

@@ -101,6 +101,17 @@ fn the_table_has_the_spec_s_limits() {
 }
 
 const ALICE: ClientId = ClientId::Submitter(1);
+
+/// One request of the default operation from `client` at `ms`, graded Healthy.
+fn request(l: &mut AdaptiveLimiter, client: ClientId, ms: u64) -> Result<(), Refusal> {
+    l.check(
+        client,
+        Operation::Other,
+        Priority::High,
+        OverloadState::Healthy,
+        at_ms(ms),
+    )
+}
 const BOB: ClientId = ClientId::Submitter(2);
 
 #[test]
@@ -300,35 +311,13 @@ fn stressed_never_hands_out_an_operation_s_used_up_allowance_again() {
 #[test]
 fn the_table_holds_10_000_clients_and_forgets_the_idle() {
     let mut l = AdaptiveLimiter::default();
-    let h = OverloadState::Healthy;
     for c in 0..MAX_CLIENTS as u64 {
-        l.check(
-            ClientId::Submitter(c),
-            Operation::Other,
-            Priority::High,
-            h,
-            at_ms(c),
-        )
-        .unwrap();
+        request(&mut l, ClientId::Submitter(c), c).unwrap();
     }
     assert_eq!(l.len(), MAX_CLIENTS);
     // Client 0 comes back, so client 1 is now the least recently active.
-    l.check(
-        ClientId::Submitter(0),
-        Operation::Other,
-        Priority::High,
-        h,
-        at_ms(20_000),
-    )
-    .unwrap();
-    l.check(
-        ClientId::Node(NodeId(7)),
-        Operation::Other,
-        Priority::High,
-        h,
-        at_ms(20_001),
-    )
-    .unwrap();
+    request(&mut l, ClientId::Submitter(0), 20_000).unwrap();
+    request(&mut l, ClientId::Node(NodeId(7)), 20_001).unwrap();
     assert_eq!(l.len(), MAX_CLIENTS);
     assert_eq!(l.counts().evicted, 1);
     assert!(!l.clients.contains_key(&ClientId::Submitter(1)));
@@ -345,26 +334,11 @@ fn the_table_holds_10_000_clients_and_forgets_the_idle() {
 #[test]
 fn a_full_table_of_idle_clients_is_swept_before_anyone_is_evicted() {
     let mut l = AdaptiveLimiter::default();
-    let h = OverloadState::Healthy;
     for c in 0..MAX_CLIENTS as u64 {
-        l.check(
-            ClientId::Submitter(c),
-            Operation::Other,
-            Priority::High,
-            h,
-            at_ms(0),
-        )
-        .unwrap();
+        request(&mut l, ClientId::Submitter(c), 0).unwrap();
     }
     let newcomer = ClientId::Node(NodeId(1));
-    l.check(
-        newcomer,
-        Operation::Other,
-        Priority::High,
-        h,
-        at_ms(300_000),
-    )
-    .unwrap();
+    request(&mut l, newcomer, 300_000).unwrap();
     assert_eq!(l.len(), 1);
     assert!(l.clients.contains_key(&newcomer));
     assert_eq!(l.counts().evicted, 0);
@@ -373,14 +347,7 @@ fn a_full_table_of_idle_clients_is_swept_before_anyone_is_evicted() {
 #[test]
 fn forgetting_a_client_drops_both_of_its_entries() {
     let mut l = AdaptiveLimiter::default();
-    l.check(
-        ALICE,
-        Operation::Other,
-        Priority::High,
-        OverloadState::Healthy,
-        at_ms(5),
-    )
-    .unwrap();
+    request(&mut l, ALICE, 5).unwrap();
     l.forget(ALICE);
     assert!(l.is_empty());
     assert!(l.by_activity.is_empty());
