@@ -46,14 +46,14 @@ pub struct Config {
     pub gossip_queue_cap: usize,
     #[serde(with = "crate::membership::config::ms")]
     pub push_pull_interval: Duration,
-    /// How often to try to reach a member held Dead (serf's reconnect), and to re-join the
-    /// seeds when no member is alive: how partitions heal without an operator.
     /// Periodic push-pulls start with table digests and swap tables only when the
     /// digests differ (`membership::digest`): in a settled 1,000-member cluster 37% fewer
     /// bytes sent. Off by default because a node without it cannot decode the digest
     /// frame, so it can be switched on only once every node of the cluster has it (the
     /// usual way of rolling out a wire addition); with it off the push-pull is §4's.
     pub sync_digests: bool,
+    /// How often to try to reach a member held Dead (serf's reconnect), and to re-join the
+    /// seeds when no member is alive: how partitions heal without an operator.
     #[serde(with = "crate::membership::config::ms")]
     pub reconnect_interval: Duration,
     /// Dead/Left tombstones are forgotten after this long; reconnects stop then too.

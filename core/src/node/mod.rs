@@ -794,7 +794,6 @@ impl Node {
         }
     }
 
-    /// Per-job entries this node holds (a leak check: 0 once its jobs are done).
     /// Job messages shed on arrival or refused admission, per priority (index =
     /// priority value).
     pub fn shed_counts(&self) -> [u64; 4] {
@@ -864,6 +863,7 @@ impl Node {
         }
     }
 
+    /// Per-job entries this node holds (a leak check: 0 once its jobs are done).
     pub fn job_table_len(&self) -> usize {
         match &self.jobs {
             JobPlane::Gate(g) => g.table_len(),
