@@ -1,16 +1,16 @@
 //! AD-24 at the node (backpressure.md §4): both sides of rate limiting.
 //!
 //! - **As a server**, every job message a peer sends that requests an operation of
-//!   §4's table (not CONTROL, not a reply, not a cluster's own coordination: see
-//!   [`Operation::of`]), and every job a client submits to a gate, passes the
-//!   [`AdaptiveLimiter`] after AD-22's shedder. A
+//!   §4's table (a report sent up the tiers; not CONTROL, a reply, a command down the
+//!   tiers or a cluster's own coordination: see [`Operation::of`]), and every job a
+//!   client submits to a gate, passes the [`AdaptiveLimiter`] after AD-22's shedder. A
 //!   refused peer hears `JobMsg::RateLimited` (the spec's `RateLimitResponse`); a
 //!   refused client's submission is reported with its wait.
 //! - **As a client**, a node that heard `RateLimited` sends no more of that operation
 //!   to that receiver until the wait is over ("clients cooperate ... and honour
 //!   `retry_after`"). What it does not send is what the receiver would have refused:
-//!   DATA is superseded by the next report (as at AD-37's REJECT), DISPATCH is retried
-//!   by the protocol that sent it (as after AD-22 sheds it), and CONTROL is never held.
+//!   progress, stats and heartbeats are superseded by the next (as at AD-37's REJECT),
+//!   a registration is sent again at its next period, and CONTROL is never held.
 //!
 //! Bounds: the limiter's own (10,000 clients, idle ones dropped after 300 s); at most
 //! [`MAX_HOLDS`] holds, none longer than [`MAX_HOLD`] (a peer's answer cannot silence
