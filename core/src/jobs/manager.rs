@@ -1832,10 +1832,10 @@ impl ManagerJobs {
         }
     }
 
-    /// We dropped a worker's message unread (AD-22 load shedding): no pair's silence
-    /// counts from before now.
-    pub fn excuse_silence(&mut self, now: Instant) {
-        self.silence.excuse(now);
+    /// We dropped a worker's message unread (AD-22 load shedding), or asked it to wait
+    /// until `until` (AD-24): no pair's silence counts from before `until`.
+    pub fn excuse_silence(&mut self, until: Instant) {
+        self.silence.excuse(until);
     }
 
     /// No worker's silence counts from before this instant (the last excuse).

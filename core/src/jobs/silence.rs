@@ -145,12 +145,13 @@ impl SilenceWatch {
         }
     }
 
-    /// Our level tells the workers to drop their progress (AD-23), or we drop it on
-    /// arrival (AD-22 shedding): no silence counts from before `now` (called each time).
-    pub fn excuse(&mut self, now: Instant) {
-        self.quiet_from = self.quiet_from.max(now);
+    /// Our level tells the workers to drop their progress (AD-23), we drop it on
+    /// arrival (AD-22 shedding), or we asked a worker to wait (AD-24): no silence counts
+    /// from before `until` (called each time; `until` may be ahead of the clock).
+    pub fn excuse(&mut self, until: Instant) {
+        self.quiet_from = self.quiet_from.max(until);
         if let (Some(after), Some(t)) = (self.after, self.next_check) {
-            self.next_check = Some(t.max(now + after));
+            self.next_check = Some(t.max(until + after));
         }
     }
 

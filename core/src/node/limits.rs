@@ -100,10 +100,7 @@ impl RateLimits {
 
     /// The receiver at `to` asked us to send no `op` for `retry_after_ms`.
     fn hold(&mut self, to: Addr, op: Operation, retry_after_ms: Option<u64>, now: Instant) {
-        let wait = retry_after_ms
-            .map(Duration::from_millis)
-            .unwrap_or(MAX_HOLD)
-            .min(MAX_HOLD);
+        let wait = hold_for(retry_after_ms);
         let key = (to, op);
         if self.holds.len() >= MAX_HOLDS && !self.holds.contains_key(&key) {
             self.holds.retain(|_, until| *until > now);
@@ -140,6 +137,15 @@ fn ceil_ms(d: Duration) -> u64 {
     d.as_micros().div_ceil(1000).min(u64::MAX as u128) as u64
 }
 
+/// How long an answer of `retry_after_ms` holds the client back: as long as it says,
+/// but never more than [`MAX_HOLD`] ("never" included).
+fn hold_for(retry_after_ms: Option<u64>) -> Duration {
+    retry_after_ms
+        .map(Duration::from_millis)
+        .unwrap_or(MAX_HOLD)
+        .min(MAX_HOLD)
+}
+
 impl Node {
     /// AD-24 for a job message from a peer, after the shedder let it through: whether
     /// it may be handled. A refusal is answered; a `RateLimited` answer is taken.
@@ -173,12 +179,14 @@ impl Node {
         let Err(refusal) = self.limits.check(client, operation, priority, grade, now) else {
             return true;
         };
-        // Like a shed message, a refused one silences its sender: not the sender's
-        // silence (AD-30's watch must not count it).
-        if let super::JobPlane::Manager(m) = &mut self.jobs {
-            m.excuse_silence(now);
-        }
+        // Like a shed message, a refused one silences its sender, and so does the wait
+        // we ask of it: neither is the sender's silence (AD-30's watch must not count
+        // it). The excuse is every worker's, as for shedding: a refusal delays the
+        // watch by at most a minute.
         let retry_after_ms = refusal.retry_after.map(ceil_ms);
+        if let super::JobPlane::Manager(m) = &mut self.jobs {
+            m.excuse_silence(now + hold_for(retry_after_ms));
+        }
         let answer = JobMsg::RateLimited {
             operation: refusal.operation,
             retry_after_ms,

@@ -140,6 +140,12 @@ fn a_leader_allows_a_worker_300_progress_updates_in_10_s_and_answers_the_next() 
             retry_after_ms: Some(1_034),
         }]
     );
+    // AD-30's silence watch counts no worker's silence before the wait it asked for
+    // is over.
+    let JobPlane::Manager(m) = &n.jobs else {
+        unreachable!()
+    };
+    assert_eq!(m.silence_excused_until(), ms(10_034));
     // Another worker has its own allowance.
     assert!(acked(&deliver(&mut n, 8, &progress(8), ms(9_000)), 8));
     // Once the wait is over the worker is heard again, not a millisecond before.
