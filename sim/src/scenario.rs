@@ -593,6 +593,15 @@ pub enum Fault {
         #[serde(default)]
         drift_ppm: f64,
     },
+    /// From `at` on, every report the nodes send up the tiers (progress, stats,
+    /// heartbeats, registrations: what AD-24's limiters count) goes out `copies` times:
+    /// a client in a retry storm, what rate limiting is for. `copies = 1` ends it.
+    Storm {
+        #[serde(with = "text_duration")]
+        at: Duration,
+        nodes: Vec<String>,
+        copies: u32,
+    },
     /// Open-ended chaos (see [`crate::random_faults`]): stands for faults drawn from the
     /// run's seed, about `rate` a simulated minute from `at` to `until` (default, and
     /// at most: the end), of the given `kinds` (default: all).
@@ -652,6 +661,7 @@ impl Fault {
             | Fault::LinkLoss { at, .. }
             | Fault::Flap { at, .. }
             | Fault::DcOutage { at, .. }
+            | Fault::Storm { at, .. }
             | Fault::Random { at, .. } => *at,
         }
     }
@@ -917,6 +927,12 @@ fn validate(s: &Scenario, path: &Path) -> Result<(), ScenarioError> {
                         key("dc"),
                         format!("unknown DC {dc:?} (or \"gates\")"),
                     ));
+                }
+            }
+            Fault::Storm { nodes, copies, .. } => {
+                check_nodes(nodes)?;
+                if !(1..=100).contains(copies) {
+                    return Err(err(path, key("copies"), "must be 1..=100"));
                 }
             }
             Fault::Slow {

@@ -251,6 +251,8 @@ struct SimNode {
     paused_until: u64,
     pause_generation: u64,
     slow_us: Option<(u64, u64)>,
+    /// A `storm` fault: each report up the tiers goes out this many times (1: none).
+    storm_copies: u32,
     clock: Clock,
     tick_generation: u64,
     tick_at: Option<u64>,
@@ -349,6 +351,7 @@ impl<'a> World<'a> {
                 paused_until: 0,
                 pause_generation: 0,
                 slow_us: None,
+                storm_copies: 1,
                 clock: Clock::identity(),
                 tick_generation: 0,
                 tick_at: None,
@@ -1523,9 +1526,30 @@ impl<'a> World<'a> {
     fn output(&mut self, i: usize, o: Output, local: Instant) {
         match o {
             Output::Transmit { to, bytes } => self.transmit(i, to, bytes, Chan::Datagram),
-            Output::Frame { to, bytes } => self.transmit(i, to, bytes, Chan::Frame),
+            Output::Frame { to, bytes } => {
+                if self.nodes[i].storm_copies > 1 {
+                    self.storm(i, to, &bytes);
+                }
+                self.transmit(i, to, bytes, Chan::Frame)
+            }
             Output::Oob { to, bytes } => self.transmit_oob(i, to, bytes),
             Output::Event(e) => self.event(i, e, local),
+        }
+    }
+
+    /// A `storm` fault's extra copies of a report up the tiers (what AD-24 counts).
+    #[cold]
+    #[inline(never)]
+    fn storm(&mut self, from: usize, to: Addr, bytes: &[u8]) {
+        let counted = matches!(
+            meridian_core::wire::decode(bytes, meridian_core::wire::Channel::Frame),
+            Ok(meridian_core::wire::Envelope { body: meridian_core::wire::Body::Job(m), .. })
+                if meridian_core::backpressure::rate_limit::Operation::of(&m).is_some()
+        );
+        if counted {
+            for _ in 1..self.nodes[from].storm_copies {
+                self.transmit(from, to, bytes.to_vec(), Chan::Frame);
+            }
         }
     }
 
@@ -1920,6 +1944,11 @@ impl<'a> World<'a> {
             } => {
                 for i in self.resolve(&nodes) {
                     self.nodes[i].slow_us = Some((delay_ms[0] * 1000, delay_ms[1] * 1000));
+                }
+            }
+            Fault::Storm { nodes, copies, .. } => {
+                for i in self.resolve(&nodes) {
+                    self.nodes[i].storm_copies = copies;
                 }
             }
             Fault::Skew {

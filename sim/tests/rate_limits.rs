@@ -52,3 +52,42 @@ fn within_its_allowance_a_client_is_never_refused() {
     assert_eq!((j.submitted, j.refused), (60, 0));
     assert_eq!(j.rate_limits.refused, 0);
 }
+
+/// Two workers of `overload-burst` in a retry storm (each report they send up goes out
+/// 20 times from 35 s on): their leader refuses what is over each one's allowance and
+/// tells it to wait, the workers hold their reports back until then, every job
+/// completes, no worker is suspected for a job (AD-30: the leader excuses the silence
+/// it asked for), and invariant 9 holds on every admission.
+#[test]
+fn workers_in_a_retry_storm_are_held_to_their_allowance() {
+    let mut s = common::load("overload-burst.toml", &[]);
+    common::add_faults(
+        &mut s,
+        r#"
+        [[fault]]
+        at = "35s"
+        action = "storm"
+        nodes = ["us-east/worker-0", "us-east/worker-1"]
+        copies = 20
+    "#,
+    );
+    for r in meridian_sim::sweep(&s, 1..11, 2) {
+        assert!(r.ok(), "seed {}: {:?}", r.seed, r.invariants.violations);
+        let j = r.jobs.as_ref().unwrap();
+        assert_eq!((j.submitted, j.completed), (30, 30), "seed {}", r.seed);
+        let rl = &j.rate_limits;
+        assert!(rl.refused > 0 && rl.held > 0, "seed {}: {rl:?}", r.seed);
+        assert_eq!(rl.submissions_refused, 0, "seed {}", r.seed);
+        assert_eq!(r.membership.job_layer.suspected, 0, "seed {}", r.seed);
+    }
+}
+
+#[test]
+fn a_storm_needs_1_to_100_copies() {
+    let text = std::fs::read_to_string(common::fixture("overload-burst.toml")).unwrap()
+        + "\n[[fault]]\nat = \"35s\"\naction = \"storm\"\nnodes = [\"us-east/worker-0\"]\ncopies = 0\n";
+    let e = meridian_sim::scenario::parse(&text, std::path::Path::new("storm.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("copies") && e.contains("1..=100"), "{e}");
+}

@@ -181,8 +181,11 @@ impl Node {
         };
         // Like a shed message, a refused one silences its sender, and so does the wait
         // we ask of it: neither is the sender's silence (AD-30's watch must not count
-        // it). The excuse is every worker's, as for shedding: a refusal delays the
-        // watch by at most a minute.
+        // it). A refused progress report is refused only while Healthy or Busy (AD-22
+        // sheds DATA before the limiter when Stressed), so today its wait is under the
+        // watch's 30 s; the excuse keeps the watch honest whatever the wait. It is
+        // every worker's, as for shedding: a refusal delays the watch by at most a
+        // minute.
         let retry_after_ms = refusal.retry_after.map(ceil_ms);
         if let super::JobPlane::Manager(m) = &mut self.jobs {
             m.excuse_silence(now + hold_for(retry_after_ms));
