@@ -1139,7 +1139,8 @@ async fn run_workflow(
 
 /// The client an operator connection counts as for AD-24: its IP address (every
 /// connection from one host shares one allowance, as a reconnecting client would).
-/// IPv4 is its 32 bits; IPv6 folds its halves together.
+/// IPv4 (and IPv4-mapped IPv6) is its 32 bits; IPv6 folds its halves together, with
+/// the top bit set so that it never names an IPv4 client.
 fn client_id(ip: std::net::IpAddr) -> u64 {
     match ip {
         std::net::IpAddr::V4(v4) => u32::from(v4) as u64,

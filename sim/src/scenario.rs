@@ -166,7 +166,7 @@ pub struct JobSpec {
     /// client may submit 50 jobs in 10 s to a gate). Default: the entry's own index,
     /// so every `[[job]]` entry is a client of its own.
     #[serde(default)]
-    pub client: Option<u64>,
+    pub client: Option<u32>,
     /// The entry's jobs come from this many clients in turn (default 1): a series
     /// faster than one client's allowance (5 jobs a second) needs several.
     #[serde(default = "one_u32")]

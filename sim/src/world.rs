@@ -1298,7 +1298,8 @@ impl<'a> World<'a> {
         let workflows = j.workflows;
         // AD-24's client: the entry's (its `client`, else its index), one of its
         // `clients` in turn.
-        let client = (j.client.unwrap_or(spec as u64) << 32) | (k % j.clients) as u64;
+        let entry = j.client.map_or(spec as u64, u64::from);
+        let client = (entry << 32) | (k % j.clients) as u64;
         let Some(gate) = self.nodes.iter().position(|n| n.spec.name == j.gate) else {
             return;
         };
