@@ -414,13 +414,7 @@ impl AdaptiveLimiter {
 
     /// The client's state, marked active at `now`; a new client makes room first.
     fn touch(&mut self, client: ClientId, now: Instant) -> &mut ClientState {
-        if let Some(state) = self.clients.get_mut(&client) {
-            if state.last_active != now {
-                self.by_activity.remove(&(state.last_active, client));
-                self.by_activity.insert((now, client));
-                state.last_active = now;
-            }
-        } else {
+        if !self.clients.contains_key(&client) {
             if self.clients.len() >= MAX_CLIENTS {
                 self.sweep(now);
             }
@@ -431,19 +425,22 @@ impl AdaptiveLimiter {
                 self.clients.remove(&oldest);
                 self.counts.evicted += 1;
             }
-            self.clients.insert(
-                client,
-                ClientState {
-                    last_active: now,
-                    stress: None,
-                    ops: SmallVec::new(),
-                },
-            );
-            self.by_activity.insert((now, client));
         }
-        self.clients
-            .get_mut(&client)
-            .expect("present: just touched")
+        let by_activity = &mut self.by_activity;
+        let state = self.clients.entry(client).or_insert_with(|| {
+            by_activity.insert((now, client));
+            ClientState {
+                last_active: now,
+                stress: None,
+                ops: SmallVec::new(),
+            }
+        });
+        if state.last_active != now {
+            by_activity.remove(&(state.last_active, client));
+            by_activity.insert((now, client));
+            state.last_active = now;
+        }
+        state
     }
 
     /// Forget clients idle [`CLIENT_IDLE`] or longer.
@@ -454,13 +451,6 @@ impl AdaptiveLimiter {
             }
             self.by_activity.pop_first();
             self.clients.remove(&client);
-        }
-    }
-
-    /// Forget `client` at once (a peer that left or was declared dead).
-    pub fn forget(&mut self, client: ClientId) {
-        if let Some(state) = self.clients.remove(&client) {
-            self.by_activity.remove(&(state.last_active, client));
         }
     }
 }

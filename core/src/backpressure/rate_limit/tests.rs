@@ -344,15 +344,6 @@ fn a_full_table_of_idle_clients_is_swept_before_anyone_is_evicted() {
     assert_eq!(l.counts().evicted, 0);
 }
 
-#[test]
-fn forgetting_a_client_drops_both_of_its_entries() {
-    let mut l = AdaptiveLimiter::default();
-    request(&mut l, ALICE, 5).unwrap();
-    l.forget(ALICE);
-    assert!(l.is_empty());
-    assert!(l.by_activity.is_empty());
-}
-
 proptest! {
     /// Invariant 9: within any stretch of one window, a (client, operation) is accepted
     /// at most its limit plus what the previous window still weighs: never over twice
