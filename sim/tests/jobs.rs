@@ -692,3 +692,19 @@ fn ended_jobs_are_forgotten_everywhere_once_the_faults_stop() {
         }
     }
 }
+
+/// A DC leader cut off from its majority steps aside and keeps its jobs as replicas,
+/// dated to the last majority it heard: one of them completed under the next leader
+/// while it was cut off, and a third leader (restarted without tombstones, partitioned
+/// from the node that had them) adopted that stale replica and timed the completed job
+/// out, when the replica was dated to the step-down six seconds later
+/// (`overload-burst`, `--chaos 6`, seed 281052 of session 25's sweep).
+#[test]
+fn a_replica_that_missed_its_job_s_end_is_not_adopted_after_a_lost_quorum() {
+    let text = std::fs::read_to_string(common::fixture("overload-burst.toml")).unwrap();
+    let text = meridian_sim::scenario::with_chaos(&text, 6.0);
+    let s =
+        meridian_sim::scenario::parse(&text, &common::fixture("overload-burst.toml"), &[]).unwrap();
+    let r = meridian_sim::run(&s, 281_052);
+    assert!(r.ok(), "{:?}", r.invariants.violations);
+}

@@ -563,6 +563,8 @@ pub struct ManagerJobs {
     /// No exhausted worker's grace ends before this (a lower bound, exact after each
     /// scan): `next_deadline` runs after every step and must not walk the workers.
     grace_due: Option<Instant>,
+    /// Set by `QuorumLost`, taken by the next `Leader` input (see `step_aside`).
+    quorum_lost_at: Option<Instant>,
     /// Tombstones in the order they were laid, to expire them.
     tombstone_queue: std::collections::VecDeque<(Instant, JobId)>,
     /// Gates registered for our heartbeats (routing.md §1): address -> last hello.
@@ -602,6 +604,12 @@ pub enum ManagerInput {
         worker: NodeId,
     },
     Tick,
+    /// We led, and the election stepped us down for want of a majority (check-quorum):
+    /// the last instant we can have heard one. Comes just before the `Leader` input
+    /// that makes us step aside, which dates our jobs' replicas to it.
+    QuorumLost {
+        last_heard: Instant,
+    },
 }
 
 impl ManagerJobs {
@@ -637,6 +645,7 @@ impl ManagerJobs {
             level: Level::None,
             next_heartbeat: None,
             grace_due: None,
+            quorum_lost_at: None,
             tombstone_queue: std::collections::VecDeque::new(),
             gates_registered: BTreeMap::new(),
             silence,
@@ -727,7 +736,11 @@ impl ManagerJobs {
         let mut out = JobOutputs::new();
         match input {
             ManagerInput::Msg { from, msg } => self.on_msg(from, msg, now, &mut out),
+            ManagerInput::QuorumLost { last_heard } => {
+                self.quorum_lost_at = Some(last_heard.min(now));
+            }
             ManagerInput::Leader { leader, term } => {
+                let knew_as_of = self.quorum_lost_at.take().unwrap_or(now);
                 let known = (self.leader.zip(self.leader_since)).map(|((n, _), (t, _))| (n, t));
                 if leader.map(|(n, _)| (n, term)) != known {
                     self.leader_since = leader.map(|_| (term, now));
@@ -750,7 +763,7 @@ impl ManagerJobs {
                 if lead && !was {
                     self.take_over(term, now, &mut out);
                 } else if !lead && was {
-                    self.step_aside(now, &mut out);
+                    self.step_aside(now, knew_as_of, &mut out);
                 }
                 if lead {
                     self.tick(now, &mut out);
@@ -2379,7 +2392,16 @@ impl ManagerJobs {
     /// end as a `Cancelled` tombstone instead: a replica would carry only the completed
     /// workflows, and leading again we would dispatch the cancelled ones once more
     /// (found by a chaos sweep: `jobs-basic.toml`, seed 80759, `--chaos 10`).
-    fn step_aside(&mut self, now: Instant, out: &mut JobOutputs) {
+    ///
+    /// Our replicas are as fresh as what we knew of the jobs: a leader stepped down for
+    /// want of a majority knew them last when it last heard one (`knew_as_of`), not
+    /// when it noticed. Dated `now`, a leader cut off at 63 s that noticed at 69 s kept
+    /// a replica of a job that completed at 72 s until 164 s, and a leader restarted
+    /// without tombstones adopted it at 161 s and timed the completed job out
+    /// (`overload-burst`, `--chaos 6`, seed 281052). Dating it to the last majority
+    /// narrows that window by the lease it takes to notice; it does not close it (a
+    /// replica that missed its job's end can still be offered within the 95 s).
+    fn step_aside(&mut self, now: Instant, knew_as_of: Instant, out: &mut JobOutputs) {
         let mut calls = Vec::new();
         self.silence.clear(&mut calls);
         for call in calls {
@@ -2413,7 +2435,7 @@ impl ManagerJobs {
                     token: j.token,
                     done,
                     items: j.items,
-                    refreshed_at: now,
+                    refreshed_at: knew_as_of,
                     offered_at: None,
                     unanswered_since: j.ending().is_some().then(|| j.unacked_since.unwrap_or(now)),
                     timeout: j.timeout,
@@ -3131,6 +3153,38 @@ mod tests {
             all.extend(f.step(ManagerInput::Tick, at));
         }
         all
+    }
+
+    /// A leader stepped down for want of a majority dates its jobs' replicas to the last
+    /// majority it heard, not to when it noticed: they go 95 s after that
+    /// (`overload-burst`, `--chaos 6`, seed 281052). Stepped down otherwise, to now.
+    #[test]
+    fn a_leader_that_lost_its_quorum_dates_its_replicas_to_the_last_majority() {
+        let t = Instant::ZERO;
+        for (lost_quorum, expires) in [(true, secs(10 + 95)), (false, secs(15 + 95))] {
+            let mut m = running_job(None, 1, 1);
+            if lost_quorum {
+                m.step(
+                    ManagerInput::QuorumLost {
+                        last_heard: t + secs(10),
+                    },
+                    t + secs(15),
+                );
+            }
+            m.step(
+                ManagerInput::Leader {
+                    leader: Some((NodeId(2), Addr::from_u32(2))),
+                    term: 2,
+                },
+                t + secs(15),
+            );
+            assert!(m.has_job(JobId(7)), "a replica of ours now");
+            let just_before = Instant::from_micros(expires.as_micros() as u64 - 1);
+            run_to(&mut m, just_before);
+            assert!(m.has_job(JobId(7)), "lost quorum: {lost_quorum}");
+            run_to(&mut m, t + expires);
+            assert!(!m.has_job(JobId(7)), "lost quorum: {lost_quorum}");
+        }
     }
 
     /// A replica goes 95 s after its last refresh, whether or not we know a leader (a

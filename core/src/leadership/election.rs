@@ -292,6 +292,11 @@ impl Election {
     pub fn role(&self) -> ElectionRole {
         self.role
     }
+    /// How long a leader goes without hearing a majority before it steps down.
+    pub fn lease(&self) -> core::time::Duration {
+        self.cfg.lease
+    }
+
     pub fn term(&self) -> u64 {
         self.term
     }

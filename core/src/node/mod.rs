@@ -614,6 +614,24 @@ impl Node {
                         worker: *node,
                     });
                 }
+                (
+                    Event::Election(ElectionEvent::SteppedDown {
+                        reason: crate::leadership::StepDownReason::LostQuorum,
+                        ..
+                    }),
+                    JobPlane::Manager(_),
+                ) => {
+                    // Check-quorum: no majority heard for a lease. What we knew of our
+                    // jobs dates from then (`ManagerJobs::step_aside`).
+                    if let Some(l) = self.leadership.as_ref() {
+                        let lease = l.election.lease();
+                        manager_in.push(ManagerInput::QuorumLost {
+                            last_heard: Instant::from_micros(
+                                now.as_micros().saturating_sub(lease.as_micros() as u64),
+                            ),
+                        });
+                    }
+                }
                 (Event::Election(ElectionEvent::LeaderChanged { leader, term, .. }), plane) => {
                     match plane {
                         JobPlane::Manager(_) => {
