@@ -393,3 +393,11 @@ proptest! {
         prop_assert!(l.counts().allowed + l.counts().rejected == gaps.len() as u64);
     }
 }
+
+/// A node tracks up to 10,000 clients: a counter is 24 bytes, a client with one
+/// operation's counter under 120.
+#[test]
+fn a_counter_is_24_bytes() {
+    assert_eq!(core::mem::size_of::<SlidingWindow>(), 24);
+    assert!(core::mem::size_of::<ClientState>() <= 120);
+}
