@@ -17,7 +17,7 @@
 //! us for longer), expired ones dropped every [`SWEEP_EVERY`].
 
 use super::Node;
-use crate::backpressure::class::{job_class, Priority};
+use crate::backpressure::class::Priority;
 use crate::backpressure::rate_limit::{
     AdaptiveLimiter, ClientId, LimiterCounts, Operation, Refusal,
 };
@@ -114,9 +114,6 @@ impl RateLimits {
 
     /// Whether a message of `op` to `to` must wait at `now`.
     fn holds_back(&mut self, to: Addr, op: Operation, now: Instant) -> bool {
-        if self.holds.is_empty() {
-            return false;
-        }
         match self.holds.get(&(to, op)) {
             Some(until) if *until > now => {
                 self.held += 1;
@@ -168,9 +165,7 @@ impl Node {
                 .hold(sender_addr, operation, retry_after_ms, now);
             return false;
         }
-        if priority == Priority::Critical {
-            return true;
-        }
+        // CONTROL is never counted: `Operation::of` names no CONTROL message.
         let Some(operation) = Operation::of(msg) else {
             return true;
         };
@@ -236,10 +231,9 @@ impl Node {
     /// AD-24, the client's side: whether a job message to `to` must wait, because `to`
     /// asked us to hold its operation back. CONTROL never waits.
     pub(super) fn held_back(&mut self, to: Addr, msg: &JobMsg, now: Instant) -> bool {
-        if self.limits.holds.is_empty() || job_class(msg).priority() == Priority::Critical {
-            return false;
-        }
-        Operation::of(msg).is_some_and(|op| self.limits.holds_back(to, op, now))
+        // Most nodes never hold anything: no lookup then. CONTROL has no operation.
+        !self.limits.holds.is_empty()
+            && Operation::of(msg).is_some_and(|op| self.limits.holds_back(to, op, now))
     }
 
     pub fn rate_limit_counts(&self) -> RateLimitCounts {

@@ -428,9 +428,7 @@ impl Node {
                 let gate = matches!(self.jobs, JobPlane::Gate(_));
                 if gate && self.shedder.should_shed(self.shed_grade(), dispatch) {
                     out.push(Output::Event(Event::Job(JobEvent::SubmissionShed { job })));
-                } else if gate && !self.limit_submission(client, job, now, out) {
-                    // Refused and reported: the job never entered the system.
-                } else {
+                } else if gate && self.limit_submission(client, job, now, out) {
                     self.gate_coordinates(now);
                     if let JobPlane::Gate(g) = &mut self.jobs {
                         let o = g.step(

@@ -401,3 +401,17 @@ fn a_counter_is_24_bytes() {
     assert_eq!(core::mem::size_of::<SlidingWindow>(), 24);
     assert!(core::mem::size_of::<ClientState>() <= 120);
 }
+
+/// No CONTROL job message has an operation: so none is ever counted by a limiter or
+/// held back by a client (the node relies on this instead of checking the class too).
+#[test]
+fn no_control_message_is_counted() {
+    use crate::backpressure::class::{job_class, MessageClass};
+    for seed in 0..50 {
+        for m in crate::wire::tests::job_samples(seed) {
+            if job_class(&m) == MessageClass::Control {
+                assert_eq!(Operation::of(&m), None, "{m:?}");
+            }
+        }
+    }
+}
