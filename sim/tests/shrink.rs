@@ -261,12 +261,16 @@ intra_dc_rtt_ms = 1.0
 /// shows the same false alarm on seed 1518 of 3,000: gate-1, the gates' leader, steps
 /// down at 93.1 s, and the check armed by eu-west's crash at 60 s comes due at 94.1 s;
 /// with the step-down not starting the bound afresh, `heal-convergence` fires there.
+///
+/// Session 26's `LeaderTransfer` after every takeover moved the draws again. With the
+/// step-down's fresh start switched off, 9 of seeds 1..12,000 fire; seed 7465 is one:
+/// gate-1 steps down at 92.9 s, 1.2 s before the check comes due.
 #[test]
 fn heal_convergence_starts_again_after_a_step_down_on_a_lossy_network() {
     let text = r#"
 name = "shrunk-5618"
 duration = "1m 35s 88ms"
-seed = 1518
+seed = 7465
 [[dc]]
 name = "us-east"
 gates = 2

@@ -111,6 +111,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::ExtensionResponse { .. }
         | J::CancelWorkflow { .. }
         | J::WorkflowCancelled { .. }
+        | J::JobOver { .. }
         // AD-24's answer protects the node that sends it: never shed nor limited.
         | J::RateLimited { .. } => MessageClass::Control,
         // Progress and load reports.

@@ -1475,6 +1475,20 @@ impl GateJobs {
                 }
             }
             JobMsg::LeaderTransfer { job, dc, fence, .. } => {
+                if self.forgotten.contains_key(&job)
+                    && !self.jobs.contains_key(&job)
+                    && !self.replicas.contains_key(&job)
+                {
+                    // The job ended: the DC's new leader adopted a replica that missed
+                    // its end there. As with a late `GateReplicate` (above), a wrong word
+                    // costs the copy, never a second outcome: an ended job's outcome is
+                    // recorded already.
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::JobOver { job, dc },
+                    });
+                    return;
+                }
                 self.timeouts.on_leader_transfer(job, dc, from, fence);
                 if let Some(t) = self
                     .jobs
@@ -2291,6 +2305,55 @@ mod tests {
         let out = g.step(done(FenceToken::new(5, 9)), t + secs(31));
         assert!(!out.iter().any(|o| matches!(o, JobOutput::Event(_))));
         assert_eq!(sends(&out).len(), 1);
+    }
+
+    /// A DC manager that announces it leads a job (`LeaderTransfer`, after a takeover)
+    /// is told `JobOver` when the job has ended here (its replica missed the end), for
+    /// as long as the end is remembered (`ended_ttl`, 600 s); while the job runs, the
+    /// announcement only moves the job to the new leader. A gate that never knew the job
+    /// says nothing: it cannot tell an end from its own lost memory.
+    #[test]
+    fn a_new_dc_leader_of_a_job_that_ended_is_told_it_is_over() {
+        let t = Instant::ZERO;
+        let transfer = |job| GateInput::Msg {
+            from: M1,
+            msg: JobMsg::LeaderTransfer {
+                job: JobId(job),
+                dc: DcId(0),
+                new_leader: NodeId(1),
+                fence: Default::default(),
+            },
+        };
+        let over = (
+            M1,
+            JobMsg::JobOver {
+                job: JobId(1),
+                dc: DcId(0),
+            },
+        );
+        let mut g = gate();
+        g.step(submit_to_dc0(1, 3), t);
+        g.step(dc0_accepts_job_1(M2), t + secs(1));
+        let out = g.step(transfer(1), t + secs(2));
+        assert!(!sends(&out).contains(&over), "it runs");
+        g.step(
+            GateInput::Msg {
+                from: M1,
+                msg: JobMsg::JobDone {
+                    job: JobId(1),
+                    dc: DcId(0),
+                    token: FenceToken::new(5, 9),
+                    items: 0,
+                },
+            },
+            t + secs(30),
+        );
+        let out = g.step(transfer(1), t + secs(120));
+        assert_eq!(sends(&out), vec![over]);
+        assert!(sends(&g.step(transfer(2), t + secs(120))).is_empty());
+        g.step(GateInput::Tick, t + secs(30 + 600));
+        assert_eq!(g.table_len(), 0, "the end is forgotten");
+        assert!(sends(&g.step(transfer(1), t + secs(30 + 600))).is_empty());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! own term (outranking everything its predecessor issued), waits `takeover_grace` for
 //! the workers to report what they are running (`Running`, sent to every new leader),
 //! then dispatches what nobody runs. Results in flight follow the leader (workers resend
-//! to whoever leads), so nothing is lost and little runs twice.
+//! to whoever leads), so nothing is lost and little runs twice. It tells each adopted
+//! job's gate it leads the job now (`LeaderTransfer`); a gate that knows the job has
+//! ended answers `JobOver`, and the takeover of a replica that missed the end stops
+//! there, within the grace, when no manager holding the tombstone is in reach.
 //!
 //! Timeouts (AD-26/33/34, jobs.md §2-§4): every workflow state change goes through the
 //! job's [`Lifecycle`], whose progress notices feed the job's [`JobTimeout`]; workers'
@@ -1032,6 +1035,7 @@ impl ManagerJobs {
                 }
                 self.forget_if_settled(job, now, out);
             }
+            JobMsg::JobOver { job, dc } if dc == self.dc => self.job_over(from, job, now, out),
             JobMsg::TimeoutReportAck { job, dc } if dc == self.dc => {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.timeout.report_acked();
@@ -1837,6 +1841,31 @@ impl ManagerJobs {
         self.forget_if_settled(job, now, out);
     }
 
+    /// The job's gate says `job` ended (`JobMsg::JobOver`, its answer to the
+    /// `LeaderTransfer` of our takeover): the replica we adopted missed the job's end in
+    /// this DC, and the managers that kept its tombstone are out of our reach (we
+    /// restarted without it and were offered the stale replica, say). The gate's word
+    /// stands for the tombstone we lack: the job stops as `superseded` by a `Cancelled`
+    /// end (how it ended here the gate no longer knows, and its outcome is recorded
+    /// already), before `takeover_grace` lets anything be dispatched again when the
+    /// gate answers in time. Only from the gate the job names, and only while we lead
+    /// it: a job that ended under us keeps its own end.
+    fn job_over(&mut self, from: Addr, job: JobId, now: Instant, out: &mut JobOutputs) {
+        let Some(j) = self.jobs.get(&job) else {
+            return;
+        };
+        if self.leading.is_none() || j.gate_addr != from {
+            return;
+        }
+        let t = Tombstone {
+            status: DcStatus::Cancelled,
+            token: j.token,
+            fence: j.timeout.fence,
+            items: j.items,
+        };
+        self.superseded(job, t, now, out);
+    }
+
     /// AD-26: our DC membership last heard from `worker` directly at `at` (told with
     /// each of its extension requests): see `timeout::extension`'s liveness refill.
     pub fn worker_heard(&mut self, worker: NodeId, at: Instant) {
@@ -2339,7 +2368,10 @@ impl ManagerJobs {
             j.hold_until = Some(now + self.cfg.takeover_grace);
         }
         let t = &j.timeout;
-        if t.strategy == Strategy::GateCoordinated && j.status == Status::Running {
+        if j.status == Status::Running {
+            // Every strategy's gate hears it: the gate tracks a gate-coordinated job's
+            // timeout with it, and answers `JobOver` for a job that has ended (our
+            // replica missed the end), before `takeover_grace` runs out.
             out.push(JobOutput::Send {
                 to: r.gate_addr,
                 msg: JobMsg::LeaderTransfer {
@@ -2349,6 +2381,8 @@ impl ManagerJobs {
                     fence: t.fence,
                 },
             });
+        }
+        if t.strategy == Strategy::GateCoordinated && j.status == Status::Running {
             if let (true, Some(reason)) = (t.report_pending, t.reason) {
                 out.push(JobOutput::Send {
                     to: r.gate_addr,
@@ -4561,6 +4595,69 @@ mod tests {
         // Past the takeover grace and the job's own timeout nothing is dispatched or
         // timed out.
         for at in [43, 50, 120] {
+            let out = f.step(ManagerInput::Tick, t + secs(at));
+            assert!(dispatches(&out).is_empty());
+            assert!(timed_out(&out).is_empty());
+        }
+    }
+
+    /// The window a peer's tombstone cannot close: the managers that kept job 9's
+    /// tombstone are out of reach, so the new leader revives it from a replica that
+    /// missed its end. Its `LeaderTransfer` (sent for a local-authority job too) asks the
+    /// gate, whose `JobOver` stops the job inside the takeover grace: nothing is
+    /// dispatched or timed out, the followers get a `Cancelled` tombstone, and the gate
+    /// hears nothing more. The same word from any other address is ignored. (Before,
+    /// nothing stopped it: the two workflows not done went out again after the grace.)
+    #[test]
+    fn a_takeover_of_a_job_that_ended_is_stopped_by_its_gate() {
+        let t = Instant::ZERO;
+        let job_over = |from| ManagerInput::Msg {
+            from,
+            msg: JobMsg::JobOver {
+                job: JobId(9),
+                dc: DcId(0),
+            },
+        };
+        let mut f = follower_with_replica_9(t);
+        f.step(hello(10, 4), t + secs(10));
+        let out = f.step(leader(2), t + secs(10));
+        assert!(sends(&out).any(|(to, msg)| to == GATE
+            && matches!(
+                msg,
+                JobMsg::LeaderTransfer {
+                    job: JobId(9),
+                    dc: DcId(0),
+                    new_leader: NodeId(1),
+                    ..
+                }
+            )));
+        // Not the job's gate: no effect.
+        let out = f.step(job_over(Addr::from_u32(101)), t + secs(10));
+        assert!(out.is_empty());
+        assert!(f.has_job(JobId(9)));
+        let out = f.step(job_over(GATE), t + secs(10));
+        assert!(
+            out.contains(&JobOutput::Event(JobEvent::TakeoverSuperseded {
+                job: JobId(9),
+                dc: DcId(0),
+                status: DcStatus::Cancelled,
+            }))
+        );
+        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
+        assert!(!f.has_job(JobId(9)));
+        assert!(sends(&out).any(|(_, msg)| matches!(
+            msg,
+            JobMsg::ReplicaForget {
+                job: JobId(9),
+                status: DcStatus::Cancelled,
+                ..
+            }
+        )));
+        assert!(
+            sends(&out).all(|(to, _)| to != GATE),
+            "the gate has its outcome"
+        );
+        for at in [13, 30, 120] {
             let out = f.step(ManagerInput::Tick, t + secs(at));
             assert!(dispatches(&out).is_empty());
             assert!(timed_out(&out).is_empty());

@@ -188,7 +188,9 @@ pub enum JobMsg {
         reason: TimeoutReason,
         fence: TimeoutFence,
     },
-    /// New leader manager -> gate: it now tracks the job (gate-coordinated).
+    /// New leader manager -> gate: it now tracks the job (every job it adopts running;
+    /// the gate of a gate-coordinated job sends its timeout decisions there, and the
+    /// gate of a job that has ended answers `JobOver`).
     LeaderTransfer {
         job: JobId,
         dc: DcId,
@@ -366,6 +368,15 @@ pub enum JobMsg {
         operation: crate::backpressure::rate_limit::Operation,
         retry_after_ms: Option<u64>,
         tokens_remaining: u32,
+    },
+    /// Gate -> a DC leader that told it it leads `job` (`LeaderTransfer`) after the job
+    /// ended at the gate: the job is over everywhere, so the leader's copy was adopted
+    /// from a replica that missed its end in the DC (its leader was cut off when the end
+    /// was replicated, and the managers that kept the tombstone are out of reach). The
+    /// leader stops the copy before it runs anything again. Appended last.
+    JobOver {
+        job: JobId,
+        dc: DcId,
     },
 }
 

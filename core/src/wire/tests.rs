@@ -441,6 +441,7 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             retry_after_ms: (seed % 3 != 0).then_some(seed),
             tokens_remaining: seed as u32,
         },
+        J::JobOver { job, dc },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -485,7 +486,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::RunningQuery { .. }
             | J::GateOrphan { .. }
             | J::DoneEarlier { .. }
-            | J::RateLimited { .. } => {}
+            | J::RateLimited { .. }
+            | J::JobOver { .. } => {}
         }
     }
     all
