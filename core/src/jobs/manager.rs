@@ -1686,15 +1686,6 @@ impl ManagerJobs {
         }
     }
 
-    /// The job's gate fell back from this DC (our acceptance never reached it): stop the
-    /// job and report it `Cancelled` until the gate acknowledges (it ignores our result
-    /// but acknowledges it, `gate::dc_final`), then forget it. The leader acts on a
-    /// running job, for the gate token it runs under or a newer one (a withdrawal from a
-    /// gate the job has since moved away from is stale); a follower drops its replica
-    /// for a `Cancelled` tombstone. The gate asks again until it hears how the job ended
-    /// here, so the leader answers a job that has ended with its tombstone, and one it
-    /// never had (its submission lost, or still on its way) with a `Cancelled`
-    /// tombstone of its own: a submission arriving later gets that, not a run.
     /// As the leader, end a job we have no record of (no job, no tombstone) for the gate
     /// at `from`: a `Cancelled` tombstone, so that a late submission does not start it,
     /// the report that the DC never ran it, and the tombstone to the followers (who drop
@@ -1714,6 +1705,15 @@ impl ManagerJobs {
         self.to_peers(replica_forget(job, t), out);
     }
 
+    /// The job's gate fell back from this DC (our acceptance never reached it): stop the
+    /// job and report it `Cancelled` until the gate acknowledges (it ignores our result
+    /// but acknowledges it, `gate::dc_final`), then forget it. The leader acts on a
+    /// running job, for the gate token it runs under or a newer one (a withdrawal from a
+    /// gate the job has since moved away from is stale); a follower drops its replica
+    /// for a `Cancelled` tombstone. The gate asks again until it hears how the job ended
+    /// here, so the leader answers a job that has ended with its tombstone, and one it
+    /// never had (its submission lost, or still on its way) with a `Cancelled`
+    /// tombstone of its own: a submission arriving later gets that, not a run.
     fn withdraw(
         &mut self,
         from: Addr,
