@@ -99,6 +99,9 @@ pub struct Checker {
     own_inc: Vec<u32>,
     max_emitted: Vec<u32>,
     up: Vec<bool>,
+    /// When each node last started (µs): a manager up since before a job's end may
+    /// hold its tombstone (`run-after-end`).
+    started_at: Vec<u64>,
     heard: Vec<u64>,
     mismatches: usize,
     consistent: bool,
@@ -212,7 +215,19 @@ pub struct JobTrack {
     /// unanswered, perhaps only because their answers were lost, so they may hold a
     /// copy of the job that does not count (see `terminal-not-timed-out`).
     pub abandoned: Vec<u16>,
+    /// `(DC, workflow)`: completed at a manager of that DC (a `WorkflowTransition` to
+    /// `Completed`). Once the job has ended at its gate, none of them is dispatched in
+    /// that DC again (`run-after-end`), for as long as the DC keeps the job's tombstone.
+    pub done_in: Vec<(u16, u32)>,
+    /// `(DC, workflow, µs)`: when a manager of the DC last dispatched the workflow. A
+    /// start after the job's end of a dispatch from before it is late (its worker was
+    /// paused or slow, or a late result overtook it), not a new run.
+    pub dispatched_at: Vec<(u16, u32, u64)>,
 }
+
+/// How long a DC's managers keep an ended job's tombstone (`ManagerConfig::tombstone_ttl`,
+/// 600 s): `run-after-end` holds that long after the job's end.
+const TOMBSTONE_TTL_US: u64 = 600_000_000;
 
 /// jobs.md §3's table, written out again here so the checker does not trust the code
 /// it checks.
@@ -258,6 +273,7 @@ impl Checker {
             own_inc: vec![0; n],
             max_emitted: vec![0; n],
             up: vec![false; n],
+            started_at: vec![0; n],
             heard: vec![0; (n * n).div_ceil(64)],
             mismatches: 0,
             consistent: false,
@@ -407,7 +423,8 @@ impl Checker {
     }
 
     /// A node (re)starts with a fresh, empty view and incarnation `inc`.
-    pub fn on_start(&mut self, i: usize, inc: u32) {
+    pub fn on_start(&mut self, i: usize, inc: u32, now: u64) {
+        self.started_at[i] = now;
         self.worker_register.retain(|(node, _), _| *node != i);
         self.job_entries.retain(|(o, _, _)| *o != i);
         self.wf_state.retain(|(node, _, _), _| *node != i);
@@ -793,11 +810,26 @@ impl Checker {
             }
             Event::Job(JobEvent::WorkflowTransition {
                 job,
+                dc,
                 workflow,
                 from,
                 to,
-                ..
             }) => {
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    if *to == WorkflowState::Completed && !t.done_in.contains(&(dc.0, *workflow)) {
+                        t.done_in.push((dc.0, *workflow));
+                    }
+                    if *to == WorkflowState::Dispatched {
+                        let at = t
+                            .dispatched_at
+                            .iter_mut()
+                            .find(|(d, w, _)| (*d, *w) == (dc.0, *workflow));
+                        match at {
+                            Some((_, _, at)) => *at = now,
+                            None => t.dispatched_at.push((dc.0, *workflow, now)),
+                        }
+                    }
+                }
                 // jobs.md §7.8: every change is an edge of the table, and a terminal
                 // state is never left.
                 if !legal_edge(*from, *to) {
@@ -982,6 +1014,51 @@ impl Checker {
                     );
                 }
                 self.started_token.insert(key, *token);
+                // The job ended at its gate, this workflow had completed in this DC, and
+                // a leader dispatched it again since: a second run (a takeover of a
+                // replica that missed the end). At least once holds while a job runs (a
+                // result lost with its leader runs again), never after its outcome is
+                // recorded.
+                let dc = self.dc[o] as u16;
+                // Only while a manager of the DC that has been up since the end may
+                // hold its tombstone: once every one of them crashed or restarted
+                // (a DC outage), no node of the DC can know the job ran, and a gate
+                // that re-sends it there (its replica missed the end, and every gate
+                // that knew restarted too) gets a new run; memory is all there is.
+                let (role, up, started_at, dcs) =
+                    (&self.role, &self.up, &self.started_at, &self.dc);
+                let remembered = |end: u64| {
+                    (0..role.len()).any(|m| {
+                        role[m] == Role::Manager
+                            && dcs[m] == dc as usize
+                            && up[m]
+                            && started_at[m] <= end
+                    })
+                };
+                if let Some(t) = self.jobs.get_mut(job.0 as usize) {
+                    if let Some((end, _)) = t.ended {
+                        let issued_after = t
+                            .dispatched_at
+                            .iter()
+                            .find(|(d, w, _)| (*d, *w) == (dc, *workflow))
+                            .is_none_or(|(_, _, at)| *at > end);
+                        if now.saturating_sub(end) >= TOMBSTONE_TTL_US {
+                            t.done_in = Vec::new();
+                            t.dispatched_at = Vec::new();
+                        } else if issued_after
+                            && t.done_in.contains(&(dc, *workflow))
+                            && remembered(end)
+                        {
+                            let detail = format!(
+                                "{} started job {} workflow {workflow}, completed in its DC, {} ms after the job ended",
+                                self.names[o],
+                                job.0,
+                                (now - end) / 1000
+                            );
+                            self.violation(now, "run-after-end", detail);
+                        }
+                    }
+                }
                 // leadership.md §4.2: the worker's register for the job never goes back.
                 if let Some(prev) = self.worker_register.insert((o, job.0), *token) {
                     if *token < prev {
@@ -1472,6 +1549,78 @@ mod tests {
         assert_eq!(take_over_at(&mut c, 26 * SEC + SEC / 2), 1);
     }
 
+    /// `run-after-end`: once job 3 ended at its gate, a workflow that completed in DC 0
+    /// is not dispatched and started there again while a manager of the DC that has
+    /// been up since the end may hold its tombstone. A start of a dispatch from before
+    /// the end (a paused or slow worker) is late, not a new run; once every manager of
+    /// the DC restarted, nothing there can know, and nothing is flagged.
+    #[test]
+    fn a_completed_workflow_dispatched_after_its_jobs_end_is_a_violation() {
+        // Node 0 the gate, 1 and 3 managers, 2 a worker, all in DC 0.
+        let mut c = Checker::new(
+            vec![Role::Gate, Role::Manager, Role::Worker, Role::Manager],
+            vec![0; 4],
+            (0..4).map(|i| format!("n{i}")).collect(),
+        );
+        for i in 0..4 {
+            c.on_start(i, 0, 0);
+        }
+        c.on_submit_attempt(JobId(3), 0);
+        let step = |c: &mut Checker, o: usize, e: JobEvent, at: u64| {
+            let (up, paused) = ([true; 4], [false; 4]);
+            let cut = |_: usize, _: usize, _: u64| false;
+            let truth = Truth {
+                up: &up,
+                paused: &paused,
+                cut_since: &cut,
+            };
+            c.on_event(o, &Event::Job(e), at, Instant(at), &truth);
+        };
+        let moved = |from, to| JobEvent::WorkflowTransition {
+            job: JobId(3),
+            dc: meridian_core::DcId(0),
+            workflow: 0,
+            from,
+            to,
+        };
+        let started = |token| JobEvent::WorkflowStarted {
+            job: JobId(3),
+            workflow: 0,
+            token: FenceToken(token),
+        };
+        let flagged = |c: &Checker| {
+            c.violations
+                .iter()
+                .filter(|v| v.invariant == "run-after-end")
+                .count()
+        };
+        use WorkflowState as W;
+        step(&mut c, 1, moved(W::Pending, W::Dispatched), SEC);
+        step(&mut c, 2, started(1), SEC);
+        step(&mut c, 1, moved(W::Dispatched, W::Running), SEC);
+        step(&mut c, 1, moved(W::Running, W::Completed), 3 * SEC);
+        let finished = JobEvent::Finished {
+            job: JobId(3),
+            state: JobState::Completed,
+        };
+        step(&mut c, 0, finished, 4 * SEC);
+        // The 1 s dispatch, started late by a worker that was paused: not a new run.
+        step(&mut c, 2, started(1), 5 * SEC);
+        assert_eq!(flagged(&c), 0);
+        // Manager 3 dispatches it again after the end; manager 1 is up since before.
+        step(&mut c, 3, moved(W::Pending, W::Dispatched), 6 * SEC);
+        step(&mut c, 2, started(2), 7 * SEC);
+        assert_eq!(flagged(&c), 1);
+        // Every manager of the DC restarts: nobody there can remember the job.
+        for m in [1, 3] {
+            c.on_stop(m, 8 * SEC, true);
+            c.on_start(m, 1, 9 * SEC);
+        }
+        step(&mut c, 3, moved(W::Pending, W::Dispatched), 10 * SEC);
+        step(&mut c, 2, started(3), 11 * SEC);
+        assert_eq!(flagged(&c), 1);
+    }
+
     /// Gates 0 and 1, both started at 0 s.
     fn two_gates_started() -> Checker {
         let mut c = Checker::new(
@@ -1479,8 +1628,8 @@ mod tests {
             vec![0, 0],
             vec!["gate-0".into(), "gate-1".into()],
         );
-        c.on_start(0, 0);
-        c.on_start(1, 0);
+        c.on_start(0, 0, 0);
+        c.on_start(1, 0, 0);
         c
     }
 
@@ -1616,11 +1765,11 @@ mod tests {
         assert_eq!(take_over_at(&mut c, 75 * SEC), 1);
         // Restarted after seeing the death: nothing of it counts.
         let mut c = two_gates();
-        c.on_start(1, 1);
+        c.on_start(1, 1, 0);
         assert_eq!(take_over_at(&mut c, 60 * SEC), 0);
         // Restarted, elected again, then handed the orphan: from the taking in.
         let mut c = two_gates();
-        c.on_start(1, 1);
+        c.on_start(1, 1, 0);
         let leads = ElectionEvent::LeaderChanged {
             group: GroupId(0),
             term: 3,

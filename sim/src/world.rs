@@ -1095,7 +1095,7 @@ impl<'a> World<'a> {
         self.nodes[i].machine = Some(machine);
         self.nodes[i].up = true;
         self.up[i] = true;
-        self.checker.on_start(i, inc);
+        self.checker.on_start(i, inc, self.now);
         self.hash.update(&[0xB0]);
         self.hash.update(&(i as u32).to_le_bytes());
         self.hash.update(&self.now.to_le_bytes());

@@ -760,3 +760,43 @@ fn a_stale_replica_adopted_out_of_reach_of_its_tombstone_is_stopped_by_the_gate(
     assert_eq!(started.len(), 4, "{started:?}");
     assert!(started.iter().all(|(_, t)| *t < ended_at));
 }
+
+/// The same race with the job's gate out of reach too (cut off with manager-1 from
+/// 60 s to 150 s): the new leader's `LeaderTransfer` goes unanswered, so it dispatches
+/// nothing (asking again every 2 s) until the cut heals and the gate answers `JobOver`.
+/// Before, it dispatched after the 3 s grace, and the `run-after-end` invariant (the
+/// workflows of a job its gate had finished, started again in a DC where they
+/// completed) fired at 89.4 s.
+#[test]
+fn a_stale_replica_waits_for_its_unreachable_gate_and_never_runs_again() {
+    let path = common::fixture("stale-replica-takeover.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        r#"groups = [["dc1/manager-1"]]"#,
+        r#"groups = [["dc1/manager-1", "dc1/gate-0"]]"#,
+    ) + "\n[[fault]]\nat = \"150s\"\naction = \"heal\"\n";
+    let s = meridian_sim::scenario::parse(&text, &path, &[]).unwrap();
+    let mut trace = Vec::new();
+    let r = meridian_sim::run_traced(&s, 1, &mut trace);
+    assert_all_completed(&r);
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |kind: &str| -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|e| e["event"]["Job"][kind].is_object())
+            .map(|e| e["t_ms"].as_f64().unwrap())
+            .collect()
+    };
+    let ended_at = at("Finished")[0];
+    assert_eq!(at("TakenOver").len(), 2);
+    let superseded = at("TakeoverSuperseded");
+    assert_eq!(superseded.len(), 1);
+    assert!(
+        (150_000.0..151_000.0).contains(&superseded[0]),
+        "{superseded:?}"
+    );
+    assert!(at("WorkflowStarted").iter().all(|t| *t < ended_at));
+}

@@ -112,6 +112,7 @@ pub fn job_class(m: &JobMsg) -> MessageClass {
         | J::CancelWorkflow { .. }
         | J::WorkflowCancelled { .. }
         | J::JobOver { .. }
+        | J::JobLive { .. }
         // AD-24's answer protects the node that sends it: never shed nor limited.
         | J::RateLimited { .. } => MessageClass::Control,
         // Progress and load reports.

@@ -1507,6 +1507,12 @@ impl GateJobs {
                         t.fence = t.fence.max(fence);
                         t.next_try = now; // a declared job's decision goes to it at once
                     }
+                    // We lead it and it runs there: the new leader may dispatch. (A DC
+                    // we fell back from is not a target: its withdrawal answers.)
+                    out.push(JobOutput::Send {
+                        to: from,
+                        msg: JobMsg::JobLive { job, dc },
+                    });
                 }
                 self.send_decisions(job, now, out);
             }
@@ -2316,9 +2322,9 @@ mod tests {
 
     /// A DC manager that announces it leads a job (`LeaderTransfer`, after a takeover)
     /// is told `JobOver` when the job has ended here (its replica missed the end), for
-    /// as long as the end is remembered (`ended_ttl`, 600 s); while the job runs, the
-    /// announcement only moves the job to the new leader. A gate that never knew the job
-    /// says nothing: it cannot tell an end from its own lost memory.
+    /// as long as the end is remembered (`ended_ttl`, 600 s); while the job runs, it is
+    /// told `JobLive` (it may dispatch) and leads the job for the gate now. A gate that
+    /// never knew the job says nothing: it cannot tell an end from its own lost memory.
     #[test]
     fn a_new_dc_leader_of_a_job_that_ended_is_told_it_is_over() {
         let t = Instant::ZERO;
@@ -2342,7 +2348,11 @@ mod tests {
         g.step(submit_to_dc0(1, 3), t);
         g.step(dc0_accepts_job_1(M2), t + secs(1));
         let out = g.step(transfer(1), t + secs(2));
-        assert!(!sends(&out).contains(&over), "it runs");
+        let live = JobMsg::JobLive {
+            job: JobId(1),
+            dc: DcId(0),
+        };
+        assert_eq!(sends(&out), vec![(M1, live)], "it runs");
         g.step(
             GateInput::Msg {
                 from: M1,

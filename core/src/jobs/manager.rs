@@ -97,6 +97,13 @@ pub struct ManagerConfig {
     /// on is suspected for that job, and the job's workflows are taken back from it if
     /// the suspicion runs out (`silence`). `None`: off.
     pub job_silence: Option<Duration>,
+    /// A job adopted at a takeover dispatches nothing until its gate confirms it still
+    /// runs (`JobLive`, or its `Submit` again), or says it ended (`JobOver`); asked
+    /// every `retry`. Unanswered this long, it runs anyway: a live job's gate, or the
+    /// gate that took it over, re-sends it to a DC that has not reported every 120 s,
+    /// so 300 s of silence means no gate can answer, and the job's own timeout is then
+    /// all that bounds it.
+    pub confirm_give_up: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -124,6 +131,7 @@ impl Default for ManagerConfig {
             max_gates: 64,
             report_give_up: secs(600),
             job_silence: Some(super::silence::DEFAULT_SILENCE),
+            confirm_give_up: secs(300),
         }
     }
 }
@@ -174,6 +182,15 @@ struct Job {
     unacked_since: Option<Instant>,
     /// A job just taken over is not dispatched before this (see `takeover_grace`).
     hold_until: Option<Instant>,
+    /// A job adopted at a takeover waits for its gate's word (`confirm_give_up`).
+    unconfirmed: Option<Unconfirmed>,
+}
+
+/// An adopted job's wait for its gate: when to ask again, and when to stop waiting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Unconfirmed {
+    ask_next: Instant,
+    give_up: Instant,
 }
 
 impl Job {
@@ -206,6 +223,7 @@ impl Job {
             final_acked: false,
             unacked_since: None,
             hold_until: None,
+            unconfirmed: None,
         }
     }
 
@@ -700,7 +718,8 @@ impl ManagerJobs {
                 let progress = leading
                     .then(|| j.timeout.next_report_at(tcfg, j.status != Status::Running))
                     .flatten();
-                [j.report_next, j.hold_until, progress]
+                let confirm = j.unconfirmed.map(|u| u.ask_next.min(u.give_up));
+                [j.report_next, j.hold_until, progress, confirm]
             })
             .flatten()
             .min();
@@ -865,11 +884,12 @@ impl ManagerJobs {
                 timeout_ms,
                 dcs,
             } => {
+                let dc = self.dc;
                 let ack = |accepted, leader| JobOutput::Send {
                     to: gate_addr,
                     msg: JobMsg::SubmitAck {
                         job,
-                        dc: self.dc,
+                        dc,
                         accepted,
                         leader,
                     },
@@ -895,7 +915,11 @@ impl ManagerJobs {
                     .gates
                     .claim(FenceDomain::GateJob, job, gate_token, gate)
                 {
-                    Ok(Verdict::Resend) => out.push(ack(true, None)),
+                    Ok(Verdict::Resend) => {
+                        // Its gate sends it again: it still runs.
+                        self.confirmed(job, gate_addr, now, out);
+                        out.push(ack(true, None));
+                    }
                     Ok(Verdict::Accepted) if !self.jobs.contains_key(&job) => {
                         let Ok(token) = self.issuer.next(job, term, None) else {
                             out.push(ack(false, None));
@@ -936,6 +960,7 @@ impl ManagerJobs {
                             j.gate = gate;
                             j.gate_addr = gate_addr;
                         }
+                        self.confirmed(job, gate_addr, now, out);
                         out.push(ack(true, None));
                     }
                     Ok(Verdict::Stale) => {
@@ -1036,6 +1061,7 @@ impl ManagerJobs {
                 self.forget_if_settled(job, now, out);
             }
             JobMsg::JobOver { job, dc } if dc == self.dc => self.job_over(from, job, now, out),
+            JobMsg::JobLive { job, dc } if dc == self.dc => self.confirmed(job, from, now, out),
             JobMsg::TimeoutReportAck { job, dc } if dc == self.dc => {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.timeout.report_acked();
@@ -1848,13 +1874,15 @@ impl ManagerJobs {
     /// stands for the tombstone we lack: the job stops as `superseded` by a `Cancelled`
     /// end (how it ended here the gate no longer knows, and its outcome is recorded
     /// already), before `takeover_grace` lets anything be dispatched again when the
-    /// gate answers in time. Only from the gate the job names, and only while we lead
-    /// it: a job that ended under us keeps its own end.
+    /// gate answers in time. Only from the gate the job names or one registered with us
+    /// (asked when its own gate may be gone), and only while we lead it: a job that
+    /// ended under us keeps its own end.
     fn job_over(&mut self, from: Addr, job: JobId, now: Instant, out: &mut JobOutputs) {
         let Some(j) = self.jobs.get(&job) else {
             return;
         };
-        if self.leading.is_none() || j.gate_addr != from {
+        let a_gate = j.gate_addr == from || self.gates_registered.contains_key(&from);
+        if self.leading.is_none() || !a_gate {
             return;
         }
         let t = Tombstone {
@@ -1864,6 +1892,20 @@ impl ManagerJobs {
             items: j.items,
         };
         self.superseded(job, t, now, out);
+    }
+
+    /// The job's gate at `from` says `job` still runs (`JobLive`, or its `Submit` again):
+    /// an adopted job may dispatch what nobody runs once the takeover grace is over.
+    fn confirmed(&mut self, job: JobId, from: Addr, now: Instant, out: &mut JobOutputs) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.gate_addr != from || j.unconfirmed.take().is_none() {
+            return;
+        }
+        // (The wait, a round trip to the gate, is not excused: a job stalled before
+        // the takeover stays as stuck as it was.)
+        self.dispatch(now, out);
     }
 
     /// AD-26: our DC membership last heard from `worker` directly at `at` (told with
@@ -2039,6 +2081,12 @@ impl ManagerJobs {
             let ids: Vec<JobId> = self.jobs.keys().copied().collect();
             for job in ids {
                 let j = self.jobs.get_mut(&job).expect("listed");
+                if j.unconfirmed.is_some() && j.timeout.reason.is_none() {
+                    // Waiting for its gate's word: neither overdue nor stuck until
+                    // then (the gate may know it completed). A timeout already reported
+                    // goes on (resent, then AD-34's fallback if the gate never answers).
+                    continue;
+                }
                 let terminal = j.status != Status::Running;
                 let elapsed_ms = now.saturating_since(j.timeout.started_at).as_millis() as u64;
                 match j.timeout.check(&tcfg, terminal, now) {
@@ -2163,6 +2211,29 @@ impl ManagerJobs {
         let mut abandoned = Vec::new();
         for job in ids {
             let j = self.jobs.get_mut(&job).expect("listed");
+            if let Some(u) = j.unconfirmed.as_mut() {
+                if j.status != Status::Running || now >= u.give_up {
+                    // Ended, or no gate could answer (`confirm_give_up`): the wait,
+                    // ours, does not count as the job being stuck.
+                    j.unconfirmed = None;
+                    j.timeout.report_progress(now);
+                } else if now >= u.ask_next {
+                    u.ask_next = now + self.cfg.retry;
+                    // Its gate first; the gates registered with us too, since its gate
+                    // may be gone: any gate the end reached (its owner tells the others)
+                    // answers `JobOver`, and a gate that took the job over re-sends it.
+                    let msg = JobMsg::LeaderTransfer {
+                        job,
+                        dc: self.dc,
+                        new_leader: self.me,
+                        fence: j.timeout.fence,
+                    };
+                    let others = self.gates_registered.keys().filter(|a| **a != j.gate_addr);
+                    for to in core::iter::once(&j.gate_addr).chain(others) {
+                        out.push(JobOutput::Send { to: *to, msg });
+                    }
+                }
+            }
             if scan {
                 for i in 0..j.life.len() as WorkflowIndex {
                     if j.life.state(i) != WorkflowState::Dispatched {
@@ -2366,6 +2437,10 @@ impl ManagerJobs {
             j.unacked_since = r.unanswered_since;
         } else {
             j.hold_until = Some(now + self.cfg.takeover_grace);
+            j.unconfirmed = Some(Unconfirmed {
+                ask_next: now + self.cfg.retry,
+                give_up: now + self.cfg.confirm_give_up,
+            });
         }
         let t = &j.timeout;
         if j.status == Status::Running {
@@ -2501,7 +2576,7 @@ impl ManagerJobs {
             return;
         };
         for (job, j) in self.jobs.iter_mut() {
-            if j.hold_until.is_some() || j.status != Status::Running {
+            if j.hold_until.is_some() || j.unconfirmed.is_some() || j.status != Status::Running {
                 continue;
             }
             for i in 0..j.life.len() as WorkflowIndex {
@@ -3047,8 +3122,15 @@ mod tests {
             },
             t + secs(11),
         );
-        // After the 3 s grace only workflow 2 (nobody runs it) is dispatched.
+        // After the 3 s grace nothing goes out until the job's gate says it runs
+        // (asked at the takeover, and again every 2 s); then only workflow 2 (nobody
+        // runs it) is dispatched.
         let out = f.step(ManagerInput::Tick, t + secs(13));
+        assert!(dispatches(&out).is_empty());
+        assert!(sends(&out)
+            .any(|(to, msg)| to == GATE
+                && matches!(msg, JobMsg::LeaderTransfer { job: JobId(9), .. })));
+        let out = f.step(job_live(9), t + secs(13));
         assert_eq!(
             dispatches(&out),
             vec![(Addr::from_u32(10), 2, FenceToken::new(2, 5))]
@@ -3066,6 +3148,17 @@ mod tests {
                 items: 0
             }
         }));
+    }
+
+    /// The job's gate says `job` still runs in DC 0 (its answer to a `LeaderTransfer`).
+    fn job_live(job: u64) -> ManagerInput {
+        ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::JobLive {
+                job: JobId(job),
+                dc: DcId(0),
+            },
+        }
     }
 
     /// The old leader's announcement of job 9 (3 workflows, none timed), at `t`.
@@ -3141,6 +3234,7 @@ mod tests {
             sends(&out).all(|(_, msg)| !matches!(msg, JobMsg::WorkflowDoneAck { .. })),
             "not acknowledged: the worker waits for nothing"
         );
+        f.step(job_live(9), t + secs(10));
         let out = f.step(ManagerInput::Tick, t + secs(13));
         assert!(
             dispatches(&out).is_empty(),
@@ -3413,6 +3507,7 @@ mod tests {
             },
             t + secs(26),
         );
+        l.step(job_live(9), t + secs(26));
         let out = run_to(&mut l, t + secs(28));
         assert_eq!(
             dispatches(&out),
@@ -4662,6 +4757,99 @@ mod tests {
             assert!(dispatches(&out).is_empty());
             assert!(timed_out(&out).is_empty());
         }
+    }
+
+    /// A job adopted at a takeover dispatches nothing until its gate says it runs: the
+    /// new leader asks at once and every 2 s (`retry`); a `JobLive` from any other
+    /// address does not count; its gate's `JobLive` (or its `Submit` again) does. With
+    /// no gate to answer (cut off, or gone with no gate taking the job over) it runs
+    /// anyway after `confirm_give_up` (300 s); the wait never times it out. Before, it dispatched after the 3 s
+    /// grace whatever the gate knew (a chaos sweep's `run-after-end`: the completed
+    /// job's workflows ran again where the gate could not be reached to say so).
+    #[test]
+    fn an_adopted_job_waits_for_its_gate_before_dispatching() {
+        let t = Instant::ZERO;
+        let asks = |out: &JobOutputs| {
+            sends(out)
+                .filter(|(to, msg)| {
+                    *to == GATE && matches!(msg, JobMsg::LeaderTransfer { job: JobId(9), .. })
+                })
+                .count()
+        };
+        // Unanswered: asked every 2 s, nothing dispatched for 300 s, then run.
+        let mut f = follower_with_replica_9(t);
+        f.step(hello(10, 4), t);
+        assert_eq!(asks(&f.step(leader(2), t + secs(10))), 1);
+        let out = run_to(&mut f, t + secs(10 + 299));
+        assert!(dispatches(&out).is_empty());
+        assert!(timed_out(&out).is_empty(), "not stuck: waiting");
+        assert_eq!(asks(&out), 149);
+        let out = run_to(&mut f, t + secs(10 + 300));
+        assert_eq!(dispatches(&out).len(), 2, "workflows 1 and 2");
+        assert_eq!(asks(&run_to(&mut f, t + secs(400))), 0, "no more asking");
+        // Answered by someone else, then by its gate.
+        let mut f = follower_with_replica_9(t);
+        f.step(hello(10, 4), t);
+        f.step(leader(2), t + secs(10));
+        let mut stranger = job_live(9);
+        if let ManagerInput::Msg { from, .. } = &mut stranger {
+            *from = Addr::from_u32(101);
+        }
+        f.step(stranger, t + secs(11));
+        assert!(dispatches(&run_to(&mut f, t + secs(20))).is_empty());
+        let out = f.step(job_live(9), t + secs(20));
+        assert_eq!(dispatches(&out).len(), 2);
+        // Its gate re-sending the job (a re-claim) confirms it as well.
+        let mut f = follower_with_replica_9(t);
+        f.step(hello(10, 4), t);
+        f.step(leader(2), t + secs(10));
+        let resent = ManagerInput::Msg {
+            from: GATE,
+            msg: JobMsg::Submit {
+                job: JobId(9),
+                workflows: 3,
+                gate: NodeId(100),
+                gate_addr: GATE,
+                gate_token: FenceToken::new(1, 1),
+                timeout_ms: None,
+                dcs: 1,
+            },
+        };
+        f.step(resent, t + secs(11));
+        let out = run_to(&mut f, t + secs(13));
+        assert_eq!(dispatches(&out).len(), 2);
+        // Its gate gone: the gates registered with us are asked too, and one that
+        // heard of the end answers for it.
+        let other = Addr::from_u32(102);
+        let mut f = follower_with_replica_9(t);
+        f.step(hello(10, 4), t);
+        f.step(
+            ManagerInput::Msg {
+                from: other,
+                msg: JobMsg::GateHello { gate: NodeId(102) },
+            },
+            t,
+        );
+        f.step(leader(2), t + secs(10));
+        let out = run_to(&mut f, t + secs(12));
+        let asked: Vec<Addr> = sends(&out)
+            .filter(|(_, msg)| matches!(msg, JobMsg::LeaderTransfer { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(asked, vec![GATE, other]);
+        let over = ManagerInput::Msg {
+            from: other,
+            msg: JobMsg::JobOver {
+                job: JobId(9),
+                dc: DcId(0),
+            },
+        };
+        let out = f.step(over, t + secs(12));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            JobOutput::Event(JobEvent::TakeoverSuperseded { job: JobId(9), .. })
+        )));
+        assert!(!f.has_job(JobId(9)));
     }
 
     /// AD-23 end to end on the leader: each progress update is recorded and answered

@@ -378,6 +378,14 @@ pub enum JobMsg {
         job: JobId,
         dc: DcId,
     },
+    /// Gate -> a DC leader that told it it leads `job` (`LeaderTransfer`): the job runs,
+    /// and runs in that DC; the leader may dispatch what nobody runs (it dispatches
+    /// nothing of a job it adopted until its gate says so, or `confirm_give_up`).
+    /// Appended last.
+    JobLive {
+        job: JobId,
+        dc: DcId,
+    },
 }
 
 /// A DC's capacity as one of its managers sees it (routing.md §1, §3).

@@ -442,6 +442,7 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             tokens_remaining: seed as u32,
         },
         J::JobOver { job, dc },
+        J::JobLive { job, dc },
     ];
     // Exhaustiveness guard: a new variant must get a sample above.
     for m in &all {
@@ -487,7 +488,8 @@ pub(crate) fn job_samples(seed: u64) -> Vec<crate::jobs::JobMsg> {
             | J::GateOrphan { .. }
             | J::DoneEarlier { .. }
             | J::RateLimited { .. }
-            | J::JobOver { .. } => {}
+            | J::JobOver { .. }
+            | J::JobLive { .. } => {}
         }
     }
     all
