@@ -763,7 +763,8 @@ fn a_stale_replica_adopted_out_of_reach_of_its_tombstone_is_stopped_by_the_gate(
 
 /// The same race with the job's gate out of reach too (cut off with manager-1 from
 /// 60 s to 150 s): the new leader's `LeaderTransfer` goes unanswered, so it dispatches
-/// nothing (asking again every 2 s) until the cut heals and the gate answers `JobOver`.
+/// nothing (asking again, 2 s later, then twice as long each time up to 16 s) until the
+/// cut has healed and the gate answers its next ask with `JobOver` (156.4 s).
 /// Before, it dispatched after the 3 s grace, and the `run-after-end` invariant (the
 /// workflows of a job its gate had finished, started again in a DC where they
 /// completed) fired at 89.4 s.
@@ -794,8 +795,9 @@ fn a_stale_replica_waits_for_its_unreachable_gate_and_never_runs_again() {
     assert_eq!(at("TakenOver").len(), 2);
     let superseded = at("TakeoverSuperseded");
     assert_eq!(superseded.len(), 1);
+    // The first ask after the heal: at most 16 s later.
     assert!(
-        (150_000.0..151_000.0).contains(&superseded[0]),
+        (150_000.0..166_000.0).contains(&superseded[0]),
         "{superseded:?}"
     );
     assert!(at("WorkflowStarted").iter().all(|t| *t < ended_at));

@@ -99,7 +99,7 @@ pub struct ManagerConfig {
     pub job_silence: Option<Duration>,
     /// A job adopted at a takeover dispatches nothing until its gate confirms it still
     /// runs (`JobLive`, or its `Submit` again), or says it ended (`JobOver`); asked
-    /// every `retry`. Unanswered this long, it runs anyway: a live job's gate, or the
+    /// after `retry`, then less and less often (doubling, up to 16 s). Unanswered this long, it runs anyway: a live job's gate, or the
     /// gate that took it over, re-sends it to a DC that has not reported every 120 s,
     /// so 300 s of silence means no gate can answer, and the job's own timeout is then
     /// all that bounds it.
@@ -190,8 +190,15 @@ struct Job {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Unconfirmed {
     ask_next: Instant,
+    /// The wait before the next ask: `retry`, doubling up to `MAX_CONFIRM_EVERY`.
+    every: Duration,
     give_up: Instant,
 }
+
+/// The longest wait between two asks of an adopted job's gates: every job the leader
+/// adopted asks every gate registered with it, so the asks of a DC whose gates are all
+/// out of reach thin out, as a gate's withdrawals do.
+const MAX_CONFIRM_EVERY: Duration = Duration::from_secs(16);
 
 impl Job {
     #[allow(clippy::too_many_arguments)]
@@ -2218,7 +2225,8 @@ impl ManagerJobs {
                     j.unconfirmed = None;
                     j.timeout.report_progress(now);
                 } else if now >= u.ask_next {
-                    u.ask_next = now + self.cfg.retry;
+                    u.every = (u.every * 2).min(MAX_CONFIRM_EVERY);
+                    u.ask_next = now + u.every;
                     // Its gate first; the gates registered with us too, since its gate
                     // may be gone: any gate the end reached (its owner tells the others)
                     // answers `JobOver`, and a gate that took the job over re-sends it.
@@ -2439,6 +2447,7 @@ impl ManagerJobs {
             j.hold_until = Some(now + self.cfg.takeover_grace);
             j.unconfirmed = Some(Unconfirmed {
                 ask_next: now + self.cfg.retry,
+                every: self.cfg.retry,
                 give_up: now + self.cfg.confirm_give_up,
             });
         }
@@ -3123,7 +3132,7 @@ mod tests {
             t + secs(11),
         );
         // After the 3 s grace nothing goes out until the job's gate says it runs
-        // (asked at the takeover, and again every 2 s); then only workflow 2 (nobody
+        // (asked at the takeover, and again 2 s later); then only workflow 2 (nobody
         // runs it) is dispatched.
         let out = f.step(ManagerInput::Tick, t + secs(13));
         assert!(dispatches(&out).is_empty());
@@ -4760,7 +4769,8 @@ mod tests {
     }
 
     /// A job adopted at a takeover dispatches nothing until its gate says it runs: the
-    /// new leader asks at once and every 2 s (`retry`); a `JobLive` from any other
+    /// new leader asks at once, 2 s later (`retry`), then twice as long each time up to
+    /// 16 s; a `JobLive` from any other
     /// address does not count; its gate's `JobLive` (or its `Submit` again) does. With
     /// no gate to answer (cut off, or gone with no gate taking the job over) it runs
     /// anyway after `confirm_give_up` (300 s); the wait never times it out. Before, it dispatched after the 3 s
@@ -4783,7 +4793,8 @@ mod tests {
         let out = run_to(&mut f, t + secs(10 + 299));
         assert!(dispatches(&out).is_empty());
         assert!(timed_out(&out).is_empty(), "not stuck: waiting");
-        assert_eq!(asks(&out), 149);
+        // At 12, 16, 24 and 40 s, then every 16 s.
+        assert_eq!(asks(&out), 4 + 16);
         let out = run_to(&mut f, t + secs(10 + 300));
         assert_eq!(dispatches(&out).len(), 2, "workflows 1 and 2");
         assert_eq!(asks(&run_to(&mut f, t + secs(400))), 0, "no more asking");
