@@ -218,11 +218,11 @@ pub struct JobTrack {
     /// `(DC, workflow)`: completed at a manager of that DC (a `WorkflowTransition` to
     /// `Completed`). Once the job has ended at its gate, none of them is dispatched in
     /// that DC again (`run-after-end`), for as long as the DC keeps the job's tombstone.
-    pub done_in: Vec<(u16, u32)>,
-    /// `(DC, workflow, µs)`: when a manager of the DC last dispatched the workflow. A
+    pub done_in: std::collections::BTreeSet<(u16, u32)>,
+    /// `(DC, workflow) -> µs`: when a manager of the DC last dispatched the workflow. A
     /// start after the job's end of a dispatch from before it is late (its worker was
     /// paused or slow, or a late result overtook it), not a new run.
-    pub dispatched_at: Vec<(u16, u32, u64)>,
+    pub dispatched_at: std::collections::BTreeMap<(u16, u32), u64>,
 }
 
 /// How long a DC's managers keep an ended job's tombstone (`ManagerConfig::tombstone_ttl`,
@@ -816,18 +816,11 @@ impl Checker {
                 to,
             }) => {
                 if let Some(t) = self.jobs.get_mut(job.0 as usize) {
-                    if *to == WorkflowState::Completed && !t.done_in.contains(&(dc.0, *workflow)) {
-                        t.done_in.push((dc.0, *workflow));
+                    if *to == WorkflowState::Completed {
+                        t.done_in.insert((dc.0, *workflow));
                     }
                     if *to == WorkflowState::Dispatched {
-                        let at = t
-                            .dispatched_at
-                            .iter_mut()
-                            .find(|(d, w, _)| (*d, *w) == (dc.0, *workflow));
-                        match at {
-                            Some((_, _, at)) => *at = now,
-                            None => t.dispatched_at.push((dc.0, *workflow, now)),
-                        }
+                        t.dispatched_at.insert((dc.0, *workflow), now);
                     }
                 }
                 // jobs.md §7.8: every change is an edge of the table, and a terminal
@@ -1039,12 +1032,11 @@ impl Checker {
                     if let Some((end, _)) = t.ended {
                         let issued_after = t
                             .dispatched_at
-                            .iter()
-                            .find(|(d, w, _)| (*d, *w) == (dc, *workflow))
-                            .is_none_or(|(_, _, at)| *at > end);
+                            .get(&(dc, *workflow))
+                            .is_none_or(|at| *at > end);
                         if now.saturating_sub(end) >= TOMBSTONE_TTL_US {
-                            t.done_in = Vec::new();
-                            t.dispatched_at = Vec::new();
+                            t.done_in.clear();
+                            t.dispatched_at.clear();
                         } else if issued_after
                             && t.done_in.contains(&(dc, *workflow))
                             && remembered(end)
