@@ -99,10 +99,10 @@ pub struct ManagerConfig {
     pub job_silence: Option<Duration>,
     /// A job adopted at a takeover dispatches nothing until its gate confirms it still
     /// runs (`JobLive`, or its `Submit` again), or says it ended (`JobOver`); asked
-    /// after `retry`, then less and less often (doubling, up to 16 s). Unanswered this long, it runs anyway: a live job's gate, or the
-    /// gate that took it over, re-sends it to a DC that has not reported every 120 s,
-    /// so 300 s of silence means no gate can answer, and the job's own timeout is then
-    /// all that bounds it.
+    /// after `retry`, then less and less often (doubling, up to 16 s). Unanswered this
+    /// long, it runs anyway: a live job's gate, or the gate that took it over, re-sends
+    /// it to a DC that has not reported every 120 s, so 300 s of silence means no gate
+    /// can answer, and the job's own timeout is then all that bounds it.
     pub confirm_give_up: Duration,
 }
 
@@ -4770,12 +4770,12 @@ mod tests {
 
     /// A job adopted at a takeover dispatches nothing until its gate says it runs: the
     /// new leader asks at once, 2 s later (`retry`), then twice as long each time up to
-    /// 16 s; a `JobLive` from any other
-    /// address does not count; its gate's `JobLive` (or its `Submit` again) does. With
-    /// no gate to answer (cut off, or gone with no gate taking the job over) it runs
-    /// anyway after `confirm_give_up` (300 s); the wait never times it out. Before, it dispatched after the 3 s
-    /// grace whatever the gate knew (a chaos sweep's `run-after-end`: the completed
-    /// job's workflows ran again where the gate could not be reached to say so).
+    /// 16 s; a `JobLive` from any other address does not count; its gate's `JobLive`
+    /// (or its `Submit` again) does. With no gate to answer (cut off, or gone with no
+    /// gate taking the job over) it runs anyway after `confirm_give_up` (300 s); the
+    /// wait never times it out. Before, it dispatched after the 3 s grace whatever the
+    /// gate knew (a chaos sweep's `run-after-end`: the completed job's workflows ran
+    /// again where the gate could not be reached to say so).
     #[test]
     fn an_adopted_job_waits_for_its_gate_before_dispatching() {
         let t = Instant::ZERO;
