@@ -2242,6 +2242,19 @@ mod tests {
             .collect()
     }
 
+    /// The DC leader at `from` reports `job` done in DC `dc` under `token`.
+    fn dc_done(from: Addr, job: u64, dc: u16, token: FenceToken) -> GateInput {
+        GateInput::Msg {
+            from,
+            msg: JobMsg::JobDone {
+                job: JobId(job),
+                dc: DcId(dc),
+                token,
+                items: 0,
+            },
+        }
+    }
+
     /// DC 0's manager at `from` accepts job 1.
     fn dc0_accepts_job_1(from: Addr) -> GateInput {
         GateInput::Msg {
@@ -2292,15 +2305,7 @@ mod tests {
                 .any(|(_, m)| matches!(m, JobMsg::Submit { .. })),
             "accepted: nothing to retry"
         );
-        let done = |token| GateInput::Msg {
-            from: M2,
-            msg: JobMsg::JobDone {
-                job: JobId(1),
-                dc: DcId(0),
-                token,
-                items: 0,
-            },
-        };
+        let done = |token| dc_done(M2, 1, 0, token);
         let out = g.step(done(FenceToken::new(5, 9)), t + secs(30));
         assert!(out.contains(&JobOutput::Event(JobEvent::Finished {
             job: JobId(1),
@@ -2353,18 +2358,7 @@ mod tests {
             dc: DcId(0),
         };
         assert_eq!(sends(&out), vec![(M1, live)], "it runs");
-        g.step(
-            GateInput::Msg {
-                from: M1,
-                msg: JobMsg::JobDone {
-                    job: JobId(1),
-                    dc: DcId(0),
-                    token: FenceToken::new(5, 9),
-                    items: 0,
-                },
-            },
-            t + secs(30),
-        );
+        g.step(dc_done(M1, 1, 0, FenceToken::new(5, 9)), t + secs(30));
         let out = g.step(transfer(1), t + secs(120));
         assert_eq!(sends(&out), vec![over]);
         assert!(sends(&g.step(transfer(2), t + secs(120))).is_empty());
@@ -2426,18 +2420,7 @@ mod tests {
             resent(&mut g, t + secs(250)),
             vec![(t + secs(121), M1), (t + secs(241), M1)]
         );
-        g.step(
-            GateInput::Msg {
-                from: M1,
-                msg: JobMsg::JobDone {
-                    job: JobId(1),
-                    dc: DcId(0),
-                    token: FenceToken::new(1, 1),
-                    items: 0,
-                },
-            },
-            t + secs(250),
-        );
+        g.step(dc_done(M1, 1, 0, FenceToken::new(1, 1)), t + secs(250));
         assert!(!g.has_job(JobId(1)));
         assert!(resent(&mut g, t + secs(600)).is_empty());
     }
@@ -2455,15 +2438,7 @@ mod tests {
             },
             t,
         );
-        let done = |dc, token| GateInput::Msg {
-            from: M1,
-            msg: JobMsg::JobDone {
-                job: JobId(3),
-                dc: DcId(dc),
-                token,
-                items: 0,
-            },
-        };
+        let done = |dc, token| dc_done(M1, 3, dc, token);
         g.step(done(0, FenceToken::new(3, 5)), t + secs(1));
         let out = g.step(done(0, FenceToken::new(2, 9)), t + secs(2));
         assert!(out.contains(&JobOutput::Event(JobEvent::StaleRejected {
@@ -2863,18 +2838,7 @@ mod tests {
         // A leads job 3 (pinned to DC 0, whose manager M1 leads) to its end.
         let mut a = three_gates(NodeId(1), NodeId(2), t);
         a.step(submit_to_dc0(3, 1), t + secs(1));
-        let out = a.step(
-            GateInput::Msg {
-                from: M1,
-                msg: JobMsg::JobDone {
-                    job: JobId(3),
-                    dc: DcId(0),
-                    token: FenceToken::new(1, 1),
-                    items: 0,
-                },
-            },
-            t + secs(5),
-        );
+        let out = a.step(dc_done(M1, 3, 0, FenceToken::new(1, 1)), t + secs(5));
         assert!(events(&out).contains(&JobEvent::Finished {
             job: JobId(3),
             state: JobState::Completed
@@ -4136,18 +4100,7 @@ mod tests {
         assert_eq!(fell, vec![(DcId(3), true)]);
         assert_eq!(now, t + secs(15));
         // The abandoned DC ran it after all: its result is acknowledged, not counted.
-        let out = g.step(
-            GateInput::Msg {
-                from: Addr::from_u32(1),
-                msg: JobMsg::JobDone {
-                    job: JobId(1),
-                    dc: DcId(1),
-                    token: FenceToken::new(1, 1),
-                    items: 0,
-                },
-            },
-            now,
-        );
+        let out = g.step(dc_done(Addr::from_u32(1), 1, 1, FenceToken::new(1, 1)), now);
         assert_eq!(
             sends(&out),
             vec![(
@@ -4441,18 +4394,7 @@ mod tests {
             };
             assert_eq!(dispatched(&out), vec![(DcId(1), false)]);
             assert_eq!(g.router.len(), 1);
-            let out = g.step(
-                GateInput::Msg {
-                    from: Addr::from_u32(1),
-                    msg: JobMsg::JobDone {
-                        job: JobId(5),
-                        dc: DcId(1),
-                        token,
-                        items: 0,
-                    },
-                },
-                t + secs(1),
-            );
+            let out = g.step(dc_done(Addr::from_u32(1), 5, 1, token), t + secs(1));
             assert!(events(&out).contains(&JobEvent::Finished {
                 job: JobId(5),
                 state: JobState::Completed
