@@ -33,7 +33,7 @@
 use super::silence::{Call, SilenceWatch};
 use super::{DcLoad, JobEvent, JobMsg, JobOutput, JobOutputs, WorkflowIndex};
 use crate::backpressure::stats::{Level, StatsBuffer, StatsConfig};
-use crate::id::{Addr, DcId, FenceToken, JobId, NodeId};
+use crate::id::{Addr, DcId, FenceToken, JobId, NodeId, TimeoutFence};
 use crate::leadership::{FenceDomain, JobRegistry, TokenIssuer, Verdict};
 use crate::time::{secs, Instant};
 use crate::timeout::extension::{Denial, ExtensionConfig, ExtensionResponse, WorkerExtensions};
@@ -502,6 +502,17 @@ fn replica_forget(job: JobId, t: Tombstone) -> JobMsg {
         token: t.token,
         fence: t.fence,
         items: t.items,
+    }
+}
+
+/// The word to `job`'s gate (and, while it does not answer, to the gates registered
+/// with us) that we lead the job in DC `dc` now: answered `JobLive` or `JobOver`.
+fn leader_transfer(job: JobId, dc: DcId, me: NodeId, fence: TimeoutFence) -> JobMsg {
+    JobMsg::LeaderTransfer {
+        job,
+        dc,
+        new_leader: me,
+        fence,
     }
 }
 
@@ -2230,12 +2241,7 @@ impl ManagerJobs {
                     // Its gate first; the gates registered with us too, since its gate
                     // may be gone: any gate the end reached (its owner tells the others)
                     // answers `JobOver`, and a gate that took the job over re-sends it.
-                    let msg = JobMsg::LeaderTransfer {
-                        job,
-                        dc: self.dc,
-                        new_leader: self.me,
-                        fence: j.timeout.fence,
-                    };
+                    let msg = leader_transfer(job, self.dc, self.me, j.timeout.fence);
                     let others = self.gates_registered.keys().filter(|a| **a != j.gate_addr);
                     for to in core::iter::once(&j.gate_addr).chain(others) {
                         out.push(JobOutput::Send { to: *to, msg });
@@ -2450,22 +2456,15 @@ impl ManagerJobs {
                 every: self.cfg.retry,
                 give_up: now + self.cfg.confirm_give_up,
             });
-        }
-        let t = &j.timeout;
-        if j.status == Status::Running {
             // Every strategy's gate hears it: the gate tracks a gate-coordinated job's
-            // timeout with it, and answers `JobOver` for a job that has ended (our
-            // replica missed the end), before `takeover_grace` runs out.
+            // timeout with it, and answers `JobLive`, or `JobOver` for a job that has
+            // ended (our replica missed the end).
             out.push(JobOutput::Send {
                 to: r.gate_addr,
-                msg: JobMsg::LeaderTransfer {
-                    job,
-                    dc: self.dc,
-                    new_leader: self.me,
-                    fence: t.fence,
-                },
+                msg: leader_transfer(job, self.dc, self.me, j.timeout.fence),
             });
         }
+        let t = &j.timeout;
         if t.strategy == Strategy::GateCoordinated && j.status == Status::Running {
             if let (true, Some(reason)) = (t.report_pending, t.reason) {
                 out.push(JobOutput::Send {
@@ -4683,23 +4682,35 @@ mod tests {
             },
             t + secs(40),
         );
+        // Past the takeover grace and the job's own timeout nothing is dispatched or
+        // timed out.
+        assert_superseded_quietly(&mut f, &out, DcStatus::Completed, [43, 50, 120]);
+    }
+
+    /// Job 9's takeover at `f` was superseded by an end of `status` (`out`): forgotten,
+    /// the gate not told (it has the job's outcome), and at each of `ticks` (s) nothing
+    /// dispatched or timed out.
+    fn assert_superseded_quietly(
+        f: &mut ManagerJobs,
+        out: &JobOutputs,
+        status: DcStatus,
+        ticks: [u64; 3],
+    ) {
         assert!(
             out.contains(&JobOutput::Event(JobEvent::TakeoverSuperseded {
                 job: JobId(9),
                 dc: DcId(0),
-                status: DcStatus::Completed,
+                status,
             }))
         );
         assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
         assert!(!f.has_job(JobId(9)));
         assert!(
-            sends(&out).all(|(to, _)| to != GATE),
-            "the gate has its report"
+            sends(out).all(|(to, _)| to != GATE),
+            "the gate has the job's outcome"
         );
-        // Past the takeover grace and the job's own timeout nothing is dispatched or
-        // timed out.
-        for at in [43, 50, 120] {
-            let out = f.step(ManagerInput::Tick, t + secs(at));
+        for at in ticks {
+            let out = f.step(ManagerInput::Tick, Instant::ZERO + secs(at));
             assert!(dispatches(&out).is_empty());
             assert!(timed_out(&out).is_empty());
         }
@@ -4740,15 +4751,6 @@ mod tests {
         assert!(out.is_empty());
         assert!(f.has_job(JobId(9)));
         let out = f.step(job_over(GATE), t + secs(10));
-        assert!(
-            out.contains(&JobOutput::Event(JobEvent::TakeoverSuperseded {
-                job: JobId(9),
-                dc: DcId(0),
-                status: DcStatus::Cancelled,
-            }))
-        );
-        assert!(out.contains(&JobOutput::Event(JobEvent::Forgotten { job: JobId(9) })));
-        assert!(!f.has_job(JobId(9)));
         assert!(sends(&out).any(|(_, msg)| matches!(
             msg,
             JobMsg::ReplicaForget {
@@ -4757,15 +4759,7 @@ mod tests {
                 ..
             }
         )));
-        assert!(
-            sends(&out).all(|(to, _)| to != GATE),
-            "the gate has its outcome"
-        );
-        for at in [13, 30, 120] {
-            let out = f.step(ManagerInput::Tick, t + secs(at));
-            assert!(dispatches(&out).is_empty());
-            assert!(timed_out(&out).is_empty());
-        }
+        assert_superseded_quietly(&mut f, &out, DcStatus::Cancelled, [13, 30, 120]);
     }
 
     /// A job adopted at a takeover dispatches nothing until its gate says it runs: the
