@@ -718,28 +718,8 @@ fn a_replica_that_missed_its_job_s_end_is_not_adopted_after_a_lost_quorum() {
 #[test]
 fn a_stale_replica_adopted_out_of_reach_of_its_tombstone_is_stopped_by_the_gate() {
     let path = common::fixture("stale-replica-takeover.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let s = meridian_sim::scenario::parse(&text, &path, &[]).unwrap();
-    let mut trace = Vec::new();
-    let r = meridian_sim::run_traced(&s, 1, &mut trace);
-    assert_all_completed(&r);
-    let events: Vec<serde_json::Value> = std::str::from_utf8(&trace)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let job_events = |kind: &str| -> Vec<(String, f64)> {
-        events
-            .iter()
-            .filter(|e| e["event"]["Job"][kind].is_object())
-            .map(|e| {
-                (
-                    e["node"].as_str().unwrap().to_string(),
-                    e["t_ms"].as_f64().unwrap(),
-                )
-            })
-            .collect()
-    };
+    let trace = run_stale_replica(&std::fs::read_to_string(&path).unwrap());
+    let job_events = |kind: &str| job_events(&trace, kind);
     let finished = job_events("Finished");
     assert_eq!(finished.len(), 1);
     let ended_at = finished[0].1;
@@ -775,20 +755,11 @@ fn a_stale_replica_waits_for_its_unreachable_gate_and_never_runs_again() {
         r#"groups = [["dc1/manager-1"]]"#,
         r#"groups = [["dc1/manager-1", "dc1/gate-0"]]"#,
     ) + "\n[[fault]]\nat = \"150s\"\naction = \"heal\"\n";
-    let s = meridian_sim::scenario::parse(&text, &path, &[]).unwrap();
-    let mut trace = Vec::new();
-    let r = meridian_sim::run_traced(&s, 1, &mut trace);
-    assert_all_completed(&r);
-    let lines: Vec<serde_json::Value> = std::str::from_utf8(&trace)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let trace = run_stale_replica(&text);
     let at = |kind: &str| -> Vec<f64> {
-        lines
-            .iter()
-            .filter(|e| e["event"]["Job"][kind].is_object())
-            .map(|e| e["t_ms"].as_f64().unwrap())
+        job_events(&trace, kind)
+            .into_iter()
+            .map(|(_, t)| t)
             .collect()
     };
     let ended_at = at("Finished")[0];
@@ -801,4 +772,33 @@ fn a_stale_replica_waits_for_its_unreachable_gate_and_never_runs_again() {
         "{superseded:?}"
     );
     assert!(at("WorkflowStarted").iter().all(|t| *t < ended_at));
+}
+
+/// Seed 1 of `text` (a version of `stale-replica-takeover.toml`): every job completes
+/// and every invariant holds; the trace, one JSON value a line.
+fn run_stale_replica(text: &str) -> Vec<serde_json::Value> {
+    let path = common::fixture("stale-replica-takeover.toml");
+    let s = meridian_sim::scenario::parse(text, &path, &[]).unwrap();
+    let mut trace = Vec::new();
+    let r = meridian_sim::run_traced(&s, 1, &mut trace);
+    assert_all_completed(&r);
+    std::str::from_utf8(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `(node, ms)` of each job-plane event of `kind` in `trace`, in order.
+fn job_events(trace: &[serde_json::Value], kind: &str) -> Vec<(String, f64)> {
+    trace
+        .iter()
+        .filter(|e| e["event"]["Job"][kind].is_object())
+        .map(|e| {
+            (
+                e["node"].as_str().unwrap().to_string(),
+                e["t_ms"].as_f64().unwrap(),
+            )
+        })
+        .collect()
 }
